@@ -1,0 +1,154 @@
+/**
+ * Turns untrusted client text into a typed `ClientFrame` or a `ProtocolError` that says what is
+ * wrong. Every field is checked by shape, never cast; unknown extra fields are ignored.
+ */
+import { type ClientFrame, isRoomName, type Position, ProtocolError, type Ref } from "./protocol.ts";
+
+/** Largest `limit` a history request may ask for; larger values are clamped. */
+export const HISTORY_MAX_LIMIT = 100;
+export const HISTORY_DEFAULT_LIMIT = 50;
+const MAX_EVENT_LENGTH = 64;
+const MAX_USER_ID_LENGTH = 128;
+
+type Json = Record<string, unknown>;
+
+function isRecord(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isOffset(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function readRef(obj: Json): Ref | undefined | ProtocolError {
+  const ref = obj.ref;
+  if (ref === undefined) return undefined;
+  if (typeof ref === "string" && ref.length <= 128) return ref;
+  if (typeof ref === "number" && Number.isFinite(ref)) return ref;
+  return new ProtocolError("bad_request", "Field ref must be a string (≤128 chars) or a number");
+}
+
+function room(obj: Json, ref: Ref | undefined): string {
+  if (isRoomName(obj.room)) return obj.room;
+  const what = obj.room === undefined ? "Field room is required" : "Field room must match [A-Za-z0-9_.:@-]{1,128}";
+  throw new ProtocolError("bad_request", what, ref);
+}
+
+function data(obj: Json, ref: Ref | undefined): unknown {
+  if (!("data" in obj)) throw new ProtocolError("bad_request", "Field data is required", ref);
+  return obj.data;
+}
+
+function since(obj: Json, ref: Ref | undefined): Position | undefined {
+  const value = obj.since;
+  if (value === undefined || value === null) return undefined;
+  if (isRecord(value) && typeof value.epoch === "string" && isOffset(value.offset)) {
+    return { epoch: value.epoch, offset: value.offset };
+  }
+  throw new ProtocolError(
+    "bad_request",
+    "Field since must be {epoch: string, offset: integer ≥ 0}",
+    ref,
+  );
+}
+
+function optionalOffset(obj: Json, field: "before" | "after", ref: Ref | undefined): number | undefined {
+  const value = obj[field];
+  if (value === undefined || value === null) return undefined;
+  if (isOffset(value)) return value;
+  throw new ProtocolError("bad_request", `Field ${field} must be an integer ≥ 0`, ref);
+}
+
+/** Reads a history page size: absent → 50, above 100 → 100, anything but a positive integer → error. */
+export function historyLimit(value: unknown, ref?: Ref): number {
+  if (value === undefined || value === null) return HISTORY_DEFAULT_LIMIT;
+  if (typeof value === "number" && Number.isSafeInteger(value) && value > 0) {
+    return Math.min(value, HISTORY_MAX_LIMIT);
+  }
+  throw new ProtocolError("bad_request", "Field limit must be a positive integer", ref);
+}
+
+function withRef<T extends object>(frame: T, ref: Ref | undefined): T & { ref?: Ref } {
+  return ref === undefined ? frame : { ...frame, ref };
+}
+
+function decodeObject(obj: Json, ref: Ref | undefined): ClientFrame {
+  switch (obj.type) {
+    case "join": {
+      const position = since(obj, ref);
+      const frame = { type: "join" as const, room: room(obj, ref) };
+      return withRef(position ? { ...frame, since: position } : frame, ref);
+    }
+    case "leave":
+      return withRef({ type: "leave", room: room(obj, ref) }, ref);
+    case "publish":
+      return withRef({ type: "publish", room: room(obj, ref), data: data(obj, ref) }, ref);
+    case "direct": {
+      const to = obj.to;
+      if (typeof to !== "string" || to.length === 0 || to.length > MAX_USER_ID_LENGTH) {
+        throw new ProtocolError("bad_request", "Field to must be a user id (1–128 chars)", ref);
+      }
+      return withRef({ type: "direct", to, data: data(obj, ref) }, ref);
+    }
+    case "signal": {
+      const event = obj.event;
+      if (typeof event !== "string" || event.length === 0 || event.length > MAX_EVENT_LENGTH) {
+        throw new ProtocolError("bad_request", "Field event must be a string of 1–64 chars", ref);
+      }
+      const payload = "data" in obj ? obj.data : null;
+      return withRef({ type: "signal", room: room(obj, ref), event, data: payload }, ref);
+    }
+    case "history": {
+      const frame: ClientFrame = {
+        type: "history",
+        room: room(obj, ref),
+        limit: historyLimit(obj.limit, ref),
+      };
+      const before = optionalOffset(obj, "before", ref);
+      const after = optionalOffset(obj, "after", ref);
+      if (before !== undefined) frame.before = before;
+      if (after !== undefined) frame.after = after;
+      return withRef(frame, ref);
+    }
+    case "presence":
+      return withRef({ type: "presence", room: room(obj, ref) }, ref);
+    case "ping":
+      return withRef({ type: "ping" }, ref);
+    case "pong":
+      return withRef({ type: "pong" }, ref);
+    default: {
+      const what = typeof obj.type === "string"
+        ? `Unknown frame type ${JSON.stringify(obj.type.slice(0, 32))}`
+        : "Field type is required";
+      throw new ProtocolError("bad_request", what, ref);
+    }
+  }
+}
+
+/** Decodes one text frame. Returns the error instead of throwing, with the frame's `ref` when it had a valid one. */
+export function decodeClientFrame(text: string): ClientFrame | ProtocolError {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return new ProtocolError("bad_request", "Frame is not valid JSON");
+  }
+  if (!isRecord(parsed)) return new ProtocolError("bad_request", "Frame must be a JSON object");
+  const ref = readRef(parsed);
+  if (ref instanceof ProtocolError) return ref;
+  try {
+    return decodeObject(parsed, ref);
+  } catch (err) {
+    if (err instanceof ProtocolError) return err;
+    throw err;
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** Whether `text` is longer than `max` bytes in UTF-8; encodes only when its length can't tell. */
+export function exceedsBytes(text: string, max: number): boolean {
+  if (text.length > max) return true;
+  if (text.length * 3 <= max) return false;
+  return encoder.encode(text).length > max;
+}

@@ -1,0 +1,152 @@
+/**
+ * Reads the environment once into a validated `Config`. Every field has a documented default
+ * (README "Configuration"); a bad value stops start-up with a message naming the variable.
+ */
+
+export interface LimitsConfig {
+  /** Largest accepted text frame or HTTP body, in bytes. @default 65536 */
+  maxFrameBytes: number;
+  /** Publishes (and directs) a connection may send per window. @default 50 */
+  publishBurst: number;
+  /** @default 10000 */
+  publishWindowMs: number;
+  /** Signals (typing, cursors) a connection may send per publish window. @default 200 */
+  signalBurst: number;
+  /** Rooms one connection may be in at once. @default 100 */
+  maxRooms: number;
+  /** Consecutive `rate_limited` answers before the connection is closed with 4429. @default 20 */
+  floodStrikes: number;
+  /** Bytes a connection may have queued unsent before it is closed with 4008. @default 1048576 */
+  sendQueueBytes: number;
+}
+
+export interface Config {
+  /** @default 8000 */
+  port: number;
+  /** @default "0.0.0.0" */
+  hostname: string;
+  /** Deno KV path; `undefined` opens the platform's KV (Deno Deploy). @default "./data/roomcast.kv" */
+  kvPath: string | undefined;
+  /** Isolates in this process. @default 1 */
+  workers: number;
+  /** @default undefined */
+  redisUrl: string | undefined;
+  /** Bearer key for `/api/*` writes; unset = loopback callers only. @default undefined */
+  apiKey: string | undefined;
+  /** HS256 secret that connection tokens must be signed with; unset = anonymous guests. @default undefined */
+  authSecret: string | undefined;
+  /** Allowed `Origin`s for upgrades; `undefined` = same origin and no-origin clients. @default undefined */
+  origins: string[] | undefined;
+  /** Server ping interval; a `/ws` peer silent for two intervals is closed with 4000. @default 25000 */
+  heartbeatMs: number;
+  /** Messages kept per room. @default 1000 */
+  historyLimit: number;
+  /** Age after which messages are dropped from history; `undefined` keeps them by count only. @default undefined */
+  historyTtlMs: number | undefined;
+  limits: LimitsConfig;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `"250ms"`, `"30s"`, `"10m"`, `"24h"`, `"7d"`; a bare number is seconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match) return undefined;
+  const value = Number(match[1]) * (UNITS[match[2] ?? "s"] ?? 1000);
+  return value > 0 && Number.isFinite(value) ? Math.round(value) : undefined;
+}
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  string(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value ? value : undefined;
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const text = this.string(name);
+    if (text === undefined) return fallback;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      this.problems.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+      return fallback;
+    }
+    return value;
+  }
+
+  duration(name: string, fallback: number | undefined): number | undefined {
+    const text = this.string(name);
+    if (text === undefined) return fallback;
+    const value = parseDuration(text);
+    if (value === undefined) {
+      this.problems.push(`${name} must be a duration like 30s, 10m, 7d, got ${JSON.stringify(text)}`);
+    }
+    return value ?? fallback;
+  }
+
+  rate(name: string, fallback: [number, number]): [number, number] {
+    const text = this.string(name);
+    if (text === undefined) return fallback;
+    const match = /^(\d+)\s*\/\s*(.+)$/.exec(text);
+    const count = match ? Number(match[1]) : NaN;
+    const window = match?.[2] ? parseDuration(match[2]) : undefined;
+    if (!(count >= 1) || window === undefined) {
+      this.problems.push(`${name} must look like 50/10s, got ${JSON.stringify(text)}`);
+      return fallback;
+    }
+    return [count, window];
+  }
+}
+
+/** Builds the configuration from an environment map (`Deno.env.toObject()` in main.ts). */
+export function loadConfig(env: Env): Config {
+  const read = new Reader(env);
+  const onDeploy = read.string("DENO_DEPLOYMENT_ID") !== undefined;
+  const kvPath = read.string("ROOMCAST_KV_PATH") ?? (onDeploy ? undefined : "./data/roomcast.kv");
+  const origins = read.string("ROOMCAST_ORIGINS")?.split(",").map((o) => o.trim().replace(/\/$/, ""))
+    .filter((o) => o.length > 0);
+  const [publishBurst, publishWindowMs] = read.rate("ROOMCAST_PUBLISH_RATE", [50, 10_000]);
+  const config: Config = {
+    port: read.int("PORT", 8000, 0, 65535),
+    hostname: read.string("HOSTNAME") ?? "0.0.0.0",
+    kvPath,
+    workers: read.int("ROOMCAST_WORKERS", 1, 1, 64),
+    redisUrl: read.string("ROOMCAST_REDIS_URL"),
+    apiKey: read.string("ROOMCAST_API_KEY"),
+    authSecret: read.string("ROOMCAST_AUTH_SECRET"),
+    origins: origins && origins.length > 0 ? origins : undefined,
+    heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
+    historyLimit: read.int("ROOMCAST_HISTORY_LIMIT", 1000, 1, 100_000),
+    historyTtlMs: read.duration("ROOMCAST_HISTORY_TTL", undefined),
+    limits: {
+      maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),
+      publishBurst,
+      publishWindowMs,
+      signalBurst: read.int("ROOMCAST_SIGNAL_BURST", 200, 1, 100_000),
+      maxRooms: read.int("ROOMCAST_MAX_ROOMS", 100, 1, 100_000),
+      floodStrikes: 20,
+      sendQueueBytes: read.int("ROOMCAST_SEND_QUEUE_BYTES", 1_048_576, 1024, 1 << 30),
+    },
+  };
+  if (read.problems.length > 0) throw new ConfigError(read.problems.join("; "));
+  return config;
+}
+
+/** The defaults with some fields replaced: handy for tests and embedding. */
+export function configWith(
+  overrides: Partial<Omit<Config, "limits">> & { limits?: Partial<LimitsConfig> } = {},
+): Config {
+  const base = loadConfig({});
+  return { ...base, ...overrides, limits: { ...base.limits, ...overrides.limits } };
+}

@@ -1,0 +1,183 @@
+/**
+ * One connected peer as the hub tracks it: its room subscriptions with the last offset each
+ * has delivered, publishes awaiting their ack, its rate limits, liveness, and a serial queue so
+ * that its frames take effect in the order they were sent. Sending goes through `send*`, which
+ * enforces the per-connection send-queue cap (close 4008) instead of buffering without bound.
+ */
+import { roomAllowed } from "./auth.ts";
+import type { Clock } from "./clock.ts";
+import type { LimitsConfig } from "./config.ts";
+import { FloodGuard, TokenBucket } from "./limits.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Outbound, Peer } from "./peer.ts";
+import { CloseCode, type ErrorCode, type Ref, type ServerFrame, type StoredMessage } from "./protocol.ts";
+
+export interface Subscription {
+  readonly room: string;
+  /** The epoch and offset of the last message this connection got (or was acked) in the room. */
+  epoch: string;
+  offset: number;
+  /** While a recovering join reads the store, live messages wait here. */
+  held: StoredMessage[] | undefined;
+}
+
+interface PendingAck {
+  room: string;
+  ref: Ref | undefined;
+  /** Set once the store has the message. */
+  message: StoredMessage | undefined;
+}
+
+export interface ConnectionOptions {
+  limits: LimitsConfig;
+  clock: Clock;
+  metrics: Metrics;
+  /** Room names or prefixes ending in `*` this connection may join; `undefined` = any. */
+  rooms?: string[] | undefined;
+  /** When the connection's token expires (ms since epoch). */
+  expiresAt?: number | undefined;
+  onClose?: (connection: Connection) => void;
+}
+
+/** Frames that may wait while an earlier frame of the same connection is still being handled. */
+const MAX_BACKLOG = 1024;
+
+export class Connection {
+  readonly peer: Peer;
+  readonly rooms = new Map<string, Subscription>();
+  readonly publishes: TokenBucket;
+  readonly signals: TokenBucket;
+  readonly flood: FloodGuard;
+  readonly allowedRooms: string[] | undefined;
+  readonly expiresAt: number | undefined;
+  lastSeen: number;
+  closed = false;
+  readonly #acks = new Map<string, PendingAck>();
+  readonly #options: ConnectionOptions;
+  readonly #backlog: (() => void | Promise<void>)[] = [];
+  #busy = false;
+
+  constructor(peer: Peer, options: ConnectionOptions) {
+    const { limits, clock } = options;
+    this.peer = peer;
+    this.#options = options;
+    this.publishes = new TokenBucket(limits.publishBurst, limits.publishWindowMs, clock);
+    this.signals = new TokenBucket(limits.signalBurst, limits.publishWindowMs, clock);
+    this.flood = new FloodGuard(limits.floodStrikes);
+    this.allowedRooms = options.rooms;
+    this.expiresAt = options.expiresAt;
+    this.lastSeen = clock.now();
+  }
+
+  get id(): string {
+    return this.peer.id;
+  }
+
+  mayJoin(room: string): boolean {
+    return roomAllowed(this.allowedRooms, room);
+  }
+
+  /** Runs `task` after every earlier task of this connection has finished. */
+  serially(task: () => void | Promise<void>): boolean {
+    if (this.#busy) {
+      if (this.#backlog.length >= MAX_BACKLOG) return false;
+      this.#backlog.push(task);
+      return true;
+    }
+    this.#run(task);
+    return true;
+  }
+
+  #run(task: () => void | Promise<void>): void {
+    const result = task();
+    if (!(result instanceof Promise)) return;
+    this.#busy = true;
+    result.finally(() => {
+      this.#busy = false;
+      while (!this.#busy && this.#backlog.length > 0) {
+        const next = this.#backlog.shift();
+        if (next) this.#run(next);
+      }
+    });
+  }
+
+  /** Sends text unless the peer's unsent bytes are over the cap, in which case it is closed with 4008. */
+  sendText(text: string | undefined): void {
+    if (text === undefined || this.closed) return;
+    if (this.peer.bufferedAmount > this.#options.limits.sendQueueBytes) {
+      this.close(CloseCode.slowConsumer, "Slow consumer: send queue over its cap", "slow_consumer");
+      return;
+    }
+    this.peer.send(text);
+    this.#options.metrics.deliveries.inc();
+  }
+
+  send(frame: ServerFrame): void {
+    this.sendText(this.peer.encoder.encode(frame));
+  }
+
+  sendOut(out: Outbound): void {
+    this.sendText(out.text(this.peer.encoder));
+  }
+
+  error(code: ErrorCode, message: string, ref?: Ref): void {
+    this.#options.metrics.errors.incLabel(code);
+    this.send(ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref });
+  }
+
+  expectAck(id: string, room: string, ref: Ref | undefined): void {
+    this.#acks.set(id, { room, ref, message: undefined });
+  }
+
+  /** Records that the store has the message; sends the ack now if the room will no longer deliver it. */
+  stored(message: StoredMessage): void {
+    const pending = this.#acks.get(message.id);
+    if (!pending) return;
+    pending.message = message;
+    if (!this.rooms.has(message.room)) this.#ack(message, pending);
+  }
+
+  dropAck(id: string): void {
+    this.#acks.delete(id);
+  }
+
+  /** Delivers a room message in order and at most once; the publisher gets its ack instead. */
+  deliver(sub: Subscription, message: StoredMessage, out: Outbound): void {
+    if (sub.held) {
+      sub.held.push(message);
+      return;
+    }
+    if (message.epoch === sub.epoch && message.offset <= sub.offset) return;
+    sub.epoch = message.epoch;
+    sub.offset = message.offset;
+    const pending = this.#acks.size > 0 ? this.#acks.get(message.id) : undefined;
+    if (pending) this.#ack(message, pending);
+    else this.sendOut(out);
+  }
+
+  /** Removes a subscription, sending the acks that were waiting on its deliveries. */
+  unsubscribe(room: string): void {
+    this.rooms.delete(room);
+    for (const pending of this.#acks.values()) {
+      if (pending.room === room && pending.message) this.#ack(pending.message, pending);
+    }
+  }
+
+  #ack(message: StoredMessage, pending: PendingAck): void {
+    this.#acks.delete(message.id);
+    const { room, id, offset, epoch } = message;
+    const ack: ServerFrame = { type: "ack", room, id, offset, epoch };
+    this.send(pending.ref === undefined ? ack : { ...ack, ref: pending.ref });
+  }
+
+  close(code: number, reason: string, metric = "server"): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#options.metrics.closes.incLabel(metric);
+    try {
+      this.peer.close(code, reason);
+    } finally {
+      this.#options.onClose?.(this);
+    }
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Builds the engine the configuration asks for: the store (Deno KV at `kvPath`, or the platform's
+ * KV) and the backplane that fans events out between isolates.
+ */
+import type { Clock } from "../clock.ts";
+import type { Config } from "../config.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Backplane } from "./backplane.ts";
+import { LocalBackplane } from "./backplane_local.ts";
+import type { Store } from "./store.ts";
+import { KvStore } from "./store_kv.ts";
+import { MemoryStore } from "./store_memory.ts";
+
+export interface Engine {
+  store: Store;
+  backplane: Backplane;
+  close(): Promise<void>;
+}
+
+export interface EngineOptions {
+  clock: Clock;
+  metrics: Metrics;
+  /** Use an in-process store instead of Deno KV (tests). @default false */
+  memory?: boolean;
+}
+
+export async function createEngine(config: Config, options: EngineOptions): Promise<Engine> {
+  const retention = { historyLimit: config.historyLimit, historyTtlMs: config.historyTtlMs };
+  const store: Store = options.memory ? new MemoryStore(retention, options.clock) : await KvStore.open(config.kvPath, {
+    ...retention,
+    clock: options.clock,
+    appendLatency: options.metrics.storeAppendSeconds,
+  });
+  const backplane = new LocalBackplane();
+  return {
+    store,
+    backplane,
+    async close() {
+      await backplane.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * The store interface: room history and per-room offsets, the source of truth for "nothing lost".
+ * Implementations: `MemoryStore` (tests, `:memory:`) and `KvStore` (Deno KV, the default).
+ */
+import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
+
+export interface ReadOptions {
+  /** Only messages with an offset above this, oldest first from there. */
+  after?: number;
+  /** Only messages with an offset below this; without `after`, the newest `limit` of them. */
+  before?: number;
+  /** At most this many messages. */
+  limit: number;
+}
+
+export interface Page {
+  epoch: string;
+  /** The room's latest offset when the page was read. */
+  offset: number;
+  /** Oldest first. */
+  messages: StoredMessage[];
+}
+
+export interface Recovery extends Page {
+  /** True when `messages` is exactly every message after the requested position. */
+  recovered: boolean;
+}
+
+export interface RetentionOptions {
+  /** Messages kept per room. @default 1000 */
+  historyLimit: number;
+  /** Drop messages older than this (ms); `undefined` keeps them by count only. @default undefined */
+  historyTtlMs: number | undefined;
+}
+
+/**
+ * Guarantees every implementation gives (tests/store_contract.ts checks them):
+ * - `append` assigns offsets 1, 2, 3… per room within an epoch, with no holes and no
+ *   duplicates, even when several isolates or processes share the store; it resolves only
+ *   once the message is durable, and a single caller's appends to one room get offsets in call order.
+ * - Reads see every append that resolved before the read started.
+ * - Only the last `historyLimit` messages (and none older than `historyTtlMs`) are returned.
+ * - An epoch changes only when the room's history is reset or lost; a room with no history
+ *   gets an epoch the first time its position is asked for, and keeps it.
+ */
+export interface Store {
+  append(message: NewMessage): Promise<StoredMessage>;
+  /** The room's epoch and latest offset (0 when it has no messages yet). */
+  position(room: string): Promise<Position>;
+  read(room: string, options: ReadOptions): Promise<Page>;
+  /** Drops the room's history and starts a new epoch at offset 0. */
+  reset(room: string): Promise<Position>;
+  /** Waits for pending appends, then releases the store. */
+  close(): Promise<void>;
+}
+
+/** Every message after `since`, or `recovered: false` when the epoch differs or some are no longer kept. */
+export async function recover(store: Store, room: string, since: Position, historyLimit: number): Promise<Recovery> {
+  const position = await store.position(room);
+  const refused = { ...position, recovered: false, messages: [] };
+  if (since.epoch !== position.epoch || since.offset > position.offset) return refused;
+  if (since.offset === position.offset) return { ...position, recovered: true, messages: [] };
+  const page = await store.read(room, { after: since.offset, limit: historyLimit });
+  if (page.epoch !== since.epoch || page.messages[0]?.offset !== since.offset + 1) return refused;
+  return {
+    epoch: page.epoch,
+    offset: Math.max(page.offset, position.offset),
+    recovered: true,
+    messages: page.messages,
+  };
+}
+
+/** The offsets still kept in a room whose latest offset is `latest`. */
+export function oldestKept(latest: number, historyLimit: number): number {
+  return Math.max(1, latest - historyLimit + 1);
+}
+
+/** The stored form of a message, fields in wire order. */
+export function stamp(message: NewMessage, epoch: string, offset: number): StoredMessage {
+  const { room, id, from, data, ts } = message;
+  return { type: "message", room, id, epoch, offset, from, data, ts };
+}
+
+export function newEpoch(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

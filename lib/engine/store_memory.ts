@@ -1,0 +1,78 @@
+/**
+ * An in-process store: history in arrays, gone when the process ends. For tests and
+ * `ROOMCAST_KV_PATH=:memory:`-style throwaway runs; one process only.
+ */
+import type { Clock } from "../clock.ts";
+import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
+import {
+  newEpoch,
+  oldestKept,
+  type Page,
+  type ReadOptions,
+  type RetentionOptions,
+  stamp,
+  type Store,
+} from "./store.ts";
+
+interface RoomLog {
+  epoch: string;
+  offset: number;
+  /** Ascending by offset; may hold a few more than the limit until the next compaction. */
+  messages: StoredMessage[];
+}
+
+export class MemoryStore implements Store {
+  readonly #rooms = new Map<string, RoomLog>();
+  readonly #retention: RetentionOptions;
+  readonly #clock: Clock;
+
+  constructor(retention: RetentionOptions, clock: Clock) {
+    this.#retention = retention;
+    this.#clock = clock;
+  }
+
+  #log(room: string): RoomLog {
+    let log = this.#rooms.get(room);
+    if (!log) {
+      log = { epoch: newEpoch(), offset: 0, messages: [] };
+      this.#rooms.set(room, log);
+    }
+    return log;
+  }
+
+  append(message: NewMessage): Promise<StoredMessage> {
+    const log = this.#log(message.room);
+    log.offset += 1;
+    const stored = stamp(message, log.epoch, log.offset);
+    log.messages.push(stored);
+    const limit = this.#retention.historyLimit;
+    if (log.messages.length > limit + 64) log.messages.splice(0, log.messages.length - limit);
+    return Promise.resolve(stored);
+  }
+
+  position(room: string): Promise<Position> {
+    const { epoch, offset } = this.#log(room);
+    return Promise.resolve({ epoch, offset });
+  }
+
+  read(room: string, options: ReadOptions): Promise<Page> {
+    const log = this.#log(room);
+    const floor = Math.max(oldestKept(log.offset, this.#retention.historyLimit), (options.after ?? 0) + 1);
+    const ceiling = Math.min(log.offset, (options.before ?? Infinity) - 1);
+    const ttl = this.#retention.historyTtlMs;
+    const minTs = ttl === undefined ? -Infinity : this.#clock.now() - ttl;
+    const kept = log.messages.filter((m) => m.offset >= floor && m.offset <= ceiling && m.ts >= minTs);
+    const messages = options.after !== undefined ? kept.slice(0, options.limit) : kept.slice(-options.limit);
+    return Promise.resolve({ epoch: log.epoch, offset: log.offset, messages });
+  }
+
+  reset(room: string): Promise<Position> {
+    const log: RoomLog = { epoch: newEpoch(), offset: 0, messages: [] };
+    this.#rooms.set(room, log);
+    return Promise.resolve({ epoch: log.epoch, offset: 0 });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

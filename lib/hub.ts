@@ -1,0 +1,415 @@
+/**
+ * The hub: every connection and room of this isolate, and the one delivery path. Frames from any
+ * transport become hub calls; a publish is appended to the store, handed to the backplane, and
+ * comes back through `#onEvent` to be fanned out by its room, exactly like one from another
+ * isolate. Knows nothing of sockets or HTTP: transports give it a `Peer`.
+ */
+import type { Clock } from "./clock.ts";
+import { decodeClientFrame, exceedsBytes } from "./codec.ts";
+import type { LimitsConfig } from "./config.ts";
+import { Connection, type Subscription } from "./connection.ts";
+import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
+import { type Page, type ReadOptions, recover, type Store } from "./engine/store.ts";
+import { messageId } from "./ids.ts";
+import type { TokenBucket } from "./limits.ts";
+import type { Metrics } from "./metrics.ts";
+import { Outbound, type Peer } from "./peer.ts";
+import {
+  type ClientFrame,
+  CloseCode,
+  type Member,
+  type Position,
+  ProtocolError,
+  type Ref,
+  type ServerFrame,
+  type StoredMessage,
+  type User,
+} from "./protocol.ts";
+import { Room } from "./room.ts";
+
+export interface HubOptions {
+  store: Store;
+  backplane: Backplane;
+  clock: Clock;
+  metrics: Metrics;
+  limits: LimitsConfig;
+  /** Ping interval for "app" liveness peers (ms). */
+  heartbeatMs: number;
+  historyLimit: number;
+  /** This isolate's id, sent in `welcome`. */
+  node: string;
+}
+
+export interface ConnectOptions {
+  /** Rooms (names or `prefix*`) the connection may join; `undefined` = any. */
+  rooms?: string[] | undefined;
+  /** Token expiry, ms since the epoch. */
+  expiresAt?: number | undefined;
+}
+
+export interface RoomSummary {
+  room: string;
+  members: number;
+  connections: number;
+}
+
+function withRef<T extends ServerFrame>(frame: T, ref: Ref | undefined): T {
+  return ref === undefined ? frame : { ...frame, ref };
+}
+
+export class Hub {
+  readonly node: string;
+  readonly #options: HubOptions;
+  readonly #connections = new Map<string, Connection>();
+  readonly #users = new Map<string, Set<Connection>>();
+  readonly #rooms = new Map<string, Room>();
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: HubOptions) {
+    this.#options = options;
+    this.node = options.node;
+    options.backplane.subscribe((event) => this.#onEvent(event));
+    options.metrics.gauge("roomcast_connections", "Open connections", () => this.#connections.size);
+    options.metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.#rooms.size);
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  // ── connections ─────────────────────────────────────────────────────────────
+
+  connect(peer: Peer, options: ConnectOptions = {}): Connection {
+    const { limits, clock, metrics } = this.#options;
+    const connection = new Connection(peer, {
+      limits,
+      clock,
+      metrics,
+      rooms: options.rooms,
+      expiresAt: options.expiresAt,
+      onClose: (c) => this.disconnect(c),
+    });
+    this.#connections.set(peer.id, connection);
+    let same = this.#users.get(peer.user.id);
+    if (!same) this.#users.set(peer.user.id, same = new Set());
+    same.add(connection);
+    metrics.connectionsOpened.inc();
+    connection.send({
+      type: "welcome",
+      connection: peer.id,
+      user: peer.user,
+      heartbeat: this.#options.heartbeatMs,
+      node: this.node,
+    });
+    return connection;
+  }
+
+  /** Forgets a connection (its socket closed): leaves its rooms, member events included. */
+  disconnect(connection: Connection): void {
+    if (this.#connections.get(connection.id) !== connection) return;
+    connection.closed = true;
+    this.#connections.delete(connection.id);
+    const same = this.#users.get(connection.peer.user.id);
+    same?.delete(connection);
+    if (same?.size === 0) this.#users.delete(connection.peer.user.id);
+    for (const room of [...connection.rooms.keys()]) this.#unsubscribe(connection, room);
+  }
+
+  /** Counts an inbound text frame as a sign of life and checks its size (answering `too_large`). */
+  inbound(connection: Connection, text: string): boolean {
+    connection.lastSeen = this.#options.clock.now();
+    this.#options.metrics.framesIn.inc();
+    const max = this.#options.limits.maxFrameBytes;
+    if (!exceedsBytes(text, max)) return true;
+    connection.error("too_large", `Frame is larger than ${max} bytes`);
+    return false;
+  }
+
+  /** One text frame of the JSON protocol. */
+  receive(connection: Connection, text: string): void {
+    if (!this.inbound(connection, text)) return;
+    const frame = decodeClientFrame(text);
+    if (frame instanceof ProtocolError) {
+      connection.error(frame.code, frame.message, frame.ref);
+      return;
+    }
+    this.submit(connection, frame);
+  }
+
+  /** Handles a decoded frame after the connection's earlier frames. */
+  submit(connection: Connection, frame: ClientFrame): void {
+    const queued = connection.serially(() => this.#dispatch(connection, frame));
+    if (!queued) connection.error("rate_limited", "Too many frames waiting to be handled", frame.ref);
+  }
+
+  /** Any sign of life from a connection whose transport has no frames to read (liveness). */
+  touch(connection: Connection): void {
+    connection.lastSeen = this.#options.clock.now();
+  }
+
+  #dispatch(connection: Connection, frame: ClientFrame): void | Promise<void> {
+    switch (frame.type) {
+      case "join":
+        return this.#guard(connection, frame.ref, this.join(connection, frame.room, frame.since, frame.ref));
+      case "leave":
+        return this.#leave(connection, frame.room, frame.ref);
+      case "publish":
+        return this.publish(connection, frame.room, frame.data, frame.ref);
+      case "direct":
+        return this.#direct(connection, frame.to, frame.data, frame.ref);
+      case "signal":
+        return this.#signal(connection, frame.room, frame.event, frame.data, frame.ref);
+      case "history":
+        return this.#guard(connection, frame.ref, this.#history(connection, frame));
+      case "presence":
+        return this.#presence(connection, frame.room, frame.ref);
+      case "ping":
+        return connection.send(withRef({ type: "pong" }, frame.ref));
+      case "pong":
+        return;
+    }
+  }
+
+  #guard(connection: Connection, ref: Ref | undefined, work: Promise<void>): Promise<void> {
+    return work.catch((error) => {
+      console.error(`roomcast: request of ${connection.id} failed:`, error);
+      connection.error("internal", "Internal error", ref);
+    });
+  }
+
+  /** Takes a token from `bucket`, or answers `rate_limited` (and closes a flooding connection). */
+  #allow(connection: Connection, bucket: TokenBucket, ref: Ref | undefined): boolean {
+    if (bucket.take()) {
+      connection.flood.forgive();
+      return true;
+    }
+    connection.error("rate_limited", "Too many messages: slow down", ref);
+    if (connection.flood.strike()) connection.close(CloseCode.flood, "Flooding", "flood");
+    return false;
+  }
+
+  // ── rooms ───────────────────────────────────────────────────────────────────
+
+  #room(name: string): Room {
+    let room = this.#rooms.get(name);
+    if (room) return room;
+    const created = new Room(name, { store: this.#options.store, historyLimit: this.#options.historyLimit });
+    created.ready.catch(() => {
+      if (this.#rooms.get(name) === created) this.#rooms.delete(name);
+    });
+    this.#rooms.set(name, room = created);
+    return room;
+  }
+
+  /** Subscribes a connection; with `since`, replays what it missed before any live message. */
+  async join(connection: Connection, name: string, since?: Position, ref?: Ref): Promise<void> {
+    const { limits, store, historyLimit } = this.#options;
+    if (connection.rooms.has(name)) return connection.error("bad_request", `Already joined room ${name}`, ref);
+    if (connection.rooms.size >= limits.maxRooms) {
+      return connection.error("bad_request", `Too many rooms: a connection may join ${limits.maxRooms}`, ref);
+    }
+    if (!connection.mayJoin(name)) return connection.error("forbidden", `Not allowed to join room ${name}`, ref);
+    const room = this.#room(name);
+    const sub: Subscription = { room: name, epoch: "", offset: 0, held: [] };
+    connection.rooms.set(name, sub);
+    room.subscribers.set(connection.id, connection);
+    const user = connection.peer.user;
+    if (room.addMember(user)) room.sendOthers({ type: "member", room: name, event: "join", user }, connection.id);
+    try {
+      await room.ready;
+      let position = room.cursor as Position;
+      let recovered = false;
+      let replay: StoredMessage[] = [];
+      if (since) {
+        const recovery = await recover(store, name, since, historyLimit);
+        position = { epoch: recovery.epoch, offset: recovery.offset };
+        recovered = recovery.recovered;
+        replay = recovery.messages;
+      }
+      if (connection.rooms.get(name) !== sub) return;
+      const held = sub.held ?? [];
+      sub.held = undefined;
+      sub.epoch = position.epoch;
+      sub.offset = position.offset;
+      connection.send(withRef({ type: "joined", room: name, ...position, recovered, members: room.members() }, ref));
+      for (const message of replay) connection.sendOut(new Outbound(message));
+      for (const message of held) connection.deliver(sub, message, new Outbound(message));
+    } catch (error) {
+      if (connection.rooms.get(name) === sub) this.#unsubscribe(connection, name);
+      throw error;
+    }
+  }
+
+  #leave(connection: Connection, name: string, ref: Ref | undefined): void {
+    if (!connection.rooms.has(name)) return connection.error("not_joined", `Not in room ${name}`, ref);
+    this.#unsubscribe(connection, name);
+    connection.send(withRef({ type: "left", room: name }, ref));
+  }
+
+  #unsubscribe(connection: Connection, name: string): void {
+    connection.unsubscribe(name);
+    const room = this.#rooms.get(name);
+    if (!room || !room.subscribers.delete(connection.id)) return;
+    const user = connection.peer.user;
+    if (room.removeMember(user)) room.sendOthers({ type: "member", room: name, event: "leave", user }, connection.id);
+    if (room.subscribers.size === 0) this.#rooms.delete(name);
+  }
+
+  // ── publishing ──────────────────────────────────────────────────────────────
+
+  /** Publishes for a joined connection. The ack comes in offset order with the room's messages. */
+  publish(connection: Connection, room: string, data: unknown, ref?: Ref): void {
+    if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before publishing`, ref);
+    if (!this.#allow(connection, connection.publishes, ref)) return;
+    const id = messageId();
+    connection.expectAck(id, room, ref);
+    this.#append(room, id, connection.peer.user, data).then(
+      (stored) => connection.stored(stored),
+      (error) => {
+        connection.dropAck(id);
+        console.error(`roomcast: storing a message of ${connection.id} in ${room} failed:`, error);
+        connection.error("internal", "Message could not be stored", ref);
+      },
+    );
+  }
+
+  /** Publishes on behalf of a backend (HTTP API). */
+  publishAs(room: string, data: unknown, from: User): Promise<StoredMessage> {
+    return this.#append(room, messageId(), from, data);
+  }
+
+  async #append(room: string, id: string, from: User, data: unknown): Promise<StoredMessage> {
+    const ts = this.#options.clock.now();
+    const stored = await this.#options.store.append({ type: "message", room, id, from, data, ts });
+    this.#options.metrics.messagesIn.inc();
+    this.#options.backplane.publish({ kind: "message", message: stored });
+    return stored;
+  }
+
+  #direct(connection: Connection, to: string, data: unknown, ref: Ref | undefined): void {
+    if (!this.#allow(connection, connection.publishes, ref)) return;
+    const { id, delivered } = this.sendDirect(connection.peer.user, to, data);
+    connection.send(withRef({ type: "ack", id, delivered }, ref));
+  }
+
+  /** Pushes to every connection of a user; `delivered` counts them. */
+  sendDirect(from: User, to: string, data: unknown): { id: string; delivered: number } {
+    const id = messageId();
+    const delivered = this.#users.get(to)?.size ?? 0;
+    this.#options.backplane.publish({ kind: "direct", to, id, from, data, ts: this.#options.clock.now() });
+    return { id, delivered };
+  }
+
+  #signal(connection: Connection, room: string, event: string, data: unknown, ref: Ref | undefined): void {
+    if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before signalling`, ref);
+    if (!this.#allow(connection, connection.signals, ref)) return;
+    const from = connection.peer.user;
+    this.#options.backplane.publish({ kind: "signal", room, from, event, data, origin: connection.id });
+  }
+
+  /** Pushes to every connection. */
+  broadcast(data: unknown): { id: string } {
+    const id = messageId();
+    this.#options.backplane.publish({ kind: "broadcast", id, data, ts: this.#options.clock.now() });
+    return { id };
+  }
+
+  #onEvent(event: BackplaneEvent): void {
+    switch (event.kind) {
+      case "message":
+        this.#rooms.get(event.message.room)?.receive(event.message);
+        return;
+      case "signal": {
+        const { room, from, data, origin } = event;
+        this.#rooms.get(room)?.sendOthers({ type: "signal", room, from, event: event.event, data }, origin);
+        return;
+      }
+      case "direct": {
+        const out = new Outbound({ type: "direct", id: event.id, from: event.from, data: event.data, ts: event.ts });
+        for (const connection of this.#users.get(event.to) ?? []) connection.sendOut(out);
+        return;
+      }
+      case "broadcast": {
+        const out = new Outbound({ type: "broadcast", id: event.id, data: event.data, ts: event.ts });
+        for (const connection of this.#connections.values()) connection.sendOut(out);
+        return;
+      }
+      case "reset":
+        this.#rooms.get(event.room)?.epochChanged(event.epoch);
+        return;
+    }
+  }
+
+  // ── queries ─────────────────────────────────────────────────────────────────
+
+  async #history(connection: Connection, frame: Extract<ClientFrame, { type: "history" }>): Promise<void> {
+    const { room, ref } = frame;
+    if (!connection.mayJoin(room)) return connection.error("forbidden", `Not allowed to read room ${room}`, ref);
+    const page = await this.history(room, frame);
+    connection.send(withRef({ type: "history", room, epoch: page.epoch, messages: page.messages }, ref));
+  }
+
+  history(room: string, options: ReadOptions): Promise<Page> {
+    const { after, before, limit } = options;
+    const read: ReadOptions = { limit };
+    if (after !== undefined) read.after = after;
+    if (before !== undefined) read.before = before;
+    return this.#options.store.read(room, read);
+  }
+
+  #presence(connection: Connection, room: string, ref: Ref | undefined): void {
+    if (!connection.mayJoin(room)) return connection.error("forbidden", `Not allowed to see room ${room}`, ref);
+    connection.send(withRef({ type: "presence", room, members: this.presence(room) }, ref));
+  }
+
+  presence(room: string): Member[] {
+    return this.#rooms.get(room)?.members() ?? [];
+  }
+
+  rooms(): RoomSummary[] {
+    return [...this.#rooms.values()].map((r) => ({
+      room: r.name,
+      members: r.memberCount,
+      connections: r.subscribers.size,
+    }));
+  }
+
+  /** Drops a room's history; subscribers get a `joined` with the new epoch and `recovered: false`. */
+  async reset(room: string): Promise<Position> {
+    const position = await this.#options.store.reset(room);
+    this.#options.backplane.publish({ kind: "reset", room, epoch: position.epoch });
+    return position;
+  }
+
+  // ── liveness and lifecycle ──────────────────────────────────────────────────
+
+  /** Pings "app" peers, closes those silent for two intervals (4000) and those whose token expired (1008). */
+  tick(): void {
+    const now = this.#options.clock.now();
+    const ping = new Outbound({ type: "ping" });
+    for (const connection of [...this.#connections.values()]) {
+      if (connection.expiresAt !== undefined && now >= connection.expiresAt) {
+        connection.error("unauthorized", "Token expired");
+        connection.close(CloseCode.policy, "Token expired", "token_expired");
+      } else if (connection.peer.liveness === "app") {
+        if (now - connection.lastSeen >= 2 * this.#options.heartbeatMs) {
+          connection.close(CloseCode.heartbeat, "Heartbeat timeout", "heartbeat");
+        } else {
+          connection.sendOut(ping);
+        }
+      }
+    }
+  }
+
+  /** Calls `tick()` every heartbeat interval until `close()`. */
+  startHeartbeat(): void {
+    this.#heartbeat ??= setInterval(() => this.tick(), this.#options.heartbeatMs);
+  }
+
+  /** Closes every connection (1001 by default) and stops the heartbeat. */
+  close(code: number = CloseCode.goingAway, reason = "Server shutting down"): void {
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    for (const connection of [...this.#connections.values()]) connection.close(code, reason, "shutdown");
+  }
+}

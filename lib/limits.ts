@@ -1,0 +1,48 @@
+/**
+ * Per-connection limits: a token bucket for publish and signal rates and a flood guard that
+ * turns repeated `rate_limited` answers into a close. Both read time from an injected clock.
+ */
+import type { Clock } from "./clock.ts";
+
+/** `capacity` tokens, refilled continuously so that a full bucket refills in `windowMs`. */
+export class TokenBucket {
+  #tokens: number;
+  #updated: number;
+  readonly #capacity: number;
+  readonly #perMs: number;
+  readonly #clock: Clock;
+
+  constructor(capacity: number, windowMs: number, clock: Clock) {
+    this.#capacity = capacity;
+    this.#tokens = capacity;
+    this.#perMs = capacity / windowMs;
+    this.#clock = clock;
+    this.#updated = clock.now();
+  }
+
+  /** Takes one token; false when the bucket is empty. */
+  take(): boolean {
+    const now = this.#clock.now();
+    const refill = (now - this.#updated) * this.#perMs;
+    this.#tokens = Math.min(this.#capacity, this.#tokens + refill);
+    this.#updated = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+/** Counts consecutive refusals; `strike()` returns true once there were `limit` in a row. */
+export class FloodGuard {
+  #strikes = 0;
+  constructor(readonly limit: number) {}
+
+  strike(): boolean {
+    this.#strikes += 1;
+    return this.#strikes >= this.limit;
+  }
+
+  forgive(): void {
+    this.#strikes = 0;
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The roomcast wire contract as types: the frames a client may send on `/ws`, the frames the
+ * server sends, the error codes and the close codes (docs/PROTOCOL.md). Nothing here does I/O.
+ */
+
+/** Who is connected. `id` is the JWT `sub` or a generated `guest-…` id. */
+export interface User {
+  id: string;
+  name: string;
+}
+
+/** A client-chosen correlation id, echoed on the reply, ack or error of a request. */
+export type Ref = string | number;
+
+/** A position in a room's history: recovery resumes after `offset` within `epoch`. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** A stored room event. `(room, epoch, offset)` identifies it everywhere. */
+export interface StoredMessage {
+  type: "message";
+  room: string;
+  id: string;
+  epoch: string;
+  offset: number;
+  from: User;
+  data: unknown;
+  ts: number;
+}
+
+/** A message before the store has given it an epoch and offset. */
+export type NewMessage = Omit<StoredMessage, "epoch" | "offset">;
+
+export interface Member {
+  id: string;
+  name: string;
+  connections: number;
+}
+
+interface WithRef {
+  ref?: Ref;
+}
+
+export type ClientFrame =
+  | { type: "join"; room: string; since?: Position } & WithRef
+  | { type: "leave"; room: string } & WithRef
+  | { type: "publish"; room: string; data: unknown } & WithRef
+  | { type: "direct"; to: string; data: unknown } & WithRef
+  | { type: "signal"; room: string; event: string; data: unknown } & WithRef
+  | { type: "history"; room: string; before?: number; after?: number; limit: number } & WithRef
+  | { type: "presence"; room: string } & WithRef
+  | { type: "ping" } & WithRef
+  | { type: "pong" } & WithRef;
+
+export type ClientFrameType = ClientFrame["type"];
+
+export type ServerFrame =
+  | {
+    type: "welcome";
+    connection: string;
+    user: User;
+    heartbeat: number;
+    node: string;
+  }
+  | {
+    type: "joined";
+    room: string;
+    epoch: string;
+    offset: number;
+    recovered: boolean;
+    members: Member[];
+  } & WithRef
+  | { type: "left"; room: string } & WithRef
+  | {
+    type: "ack";
+    room?: string;
+    id: string;
+    offset?: number;
+    epoch?: string;
+    delivered?: number;
+  } & WithRef
+  | StoredMessage
+  | { type: "direct"; id: string; from: User; data: unknown; ts: number }
+  | { type: "signal"; room: string; from: User; event: string; data: unknown }
+  | { type: "history"; room: string; epoch: string; messages: StoredMessage[] } & WithRef
+  | { type: "presence"; room: string; members: Member[] } & WithRef
+  | { type: "member"; room: string; event: "join" | "leave"; user: User }
+  | { type: "broadcast"; id: string; data: unknown; ts: number }
+  | { type: "ping" }
+  | { type: "pong" } & WithRef
+  | { type: "error"; code: ErrorCode; message: string } & WithRef;
+
+export type ErrorCode =
+  | "bad_request"
+  | "not_joined"
+  | "forbidden"
+  | "unauthorized"
+  | "not_found"
+  | "too_large"
+  | "rate_limited"
+  | "internal";
+
+/** HTTP status for each error code, as the contract lists them. */
+export const errorStatus: Record<ErrorCode, 400 | 401 | 403 | 404 | 413 | 429 | 500> = {
+  bad_request: 400,
+  not_joined: 400,
+  forbidden: 403,
+  unauthorized: 401,
+  not_found: 404,
+  too_large: 413,
+  rate_limited: 429,
+  internal: 500,
+};
+
+/** A client mistake: becomes an `error` frame or a JSON error body, never a crash. */
+export class ProtocolError extends Error {
+  readonly code: ErrorCode;
+  readonly ref: Ref | undefined;
+  constructor(code: ErrorCode, message: string, ref?: Ref) {
+    super(message);
+    this.name = "ProtocolError";
+    this.code = code;
+    this.ref = ref;
+  }
+}
+
+/** WebSocket close codes. 4000–4499: the client may reconnect. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  unsupported: 1003,
+  policy: 1008,
+  tooLarge: 1009,
+  internal: 1011,
+  heartbeat: 4000,
+  slowConsumer: 4008,
+  flood: 4429,
+} as const;
+
+/** `[A-Za-z0-9_.:@-]{1,128}` */
+export const ROOM_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
+
+export function isRoomName(value: unknown): value is string {
+  return typeof value === "string" && ROOM_PATTERN.test(value);
+}

@@ -1,0 +1,162 @@
+/**
+ * One room as this isolate sees it: its local subscribers, who is present, and the ordered feed
+ * of stored messages. The feed keeps a cursor (the last offset handed to subscribers); a message
+ * that skips ahead of it makes the room read the missing ones from the store first, so
+ * subscribers see every offset once and in order whatever order the backplane brings them in.
+ */
+import type { Connection } from "./connection.ts";
+import type { Store } from "./engine/store.ts";
+import { Outbound } from "./peer.ts";
+import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage, type User } from "./protocol.ts";
+
+export interface RoomOptions {
+  store: Store;
+  historyLimit: number;
+}
+
+export class Room {
+  readonly name: string;
+  readonly subscribers = new Map<string, Connection>();
+  /** Resolves once the cursor is known; messages that arrive earlier wait. */
+  readonly ready: Promise<Position>;
+  readonly #members = new Map<string, { user: User; connections: number }>();
+  readonly #options: RoomOptions;
+  #cursor: Position | undefined;
+  #pending: StoredMessage[] = [];
+  #catchingUp = false;
+
+  constructor(name: string, options: RoomOptions) {
+    this.name = name;
+    this.#options = options;
+    this.ready = options.store.position(name).then((position) => {
+      this.#cursor = { ...position };
+      this.#replayPending();
+      return position;
+    });
+  }
+
+  /** The last position delivered to subscribers; a joiner that starts here misses nothing. */
+  get cursor(): Position | undefined {
+    return this.#cursor ? { ...this.#cursor } : undefined;
+  }
+
+  /** A stored message for this room, from the backplane, in whatever order it came. */
+  receive(message: StoredMessage): void {
+    const cursor = this.#cursor;
+    if (!cursor || this.#catchingUp) {
+      this.#pending.push(message);
+      return;
+    }
+    if (message.epoch === cursor.epoch) {
+      if (message.offset <= cursor.offset) return;
+      if (message.offset === cursor.offset + 1) {
+        cursor.offset = message.offset;
+        this.#deliver(message);
+        return;
+      }
+    }
+    this.#pending.push(message);
+    void this.#catchUp(cursor);
+  }
+
+  #deliver(message: StoredMessage): void {
+    const out = new Outbound(message);
+    for (const connection of this.subscribers.values()) {
+      const sub = connection.rooms.get(this.name);
+      if (sub) connection.deliver(sub, message, out);
+    }
+  }
+
+  /** Reads what the backplane skipped (or a new epoch) from the store and delivers it in order. */
+  async #catchUp(cursor: Position): Promise<void> {
+    this.#catchingUp = true;
+    // Whatever arrived before the read is in the store already: the read delivers it or it is stale.
+    const seen = this.#pending.length;
+    const { store, historyLimit } = this.#options;
+    try {
+      let page = await store.read(this.name, { after: cursor.offset, limit: historyLimit });
+      if (page.epoch !== cursor.epoch) {
+        this.epochChanged(page.epoch);
+        page = await store.read(this.name, { after: 0, limit: historyLimit });
+      }
+      for (const message of page.messages) {
+        if (message.epoch !== cursor.epoch || message.offset <= cursor.offset) continue;
+        if (message.offset !== cursor.offset + 1) this.#fellBehind();
+        cursor.offset = message.offset;
+        this.#deliver(message);
+      }
+    } catch (error) {
+      // The messages stay in the store; the next arrival or a rejoin with `since` brings them.
+      console.error(`roomcast: catching up room ${this.name} from the store failed:`, error);
+    } finally {
+      this.#catchingUp = false;
+    }
+    this.#pending = this.#pending.slice(seen);
+    this.#replayPending();
+  }
+
+  #replayPending(): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const message of pending) this.receive(message);
+  }
+
+  /** The store dropped messages these subscribers never got: they must reconnect and recover. */
+  #fellBehind(): void {
+    for (const connection of this.subscribers.values()) {
+      connection.close(CloseCode.slowConsumer, "Fell behind the room's retained history", "fell_behind");
+    }
+  }
+
+  /** The room's history was reset: start the new epoch and tell subscribers to reload. */
+  epochChanged(epoch: string): void {
+    if (!this.#cursor || this.#cursor.epoch === epoch) return;
+    this.#cursor.epoch = epoch;
+    this.#cursor.offset = 0;
+    const members = this.members();
+    for (const connection of this.subscribers.values()) {
+      const sub = connection.rooms.get(this.name);
+      if (!sub || sub.held) continue;
+      sub.epoch = epoch;
+      sub.offset = 0;
+      connection.send({ type: "joined", room: this.name, epoch, offset: 0, recovered: false, members });
+    }
+  }
+
+  /** Counts a connection of `user`; true when it is the user's first here. */
+  addMember(user: User): boolean {
+    const member = this.#members.get(user.id);
+    if (member) {
+      member.connections += 1;
+      return false;
+    }
+    this.#members.set(user.id, { user, connections: 1 });
+    return true;
+  }
+
+  /** Uncounts a connection of `user`; true when it was the user's last here. */
+  removeMember(user: User): boolean {
+    const member = this.#members.get(user.id);
+    if (!member) return false;
+    member.connections -= 1;
+    if (member.connections > 0) return false;
+    this.#members.delete(user.id);
+    return true;
+  }
+
+  members(): Member[] {
+    return [...this.#members.values()].map(({ user, connections }) => ({ id: user.id, name: user.name, connections }));
+  }
+
+  get memberCount(): number {
+    return this.#members.size;
+  }
+
+  /** Sends a frame to every subscriber but `except` (a connection id). */
+  sendOthers(frame: ServerFrame, except: string | undefined): void {
+    const out = new Outbound(frame);
+    for (const connection of this.subscribers.values()) {
+      if (connection.id !== except) connection.sendOut(out);
+    }
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * roomcast: `deno task start`. Reads the environment, serves, and on SIGINT/SIGTERM drains
+ * (healthz 503, sockets closed with 1001, history flushed) and exits within 5 s.
+ */
+import { ConfigError, loadConfig } from "./lib/config.ts";
+import { startServer } from "./routes/server.ts";
+
+let config;
+try {
+  config = loadConfig(Deno.env.toObject());
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(`roomcast: bad configuration: ${error.message}`);
+  Deno.exit(2);
+}
+
+const server = await startServer({
+  config,
+  onListen: ({ hostname, port }) => {
+    const shown = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
+    const kv = config.kvPath ?? "platform default";
+    console.log(`roomcast listening on http://${shown}:${port} (history: ${kv})`);
+  },
+});
+
+let stopping = false;
+function stop(signal: string): void {
+  if (stopping) return;
+  stopping = true;
+  console.log(`roomcast: ${signal}, draining`);
+  const deadline = setTimeout(() => Deno.exit(0), 5000);
+  server.drain(4000).finally(() => {
+    clearTimeout(deadline);
+    Deno.exit(0);
+  });
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  try {
+    Deno.addSignalListener(signal, () => stop(signal));
+  } catch {
+    // Platforms without signals (Deno Deploy) stop isolates themselves.
+  }
+}

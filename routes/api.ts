@@ -1,0 +1,203 @@
+/**
+ * The HTTP API under `/api`: publish and read room history, presence, direct and broadcast
+ * pushes, token minting and history reset. Writes need the API key (or a loopback caller when no
+ * key is set); room publishes and reads also take a user's JWT when auth is on.
+ */
+import type { Hono } from "hono";
+import {
+  bearer,
+  type Claims,
+  type Identity,
+  identityFromClaims,
+  isLoopback,
+  isRoomPattern,
+  roomAllowed,
+  sameSecret,
+  signToken,
+  verifyToken,
+} from "../lib/auth.ts";
+import { historyLimit } from "../lib/codec.ts";
+import type { ReadOptions } from "../lib/engine/store.ts";
+import { isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
+import { type AppContext, type AppDeps, type AppEnv, remoteHost } from "./deps.ts";
+
+type Caller = { kind: "backend" } | { kind: "user"; identity: Identity };
+
+const MAX_TOKEN_TTL_S = 30 * 86_400;
+
+/** Who is calling: a backend (API key, or loopback when no key is set) or, where allowed, a user token. */
+async function caller(c: AppContext, deps: AppDeps, options: { users: boolean; open?: boolean }): Promise<Caller> {
+  const { apiKey, authSecret } = deps.config;
+  const token = bearer(c.req.header("authorization"));
+  if (apiKey && token && sameSecret(token, apiKey)) return { kind: "backend" };
+  if (options.users && authSecret && token) {
+    return { kind: "user", identity: identityFromClaims(await verifyToken(token, authSecret, deps.clock), undefined) };
+  }
+  if (!apiKey) {
+    const host = remoteHost(c);
+    if (host && isLoopback(host)) return { kind: "backend" };
+  }
+  if (options.open) return { kind: "backend" };
+  if (apiKey) throw new ProtocolError("unauthorized", "This endpoint needs Authorization: Bearer <API key>");
+  throw new ProtocolError("forbidden", "Without ROOMCAST_API_KEY this endpoint accepts loopback callers only");
+}
+
+function roomParam(c: AppContext): string {
+  const room = c.req.param("room");
+  if (!isRoomName(room)) throw new ProtocolError("bad_request", "Room name must match [A-Za-z0-9_.:@-]{1,128}");
+  return room;
+}
+
+function mayUseRoom(who: Caller, room: string): void {
+  if (who.kind === "user" && !roomAllowed(who.identity.rooms, room)) {
+    throw new ProtocolError("forbidden", `Token does not allow room ${room}`);
+  }
+}
+
+function offsetParam(c: AppContext, name: string): number | undefined {
+  const text = c.req.query(name);
+  if (text === undefined || text === "") return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new ProtocolError("bad_request", `Query parameter ${name} must be an integer ≥ 0`);
+  }
+  return value;
+}
+
+/** Reads a JSON object body of at most `max` bytes. */
+export async function readJson(c: AppContext, max: number): Promise<Record<string, unknown>> {
+  const declared = Number(c.req.header("content-length"));
+  if (declared > max) throw new ProtocolError("too_large", `Body is larger than ${max} bytes`);
+  const body = c.req.raw.body;
+  if (!body) throw new ProtocolError("bad_request", "A JSON body is required");
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const part of body) {
+    size += part.length;
+    if (size > max) throw new ProtocolError("too_large", `Body is larger than ${max} bytes`);
+    parts.push(part);
+  }
+  const bytes = new Uint8Array(size);
+  parts.reduce((at, part) => (bytes.set(part, at), at + part.length), 0);
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new ProtocolError("bad_request", "Body is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("bad_request", "Body must be a JSON object");
+  }
+  return { ...value };
+}
+
+function requireData(body: Record<string, unknown>): unknown {
+  if (!("data" in body)) throw new ProtocolError("bad_request", "Field data is required");
+  return body.data;
+}
+
+function fromField(value: unknown): User {
+  if (value === undefined) return { id: "server", name: "server" };
+  if (
+    typeof value === "object" && value !== null && "id" in value && "name" in value &&
+    typeof value.id === "string" && value.id.length > 0 && value.id.length <= 128 &&
+    typeof value.name === "string" && value.name.trim().length > 0 && value.name.length <= 64
+  ) return { id: value.id, name: value.name.trim() };
+  throw new ProtocolError("bad_request", "Field from must be {id: string (1–128), name: string (1–64)}");
+}
+
+function tokenClaims(body: Record<string, unknown>): { claims: Claims; ttl: number } {
+  const { sub, name, rooms, ttl = 3600 } = body;
+  if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) {
+    throw new ProtocolError("bad_request", "Field sub must be a user id (1–128 chars)");
+  }
+  const claims: Claims = { sub };
+  if (name !== undefined) {
+    if (typeof name !== "string" || name.trim().length === 0 || name.length > 64) {
+      throw new ProtocolError("bad_request", "Field name must be 1–64 chars");
+    }
+    claims.name = name.trim();
+  }
+  if (rooms !== undefined) {
+    if (!Array.isArray(rooms) || !rooms.every(isRoomPattern)) {
+      throw new ProtocolError("bad_request", "Field rooms must be an array of room names or prefixes ending in *");
+    }
+    claims.rooms = rooms;
+  }
+  if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl <= 0 || ttl > MAX_TOKEN_TTL_S) {
+    throw new ProtocolError("bad_request", `Field ttl must be seconds from 1 to ${MAX_TOKEN_TTL_S}`);
+  }
+  return { claims, ttl };
+}
+
+export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
+  const { hub, config, clock } = deps;
+  const max = config.limits.maxFrameBytes;
+  const readers = { users: true, open: !config.authSecret };
+
+  app.post("/api/rooms/:room/messages", async (c) => {
+    const room = roomParam(c);
+    const who = await caller(c, deps, { users: true });
+    mayUseRoom(who, room);
+    const body = await readJson(c, max);
+    const data = requireData(body);
+    const from = who.kind === "user" ? who.identity.user : fromField(body.from);
+    const stored = await hub.publishAs(room, data, from);
+    return c.json({ id: stored.id, room, offset: stored.offset, epoch: stored.epoch }, 201);
+  });
+
+  app.get("/api/rooms/:room/messages", async (c) => {
+    const room = roomParam(c);
+    mayUseRoom(await caller(c, deps, readers), room);
+    const read: ReadOptions = { limit: historyLimit(offsetParam(c, "limit") ?? undefined) };
+    const after = offsetParam(c, "after");
+    const before = offsetParam(c, "before");
+    if (after !== undefined) read.after = after;
+    if (before !== undefined) read.before = before;
+    const page = await hub.history(room, read);
+    return c.json({ room, epoch: page.epoch, messages: page.messages });
+  });
+
+  app.delete("/api/rooms/:room/messages", async (c) => {
+    const room = roomParam(c);
+    await caller(c, deps, { users: false });
+    const position = await hub.reset(room);
+    return c.json({ room, ...position });
+  });
+
+  app.get("/api/rooms/:room/presence", async (c) => {
+    const room = roomParam(c);
+    mayUseRoom(await caller(c, deps, readers), room);
+    return c.json({ room, members: hub.presence(room) });
+  });
+
+  app.get("/api/rooms", async (c) => {
+    const who = await caller(c, deps, readers);
+    const rooms = hub.rooms().filter(({ room }) => who.kind === "backend" || roomAllowed(who.identity.rooms, room));
+    return c.json({ rooms });
+  });
+
+  app.post("/api/users/:user/messages", async (c) => {
+    await caller(c, deps, { users: false });
+    const to = c.req.param("user");
+    if (to.length === 0 || to.length > 128) throw new ProtocolError("bad_request", "User id must be 1–128 chars");
+    const body = await readJson(c, max);
+    const result = hub.sendDirect(fromField(body.from), to, requireData(body));
+    return c.json(result, 202);
+  });
+
+  app.post("/api/broadcast", async (c) => {
+    await caller(c, deps, { users: false });
+    const body = await readJson(c, max);
+    return c.json(hub.broadcast(requireData(body)), 202);
+  });
+
+  app.post("/api/tokens", async (c) => {
+    await caller(c, deps, { users: false });
+    const secret = config.authSecret;
+    if (!secret) throw new ProtocolError("bad_request", "Tokens need ROOMCAST_AUTH_SECRET to be set");
+    const { claims, ttl } = tokenClaims(await readJson(c, max));
+    claims.exp = Math.floor(clock.now() / 1000) + ttl;
+    return c.json({ token: await signToken(claims, secret), expires: claims.exp });
+  });
+}

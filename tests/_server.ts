@@ -1,0 +1,62 @@
+/**
+ * Starts the real server (routes/server.ts) on 127.0.0.1 with an ephemeral port, for
+ * integration tests, and connects clients to it.
+ */
+import type { Clock } from "../lib/clock.ts";
+import { type Config, configWith, type LimitsConfig } from "../lib/config.ts";
+import { type RunningServer, startServer } from "../routes/server.ts";
+import { type Frame, TestClient } from "./_client.ts";
+
+export interface TestServerOptions extends Partial<Omit<Config, "limits">> {
+  limits?: Partial<LimitsConfig>;
+  clock?: Clock;
+  /** Use Deno KV (at `kvPath`, default `:memory:`) instead of the memory store. @default false */
+  kv?: boolean;
+  heartbeat?: boolean;
+}
+
+export interface TestServer extends RunningServer {
+  ws(path?: string): string;
+  /** A JSON client on `/ws` that has received its `welcome`. */
+  client(query?: string): Promise<TestClient<Frame>>;
+  /** A JSON client that has joined `room` (its `joined` frame is consumed). */
+  joined(room: string, query?: string): Promise<TestClient<Frame>>;
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const { clock, kv = false, heartbeat, ...overrides } = options;
+  const config = configWith({ port: 0, hostname: "127.0.0.1", kvPath: ":memory:", ...overrides });
+  const server = await startServer({
+    config,
+    memory: !kv,
+    ...(clock ? { clock } : {}),
+    ...(heartbeat === undefined ? {} : { heartbeat }),
+  });
+  const ws = (path = "/ws") => server.url.replace(/^http/, "ws") + path;
+  const client = async (query = "") => {
+    const c = await TestClient.json(ws(`/ws${query}`));
+    c.welcome = await c.next((f) => f.type === "welcome");
+    return c;
+  };
+  return {
+    ...server,
+    ws,
+    client,
+    async joined(room, query = "") {
+      const c = await client(query);
+      const reply = await c.request({ type: "join", room });
+      if (reply.type !== "joined") throw new Error(`join failed: ${JSON.stringify(reply)}`);
+      return c;
+    },
+    fetch: (path, init) => fetch(server.url + path, init),
+  };
+}
+
+export function postJson(server: TestServer, path: string, body: unknown, headers: Record<string, string> = {}) {
+  return server.fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
