@@ -26,6 +26,7 @@ interface PendingAck {
   ref: Ref | undefined;
   /** Set once the store has the message. */
   message: StoredMessage | undefined;
+  appended: Promise<unknown>;
 }
 
 export interface ConnectionOptions {
@@ -125,8 +126,15 @@ export class Connection {
     this.send(ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref });
   }
 
-  expectAck(id: string, room: string, ref: Ref | undefined): void {
-    this.#acks.set(id, { room, ref, message: undefined });
+  /** Registers a publish whose ack is due; `appended` settles once the store answered. */
+  expectAck(id: string, room: string, ref: Ref | undefined, appended: Promise<unknown>): void {
+    this.#acks.set(id, { room, ref, message: undefined, appended });
+  }
+
+  /** Settles once every publish to `room` sent so far has been stored (or failed). */
+  async publishesSettled(room: string): Promise<void> {
+    const waiting = [...this.#acks.values()].filter((p) => p.room === room && !p.message).map((p) => p.appended);
+    await Promise.allSettled(waiting);
   }
 
   /** Records that the store has the message; sends the ack now if the room will no longer deliver it. */

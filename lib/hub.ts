@@ -152,7 +152,7 @@ export class Hub {
       case "join":
         return this.#guard(connection, frame.ref, this.join(connection, frame.room, frame.since, frame.ref));
       case "leave":
-        return this.#leave(connection, frame.room, frame.ref);
+        return this.#guard(connection, frame.ref, this.#leave(connection, frame.room, frame.ref));
       case "publish":
         return this.publish(connection, frame.room, frame.data, frame.ref);
       case "direct":
@@ -240,8 +240,10 @@ export class Hub {
     }
   }
 
-  #leave(connection: Connection, name: string, ref: Ref | undefined): void {
+  /** Leaves after the connection's publishes to the room are stored, so their acks come before `left`. */
+  async #leave(connection: Connection, name: string, ref: Ref | undefined): Promise<void> {
     if (!connection.rooms.has(name)) return connection.error("not_joined", `Not in room ${name}`, ref);
+    await connection.publishesSettled(name);
     this.#unsubscribe(connection, name);
     connection.send(withRef({ type: "left", room: name }, ref));
   }
@@ -262,8 +264,9 @@ export class Hub {
     if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before publishing`, ref);
     if (!this.#allow(connection, connection.publishes, ref)) return;
     const id = messageId();
-    connection.expectAck(id, room, ref);
-    this.#append(room, id, connection.peer.user, data).then(
+    const appended = this.#append(room, id, connection.peer.user, data);
+    connection.expectAck(id, room, ref, appended);
+    appended.then(
       (stored) => connection.stored(stored),
       (error) => {
         connection.dropAck(id);

@@ -20,7 +20,7 @@ export function originAllowed(c: AppContext, origins: string[] | undefined): boo
 export function nameParam(c: AppContext): string | undefined {
   const name = c.req.query("name")?.trim();
   if (!name) return undefined;
-  if (name.length > 64 || /[\u0000-\u001f\u007f]/.test(name)) {
+  if (name.length > 64 || /\p{Cc}/u.test(name)) {
     throw new ProtocolError("bad_request", "Query parameter name must be 1–64 printable characters");
   }
   return name;

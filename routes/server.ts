@@ -11,7 +11,8 @@ import { nodeId } from "../lib/ids.ts";
 import { Metrics } from "../lib/metrics.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { createApp } from "./app.ts";
-import type { ServerState } from "./deps.ts";
+import type { AppEnv, ServerState } from "./deps.ts";
+import type { Hono } from "hono";
 
 export interface ServerOptions {
   config: Config;
@@ -27,6 +28,8 @@ export interface ServerOptions {
 export interface RunningServer {
   /** `http://host:port` of the listening socket. */
   url: string;
+  /** The Hono app, for in-process requests (tests that need a given remote address). */
+  app: Hono<AppEnv>;
   hub: Hub;
   metrics: Metrics;
   engine: Engine;
@@ -76,6 +79,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
   return {
     url: `http://${host}:${server.addr.port}`,
+    app,
     hub,
     metrics,
     engine,

@@ -51,6 +51,19 @@ export interface KvStoreOptions extends RetentionOptions {
   appendLatency?: Histogram;
 }
 
+/** SQLite answers "database is locked" while another handle (isolate, process) writes: wait and retry. */
+async function retryLocked<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      const locked = error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
+      if (!locked || attempt >= 40) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2 ** attempt, 50) * (0.5 + Math.random())));
+    }
+  }
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -85,6 +98,7 @@ export class KvStore implements Store {
   readonly #meta = new Map<string, CachedMeta>();
   readonly #trimmed = new Map<string, number>();
   readonly #trims = new Set<Promise<void>>();
+  #closed = false;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions) {
     this.#kv = kv;
@@ -154,7 +168,7 @@ export class KvStore implements Store {
   }
 
   async #readMeta(room: string): Promise<CachedMeta> {
-    const entry = await this.#kv.get([NS, "meta", room]);
+    const entry = await retryLocked(() => this.#kv.get([NS, "meta", room]));
     const cached = { value: isMeta(entry.value) ? entry.value : null, versionstamp: entry.versionstamp };
     this.#meta.set(room, cached);
     return cached;
@@ -175,7 +189,7 @@ export class KvStore implements Store {
       }
       const next: Meta = { epoch, offset };
       op.set([NS, "meta", room], next);
-      const result = await op.commit();
+      const result = await retryLocked(() => op.commit());
       if (result.ok) {
         this.#meta.set(room, { value: next, versionstamp: result.versionstamp });
         return stored;
@@ -197,18 +211,21 @@ export class KvStore implements Store {
     this.#trims.add(trim);
   }
 
-  async #deleteRange(prefix: Deno.KvKey, end?: Deno.KvKey): Promise<void> {
+  /** Deletes the keys under `prefix` (before `end`), but for those `keep` spares. */
+  async #deleteRange(prefix: Deno.KvKey, end?: Deno.KvKey, keep?: (key: Deno.KvKey) => boolean): Promise<void> {
     const selector = end ? { prefix, end } : { prefix };
     let op = this.#kv.atomic();
     let n = 0;
     for await (const entry of this.#kv.list(selector)) {
+      if (keep?.(entry.key)) continue;
       op.delete(entry.key);
       if (++n % 500 === 0) {
-        await op.commit();
+        const full = op;
+        await retryLocked(() => full.commit());
         op = this.#kv.atomic();
       }
     }
-    if (n % 500 !== 0) await op.commit();
+    if (n % 500 !== 0) await retryLocked(() => op.commit());
   }
 
   async position(room: string): Promise<Position> {
@@ -216,8 +233,9 @@ export class KvStore implements Store {
       const meta = await this.#readMeta(room);
       if (meta.value) return { epoch: meta.value.epoch, offset: meta.value.offset };
       const fresh: Meta = { epoch: newEpoch(), offset: 0 };
-      const result = await this.#kv.atomic().check({ key: [NS, "meta", room], versionstamp: null })
-        .set([NS, "meta", room], fresh).commit();
+      const result = await retryLocked(() =>
+        this.#kv.atomic().check({ key: [NS, "meta", room], versionstamp: null }).set([NS, "meta", room], fresh).commit()
+      );
       if (result.ok) {
         this.#meta.set(room, { value: fresh, versionstamp: result.versionstamp });
         return fresh;
@@ -227,7 +245,11 @@ export class KvStore implements Store {
   }
 
   async read(room: string, options: ReadOptions): Promise<Page> {
-    const { epoch, offset } = await this.position(room);
+    const position = await this.position(room);
+    return await retryLocked(() => this.#readFrom(room, position, options));
+  }
+
+  async #readFrom(room: string, { epoch, offset }: Position, options: ReadOptions): Promise<Page> {
     const floor = Math.max(oldestKept(offset, this.#options.historyLimit), (options.after ?? 0) + 1);
     const prefix = [NS, "msg", room, epoch];
     const end = options.before === undefined ? undefined : [...prefix, options.before];
@@ -262,16 +284,17 @@ export class KvStore implements Store {
 
   async reset(room: string): Promise<Position> {
     const fresh: Meta = { epoch: newEpoch(), offset: 0 };
-    await this.#kv.set([NS, "meta", room], fresh);
+    await retryLocked(() => this.#kv.set([NS, "meta", room], fresh));
     this.#meta.delete(room);
     this.#trimmed.delete(room);
-    for await (const entry of this.#kv.list({ prefix: [NS, "msg", room] })) {
-      if (entry.key[3] !== fresh.epoch) await this.#kv.delete(entry.key);
-    }
+    // Only older epochs: messages of the new one may already be arriving.
+    await retryLocked(() => this.#deleteRange([NS, "msg", room], undefined, (key) => key[3] === fresh.epoch));
     return fresh;
   }
 
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     await Promise.allSettled([...this.#draining.values()]);
     await Promise.allSettled([...this.#trims]);
     this.#kv.close();

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { ConfigError, loadConfig, parseDuration } from "./config.ts";
+
+Deno.test("config defaults match the documented ones", () => {
+  const config = loadConfig({});
+  assert.equal(config.port, 8000);
+  assert.equal(config.hostname, "0.0.0.0");
+  assert.equal(config.kvPath, "./data/roomcast.kv");
+  assert.equal(config.workers, 1);
+  assert.equal(config.heartbeatMs, 25_000);
+  assert.equal(config.historyLimit, 1000);
+  assert.equal(config.historyTtlMs, undefined);
+  assert.deepEqual(config.limits, {
+    maxFrameBytes: 65_536,
+    publishBurst: 50,
+    publishWindowMs: 10_000,
+    signalBurst: 200,
+    maxRooms: 100,
+    floodStrikes: 20,
+    sendQueueBytes: 1_048_576,
+  });
+  assert.equal(config.apiKey, undefined);
+  assert.equal(config.authSecret, undefined);
+  assert.equal(config.origins, undefined);
+});
+
+Deno.test("config reads the environment", () => {
+  const config = loadConfig({
+    PORT: "9000",
+    ROOMCAST_KV_PATH: ":memory:",
+    ROOMCAST_API_KEY: " k ",
+    ROOMCAST_ORIGINS: "https://a.example, https://b.example/",
+    ROOMCAST_PUBLISH_RATE: "10/1s",
+    ROOMCAST_HISTORY_TTL: "7d",
+    ROOMCAST_HEARTBEAT: "500ms",
+  });
+  assert.equal(config.port, 9000);
+  assert.equal(config.kvPath, ":memory:");
+  assert.equal(config.apiKey, "k");
+  assert.deepEqual(config.origins, ["https://a.example", "https://b.example"]);
+  assert.equal(config.limits.publishBurst, 10);
+  assert.equal(config.limits.publishWindowMs, 1000);
+  assert.equal(config.historyTtlMs, 7 * 86_400_000);
+  assert.equal(config.heartbeatMs, 500);
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).kvPath, undefined, "Deno Deploy uses its own KV");
+});
+
+Deno.test("config refuses bad values, naming each variable", () => {
+  assert.throws(
+    () => loadConfig({ PORT: "http", ROOMCAST_HISTORY_TTL: "soon", ROOMCAST_PUBLISH_RATE: "fast" }),
+    (error: unknown) =>
+      error instanceof ConfigError && /PORT/.test(error.message) && /ROOMCAST_HISTORY_TTL/.test(error.message) &&
+      /ROOMCAST_PUBLISH_RATE/.test(error.message),
+  );
+  assert.equal(parseDuration("30"), 30_000);
+  assert.equal(parseDuration("2m"), 120_000);
+  assert.equal(parseDuration("-1s"), undefined);
+});

@@ -1,0 +1,179 @@
+/** Hub unit tests with fake peers, the memory store and a manual clock: ordering, gaps, limits. */
+import assert from "node:assert/strict";
+import { ManualClock } from "./clock.ts";
+import { configWith } from "./config.ts";
+import type { Connection } from "./connection.ts";
+import { LocalBackplane } from "./engine/backplane_local.ts";
+import { MemoryStore } from "./engine/store_memory.ts";
+import { Hub } from "./hub.ts";
+import { Metrics } from "./metrics.ts";
+import { jsonEncoder, type Peer } from "./peer.ts";
+import type { NewMessage } from "./protocol.ts";
+
+// deno-lint-ignore no-explicit-any
+type Frame = Record<string, any>;
+
+class FakePeer implements Peer {
+  readonly frames: Frame[] = [];
+  readonly encoder = jsonEncoder;
+  readonly liveness = "app" as const;
+  bufferedAmount = 0;
+  closed: { code: number; reason: string } | undefined;
+  constructor(readonly id: string, readonly user = { id: `u-${id}`, name: id }) {}
+  send(text: string): void {
+    this.frames.push(JSON.parse(text));
+  }
+  close(code: number, reason: string): void {
+    this.closed = { code, reason };
+  }
+  of(type: string): Frame[] {
+    return this.frames.filter((f) => f.type === type);
+  }
+}
+
+function setup(limits: Parameters<typeof configWith>[0] = {}) {
+  const config = configWith(limits);
+  const clock = new ManualClock();
+  const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: undefined }, clock);
+  const backplane = new LocalBackplane();
+  const metrics = new Metrics();
+  const hub = new Hub({
+    store,
+    backplane,
+    clock,
+    metrics,
+    limits: config.limits,
+    heartbeatMs: config.heartbeatMs,
+    historyLimit: config.historyLimit,
+    node: "n-test",
+  });
+  const connect = (id: string) => {
+    const peer = new FakePeer(id);
+    return { peer, connection: hub.connect(peer) };
+  };
+  return { hub, store, backplane, clock, metrics, connect, config };
+}
+
+/** Lets pending promise callbacks (store appends, joins) run. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function join(hub: Hub, connection: Connection, room: string) {
+  hub.receive(connection, JSON.stringify({ type: "join", room }));
+  await settle();
+}
+
+function message(room: string, data: unknown): NewMessage {
+  return { type: "message", room, id: crypto.randomUUID(), from: { id: "x", name: "X" }, data, ts: 0 };
+}
+
+Deno.test("hub: the publisher's ack comes in offset order with the room's messages", async () => {
+  const { hub, connect } = setup();
+  const a = connect("a");
+  const b = connect("b");
+  await join(hub, a.connection, "r");
+  await join(hub, b.connection, "r");
+  for (let i = 0; i < 5; i++) {
+    hub.receive(a.connection, JSON.stringify({ type: "publish", room: "r", data: `a${i}`, ref: i }));
+    hub.receive(b.connection, JSON.stringify({ type: "publish", room: "r", data: `b${i}` }));
+  }
+  await settle();
+  const seenByA = a.peer.frames.filter((f) => f.type === "ack" || f.type === "message").map((f) => f.offset);
+  assert.deepEqual(seenByA, Array.from({ length: 10 }, (_, i) => i + 1), "acks and messages interleave in order");
+  assert.deepEqual(a.peer.of("ack").map((f) => f.ref), [0, 1, 2, 3, 4]);
+  assert.deepEqual(b.peer.of("message").map((f) => f.data), ["a0", "a1", "a2", "a3", "a4"]);
+});
+
+Deno.test("hub: a gap from the backplane is filled from the store; duplicates are dropped", async () => {
+  const { hub, store, backplane, connect } = setup();
+  const reader = connect("reader");
+  await join(hub, reader.connection, "g");
+  const m1 = await store.append(message("g", 1));
+  const m2 = await store.append(message("g", 2));
+  const m3 = await store.append(message("g", 3));
+  backplane.publish({ kind: "message", message: m1 });
+  backplane.publish({ kind: "message", message: m3 }); // 2 is late
+  await settle();
+  backplane.publish({ kind: "message", message: m2 }); // arrives after it was filled in
+  backplane.publish({ kind: "message", message: m3 }); // and a duplicate
+  const m4 = await store.append(message("g", 4)); // never crosses the backplane
+  const m5 = await store.append(message("g", 5));
+  backplane.publish({ kind: "message", message: m5 });
+  await settle();
+  assert.deepEqual(reader.peer.of("message").map((f) => f.offset), [1, 2, 3, 4, 5]);
+  assert.equal(reader.peer.of("message")[3]?.id, m4.id);
+});
+
+Deno.test("hub: a history reset tells subscribers with joined recovered:false", async () => {
+  const { hub, connect } = setup();
+  const a = connect("a");
+  await join(hub, a.connection, "z");
+  const before = a.peer.of("joined")[0];
+  const position = await hub.reset("z");
+  const [, again] = a.peer.of("joined");
+  assert.notEqual(position.epoch, before?.epoch);
+  assert.deepEqual([again?.epoch, again?.offset, again?.recovered], [position.epoch, 0, false]);
+});
+
+Deno.test("hub: member events for a user's first connection in and last out", async () => {
+  const { hub, connect } = setup();
+  const watcher = connect("w");
+  await join(hub, watcher.connection, "m");
+  const peer1 = new FakePeer("tab1", { id: "same-user", name: "Sam" });
+  const peer2 = new FakePeer("tab2", { id: "same-user", name: "Sam" });
+  const tab1 = hub.connect(peer1);
+  const tab2 = hub.connect(peer2);
+  await join(hub, tab1, "m");
+  await join(hub, tab2, "m");
+  assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join"], "one join for two tabs");
+  assert.deepEqual(hub.presence("m").find((m) => m.id === "same-user")?.connections, 2);
+  hub.disconnect(tab1);
+  assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join"]);
+  hub.disconnect(tab2);
+  assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join", "leave"]);
+  assert.deepEqual(hub.presence("m").map((m) => m.id), ["u-w"]);
+});
+
+Deno.test("hub: a peer over its send-queue cap is closed with 4008; others still get everything", async () => {
+  const { hub, connect, metrics } = setup({ limits: { sendQueueBytes: 1000 } });
+  const fast = connect("fast");
+  const slow = connect("slow");
+  const pub = connect("pub");
+  for (const c of [fast, slow, pub]) await join(hub, c.connection, "q");
+  slow.peer.bufferedAmount = 5000;
+  for (let i = 0; i < 3; i++) hub.receive(pub.connection, JSON.stringify({ type: "publish", room: "q", data: i }));
+  await settle();
+  assert.deepEqual(slow.peer.closed, { code: 4008, reason: "Slow consumer: send queue over its cap" });
+  assert.equal(slow.peer.of("message").length, 0);
+  assert.deepEqual(fast.peer.of("message").map((f) => f.data), [0, 1, 2]);
+  assert.equal(metrics.closes.get("slow_consumer"), 1);
+  assert.deepEqual(hub.presence("q").map((m) => m.name).sort(), ["fast", "pub"]);
+});
+
+Deno.test("hub: heartbeat pings app peers and closes those silent for two intervals", () => {
+  const { hub, clock, connect, config } = setup();
+  const talker = connect("talker");
+  const mute = connect("mute");
+  hub.tick();
+  clock.advance(config.heartbeatMs);
+  hub.receive(talker.connection, '{"type":"pong"}');
+  hub.tick();
+  clock.advance(config.heartbeatMs);
+  hub.receive(talker.connection, '{"type":"pong"}');
+  hub.tick();
+  assert.equal(talker.peer.closed, undefined);
+  assert.equal(talker.peer.of("ping").length, 3);
+  assert.deepEqual(mute.peer.closed, { code: 4000, reason: "Heartbeat timeout" });
+  assert.equal(mute.peer.of("ping").length, 2);
+  assert.equal(hub.connectionCount, 1);
+});
+
+Deno.test("hub: frames of one connection take effect in order, even across an async join", async () => {
+  const { hub, connect } = setup();
+  const a = connect("a");
+  hub.receive(a.connection, '{"type":"join","room":"o","ref":1}');
+  hub.receive(a.connection, '{"type":"publish","room":"o","data":"right after join","ref":2}');
+  hub.receive(a.connection, '{"type":"leave","room":"o","ref":3}');
+  await settle();
+  const types = a.peer.frames.filter((f) => f.ref !== undefined).map((f) => `${f.type}:${f.ref}`);
+  assert.deepEqual(types, ["joined:1", "ack:2", "left:3"]);
+});

@@ -1,0 +1,150 @@
+/** JWT connections, room claims, token minting and origin checks against the real server. */
+import assert from "node:assert/strict";
+import { sign as honoSign, verify as honoVerify } from "hono/jwt";
+import { ManualClock } from "../lib/clock.ts";
+import { isType, TestClient } from "./_client.ts";
+import { postJson, startTestServer } from "./_server.ts";
+
+const SECRET = "test-secret-of-enough-length";
+
+Deno.test("JWT auth on /ws (ROOMCAST_AUTH_SECRET)", async (t) => {
+  const clock = new ManualClock(Date.now());
+  await using server = await startTestServer({ authSecret: SECRET, apiKey: "key", clock, heartbeat: false });
+  const now = () => Math.floor(clock.now() / 1000);
+
+  const refused = async (query: string, message: RegExp) => {
+    const c = await TestClient.json(server.ws(`/ws${query}`));
+    const error = await c.next(isType("error"));
+    assert.equal(error.code, "unauthorized");
+    assert.match(error.message, message);
+    const closed = await c.closed;
+    assert.equal(closed.code, 1008);
+  };
+
+  await t.step("no token → unauthorized error, close 1008", () => refused("", /token is required/));
+  await t.step("garbage token → 1008", () => refused("?token=abc.def", /not a JWT/));
+  await t.step("wrong signature → 1008", async () => {
+    const token = await honoSign({ sub: "u1" }, "another-secret", "HS256");
+    await refused(`?token=${token}`, /signature/);
+  });
+  await t.step("alg none is refused", async () => {
+    const head = btoa(JSON.stringify({ alg: "none" })).replace(/=+$/, "");
+    const body = btoa(JSON.stringify({ sub: "u1" })).replace(/=+$/, "");
+    await refused(`?token=${head}.${body}.`, /HS256/);
+  });
+  await t.step("expired token → 1008", async () => {
+    const token = await honoSign({ sub: "u1", exp: now() - 10 }, SECRET, "HS256");
+    await refused(`?token=${token}`, /expired/);
+  });
+  await t.step("token without sub → 1008", async () => {
+    const token = await honoSign({ name: "x" }, SECRET, "HS256");
+    await refused(`?token=${token}`, /sub is required/);
+  });
+
+  await t.step("a valid token (signed by hono/jwt) sets the user; rooms claim limits joins", async () => {
+    const token = await honoSign({ sub: "user-7", name: "Seven", rooms: ["team-*", "general"] }, SECRET, "HS256");
+    const c = await TestClient.json(server.ws(`/ws?token=${token}`));
+    const welcome = await c.next(isType("welcome"));
+    assert.deepEqual(welcome.user, { id: "user-7", name: "Seven" });
+    assert.equal((await c.request({ type: "join", room: "general" })).type, "joined");
+    assert.equal((await c.request({ type: "join", room: "team-blue" })).type, "joined");
+    const denied = await c.request({ type: "join", room: "secret" });
+    assert.equal(denied.code, "forbidden");
+    assert.equal((await c.request({ type: "history", room: "secret" })).code, "forbidden");
+    assert.equal((await c.request({ type: "presence", room: "secret" })).code, "forbidden");
+    await c.close();
+  });
+
+  await t.step("a connection is closed with 1008 when its token expires", async () => {
+    const token = await honoSign({ sub: "short", exp: now() + 60 }, SECRET, "HS256");
+    const c = await TestClient.json(server.ws(`/ws?token=${token}`));
+    await c.next(isType("welcome"));
+    server.hub.tick();
+    assert.equal((await c.request({ type: "ping" })).type, "pong", "still valid before exp");
+    clock.advance(61_000);
+    server.hub.tick();
+    assert.equal((await c.next(isType("error"))).code, "unauthorized");
+    assert.equal((await c.closed).code, 1008);
+  });
+
+  await t.step("POST /api/tokens mints a token that connects and that hono/jwt verifies", async () => {
+    const response = await postJson(server, "/api/tokens", { sub: "minted", name: "Minty", rooms: ["a"], ttl: 600 }, {
+      authorization: "Bearer key",
+    });
+    assert.equal(response.status, 200);
+    const { token, expires } = await response.json();
+    assert.equal(expires, now() + 600);
+    const payload = await honoVerify(token, SECRET, { alg: "HS256", exp: false });
+    assert.equal(payload.sub, "minted");
+    const c = await TestClient.json(server.ws(`/ws?token=${token}`));
+    assert.deepEqual((await c.next(isType("welcome"))).user, { id: "minted", name: "Minty" });
+    await c.close();
+    const bad = await postJson(server, "/api/tokens", { name: "no sub" }, { authorization: "Bearer key" });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+  });
+
+  await t.step("HTTP with a user token: publish as that user, only to allowed rooms; reads need auth", async () => {
+    const token = await honoSign({ sub: "poster", name: "Poster", rooms: ["a"] }, SECRET, "HS256");
+    const auth = { authorization: `Bearer ${token}` };
+    const ok = await postJson(server, "/api/rooms/a/messages", { data: "hi", from: { id: "x", name: "spoof" } }, auth);
+    assert.equal(ok.status, 201);
+    await ok.body?.cancel();
+    const history = await (await server.fetch("/api/rooms/a/messages", { headers: auth })).json();
+    assert.deepEqual(history.messages[0].from, { id: "poster", name: "Poster" }, "from is the token's user");
+    const other = await postJson(server, "/api/rooms/b/messages", { data: "hi" }, auth);
+    assert.equal(other.status, 403);
+    await other.body?.cancel();
+    const anonymous = await server.fetch("/api/rooms/a/messages");
+    assert.equal(anonymous.status, 401);
+    await anonymous.body?.cancel();
+    const userBroadcast = await postJson(server, "/api/broadcast", { data: 1 }, auth);
+    assert.equal(userBroadcast.status, 401, "a user token is not the API key");
+    await userBroadcast.body?.cancel();
+  });
+});
+
+Deno.test("Origin checks before the upgrade", async (t) => {
+  const upgrade = (origin: string) => ({
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+      origin,
+    },
+  });
+
+  await t.step("default: same origin and no-origin clients only", async () => {
+    await using server = await startTestServer();
+    const foreign = await server.fetch("/ws", upgrade("https://evil.example"));
+    assert.equal(foreign.status, 403);
+    assert.equal((await foreign.json()).error.code, "forbidden");
+    const raw = await server.fetch("/", upgrade("https://evil.example"));
+    assert.equal(raw.status, 403);
+    await raw.body?.cancel();
+    const same = new WebSocket(server.ws("/ws"), { headers: { origin: server.url } } as never);
+    const c = await new Promise<string>((resolve) => {
+      same.onmessage = (e) => resolve(JSON.parse(e.data).type);
+      same.onerror = () => resolve("error");
+    });
+    assert.equal(c, "welcome");
+    same.close();
+    await new Promise((resolve) => same.onclose = resolve);
+  });
+
+  await t.step("ROOMCAST_ORIGINS allows the listed origins only", async () => {
+    await using server = await startTestServer({ origins: ["https://app.example"] });
+    const listed = new WebSocket(server.ws("/ws"), { headers: { origin: "https://app.example" } } as never);
+    const type = await new Promise<string>((resolve) => {
+      listed.onmessage = (e) => resolve(JSON.parse(e.data).type);
+      listed.onerror = () => resolve("error");
+    });
+    assert.equal(type, "welcome");
+    listed.close();
+    await new Promise((resolve) => listed.onclose = resolve);
+    const other = await server.fetch("/ws", upgrade(server.url));
+    assert.equal(other.status, 403);
+    await other.body?.cancel();
+  });
+});

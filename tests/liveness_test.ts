@@ -1,0 +1,176 @@
+/** Heartbeats, dead peers, slow consumers, /healthz, /metrics and graceful shutdown. */
+import assert from "node:assert/strict";
+import { ManualClock } from "../lib/clock.ts";
+import { isType, TestClient } from "./_client.ts";
+import { postJson, startTestServer, until } from "./_server.ts";
+
+/** A WebSocket client over plain TCP that completes the handshake and then never reads or answers. */
+async function deadPeer(url: string): Promise<Deno.TcpConn> {
+  const { hostname, port, pathname } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const request = `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\n` +
+    `Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(request));
+  const buf = new Uint8Array(1024);
+  const n = await conn.read(buf);
+  assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1.1 101/);
+  return conn;
+}
+
+Deno.test("heartbeat: pings every interval, silent /ws peers closed with 4000 and removed", async (t) => {
+  const clock = new ManualClock();
+  await using server = await startTestServer({ clock, heartbeat: false, heartbeatMs: 100 });
+  const alive = await server.joined("hb", "?name=Alive");
+  const silent = await server.joined("hb", "?name=Silent");
+
+  await t.step("each tick pings; a peer that answers stays, a silent one is closed at two intervals", async () => {
+    for (let i = 0; i < 3; i++) {
+      server.hub.tick();
+      await alive.next(isType("ping"));
+      if (i < 2) await silent.next(isType("ping"));
+      clock.advance(100);
+      alive.send({ type: "pong" });
+      assert.equal((await alive.request({ type: "ping" })).type, "pong");
+    }
+    const closed = await silent.closed;
+    assert.equal(closed.code, 4000);
+    assert.equal(closed.reason, "Heartbeat timeout");
+  });
+
+  await t.step("the dead peer's presence is removed and others are told", async () => {
+    const leave = await alive.next((f) => f.type === "member" && f.event === "leave");
+    assert.equal(leave.user.name, "Silent");
+    assert.deepEqual(server.hub.presence("hb").map((m) => m.name), ["Alive"]);
+    assert.equal(server.metrics.closes.get("heartbeat"), 1);
+  });
+  await alive.close();
+});
+
+Deno.test("heartbeat timer runs by itself with the real clock", async () => {
+  await using server = await startTestServer({ heartbeatMs: 50 });
+  const silent = await server.joined("hb2");
+  await silent.next(isType("ping"), 2000);
+  assert.equal((await silent.closed).code, 4000);
+});
+
+Deno.test("raw peers that stop answering WebSocket pings are dropped with their presence", async () => {
+  await using server = await startTestServer({ heartbeatMs: 1000 });
+  const watcher = await server.joined("lobby");
+  const conn = await deadPeer(server.ws("/"));
+  await watcher.next((f) => f.type === "member" && f.event === "join");
+  assert.equal(server.hub.presence("lobby").length, 2);
+  const leave = await watcher.next((f) => f.type === "member" && f.event === "leave", 5000);
+  assert.match(leave.user.id, /^guest-/);
+  assert.equal(server.hub.presence("lobby").length, 1);
+  conn.close();
+  await watcher.close();
+});
+
+Deno.test("a consumer that stops reading is closed with 4008 once its queue passes the cap", async () => {
+  await using server = await startTestServer({ limits: { sendQueueBytes: 256 * 1024 } });
+  const reader = await server.joined("firehose");
+  const conn = await deadPeer(server.ws("/raw/firehose"));
+  await until(() => server.hub.presence("firehose").length === 2, 3000, "the stalled peer to join");
+  const chunk = "y".repeat(60_000);
+  let sent = 0;
+  for (; sent < 600 && server.hub.presence("firehose").length === 2; sent++) {
+    const response = await postJson(server, "/api/rooms/firehose/messages", { data: chunk });
+    assert.equal(response.status, 201);
+    await response.body?.cancel();
+  }
+  assert.ok(sent < 600, "the stalled peer was dropped before 36 MB were queued for it");
+  assert.equal(server.metrics.closes.get("slow_consumer"), 1);
+  for (let i = 1; i <= sent; i++) assert.equal((await reader.next(isType("message"))).offset, i);
+  conn.close();
+  await reader.close();
+});
+
+Deno.test("/healthz, /metrics and graceful drain", async (t) => {
+  const server = await startTestServer();
+  const a = await server.joined("m", "?name=A");
+  const b = await server.joined("m", "?name=B");
+
+  await t.step("/healthz is 200 ok while serving", async () => {
+    const response = await server.fetch("/healthz");
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { status: "ok" });
+  });
+
+  await t.step("/metrics reports connections, rooms, messages, deliveries and errors by code", async () => {
+    await a.request({ type: "publish", room: "m", data: 1 });
+    await b.next(isType("message"));
+    a.send("not json");
+    await a.next(isType("error"));
+    const response = await server.fetch("/metrics");
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0.0.4/);
+    const text = await response.text();
+    assert.match(text, /^roomcast_connections 2$/m);
+    assert.match(text, /^roomcast_rooms 1$/m);
+    assert.match(text, /^roomcast_messages_in_total 1$/m);
+    assert.match(text, /^roomcast_errors_total\{code="bad_request"\} 1$/m);
+    assert.match(text, /^# TYPE roomcast_deliveries_total counter$/m);
+    const deliveries = Number(/^roomcast_deliveries_total (\d+)$/m.exec(text)?.[1]);
+    assert.ok(deliveries >= 6, `welcome×2, joined×2, member, message, ack, error: got ${deliveries}`);
+  });
+
+  await t.step("drain: healthz 503, every socket closed with 1001, then the server stops", async () => {
+    const draining = server.drain();
+    const health = await server.app.fetch(new Request("http://x/healthz"));
+    assert.equal(health.status, 503);
+    assert.deepEqual(await health.json(), { status: "draining" });
+    const [ca, cb] = await Promise.all([a.closed, b.closed]);
+    assert.equal(ca.code, 1001);
+    assert.equal(cb.code, 1001);
+    await draining;
+    await assert.rejects(server.fetch("/healthz"));
+  });
+});
+
+Deno.test("main.ts: SIGTERM drains and exits within 5 s; history survives the restart", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = { PORT: "0", HOSTNAME: "127.0.0.1", ROOMCAST_KV_PATH: `${dir}/data/rc.kv` };
+  const start = async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--unstable-kv", "-A", new URL("../main.ts", import.meta.url).pathname],
+      env,
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!/listening on (http:\/\/\S+)/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`server exited early: ${out}`);
+      out += value;
+    }
+    const url = /listening on (http:\/\/\S+)/.exec(out)?.[1] as string;
+    return { child, reader, url };
+  };
+
+  const first = await start();
+  const c = await TestClient.json(first.url.replace("http", "ws") + "/ws");
+  await c.next(isType("welcome"));
+  assert.equal((await c.request({ type: "join", room: "keep" })).offset, 0);
+  for (let i = 1; i <= 3; i++) assert.equal((await c.request({ type: "publish", room: "keep", data: i })).offset, i);
+  const started = Date.now();
+  first.child.kill("SIGTERM");
+  assert.equal((await c.closed).code, 1001);
+  const status = await first.child.status;
+  assert.ok(Date.now() - started < 5000, "exited within 5 s");
+  assert.equal(status.code, 0);
+  await first.reader.cancel();
+
+  const second = await start();
+  const history = await (await fetch(`${second.url}/api/rooms/keep/messages`)).json();
+  assert.deepEqual(history.messages.map((m: { data: number }) => m.data), [1, 2, 3]);
+  const next = await (await fetch(`${second.url}/api/rooms/keep/messages`, {
+    method: "POST",
+    body: JSON.stringify({ data: 4 }),
+  })).json();
+  assert.equal(next.offset, 4, "offsets continue after the restart");
+  assert.equal(next.epoch, history.epoch, "the epoch survives the restart");
+  second.child.kill("SIGTERM");
+  assert.equal((await second.child.status).code, 0);
+  await second.reader.cancel();
+  await Deno.remove(dir, { recursive: true });
+});
