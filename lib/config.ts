@@ -39,6 +39,8 @@ export interface Config {
   origins: string[] | undefined;
   /** Server ping interval; a `/ws` peer silent for two intervals is closed with 4000. @default 25000 */
   heartbeatMs: number;
+  /** Interval of keep-alive comments on SSE streams. @default 15000 */
+  sseKeepAliveMs: number;
   /** Messages kept per room. @default 1000 */
   historyLimit: number;
   /** Age after which messages are dropped from history; `undefined` keeps them by count only. @default undefined */
@@ -127,6 +129,7 @@ export function loadConfig(env: Env): Config {
     authSecret: read.string("ROOMCAST_AUTH_SECRET"),
     origins: origins && origins.length > 0 ? origins : undefined,
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
+    sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     historyLimit: read.int("ROOMCAST_HISTORY_LIMIT", 1000, 1, 100_000),
     historyTtlMs: read.duration("ROOMCAST_HISTORY_TTL", undefined),
     limits: {

@@ -103,22 +103,22 @@ export class Connection {
   }
 
   /** Sends text unless the peer's unsent bytes are over the cap, in which case it is closed with 4008. */
-  sendText(text: string | undefined): void {
+  sendText(text: string | undefined, frame: ServerFrame): void {
     if (text === undefined || this.closed) return;
     if (this.peer.bufferedAmount > this.#options.limits.sendQueueBytes) {
       this.close(CloseCode.slowConsumer, "Slow consumer: send queue over its cap", "slow_consumer");
       return;
     }
-    this.peer.send(text);
+    this.peer.send(text, frame);
     this.#options.metrics.deliveries.inc();
   }
 
   send(frame: ServerFrame): void {
-    this.sendText(this.peer.encoder.encode(frame));
+    this.sendText(this.peer.encoder.encode(frame), frame);
   }
 
   sendOut(out: Outbound): void {
-    this.sendText(out.text(this.peer.encoder));
+    this.sendText(out.text(this.peer.encoder), out.frame);
   }
 
   error(code: ErrorCode, message: string, ref?: Ref): void {

@@ -19,7 +19,8 @@ export interface Peer {
   readonly liveness: "app" | "transport";
   /** Bytes queued but not yet sent. */
   readonly bufferedAmount: number;
-  send(text: string): void;
+  /** Sends `text`, the encoding of `frame` (given for transports that frame by type, like SSE). */
+  send(text: string, frame: ServerFrame): void;
   close(code: number, reason: string): void;
 }
 

@@ -6,6 +6,7 @@ import { mountApi } from "./api.ts";
 import { mountHealth } from "./health.ts";
 import { isWebSocketUpgrade } from "./identity.ts";
 import { acceptRaw, mountRaw } from "./raw.ts";
+import { mountSse } from "./sse.ts";
 import { staticFile } from "./static.ts";
 import { mountWs } from "./ws.ts";
 
@@ -15,6 +16,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   mountHealth(app, deps);
   mountWs(app, deps);
   mountRaw(app, deps);
+  mountSse(app, deps);
   mountApi(app, deps);
   app.get("/", async (c) => {
     if (isWebSocketUpgrade(c)) return acceptRaw(c, deps, "lobby");
