@@ -1,0 +1,178 @@
+/**
+ * Minimal load-generator clients for the three servers the benchmark compares. Each speaks just
+ * enough of its protocol to join a room, publish a payload string and hand received payloads to
+ * a callback, cheaply (string scans, no JSON.parse per message), so that the generator spends as
+ * little CPU as it can on the 2 cores it shares with the server.
+ */
+
+export type Target = "roomcast" | "roomcast-batch" | "bare" | "socketio";
+
+export interface BenchClient {
+  /** Resolves once the connection is open and the room joined (or connected, with no room). */
+  ready: Promise<void>;
+  publish(payload: string): void;
+  close(): void;
+  /** Set by the caller: every payload received. */
+  onPayload: (payload: string) => void;
+  /** Reconnects the client made (roomcast recovers from history with `since`). */
+  reconnects: number;
+}
+
+export interface ClientOptions {
+  target: Target;
+  /** `ws://127.0.0.1:port` */
+  base: string;
+  /** Room to join; `undefined`: connect only. */
+  room: string | undefined;
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void } {
+  let resolve!: () => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<void>((res, rej) => [resolve, reject] = [res, rej]);
+  return { promise, resolve, reject };
+}
+
+const MESSAGE = '{"type":"message"';
+const DATA = '"data":"';
+const OFFSET = '"offset":';
+
+/** roomcast's JSON protocol on /ws (optionally batched: frames joined by "\n"). */
+class RoomcastClient implements BenchClient {
+  onPayload: (payload: string) => void = () => {};
+  reconnects = 0;
+  readonly ready: Promise<void>;
+  #socket!: WebSocket;
+  #epoch = "";
+  #offset = 0;
+  #closing = false;
+  #joined = deferred();
+
+  constructor(private readonly options: ClientOptions, private readonly batch: boolean) {
+    this.ready = this.#joined.promise;
+    this.#open();
+  }
+
+  #open(): void {
+    const url = `${this.options.base}/ws?name=bench${this.batch ? "&batch=1" : ""}`;
+    const socket = this.#socket = new WebSocket(url);
+    socket.onopen = () => {
+      const room = this.options.room;
+      if (room === undefined) return;
+      const since = this.#epoch ? { epoch: this.#epoch, offset: this.#offset } : undefined;
+      socket.send(JSON.stringify({ type: "join", room, ...(since ? { since } : {}) }));
+    };
+    socket.onmessage = (e) => {
+      const text = e.data as string;
+      if (this.batch && text.includes("\n")) { for (const frame of text.split("\n")) this.#frame(frame); }
+      else this.#frame(text);
+    };
+    socket.onerror = () => this.#joined.reject(new Error("roomcast socket error"));
+    socket.onclose = (e) => {
+      if (this.#closing || e.code === 1000) return;
+      // 4008 slow consumer, 1001 restart…: come back and recover what was missed.
+      this.reconnects++;
+      setTimeout(() => this.#open(), 50 + Math.random() * 200);
+    };
+  }
+
+  #frame(frame: string): void {
+    if (frame.startsWith(MESSAGE)) {
+      const at = frame.indexOf(OFFSET) + OFFSET.length;
+      this.#offset = parseInt(frame.slice(at, at + 12), 10);
+      const start = frame.indexOf(DATA) + DATA.length;
+      this.onPayload(frame.slice(start, frame.indexOf('"', start)));
+    } else if (frame === '{"type":"ping"}') {
+      this.#socket.send('{"type":"pong"}');
+    } else if (frame.startsWith('{"type":"welcome"')) {
+      if (this.options.room === undefined) this.#joined.resolve();
+    } else if (frame.startsWith('{"type":"joined"')) {
+      const epoch = /"epoch":"([^"]+)","offset":(\d+)/.exec(frame);
+      if (epoch && !/"recovered":true/.test(frame)) {
+        this.#epoch = epoch[1] ?? "";
+        this.#offset = Number(epoch[2]);
+      }
+      this.#joined.resolve();
+    }
+  }
+
+  publish(payload: string): void {
+    this.#socket.send(`{"type":"publish","room":"${this.options.room}","data":"${payload}"}`);
+  }
+
+  close(): void {
+    this.#closing = true;
+    this.#socket.close(1000);
+  }
+}
+
+/** The bare reference server: text in, the same text out to the room's others. */
+class BareClient implements BenchClient {
+  onPayload: (payload: string) => void = () => {};
+  reconnects = 0;
+  readonly ready: Promise<void>;
+  readonly #socket: WebSocket;
+
+  constructor(options: ClientOptions) {
+    const opened = deferred();
+    this.ready = opened.promise;
+    this.#socket = new WebSocket(`${options.base}/${options.room ?? "idle"}`);
+    this.#socket.onopen = () => opened.resolve();
+    this.#socket.onerror = () => opened.reject(new Error("bare socket error"));
+    this.#socket.onmessage = (e) => this.onPayload(e.data as string);
+  }
+
+  publish(payload: string): void {
+    this.#socket.send(payload);
+  }
+
+  close(): void {
+    this.#socket.close(1000);
+  }
+}
+
+/** Socket.IO 4 over Engine.IO v4's websocket transport, spoken directly. */
+class SocketIoClient implements BenchClient {
+  onPayload: (payload: string) => void = () => {};
+  reconnects = 0;
+  readonly ready: Promise<void>;
+  readonly #socket: WebSocket;
+
+  constructor(private readonly options: ClientOptions) {
+    const joined = deferred();
+    this.ready = joined.promise;
+    const socket = this.#socket = new WebSocket(`${options.base}/socket.io/?EIO=4&transport=websocket`);
+    socket.onerror = () => joined.reject(new Error("socket.io socket error"));
+    socket.onmessage = (e) => {
+      const text = e.data as string;
+      if (text.startsWith('42["message","')) this.onPayload(text.slice(14, -2));
+      else if (text === "2") socket.send("3");
+      else if (text.startsWith("0{")) socket.send("40");
+      else if (text.startsWith("40")) {
+        if (options.room === undefined) joined.resolve();
+        else socket.send(`421["join","${options.room}"]`);
+      } else if (text.startsWith("431")) joined.resolve();
+    };
+  }
+
+  publish(payload: string): void {
+    this.#socket.send(`42["publish","${this.options.room}","${payload}"]`);
+  }
+
+  close(): void {
+    this.#socket.close(1000);
+  }
+}
+
+export function createClient(options: ClientOptions): BenchClient {
+  switch (options.target) {
+    case "roomcast":
+      return new RoomcastClient(options, false);
+    case "roomcast-batch":
+      return new RoomcastClient(options, true);
+    case "bare":
+      return new BareClient(options);
+    case "socketio":
+      return new SocketIoClient(options);
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * The load generator: runs one scenario against one server and prints its figures as one JSON
+ * line. It runs in its own process (bench/run.ts starts it), talks to 127.0.0.1 only, and every
+ * loop is bounded in count and in time.
+ *
+ * Usage: deno run -A bench/loadgen.ts '{"target":"bare","base":"ws://127.0.0.1:9000","scenario":"fanout",...}'
+ */
+import { type BenchClient, createClient, type Target } from "./clients.ts";
+
+export type Scenario = "fanout" | "maxfanout" | "chat" | "idle" | "storm";
+
+export interface Spec {
+  target: Target;
+  base: string;
+  scenario: Scenario;
+  /** Server process id, to read its RSS. */
+  pid: number;
+  clients: number;
+  /** fanout: messages/s from the publisher; chat: messages/s per client. */
+  rate: number;
+  /** Seconds of publishing. */
+  seconds: number;
+  /** chat: clients per room. */
+  roomSize: number;
+  /** maxfanout: messages in flight. */
+  inflight: number;
+}
+
+export interface Result {
+  deliveries: number;
+  deliveriesPerSec: number;
+  expected: number;
+  lost: number;
+  p50: number;
+  p99: number;
+  max: number;
+  rssMb: number;
+  kbPerConnection: number;
+  connectsPerSec: number;
+  reconnects: number;
+  published: number;
+  seconds: number;
+}
+
+const SETUP_CONCURRENCY = 100;
+const DRAIN_MS = 15_000;
+
+function rssKb(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Opens `n` clients, `SETUP_CONCURRENCY` at a time, and waits for each to be ready. */
+async function openClients(spec: Spec, n: number, room: (i: number) => string | undefined): Promise<BenchClient[]> {
+  const clients: BenchClient[] = [];
+  for (let i = 0; i < n; i += SETUP_CONCURRENCY) {
+    const wave = [];
+    for (let j = i; j < Math.min(n, i + SETUP_CONCURRENCY); j++) {
+      const client = createClient({ target: spec.target, base: spec.base, room: room(j) });
+      clients.push(client);
+      wave.push(client.ready);
+    }
+    await Promise.race([Promise.all(wave), sleep(30_000).then(() => Promise.reject(new Error("setup timed out")))]);
+  }
+  return clients;
+}
+
+/** Latency samples in ms, kept in a preallocated array. */
+class Latencies {
+  readonly #samples: Float64Array;
+  #n = 0;
+  constructor(capacity: number) {
+    this.#samples = new Float64Array(capacity);
+  }
+  add(ms: number): void {
+    if (this.#n < this.#samples.length) this.#samples[this.#n++] = ms;
+  }
+  summary(): { p50: number; p99: number; max: number } {
+    const sorted = this.#samples.subarray(0, this.#n).sort();
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+    return { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? 0 };
+  }
+}
+
+/** Payloads are `<seq>|<sent at, ms>`: cheap to make and to read back. */
+const payload = (seq: number) => `${seq}|${performance.now().toFixed(3)}`;
+const sentAt = (text: string) => Number(text.slice(text.indexOf("|") + 1));
+
+/** Waits until `done()` or `ms` pass, checking every 20 ms. */
+async function waitFor(done: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!done() && performance.now() < deadline) await sleep(20);
+}
+
+/** Waits until `count()` stops changing for `quietMs` (setup chatter such as member events). */
+async function settle(count: () => number, quietMs = 300, maxMs = 20_000): Promise<void> {
+  const deadline = performance.now() + maxMs;
+  let last = -1;
+  while (performance.now() < deadline) {
+    const now = count();
+    if (now === last) return;
+    last = now;
+    await sleep(quietMs);
+  }
+}
+
+function base(partial: Partial<Result>): Result {
+  return {
+    deliveries: 0,
+    deliveriesPerSec: 0,
+    expected: 0,
+    lost: 0,
+    p50: 0,
+    p99: 0,
+    max: 0,
+    rssMb: 0,
+    kbPerConnection: 0,
+    connectsPerSec: 0,
+    reconnects: 0,
+    published: 0,
+    seconds: 0,
+    ...partial,
+  };
+}
+
+async function fanout(spec: Spec, paced: boolean): Promise<Result> {
+  const frames = { n: 0 };
+  const receivers = await openClients(spec, spec.clients, () => "fan");
+  const [publisher] = await openClients(spec, 1, () => "fan");
+  if (!publisher) throw new Error("no publisher");
+  for (const r of receivers) r.onPayload = () => frames.n++;
+  await settle(() => frames.n);
+
+  const maxMessages = paced ? Math.ceil(spec.rate * spec.seconds) : 1_000_000;
+  const latencies = new Latencies(Math.min(maxMessages * spec.clients, 20_000_000));
+  let delivered = 0;
+  let sentinel = 0;
+  let last = performance.now();
+  for (const r of receivers) {
+    r.onPayload = (text) => {
+      delivered++;
+      last = performance.now();
+      latencies.add(last - sentAt(text));
+    };
+  }
+  const first = receivers[0];
+  if (first) {
+    first.onPayload = (text) => {
+      delivered++;
+      sentinel++;
+      last = performance.now();
+      latencies.add(last - sentAt(text));
+    };
+  }
+
+  const start = performance.now();
+  const end = start + spec.seconds * 1000;
+  let sent = 0;
+  while (performance.now() < end && sent < maxMessages) {
+    const due = paced ? Math.min(maxMessages, Math.floor(((performance.now() - start) / 1000) * spec.rate) + 1) : sent;
+    if (paced) {
+      while (sent < due) publisher.publish(payload(++sent));
+      await sleep(Math.max(1, Math.floor(500 / spec.rate)));
+    } else {
+      while (sent - sentinel < spec.inflight && sent < maxMessages) publisher.publish(payload(++sent));
+      await sleep(0);
+    }
+  }
+  const sendingEnded = performance.now();
+  const expected = sent * spec.clients;
+  await waitFor(() => delivered >= expected, paced ? DRAIN_MS : 2000);
+  const rss = rssKb(spec.pid);
+  const elapsed = paced ? (last - start) / 1000 : (sendingEnded - start) / 1000;
+  const reconnects = receivers.reduce((n, r) => n + r.reconnects, 0);
+  for (const c of [...receivers, publisher]) c.close();
+  const inWindow = paced ? delivered : delivered;
+  return base({
+    deliveries: delivered,
+    deliveriesPerSec: inWindow / elapsed,
+    expected,
+    lost: paced ? Math.max(0, expected - delivered) : 0,
+    ...latencies.summary(),
+    rssMb: rss / 1024,
+    reconnects,
+    published: sent,
+    seconds: elapsed,
+  });
+}
+
+async function chat(spec: Spec): Promise<Result> {
+  const rooms = Math.ceil(spec.clients / spec.roomSize);
+  const clients = await openClients(spec, spec.clients, (i) => `chat-${i % rooms}`);
+  const frames = { n: 0 };
+  for (const c of clients) c.onPayload = () => frames.n++;
+  await settle(() => frames.n);
+  const perClient = Math.floor(spec.rate * spec.seconds);
+  const expected = perClient * spec.clients * (spec.roomSize - 1);
+  const latencies = new Latencies(expected);
+  let delivered = 0;
+  let last = performance.now();
+  for (const c of clients) {
+    c.onPayload = (text) => {
+      delivered++;
+      last = performance.now();
+      latencies.add(last - sentAt(text));
+    };
+  }
+  const start = performance.now();
+  const interval = 1000 / spec.rate;
+  let seq = 0;
+  let sent = 0;
+  // Each client sends `perClient` messages, `interval` apart, the clients spread over one interval.
+  while (sent < perClient * spec.clients && performance.now() < start + spec.seconds * 1000 + 5000) {
+    const elapsed = performance.now() - start;
+    const due = Math.min(perClient * spec.clients, Math.floor((elapsed / interval) * spec.clients));
+    for (; sent < due; sent++) clients[sent % spec.clients]?.publish(payload(++seq));
+    await sleep(2);
+  }
+  await waitFor(() => delivered >= expected, DRAIN_MS);
+  const rss = rssKb(spec.pid);
+  const reconnects = clients.reduce((n, c) => n + c.reconnects, 0);
+  for (const c of clients) c.close();
+  const elapsed = (last - start) / 1000;
+  return base({
+    deliveries: delivered,
+    deliveriesPerSec: delivered / elapsed,
+    expected,
+    lost: Math.max(0, expected - delivered),
+    ...latencies.summary(),
+    rssMb: rss / 1024,
+    reconnects,
+    published: sent,
+    seconds: elapsed,
+  });
+}
+
+async function idle(spec: Spec): Promise<Result> {
+  await sleep(500);
+  const before = rssKb(spec.pid);
+  const clients = await openClients(spec, spec.clients, () => undefined);
+  await sleep(2000);
+  const after = rssKb(spec.pid);
+  for (const c of clients) c.close();
+  return base({ rssMb: after / 1024, kbPerConnection: (after - before) / spec.clients });
+}
+
+async function storm(spec: Spec): Promise<Result> {
+  const start = performance.now();
+  const clients = await openClients(spec, spec.clients, () => undefined);
+  const seconds = (performance.now() - start) / 1000;
+  for (const c of clients) c.close();
+  return base({ connectsPerSec: spec.clients / seconds, seconds, rssMb: rssKb(spec.pid) / 1024 });
+}
+
+export async function run(spec: Spec): Promise<Result> {
+  switch (spec.scenario) {
+    case "fanout":
+      return await fanout(spec, true);
+    case "maxfanout":
+      return await fanout(spec, false);
+    case "chat":
+      return await chat(spec);
+    case "idle":
+      return await idle(spec);
+    case "storm":
+      return await storm(spec);
+  }
+}
+
+if (import.meta.main) {
+  const spec: Spec = JSON.parse(Deno.args[0] ?? "{}");
+  const result = await run(spec);
+  console.log(JSON.stringify(result));
+  // Sockets closed above may still be finishing their close handshakes.
+  setTimeout(() => Deno.exit(0), 500);
+}

@@ -1,0 +1,679 @@
+// @ts-check
+/**
+ * roomcast browser client: one `RoomcastClient` per user session speaks the JSON protocol of
+ * `/ws` (docs: PROTOCOL.md). It owns the socket, reconnects with backoff after any drop,
+ * rejoins every room with `since` = the last position it saw so the server replays exactly what
+ * was missed, never dispatches the same `(room, epoch, offset)` twice, answers heartbeats and
+ * detects a dead server. Works in browsers and in Deno (pass `url` where there is no `location`).
+ *
+ * @example
+ * const client = new RoomcastClient({ name: "Ann" });
+ * client.addEventListener("message", (e) => console.log(e.detail.data));
+ * client.connect();
+ * await client.join("lobby");
+ * await client.publish("lobby", { text: "hi" });
+ * @module
+ */
+
+/**
+ * @typedef {{ id: string, name: string }} User
+ * @typedef {{ id: string, name: string, connections: number }} Member
+ * @typedef {{ epoch: string, offset: number }} Position
+ * @typedef {"idle" | "connecting" | "open" | "reconnecting" | "closed"} ClientState
+ * @typedef {{ type: "welcome", connection: string, user: User, heartbeat: number, node: string }} WelcomeFrame
+ * @typedef {{ type: "joined", room: string, epoch: string, offset: number, recovered: boolean,
+ *   members: Member[], ref?: string | number }} JoinedFrame
+ * @typedef {{ type: "message", room: string, id: string, epoch: string, offset: number, from: User,
+ *   data: unknown, ts: number }} MessageFrame
+ * @typedef {{ type: "ack", id: string, ref?: string | number, room?: string, offset?: number,
+ *   epoch?: string, delivered?: number, data?: unknown, from?: User | null }} AckFrame
+ * @typedef {{ type: "history", room: string, epoch: string, messages: MessageFrame[] }} HistoryFrame
+ * @typedef {{ type: "presence", room: string, members: Member[] }} PresenceFrame
+ * @typedef {{ type: "left", room: string }} LeftFrame
+ * @typedef {{ type: "error", code: string, message: string, ref?: string | number, room?: string }} ErrorFrame
+ *
+ * @typedef {object} RoomcastOptions
+ * @property {string} [url] WebSocket URL; default: `/ws` on the page's origin (ws: or wss:).
+ * @property {string} [name] Display name, sent as `?name=`.
+ * @property {string | (() => string | Promise<string>)} [token] JWT sent as `?token=`; a function is
+ *   called before every (re)connect, so it can refresh the token.
+ * @property {number} [minDelay] First reconnect delay in ms. Default 500.
+ * @property {number} [maxDelay] Largest reconnect delay in ms. Default 10000.
+ * @property {number} [requestTimeout] Ms before a request without a reply rejects. Default 10000.
+ * @property {number} [connectTimeout] Ms a connection may take to deliver its `welcome`. Default 15000.
+ * @property {typeof WebSocket} [WebSocketImpl] Default `globalThis.WebSocket`.
+ */
+
+const DEFAULT_HEARTBEAT = 25_000;
+/** Margin over two heartbeat intervals before the server counts as dead. */
+const LIVENESS_SLACK = 5_000;
+const OPEN = 1;
+/** Close code reported when the client itself gives up on a silent or stuck socket. */
+const ABNORMAL = 1006;
+const POLICY = 1008;
+
+/** A failed request: `code` is a protocol error code, or `disconnected`, `timeout`, `closed`. */
+export class RoomcastError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {ErrorFrame} [frame] The server's error frame, when there was one.
+   */
+  constructor(code, message, frame) {
+    super(message);
+    this.name = "RoomcastError";
+    /** @type {string} */
+    this.code = code;
+    /** @type {ErrorFrame | undefined} */
+    this.frame = frame;
+  }
+}
+
+/**
+ * @typedef {object} RoomEntry
+ * @property {Position | null} position Last position seen (joined, message, ack); never lowered within an epoch.
+ * @property {JoinedFrame | null} joined The `joined` of the current connection, null until then.
+ * @property {{ resolve: (f: JoinedFrame) => void, reject: (e: Error) => void }[]} waiters `join()` calls waiting.
+ */
+
+/**
+ * @typedef {object} Pending
+ * @property {(frame: any) => void} resolve
+ * @property {(error: Error) => void} reject
+ * @property {ReturnType<typeof setTimeout>} timer
+ * @property {Record<string, any>} frame The request as sent.
+ */
+
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, any>}
+ */
+function isRecord(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function defaultUrl() {
+  let loc;
+  try {
+    loc = globalThis.location;
+  } catch {
+    loc = undefined; // Deno without --location throws on access.
+  }
+  if (!loc || !loc.host) throw new TypeError("RoomcastClient: pass `url` when there is no page location");
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+}
+
+/** @param {string} url */
+function resolveUrl(url) {
+  let base;
+  try {
+    base = globalThis.location?.href;
+  } catch {
+    base = undefined;
+  }
+  const resolved = new URL(url, base);
+  if (resolved.protocol === "http:") resolved.protocol = "ws:";
+  if (resolved.protocol === "https:") resolved.protocol = "wss:";
+  return resolved;
+}
+
+export class RoomcastClient extends EventTarget {
+  #url;
+  #name;
+  #token;
+  #minDelay;
+  #maxDelay;
+  #requestTimeout;
+  #connectTimeout;
+  #WebSocket;
+
+  /** @type {WebSocket | null} */
+  #socket = null;
+  /** @type {ClientState} */
+  #state = "idle";
+  /** @type {User | null} */
+  #user = null;
+  /** @type {string | null} */
+  #connectionId = null;
+  #heartbeat = DEFAULT_HEARTBEAT;
+  #welcomed = false;
+  /** Bumped by every connect attempt and close(): stale async work checks it. */
+  #generation = 0;
+  #attempt = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #watchdog;
+  #nextRef = 0;
+  /** @type {Map<number, Pending>} */
+  #pending = new Map();
+  /** Publishes awaiting their ack (also after a timeout), so a late ack still carries its data. */
+  /** @type {Map<number, { room: string, data: unknown }>} */
+  #sent = new Map();
+  /** @type {Map<string, RoomEntry>} */
+  #rooms = new Map();
+
+  /** @param {RoomcastOptions} [options] */
+  constructor(options = {}) {
+    super();
+    const {
+      url,
+      name,
+      token,
+      minDelay = 500,
+      maxDelay = 10_000,
+      requestTimeout = 10_000,
+      connectTimeout = 15_000,
+      WebSocketImpl = globalThis.WebSocket,
+    } = options;
+    if (typeof WebSocketImpl !== "function") throw new TypeError("RoomcastClient: no WebSocket implementation");
+    this.#url = url;
+    this.#name = name;
+    this.#token = token;
+    this.#minDelay = Math.max(0, minDelay);
+    this.#maxDelay = Math.max(this.#minDelay, maxDelay);
+    this.#requestTimeout = requestTimeout;
+    this.#connectTimeout = connectTimeout;
+    this.#WebSocket = WebSocketImpl;
+  }
+
+  /** @returns {ClientState} */
+  get state() {
+    return this.#state;
+  }
+
+  /** The user of the current (or last) connection, from `welcome`. */
+  get user() {
+    return this.#user;
+  }
+
+  /** The server's id of the current connection, or null while not open. */
+  get connectionId() {
+    return this.#connectionId;
+  }
+
+  /** Rooms this client is in (or joining), in join order. */
+  get rooms() {
+    return [...this.#rooms.keys()];
+  }
+
+  /**
+   * The last position seen in a room, or null.
+   * @param {string} room
+   * @returns {Position | null}
+   */
+  position(room) {
+    const position = this.#rooms.get(room)?.position;
+    return position ? { ...position } : null;
+  }
+
+  // ── lifecycle ───────────────────────────────────────────────────────────────
+
+  /** Opens the connection (no-op while connecting or open). Reconnects by itself until `close()`. */
+  connect() {
+    if (this.#state === "connecting" || this.#state === "open" || this.#state === "reconnecting") return;
+    this.#attempt = 0;
+    this.#setState("connecting");
+    void this.#open();
+  }
+
+  /** Closes the connection for good: no more reconnects; pending requests and joins reject. */
+  close() {
+    this.#generation++;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const socket = this.#socket;
+    this.#detach();
+    if (socket) {
+      try {
+        socket.close(1000, "Client closed");
+      } catch {
+        // Already closing.
+      }
+    }
+    this.#failPending("disconnected", "Connection closed");
+    for (const entry of this.#rooms.values()) {
+      entry.joined = null;
+      this.#rejectWaiters(entry, new RoomcastError("closed", "Client closed"));
+    }
+    if (this.#state !== "closed") this.#setState("closed");
+  }
+
+  async #open() {
+    const generation = ++this.#generation;
+    let url;
+    try {
+      url = resolveUrl(this.#url ?? defaultUrl());
+      if (this.#name !== undefined && this.#name !== "") url.searchParams.set("name", this.#name);
+      const token = typeof this.#token === "function" ? await this.#token() : this.#token;
+      if (token) url.searchParams.set("token", token);
+    } catch (error) {
+      if (generation !== this.#generation) return;
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#lost(ABNORMAL, reason);
+      return;
+    }
+    if (generation !== this.#generation) return;
+    let socket;
+    try {
+      socket = new this.#WebSocket(url.href);
+    } catch (error) {
+      this.#lost(ABNORMAL, error instanceof Error ? error.message : String(error));
+      return;
+    }
+    this.#socket = socket;
+    this.#welcomed = false;
+    socket.onopen = () => {
+      if (this.#socket === socket) this.#arm();
+    };
+    socket.onmessage = (event) => {
+      if (this.#socket !== socket) return;
+      this.#arm();
+      if (typeof event.data === "string") this.#receive(event.data);
+    };
+    socket.onclose = (event) => {
+      if (this.#socket === socket) this.#lost(event.code || ABNORMAL, event.reason);
+    };
+    socket.onerror = () => {
+      // A close event follows.
+    };
+    this.#arm();
+  }
+
+  /** Forgets the socket: handlers off, watchdog off. */
+  #detach() {
+    clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
+    const socket = this.#socket;
+    this.#socket = null;
+    this.#welcomed = false;
+    this.#connectionId = null;
+    if (!socket) return;
+    socket.onopen = null;
+    socket.onmessage = null;
+    socket.onclose = null;
+    socket.onerror = null;
+  }
+
+  /** (Re)starts the dead-connection timer: a welcome is due within connectTimeout, then any frame within 2 heartbeats + slack. */
+  #arm() {
+    clearTimeout(this.#watchdog);
+    const ms = this.#welcomed ? this.#heartbeat * 2 + LIVENESS_SLACK : this.#connectTimeout;
+    this.#watchdog = setTimeout(() => {
+      const socket = this.#socket;
+      if (!socket) return;
+      const reason = this.#welcomed ? "Server stopped responding" : "Connection timed out";
+      this.#detach();
+      try {
+        socket.close(4000, "No heartbeat");
+      } catch {
+        // Nothing to close.
+      }
+      this.#lost(ABNORMAL, reason);
+    }, ms);
+  }
+
+  /**
+   * The socket is gone (closed, failed or given up on): fail requests, then reconnect unless
+   * the close was a policy refusal (1008) or `close()` was called.
+   * @param {number} code
+   * @param {string} reason
+   */
+  #lost(code, reason) {
+    this.#detach();
+    this.#failPending("disconnected", reason || "Connection lost");
+    this.#sent.clear();
+    for (const entry of this.#rooms.values()) entry.joined = null;
+    if (this.#state === "closed") return;
+    if (code === POLICY) {
+      this.#generation++;
+      const error = new RoomcastError("closed", reason || "Connection refused by policy");
+      for (const entry of this.#rooms.values()) this.#rejectWaiters(entry, error);
+      this.#setState("closed", { code, reason });
+      return;
+    }
+    const base = Math.min(this.#maxDelay, this.#minDelay * 2 ** this.#attempt);
+    const delay = Math.round(Math.max(this.#minDelay, base / 2 + Math.random() * (base / 2)));
+    this.#attempt++;
+    this.#setState("reconnecting", { code, reason, attempt: this.#attempt, delay }, true);
+    clearTimeout(this.#retryTimer);
+    const generation = this.#generation;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (generation === this.#generation && this.#state === "reconnecting") void this.#open();
+    }, delay);
+  }
+
+  /**
+   * @param {ClientState} state
+   * @param {Record<string, unknown>} [extra]
+   * @param {boolean} [always] Dispatch even when the state did not change.
+   */
+  #setState(state, extra = {}, always = false) {
+    const changed = this.#state !== state;
+    this.#state = state;
+    if (changed || always) this.#emit("state", { state, ...extra });
+  }
+
+  // ── sending ─────────────────────────────────────────────────────────────────
+
+  /** @param {Record<string, unknown>} frame */
+  #send(frame) {
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== OPEN) return false;
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /**
+   * Sends a request with a fresh `ref`; settles with the reply carrying that `ref`.
+   * @param {Record<string, unknown>} frame
+   * @returns {Promise<any>}
+   */
+  #request(frame) {
+    if (this.#state !== "open" || !this.#socket) {
+      return Promise.reject(new RoomcastError("disconnected", "Not connected"));
+    }
+    const ref = ++this.#nextRef;
+    const sent = { ...frame, ref };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(ref);
+        reject(new RoomcastError("timeout", `No reply to ${frame.type} within ${this.#requestTimeout} ms`));
+      }, this.#requestTimeout);
+      this.#pending.set(ref, { resolve, reject, timer, frame: sent });
+      if (frame.type === "publish") this.#sent.set(ref, { room: String(frame.room), data: frame.data });
+      this.#send(sent);
+    });
+  }
+
+  /** @param {unknown} ref */
+  #take(ref) {
+    if (typeof ref !== "number") return undefined;
+    const pending = this.#pending.get(ref);
+    if (!pending) return undefined;
+    this.#pending.delete(ref);
+    clearTimeout(pending.timer);
+    return pending;
+  }
+
+  /**
+   * @param {string} code
+   * @param {string} message
+   */
+  #failPending(code, message) {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      p.reject(new RoomcastError(code, message));
+    }
+  }
+
+  /**
+   * @param {RoomEntry} entry
+   * @param {Error} error
+   */
+  #rejectWaiters(entry, error) {
+    const waiters = entry.waiters;
+    entry.waiters = [];
+    for (const w of waiters) w.reject(error);
+  }
+
+  // ── rooms ───────────────────────────────────────────────────────────────────
+
+  /**
+   * Joins a room (remembered: rejoined after every reconnect). Resolves with the `joined` frame;
+   * before the connection is open the join waits for it.
+   * @param {string} room
+   * @returns {Promise<JoinedFrame>}
+   */
+  join(room) {
+    if (this.#state === "closed") return Promise.reject(new RoomcastError("closed", "Client closed"));
+    let entry = this.#rooms.get(room);
+    if (entry?.joined && this.#state === "open") return Promise.resolve(entry.joined);
+    const isNew = !entry;
+    entry ??= { position: null, joined: null, waiters: [] };
+    this.#rooms.set(room, entry);
+    const target = entry;
+    const promise = new Promise((resolve, reject) => target.waiters.push({ resolve, reject }));
+    if (isNew && this.#state === "open") this.#sendJoin(room, entry);
+    return promise;
+  }
+
+  /**
+   * @param {string} room
+   * @param {RoomEntry} entry
+   */
+  #sendJoin(room, entry) {
+    /** @type {Record<string, unknown>} */
+    const frame = { type: "join", room };
+    if (entry.position) frame.since = { ...entry.position };
+    this.#request(frame).catch((error) => {
+      if (this.#rooms.get(room) !== entry) return;
+      const code = error instanceof RoomcastError ? error.code : "internal";
+      if (code === "disconnected") return; // The next connection rejoins.
+      if (code !== "timeout") this.#rooms.delete(room); // The server refused: forget the room.
+      const hadWaiters = entry.waiters.length > 0;
+      this.#rejectWaiters(entry, error);
+      if (!hadWaiters) {
+        this.#emit("error", { type: "error", code, message: error.message, room });
+      }
+    });
+  }
+
+  /**
+   * Leaves a room and forgets its position. Resolves with the `left` frame (or null when not connected).
+   * @param {string} room
+   * @returns {Promise<LeftFrame | null>}
+   */
+  leave(room) {
+    const entry = this.#rooms.get(room);
+    if (!entry) return Promise.resolve(null);
+    this.#rooms.delete(room);
+    this.#rejectWaiters(entry, new RoomcastError("left", `Left room ${room}`));
+    if (this.#state !== "open") return Promise.resolve(null);
+    return this.#request({ type: "leave", room }).catch((error) => {
+      if (error instanceof RoomcastError && (error.code === "disconnected" || error.code === "not_joined")) return null;
+      throw error;
+    });
+  }
+
+  /**
+   * Publishes to a joined room. Resolves with the `ack` ({id, offset, epoch, room}); the
+   * publisher gets no `message` frame for its own message, the `ack` event stands in for it.
+   * @param {string} room
+   * @param {unknown} data
+   * @returns {Promise<AckFrame>}
+   */
+  publish(room, data) {
+    return this.#request({ type: "publish", room, data });
+  }
+
+  /**
+   * Sends an ephemeral room event (typing, cursor). Fire and forget; dropped when not open.
+   * @param {string} room
+   * @param {string} event
+   * @param {unknown} [data]
+   * @returns {boolean} Whether it was sent.
+   */
+  signal(room, event, data = null) {
+    if (this.#state !== "open") return false;
+    return this.#send({ type: "signal", room, event, data });
+  }
+
+  /**
+   * Pushes to every connection of a user. Resolves with `{id, delivered}`.
+   * @param {string} to User id.
+   * @param {unknown} data
+   * @returns {Promise<AckFrame>}
+   */
+  direct(to, data) {
+    return this.#request({ type: "direct", to, data });
+  }
+
+  /**
+   * A page of a room's history, oldest first.
+   * @param {string} room
+   * @param {{ before?: number, after?: number, limit?: number }} [options]
+   * @returns {Promise<HistoryFrame>}
+   */
+  history(room, options = {}) {
+    /** @type {Record<string, unknown>} */
+    const frame = { type: "history", room };
+    if (options.before !== undefined) frame.before = options.before;
+    if (options.after !== undefined) frame.after = options.after;
+    if (options.limit !== undefined) frame.limit = options.limit;
+    return this.#request(frame);
+  }
+
+  /**
+   * Who is in a room.
+   * @param {string} room
+   * @returns {Promise<PresenceFrame>}
+   */
+  presence(room) {
+    return this.#request({ type: "presence", room });
+  }
+
+  // ── receiving ───────────────────────────────────────────────────────────────
+
+  /** @param {string} text */
+  #receive(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!isRecord(frame) || typeof frame.type !== "string") return;
+    this.#emit("frame", frame);
+    switch (frame.type) {
+      case "welcome":
+        return this.#onWelcome(frame);
+      case "ping":
+        this.#send({ type: "pong" });
+        return;
+      case "joined":
+        return this.#onJoined(frame);
+      case "message":
+        return this.#onMessage(frame);
+      case "ack":
+        return this.#onAck(frame);
+      case "error": {
+        const pending = this.#take(frame.ref);
+        if (pending) {
+          pending.reject(
+            new RoomcastError(String(frame.code), String(frame.message), /** @type {ErrorFrame} */ (frame)),
+          );
+        } else this.#emit("error", frame);
+        return;
+      }
+      case "presence":
+        this.#take(frame.ref)?.resolve(frame);
+        this.#emit("presence", frame);
+        return;
+      case "left":
+      case "history":
+      case "pong":
+        this.#take(frame.ref)?.resolve(frame);
+        return;
+      case "member":
+      case "signal":
+      case "direct":
+      case "broadcast":
+        this.#emit(frame.type, frame);
+        return;
+    }
+  }
+
+  /** @param {any} frame */
+  #onWelcome(frame) {
+    this.#welcomed = true;
+    this.#attempt = 0;
+    this.#user = isRecord(frame.user) ? { id: String(frame.user.id), name: String(frame.user.name) } : null;
+    this.#connectionId = typeof frame.connection === "string" ? frame.connection : null;
+    if (typeof frame.heartbeat === "number" && frame.heartbeat > 0) this.#heartbeat = frame.heartbeat;
+    this.#arm();
+    this.#state = "open";
+    for (const [room, entry] of this.#rooms) this.#sendJoin(room, entry);
+    this.#emit("welcome", frame);
+    this.#emit("state", { state: "open" });
+  }
+
+  /** @param {any} frame */
+  #onJoined(frame) {
+    const pending = this.#take(frame.ref);
+    const entry = this.#rooms.get(frame.room);
+    if (!entry) {
+      pending?.resolve(frame);
+      return;
+    }
+    const had = entry.position;
+    let reset = false;
+    if (frame.ref === undefined) {
+      // Unsolicited: the room's history was reset on the server.
+      entry.position = { epoch: frame.epoch, offset: frame.offset };
+      reset = true;
+    } else if (frame.recovered && had && had.epoch === frame.epoch) {
+      // Recovered: the missed messages follow and move the position up; jumping to frame.offset would drop them.
+    } else {
+      // A fresh join, or one the server could not recover (the gap can't be filled).
+      reset = had !== null && !frame.recovered;
+      entry.position = { epoch: frame.epoch, offset: frame.offset };
+    }
+    entry.joined = frame;
+    pending?.resolve(frame);
+    const waiters = entry.waiters;
+    entry.waiters = [];
+    for (const w of waiters) w.resolve(frame);
+    this.#emit("joined", frame);
+    if (reset) this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
+  }
+
+  /** @param {any} frame */
+  #onMessage(frame) {
+    const entry = this.#rooms.get(frame.room);
+    if (!entry || typeof frame.offset !== "number" || typeof frame.epoch !== "string") return;
+    const position = entry.position;
+    if (position && position.epoch === frame.epoch && frame.offset <= position.offset) return;
+    entry.position = { epoch: frame.epoch, offset: frame.offset };
+    if (position && position.epoch !== frame.epoch) {
+      this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
+    }
+    this.#emit("message", frame);
+  }
+
+  /** @param {any} frame */
+  #onAck(frame) {
+    const pending = this.#take(frame.ref);
+    const sent = typeof frame.ref === "number" ? this.#sent.get(frame.ref) : undefined;
+    if (sent) this.#sent.delete(frame.ref);
+    let detail = frame;
+    if (typeof frame.room === "string" && typeof frame.offset === "number" && typeof frame.epoch === "string") {
+      const entry = this.#rooms.get(frame.room);
+      const position = entry?.position;
+      if (entry) {
+        if (!position || position.epoch !== frame.epoch || frame.offset > position.offset) {
+          entry.position = { epoch: frame.epoch, offset: frame.offset };
+        }
+        if (position && position.epoch !== frame.epoch) {
+          this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
+        }
+      }
+      if (sent) detail = { ...frame, data: sent.data, from: this.#user };
+    }
+    pending?.resolve(frame);
+    this.#emit("ack", detail);
+  }
+
+  /**
+   * @param {string} type
+   * @param {unknown} detail
+   */
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+export default RoomcastClient;
