@@ -1,0 +1,320 @@
+/**
+ * `deno task bench`: runs each scenario against the bare reference server, roomcast (default and
+ * batched protocol) and Socket.IO 4 on Node, in the same run, alternating, each on a fresh server
+ * process on 127.0.0.1. The load generator is its own process (bench/loadgen.ts). Prints one table
+ * with ratios to the bare server and writes bench/RESULTS.md.
+ *
+ * Options: --quick (shorter, smaller), --scale=N (multiply client counts), --rounds=N (median of N),
+ * --only=fanout20,chat, --targets=bare,roomcast, --no-write (don't touch RESULTS.md).
+ */
+import type { Result, Scenario, Spec } from "./loadgen.ts";
+import type { Target } from "./clients.ts";
+
+interface ScenarioSpec {
+  key: string;
+  title: string;
+  scenario: Scenario;
+  clients: number;
+  rate: number;
+  seconds: number;
+  roomSize: number;
+  inflight: number;
+}
+
+const args = new Map(Deno.args.map((a) => {
+  const [k, v] = a.replace(/^--/, "").split("=");
+  return [k ?? "", v ?? "true"];
+}));
+const quick = args.has("quick");
+const scale = Number(args.get("scale") ?? 1);
+const rounds = Number(args.get("rounds") ?? 1);
+const root = new URL("../", import.meta.url).pathname;
+
+const n = (clients: number) => Math.max(10, Math.round(clients * scale * (quick ? 0.2 : 1)));
+const s = (seconds: number) => quick ? Math.max(3, seconds / 3) : seconds;
+
+const SCENARIOS: ScenarioSpec[] = [
+  {
+    key: "fanout20",
+    title: "fan-out 20 msg/s",
+    scenario: "fanout",
+    clients: n(1000),
+    rate: 20,
+    seconds: s(10),
+    roomSize: 0,
+    inflight: 0,
+  },
+  {
+    key: "fanout200",
+    title: "fan-out 200 msg/s (overload)",
+    scenario: "fanout",
+    clients: n(1000),
+    rate: 200,
+    seconds: s(10),
+    roomSize: 0,
+    inflight: 0,
+  },
+  {
+    key: "maxfanout",
+    title: "max fan-out, 100 in flight",
+    scenario: "maxfanout",
+    clients: n(1000),
+    rate: 0,
+    seconds: s(10),
+    roomSize: 0,
+    inflight: 100,
+  },
+  {
+    key: "chat",
+    title: "chat, rooms of 10, 1 msg/s each",
+    scenario: "chat",
+    clients: n(2000),
+    rate: 1,
+    seconds: s(20),
+    roomSize: 10,
+    inflight: 0,
+  },
+  {
+    key: "idle",
+    title: "idle connections",
+    scenario: "idle",
+    clients: n(5000),
+    rate: 0,
+    seconds: 0,
+    roomSize: 0,
+    inflight: 0,
+  },
+  {
+    key: "storm",
+    title: "connect storm",
+    scenario: "storm",
+    clients: n(3000),
+    rate: 0,
+    seconds: 0,
+    roomSize: 0,
+    inflight: 0,
+  },
+];
+
+const ALL_TARGETS: Target[] = ["bare", "roomcast", "roomcast-batch", "socketio"];
+const targets = (args.get("targets")?.split(",") ?? ALL_TARGETS) as Target[];
+const only = args.get("only")?.split(",");
+const scenarios = SCENARIOS.filter((sc) => !only || only.includes(sc.key));
+
+interface Server {
+  base: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a server child with a raised file-descriptor limit and waits for its "listening" line. */
+async function startServer(target: Target, kvDir: string): Promise<Server> {
+  const deno = Deno.execPath();
+  const command: string[] = target === "bare"
+    ? [deno, "run", "-A", `${root}bench/bare_server.ts`]
+    : target === "socketio"
+    ? ["node", `${root}bench/node/socketio_server.mjs`]
+    : [deno, "run", "-A", "--unstable-kv", `${root}main.ts`];
+  const env = {
+    PORT: "0",
+    HOSTNAME: "127.0.0.1",
+    ROOMCAST_KV_PATH: `${kvDir}/bench-${crypto.randomUUID()}.kv`,
+    ROOMCAST_PUBLISH_RATE: "1000000/1s",
+    ROOMCAST_SIGNAL_BURST: "100000",
+  };
+  const child = new Deno.Command("sh", {
+    args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
+    env,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  const deadline = Date.now() + 30_000;
+  while (!/listening on http:\/\/[^\s:]+:(\d+)/.test(out)) {
+    if (Date.now() > deadline) throw new Error(`${target} did not start: ${out}`);
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${target} exited: ${out}`);
+    out += value;
+  }
+  const port = /listening on http:\/\/[^\s:]+:(\d+)/.exec(out)?.[1];
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })().catch(() => {});
+  return {
+    base: `ws://127.0.0.1:${port}`,
+    pid: child.pid,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 6000);
+      await child.status;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function runLoad(spec: Spec): Promise<Result> {
+  const output = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${root}bench/loadgen.ts`,
+      JSON.stringify(spec),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim().split("\n").at(-1) ?? "";
+  if (!output.success || !text.startsWith("{")) throw new Error(`load generator failed (${output.code}): ${text}`);
+  return JSON.parse(text);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+function medianResult(results: Result[]): Result {
+  const first = results[0] as Result;
+  const out = { ...first };
+  for (const key of Object.keys(first) as (keyof Result)[]) out[key] = median(results.map((r) => r[key]));
+  return out;
+}
+
+async function ensureSocketIo(): Promise<void> {
+  if (!targets.includes("socketio")) return;
+  try {
+    await Deno.stat(`${root}bench/node/node_modules/socket.io`);
+  } catch {
+    console.log("installing socket.io for the Node column (npm ci in bench/node)…");
+    const ok = await new Deno.Command("npm", { args: ["ci", "--no-audit", "--no-fund"], cwd: `${root}bench/node` })
+      .output();
+    if (!ok.success) throw new Error("npm ci in bench/node failed");
+  }
+}
+
+type Row = { label: string; values: Map<Target, number>; unit: string; better: "higher" | "lower"; digits: number };
+
+function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
+  const row = (label: string, pick: (r: Result) => number, unit: string, better: Row["better"], digits = 0): Row => ({
+    label: `${sc.title}: ${label}`,
+    values: new Map([...results].map(([t, r]) => [t, pick(r)])),
+    unit,
+    better,
+    digits,
+  });
+  switch (sc.scenario) {
+    case "fanout":
+      return [
+        row("deliveries/s", (r) => r.deliveriesPerSec, "/s", "higher"),
+        row("lost", (r) => r.lost, "", "lower"),
+        row("p50 latency", (r) => r.p50, "ms", "lower", 1),
+        row("p99 latency", (r) => r.p99, "ms", "lower", 1),
+        row("max latency", (r) => r.max, "ms", "lower", 1),
+        row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
+        row("reconnects (4008 → recover)", (r) => r.reconnects, "", "lower"),
+      ];
+    case "maxfanout":
+      return [
+        row("deliveries/s", (r) => r.deliveriesPerSec, "/s", "higher"),
+        row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
+      ];
+    case "chat":
+      return [
+        row("deliveries/s", (r) => r.deliveriesPerSec, "/s", "higher"),
+        row("lost", (r) => r.lost, "", "lower"),
+        row("p99 latency", (r) => r.p99, "ms", "lower", 1),
+        row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
+      ];
+    case "idle":
+      return [row("server RSS per connection", (r) => r.kbPerConnection, "KiB", "lower", 1)];
+    case "storm":
+      return [row("connections/s", (r) => r.connectsPerSec, "/s", "higher")];
+  }
+}
+
+function table(rows: Row[]): string {
+  const cols = targets;
+  const head = ["scenario / figure", ...cols, ...cols.filter((t) => t !== "bare").map((t) => `${t} ÷ bare`)];
+  const lines = [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`];
+  for (const r of rows) {
+    const fmt = (v: number | undefined) =>
+      v === undefined ? "–" : `${v.toFixed(r.digits)}${r.unit ? ` ${r.unit}` : ""}`;
+    const bare = r.values.get("bare");
+    const ratios = cols.filter((t) => t !== "bare").map((t) => {
+      const v = r.values.get(t);
+      return bare && v !== undefined && bare > 0 ? `${(v / bare).toFixed(2)}×` : "–";
+    });
+    lines.push(`| ${[r.label, ...cols.map((t) => fmt(r.values.get(t))), ...ratios].join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
+
+async function commit(): Promise<string> {
+  const git = async (...a: string[]) =>
+    new TextDecoder().decode((await new Deno.Command("git", { args: a, cwd: root, stdout: "piped" }).output()).stdout)
+      .trim();
+  const head = await git("rev-parse", "--short", "HEAD");
+  const dirty = (await git("status", "--porcelain", "--untracked-files=no")) ? "+uncommitted" : "";
+  return `${head}${dirty}`;
+}
+
+async function main(): Promise<void> {
+  await ensureSocketIo();
+  const kvDir = await Deno.makeTempDir({ prefix: "roomcast-bench-" });
+  const rows: Row[] = [];
+  try {
+    for (const sc of scenarios) {
+      const all = new Map<Target, Result[]>();
+      for (let round = 0; round < rounds; round++) {
+        const order = round % 2 === 0 ? targets : [...targets].reverse();
+        for (const target of order) {
+          const server = await startServer(target, kvDir);
+          try {
+            const spec: Spec = { ...sc, target, base: server.base, pid: server.pid };
+            const result = await runLoad(spec);
+            all.set(target, [...(all.get(target) ?? []), result]);
+            console.log(`${sc.key.padEnd(10)} ${target.padEnd(15)} ${JSON.stringify(result)}`);
+          } finally {
+            await server.stop();
+          }
+        }
+      }
+      rows.push(...rowsFor(sc, new Map([...all].map(([t, r]) => [t, medianResult(r)]))));
+    }
+  } finally {
+    await Deno.remove(kvDir, { recursive: true });
+  }
+  const out = table(rows);
+  console.log(`\n${out}\n`);
+  if (args.has("no-write")) return;
+  const cpu = /model name\s*:\s*(.+)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "unknown CPU";
+  const header = `## ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, commit ${await commit()}\n\n` +
+    `${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}, ` +
+    `${
+      quick ? "quick run" : "full run"
+    }, scale ${scale}, rounds ${rounds} (median), load generator in its own process.\n\n`;
+  const path = `${root}bench/RESULTS.md`;
+  let previous = "";
+  try {
+    previous = await Deno.readTextFile(path);
+  } catch { /* first run */ }
+  const intro = '# Benchmark results\n\nNewest first. Re-run with `deno task bench`; see README "Performance".\n\n';
+  const older = previous.indexOf("\n## ");
+  const body = older >= 0 ? previous.slice(older) : "";
+  await Deno.writeTextFile(path, `${intro}${header}${out}\n${body}`);
+  console.log(`wrote ${path}`);
+}
+
+if (import.meta.main) await main();
