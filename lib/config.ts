@@ -14,9 +14,14 @@ export interface LimitsConfig {
   signalBurst: number;
   /** Rooms one connection may be in at once. @default 100 */
   maxRooms: number;
+  /** Rooms with more members than this send no member join/leave events, and `joined` lists only
+   * this many members (`presence` lists all): presence traffic would grow with the square of the
+   * room size. @default 100 */
+  memberEventsMax: number;
   /** Consecutive `rate_limited` answers before the connection is closed with 4429. @default 20 */
   floodStrikes: number;
-  /** Bytes a connection may have queued unsent before it is closed with 4008. @default 1048576 */
+  /** Bytes a connection may have queued unsent before it is closed with 4008. Bounds the server's
+   * memory at about connections × this. @default 131072 */
   sendQueueBytes: number;
 }
 
@@ -138,8 +143,9 @@ export function loadConfig(env: Env): Config {
       publishWindowMs,
       signalBurst: read.int("ROOMCAST_SIGNAL_BURST", 200, 1, 100_000),
       maxRooms: read.int("ROOMCAST_MAX_ROOMS", 100, 1, 100_000),
+      memberEventsMax: read.int("ROOMCAST_MEMBER_EVENTS_MAX", 100, 0, 1_000_000),
       floodStrikes: 20,
-      sendQueueBytes: read.int("ROOMCAST_SEND_QUEUE_BYTES", 1_048_576, 1024, 1 << 30),
+      sendQueueBytes: read.int("ROOMCAST_SEND_QUEUE_BYTES", 131_072, 1024, 1 << 30),
     },
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems.join("; "));

@@ -16,8 +16,9 @@ Deno.test("config defaults match the documented ones", () => {
     publishWindowMs: 10_000,
     signalBurst: 200,
     maxRooms: 100,
+    memberEventsMax: 100,
     floodStrikes: 20,
-    sendQueueBytes: 1_048_576,
+    sendQueueBytes: 131_072,
   });
   assert.equal(config.apiKey, undefined);
   assert.equal(config.authSecret, undefined);

@@ -42,6 +42,10 @@ export interface ConnectionOptions {
 
 /** Frames that may wait while an earlier frame of the same connection is still being handled. */
 const MAX_BACKLOG = 1024;
+/** Live messages that may wait for a recovering join's replay to be sent. */
+const MAX_HELD = 10_000;
+/** How long a replay waits for a connection to take the previous part. */
+const DRAIN_TIMEOUT_MS = 30_000;
 
 export class Connection {
   readonly peer: Peer;
@@ -106,11 +110,34 @@ export class Connection {
   sendText(text: string | undefined, frame: ServerFrame): void {
     if (text === undefined || this.closed) return;
     if (this.peer.bufferedAmount > this.#options.limits.sendQueueBytes) {
+      this.#options.metrics.dropped.incLabel("slow_consumer");
       this.close(CloseCode.slowConsumer, "Slow consumer: send queue over its cap", "slow_consumer");
       return;
     }
     this.peer.send(text, frame);
     this.#options.metrics.deliveries.inc();
+  }
+
+  /** Sends a replayed message without the cap check: replays pace themselves with `drained()`. */
+  sendReplayed(out: Outbound): number {
+    const text = out.text(this.peer.encoder);
+    if (text === undefined || this.closed) return 0;
+    this.peer.send(text, out.frame);
+    this.#options.metrics.deliveries.inc();
+    return text.length;
+  }
+
+  /** Waits until at most `bytes` are queued unsent; after `timeoutMs` closes the connection (4008). */
+  async drained(bytes: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed && this.peer.bufferedAmount > bytes) {
+      if (Date.now() > deadline) {
+        this.close(CloseCode.slowConsumer, "Slow consumer: replay did not drain", "slow_consumer");
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return !this.closed;
   }
 
   send(frame: ServerFrame): void {
@@ -152,7 +179,12 @@ export class Connection {
   /** Delivers a room message in order and at most once; the publisher gets its ack instead. */
   deliver(sub: Subscription, message: StoredMessage, out: Outbound): void {
     if (sub.held) {
-      sub.held.push(message);
+      if (sub.held.length >= MAX_HELD) {
+        this.#options.metrics.dropped.incLabel("slow_consumer");
+        this.close(CloseCode.slowConsumer, "Slow consumer: too many messages during replay", "slow_consumer");
+      } else {
+        sub.held.push(message);
+      }
       return;
     }
     if (message.epoch === sub.epoch && message.offset <= sub.offset) return;

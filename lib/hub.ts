@@ -193,7 +193,8 @@ export class Hub {
   #room(name: string): Room {
     let room = this.#rooms.get(name);
     if (room) return room;
-    const created = new Room(name, { store: this.#options.store, historyLimit: this.#options.historyLimit });
+    const { store, historyLimit, limits } = this.#options;
+    const created = new Room(name, { store, historyLimit, memberEventsMax: limits.memberEventsMax });
     created.ready.catch(() => {
       if (this.#rooms.get(name) === created) this.#rooms.delete(name);
     });
@@ -214,7 +215,9 @@ export class Hub {
     connection.rooms.set(name, sub);
     room.subscribers.set(connection.id, connection);
     const user = connection.peer.user;
-    if (room.addMember(user)) room.sendOthers({ type: "member", room: name, event: "join", user }, connection.id);
+    if (room.addMember(user) && room.memberCount <= limits.memberEventsMax) {
+      room.sendOthers({ type: "member", room: name, event: "join", user }, connection.id);
+    }
     try {
       await room.ready;
       let position = room.cursor as Position;
@@ -227,12 +230,13 @@ export class Hub {
         replay = recovery.messages;
       }
       if (connection.rooms.get(name) !== sub) return;
-      const held = sub.held ?? [];
-      sub.held = undefined;
       sub.epoch = position.epoch;
       sub.offset = position.offset;
-      connection.send(withRef({ type: "joined", room: name, ...position, recovered, members: room.members() }, ref));
-      for (const message of replay) connection.sendOut(new Outbound(message));
+      const members = room.members(limits.memberEventsMax);
+      connection.send(withRef({ type: "joined", room: name, ...position, recovered, members }, ref));
+      if (!await this.#replay(connection, replay) || connection.rooms.get(name) !== sub) return;
+      const held = sub.held ?? [];
+      sub.held = undefined;
       for (const message of held) connection.deliver(sub, message, new Outbound(message));
     } catch (error) {
       if (connection.rooms.get(name) === sub) this.#unsubscribe(connection, name);
@@ -241,6 +245,22 @@ export class Hub {
   }
 
   /** Leaves after the connection's publishes to the room are stored, so their acks come before `left`. */
+  /** Sends a recovery in parts of half the send-queue cap, each once the previous one has mostly
+   * drained, so that a large replay neither trips the cap nor buffers without bound. Live
+   * messages wait in the subscription meanwhile. False when the connection was closed. */
+  async #replay(connection: Connection, messages: StoredMessage[]): Promise<boolean> {
+    const part = this.#options.limits.sendQueueBytes / 2;
+    let sent = 0;
+    for (const message of messages) {
+      if (sent >= part) {
+        if (!await connection.drained(part / 2)) return false;
+        sent = 0;
+      }
+      sent += connection.sendReplayed(new Outbound(message));
+    }
+    return !connection.closed;
+  }
+
   async #leave(connection: Connection, name: string, ref: Ref | undefined): Promise<void> {
     if (!connection.rooms.has(name)) return connection.error("not_joined", `Not in room ${name}`, ref);
     await connection.publishesSettled(name);
@@ -253,7 +273,10 @@ export class Hub {
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
     const user = connection.peer.user;
-    if (room.removeMember(user)) room.sendOthers({ type: "member", room: name, event: "leave", user }, connection.id);
+    const max = this.#options.limits.memberEventsMax;
+    if (room.removeMember(user) && room.memberCount < max) {
+      room.sendOthers({ type: "member", room: name, event: "leave", user }, connection.id);
+    }
     if (room.subscribers.size === 0) this.#rooms.delete(name);
   }
 

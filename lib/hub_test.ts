@@ -177,3 +177,16 @@ Deno.test("hub: frames of one connection take effect in order, even across an as
   const types = a.peer.frames.filter((f) => f.ref !== undefined).map((f) => `${f.type}:${f.ref}`);
   assert.deepEqual(types, ["joined:1", "ack:2", "left:3"]);
 });
+
+Deno.test("hub: rooms over memberEventsMax send no member events and cap joined.members", async () => {
+  const { hub, connect } = setup({ limits: { memberEventsMax: 2 } });
+  const [a, b, c] = [connect("a"), connect("b"), connect("c")];
+  for (const x of [a, b, c]) await join(hub, x.connection, "big");
+  assert.deepEqual(a.peer.of("member").map((f) => f.user.name), ["b"], "c was the third member: no event");
+  assert.equal(c.peer.of("joined")[0]?.members.length, 2);
+  assert.equal(hub.presence("big").length, 3, "presence still lists everyone");
+  hub.disconnect(c.connection);
+  assert.deepEqual(a.peer.of("member").map((f) => `${f.event}:${f.user.name}`), ["join:b"], "3 → 2: still too big");
+  hub.disconnect(b.connection);
+  assert.deepEqual(a.peer.of("member").map((f) => `${f.event}:${f.user.name}`), ["join:b", "leave:b"]);
+});

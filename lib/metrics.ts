@@ -86,6 +86,11 @@ export class Metrics {
   readonly deliveries = new Counter("roomcast_deliveries_total", "Frames sent to connections");
   readonly errors = new Counter("roomcast_errors_total", "Errors answered, by code", "code");
   readonly closes = new Counter("roomcast_closes_total", "Connections closed by the server, by reason", "reason");
+  readonly dropped = new Counter(
+    "roomcast_dropped_total",
+    "Frames not sent because their connection was closed for it (it recovers on rejoin), by reason",
+    "reason",
+  );
   readonly storeAppendSeconds = new Histogram(
     "roomcast_store_append_seconds",
     "Latency of one store append batch",
@@ -106,6 +111,7 @@ export class Metrics {
       this.deliveries,
       this.errors,
       this.closes,
+      this.dropped,
       this.storeAppendSeconds,
     ];
     return all.map((m) => m.render()).join("");

@@ -41,13 +41,22 @@ export const rawEncoder: Encoder = {
   },
 };
 
+/** JSON already made for a frame object (the store encodes each message once): reused by `Outbound`. */
+const knownJson = new WeakMap<ServerFrame, string>();
+
+/** Records that `json` is exactly `JSON.stringify(frame)`. */
+export function rememberJson(frame: ServerFrame, json: string): void {
+  knownJson.set(frame, json);
+}
+
 /** A frame on its way to many peers, encoded at most once per encoder. */
 export class Outbound {
   #encoder: Encoder | undefined;
   #text: string | undefined;
   #more: Map<Encoder, string | undefined> | undefined;
 
-  constructor(readonly frame: ServerFrame, json?: string) {
+  constructor(readonly frame: ServerFrame) {
+    const json = knownJson.get(frame);
     if (json !== undefined) {
       this.#encoder = jsonEncoder;
       this.#text = json;

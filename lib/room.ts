@@ -12,6 +12,8 @@ import { CloseCode, type Member, type Position, type ServerFrame, type StoredMes
 export interface RoomOptions {
   store: Store;
   historyLimit: number;
+  /** See `LimitsConfig.memberEventsMax`. */
+  memberEventsMax: number;
 }
 
 export class Room {
@@ -113,7 +115,7 @@ export class Room {
     if (!this.#cursor || this.#cursor.epoch === epoch) return;
     this.#cursor.epoch = epoch;
     this.#cursor.offset = 0;
-    const members = this.members();
+    const members = this.members(this.#options.memberEventsMax);
     for (const connection of this.subscribers.values()) {
       const sub = connection.rooms.get(this.name);
       if (!sub || sub.held) continue;
@@ -144,8 +146,14 @@ export class Room {
     return true;
   }
 
-  members(): Member[] {
-    return [...this.#members.values()].map(({ user, connections }) => ({ id: user.id, name: user.name, connections }));
+  /** The members, or the first `max` of them. */
+  members(max = Infinity): Member[] {
+    const out: Member[] = [];
+    for (const { user, connections } of this.#members.values()) {
+      if (out.length >= max) break;
+      out.push({ id: user.id, name: user.name, connections });
+    }
+    return out;
   }
 
   get memberCount(): number {

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type Frame, isType, TestClient } from "./_client.ts";
+import { RawWsClient } from "./_raw_ws.ts";
 import { postJson, startTestServer, type TestServer, until } from "./_server.ts";
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -166,3 +167,27 @@ Deno.test("a lost store (new KV file) changes the epoch: recovered false", async
   await d.close();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a recovery larger than the send-queue cap is paced for a slow reader, not cut off", async () => {
+  await using server = await startTestServer({ limits: { sendQueueBytes: 256 * 1024 } });
+  const pad = "x".repeat(10_000);
+  const first = await publishMany(server, "big-replay", 1, pad);
+  for (let i = 2; i <= 1000; i++) await publishMany(server, "big-replay", i, pad);
+  const reader = await RawWsClient.connect(server.ws("/ws"));
+  assert.ok(await reader.readUntil(() => reader.texts.length >= 1), "welcome");
+  await reader.send(JSON.stringify({ type: "join", room: "big-replay", since: { epoch: first.epoch, offset: 0 } }));
+  // 10 MB of replay against a reader that stalls: more than the kernel buffers hold.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  for (let i = 1001; i <= 1005; i++) await publishMany(server, "big-replay", i, "live");
+  const messages = () => reader.texts.filter((t) => t.startsWith('{"type":"message"'));
+  assert.ok(await reader.readUntil(() => messages().length >= 1005 || reader.closeCode !== undefined, 20_000));
+  assert.equal(reader.closeCode, undefined, "not closed as a slow consumer");
+  assert.deepEqual(messages().map((t) => JSON.parse(t).offset), range(1, 1005));
+  assert.equal(server.metrics.closes.get("slow_consumer"), 0);
+  reader.close();
+});
+
+async function publishMany(server: TestServer, room: string, n: number, pad: string) {
+  const response = await postJson(server, `/api/rooms/${room}/messages`, { data: { n, pad } });
+  return await response.json();
+}

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../lib/clock.ts";
 import { recover, type RetentionOptions, type Store } from "../lib/engine/store.ts";
+import { jsonEncoder, Outbound } from "../lib/peer.ts";
 import type { NewMessage } from "../lib/protocol.ts";
 
 export interface StoreFixture {
@@ -150,6 +151,21 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
           const next = await store.append(message("z", "fresh", clock.now()));
           assert.deepEqual([next.epoch, next.offset], [after.epoch, 1]);
           assert.equal((await recover(store, "z", before, 1000)).recovered, false);
+        }),
+    );
+
+    await t.step(
+      "the JSON sent for a stored message is exactly its JSON",
+      () =>
+        withStore({}, async ({ store }, clock) => {
+          const tricky = { text: 'quote " backslash \\ newline \n ü 😀 </script>', n: [1.5, null, true] };
+          const stored = await store.append({
+            ...message("json", tricky, clock.now()),
+            from: { id: 'u"1', name: "Zoë" },
+          });
+          assert.equal(new Outbound(stored).text(jsonEncoder), JSON.stringify(stored));
+          const read = (await store.read("json", { limit: 1 })).messages[0];
+          assert.deepEqual(read, stored);
         }),
     );
 

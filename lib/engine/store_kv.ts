@@ -10,6 +10,7 @@
 import type { Clock } from "../clock.ts";
 import type { Histogram } from "../metrics.ts";
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
+import { rememberJson } from "../peer.ts";
 import {
   newEpoch,
   oldestKept,
@@ -22,11 +23,10 @@ import {
 
 const NS = "rc1";
 const CHUNK_BYTES = 60_000;
-/** Per atomic operation: well under Deno KV's 1000 mutations and 800 KiB. */
-const BATCH_MAX_MUTATIONS = 400;
-const BATCH_MAX_BYTES = 500_000;
-/** Trim in steps so that trimming costs one list + delete per this many appends. */
-const TRIM_STEP = 32;
+/** Per atomic operation, under Deno KV's limits (100 checks, 1000 mutations, 800 KiB). */
+const BATCH_MAX_ROOMS = 64;
+const BATCH_MAX_MUTATIONS = 800;
+const BATCH_MAX_BYTES = 600_000;
 const MAX_ATTEMPTS = 50;
 
 interface Meta {
@@ -39,8 +39,14 @@ interface CachedMeta {
   versionstamp: string | null;
 }
 
+/** An append waiting for its batch. The message JSON is split around the epoch and offset, which
+ * only the commit knows, so that each message is encoded to JSON and UTF-8 exactly once. */
 interface Pending {
   message: NewMessage;
+  head: string;
+  tail: string;
+  headBytes: Uint8Array;
+  tailBytes: Uint8Array;
   resolve(stored: StoredMessage): void;
   reject(error: unknown): void;
 }
@@ -90,14 +96,31 @@ function join(chunks: Uint8Array[]): StoredMessage {
   return JSON.parse(decoder.decode(bytes));
 }
 
+/** `JSON.stringify(stamp(message, epoch, offset))`, in two parts around `"epoch":…,"offset":…,`. */
+function pending(message: NewMessage, resolve: Pending["resolve"], reject: Pending["reject"]): Pending {
+  const { room, id, from, data, ts } = message;
+  const head = `{"type":"message","room":${JSON.stringify(room)},"id":${JSON.stringify(id)},`;
+  const tail = `"from":${JSON.stringify(from)},"data":${JSON.stringify(data)},"ts":${JSON.stringify(ts)}}`;
+  return { message, head, tail, headBytes: encoder.encode(head), tailBytes: encoder.encode(tail), resolve, reject };
+}
+
+function middle(epoch: string, offset: number): string {
+  return `"epoch":${JSON.stringify(epoch)},"offset":${offset},`;
+}
+
 export class KvStore implements Store {
   readonly #kv: Deno.Kv;
   readonly #options: KvStoreOptions;
-  readonly #queues = new Map<string, Pending[]>();
-  readonly #draining = new Map<string, Promise<void>>();
+  /** Appends of every room, in call order. */
+  #queue: Pending[] = [];
+  #draining: Promise<void> | undefined;
   readonly #meta = new Map<string, CachedMeta>();
-  readonly #trimmed = new Map<string, number>();
-  readonly #trims = new Set<Promise<void>>();
+  /** Rooms whose history below the retention floor was swept once by this instance. */
+  readonly #swept = new Set<string>();
+  readonly #sweeps = new Set<Promise<void>>();
+  /** Offsets of messages stored in more than one chunk, per room: the only ones trimming can't
+   * delete by key alone. In memory only; the start-up sweep covers what a restart forgets. */
+  readonly #multiChunk = new Map<string, Map<number, number>>();
   #closed = false;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions) {
@@ -114,57 +137,150 @@ export class KvStore implements Store {
     return new KvStore(await Deno.openKv(path), options);
   }
 
+  /** Queues the append; one commit at a time takes everything queued (up to the batch limits),
+   * across rooms, so the commit rate stays low however many rooms publish. */
   append(message: NewMessage): Promise<StoredMessage> {
     return new Promise((resolve, reject) => {
-      const pending: Pending = { message, resolve, reject };
-      const queue = this.#queues.get(message.room);
-      if (queue) queue.push(pending);
-      else this.#queues.set(message.room, [pending]);
-      if (!this.#draining.has(message.room)) {
-        this.#draining.set(message.room, this.#drain(message.room));
-      }
+      this.#queue.push(pending(message, resolve, reject));
+      this.#draining ??= this.#drain();
     });
   }
 
-  async #drain(room: string): Promise<void> {
+  async #drain(): Promise<void> {
     // Let every append queued in this turn of the event loop join the first batch.
     await Promise.resolve();
     try {
-      let queue = this.#queues.get(room);
-      while (queue && queue.length > 0) {
-        const batch = queue.splice(0, this.#batchSize(queue));
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.#batchSize());
         const started = performance.now();
         try {
-          const stored = await this.#commit(room, batch);
+          const stored = await this.#commit(batch);
           this.#options.appendLatency?.observe((performance.now() - started) / 1000);
           for (let i = 0; i < batch.length; i++) batch[i]?.resolve(stored[i] as StoredMessage);
-          this.#scheduleTrim(room, stored[stored.length - 1]);
+          this.#sweepOnce(stored);
         } catch (error) {
-          this.#meta.delete(room);
-          for (const p of batch) p.reject(error);
+          for (const p of batch) {
+            this.#meta.delete(p.message.room);
+            p.reject(error);
+          }
         }
-        queue = this.#queues.get(room);
       }
     } finally {
-      this.#queues.delete(room);
-      this.#draining.delete(room);
+      this.#draining = undefined;
     }
   }
 
-  #batchSize(queue: Pending[]): number {
-    let mutations = 1;
+  /** How many appends from the head of the queue fit in one atomic operation. */
+  #batchSize(): number {
+    const rooms = new Set<string>();
+    let mutations = 0;
     let bytes = 0;
     let n = 0;
-    for (const p of queue) {
-      // Chunks are encoded without epoch/offset yet; the final JSON adds ≤ 64 bytes.
-      const size = JSON.stringify(p.message).length * 3 + 64;
-      const chunks = Math.ceil(size / CHUNK_BYTES);
-      if (n > 0 && (mutations + chunks > BATCH_MAX_MUTATIONS || bytes + size > BATCH_MAX_BYTES)) break;
-      mutations += chunks;
+    for (const p of this.#queue) {
+      const size = p.headBytes.length + p.tailBytes.length + 64;
+      const newRoom = !rooms.has(p.message.room);
+      // Its chunks, the delete of the message it pushes out of the window, and the room's meta.
+      const need = 2 * Math.ceil(size / CHUNK_BYTES) + (newRoom ? 1 : 0);
+      const full = mutations + need > BATCH_MAX_MUTATIONS || bytes + size > BATCH_MAX_BYTES ||
+        (newRoom && rooms.size >= BATCH_MAX_ROOMS);
+      if (n > 0 && full) break;
+      rooms.add(p.message.room);
+      mutations += need;
       bytes += size;
       n++;
     }
     return Math.max(1, n);
+  }
+
+  /** Reads the meta of every room not in the cache (ten per `getMany`, KV's limit). */
+  async #loadMetas(rooms: string[]): Promise<void> {
+    const missing = rooms.filter((room) => !this.#meta.has(room));
+    const reads = [];
+    for (let i = 0; i < missing.length; i += 10) {
+      const group = missing.slice(i, i + 10);
+      reads.push(
+        retryLocked(() => this.#kv.getMany(group.map((room) => [NS, "meta", room]))).then((entries) =>
+          entries.forEach((entry, j) => {
+            const room = group[j] as string;
+            this.#meta.set(room, { value: isMeta(entry.value) ? entry.value : null, versionstamp: entry.versionstamp });
+          })
+        ),
+      );
+    }
+    await Promise.all(reads);
+  }
+
+  async #commit(batch: Pending[]): Promise<StoredMessage[]> {
+    const ttl = this.#options.historyTtlMs;
+    const setOptions = ttl === undefined ? undefined : { expireIn: ttl };
+    const rooms = [...new Set(batch.map((p) => p.message.room))];
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      await this.#loadMetas(rooms);
+      const op = this.#kv.atomic();
+      const next = new Map<string, Meta>();
+      for (const room of rooms) {
+        const cached = this.#meta.get(room);
+        op.check({ key: [NS, "meta", room], versionstamp: cached?.versionstamp ?? null });
+        next.set(room, { epoch: cached?.value?.epoch ?? newEpoch(), offset: cached?.value?.offset ?? 0 });
+      }
+      const stored = batch.map((p) => {
+        const meta = next.get(p.message.room) as Meta;
+        meta.offset += 1;
+        const mid = middle(meta.epoch, meta.offset);
+        const midBytes = encoder.encode(mid);
+        const bytes = new Uint8Array(p.headBytes.length + midBytes.length + p.tailBytes.length);
+        bytes.set(p.headBytes, 0);
+        bytes.set(midBytes, p.headBytes.length);
+        bytes.set(p.tailBytes, p.headBytes.length + midBytes.length);
+        const room = p.message.room;
+        const key = [NS, "msg", room, meta.epoch, meta.offset];
+        const chunks = split(bytes);
+        chunks.forEach((chunk, i) => op.set([...key, i], chunk, setOptions));
+        if (chunks.length > 1) this.#chunked(room).set(meta.offset, chunks.length);
+        this.#trimInto(op, room, meta.epoch, meta.offset - this.#options.historyLimit);
+        const message = stamp(p.message, meta.epoch, meta.offset);
+        rememberJson(message, p.head + mid + p.tail);
+        return message;
+      });
+      for (const [room, meta] of next) op.set([NS, "meta", room], meta);
+      const result = await retryLocked(() => op.commit());
+      if (result.ok) {
+        for (const [room, meta] of next) this.#meta.set(room, { value: meta, versionstamp: result.versionstamp });
+        return stored;
+      }
+      // Another isolate or process appended to one of these rooms: re-read and renumber.
+      for (const room of rooms) this.#meta.delete(room);
+    }
+    throw new Error(`KV append of ${batch.length} messages conflicted ${MAX_ATTEMPTS} times`);
+  }
+
+  #chunked(room: string): Map<number, number> {
+    let offsets = this.#multiChunk.get(room);
+    if (!offsets) this.#multiChunk.set(room, offsets = new Map());
+    return offsets;
+  }
+
+  /** Retention by count, inside the append's own atomic operation: the message that falls out of
+   * the window is deleted by key, with no listing and no extra commit. */
+  #trimInto(op: Deno.AtomicOperation, room: string, epoch: string, offset: number): void {
+    if (offset < 1) return;
+    const chunks = this.#multiChunk.get(room)?.get(offset) ?? 1;
+    for (let i = 0; i < chunks; i++) op.delete([NS, "msg", room, epoch, offset, i]);
+    this.#multiChunk.get(room)?.delete(offset);
+  }
+
+  /** Once per room and process: deletes what lies below the retention floor but escaped trimming
+   * by key (written before a restart, or under a larger history limit). In the background. */
+  #sweepOnce(stored: StoredMessage[]): void {
+    for (const { room, epoch, offset } of stored) {
+      if (this.#swept.has(room)) continue;
+      this.#swept.add(room);
+      const floor = oldestKept(offset, this.#options.historyLimit);
+      const sweep = this.#deleteRange([NS, "msg", room, epoch], [NS, "msg", room, epoch, floor])
+        .catch((error) => console.error(`roomcast: sweeping old history of ${room} failed:`, error))
+        .finally(() => this.#sweeps.delete(sweep));
+      this.#sweeps.add(sweep);
+    }
   }
 
   async #readMeta(room: string): Promise<CachedMeta> {
@@ -172,43 +288,6 @@ export class KvStore implements Store {
     const cached = { value: isMeta(entry.value) ? entry.value : null, versionstamp: entry.versionstamp };
     this.#meta.set(room, cached);
     return cached;
-  }
-
-  async #commit(room: string, batch: Pending[]): Promise<StoredMessage[]> {
-    const ttl = this.#options.historyTtlMs;
-    const setOptions = ttl === undefined ? undefined : { expireIn: ttl };
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const meta = this.#meta.get(room) ?? await this.#readMeta(room);
-      const epoch = meta.value?.epoch ?? newEpoch();
-      let offset = meta.value?.offset ?? 0;
-      const op = this.#kv.atomic().check({ key: [NS, "meta", room], versionstamp: meta.versionstamp });
-      const stored = batch.map((p) => stamp(p.message, epoch, ++offset));
-      for (const message of stored) {
-        const chunks = split(encoder.encode(JSON.stringify(message)));
-        chunks.forEach((chunk, i) => op.set([NS, "msg", room, epoch, message.offset, i], chunk, setOptions));
-      }
-      const next: Meta = { epoch, offset };
-      op.set([NS, "meta", room], next);
-      const result = await retryLocked(() => op.commit());
-      if (result.ok) {
-        this.#meta.set(room, { value: next, versionstamp: result.versionstamp });
-        return stored;
-      }
-      this.#meta.delete(room);
-    }
-    throw new Error(`KV append to room ${room} conflicted ${MAX_ATTEMPTS} times`);
-  }
-
-  #scheduleTrim(room: string, last: StoredMessage | undefined): void {
-    if (!last) return;
-    const floor = oldestKept(last.offset, this.#options.historyLimit) - 1;
-    const done = this.#trimmed.get(room) ?? 0;
-    if (floor - done < TRIM_STEP) return;
-    this.#trimmed.set(room, floor);
-    const trim = this.#deleteRange([NS, "msg", room, last.epoch], [NS, "msg", room, last.epoch, floor + 1])
-      .catch((error) => console.error(`roomcast: trimming history of ${room} failed:`, error))
-      .finally(() => this.#trims.delete(trim));
-    this.#trims.add(trim);
   }
 
   /** Deletes the keys under `prefix` (before `end`), but for those `keep` spares. */
@@ -286,7 +365,7 @@ export class KvStore implements Store {
     const fresh: Meta = { epoch: newEpoch(), offset: 0 };
     await retryLocked(() => this.#kv.set([NS, "meta", room], fresh));
     this.#meta.delete(room);
-    this.#trimmed.delete(room);
+    this.#multiChunk.delete(room);
     // Only older epochs: messages of the new one may already be arriving.
     await retryLocked(() => this.#deleteRange([NS, "msg", room], undefined, (key) => key[3] === fresh.epoch));
     return fresh;
@@ -295,8 +374,8 @@ export class KvStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.allSettled([...this.#draining.values()]);
-    await Promise.allSettled([...this.#trims]);
+    await this.#draining;
+    await Promise.allSettled([...this.#sweeps]);
     this.#kv.close();
   }
 }

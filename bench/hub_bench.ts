@@ -1,0 +1,110 @@
+/**
+ * Micro-benchmarks (`deno task bench:micro`): the codec, the hub's fan-out loop with fake peers,
+ * and Deno KV appends one by one versus batched.
+ */
+import { ManualClock } from "../lib/clock.ts";
+import { decodeClientFrame } from "../lib/codec.ts";
+import { configWith } from "../lib/config.ts";
+import { LocalBackplane } from "../lib/engine/backplane_local.ts";
+import { KvStore } from "../lib/engine/store_kv.ts";
+import { MemoryStore } from "../lib/engine/store_memory.ts";
+import { Hub } from "../lib/hub.ts";
+import { Metrics } from "../lib/metrics.ts";
+import { jsonEncoder, type Peer } from "../lib/peer.ts";
+import type { NewMessage, StoredMessage } from "../lib/protocol.ts";
+
+const publishFrame = JSON.stringify({ type: "publish", room: "bench-room", data: { text: "hello there" }, ref: 42 });
+
+Deno.bench("codec: decode a publish frame", { group: "codec" }, () => {
+  decodeClientFrame(publishFrame);
+});
+
+Deno.bench("codec: JSON.parse alone (the floor)", { group: "codec", baseline: true }, () => {
+  JSON.parse(publishFrame);
+});
+
+class NullPeer implements Peer {
+  readonly encoder = jsonEncoder;
+  readonly liveness = "transport" as const;
+  readonly bufferedAmount = 0;
+  bytes = 0;
+  constructor(readonly id: string, readonly user = { id: id, name: id }) {}
+  send(text: string): void {
+    this.bytes += text.length;
+  }
+  close(): void {}
+}
+
+async function hubWith(peers: number) {
+  const config = configWith();
+  const clock = new ManualClock();
+  const store = new MemoryStore({ historyLimit: 1000, historyTtlMs: undefined }, clock);
+  const backplane = new LocalBackplane();
+  const hub = new Hub({
+    store,
+    backplane,
+    clock,
+    metrics: new Metrics(),
+    limits: config.limits,
+    heartbeatMs: 25_000,
+    historyLimit: 1000,
+    node: "bench",
+  });
+  for (let i = 0; i < peers; i++) {
+    const connection = hub.connect(new NullPeer(`p${i}`));
+    await hub.join(connection, "fan");
+  }
+  return { hub, store, backplane };
+}
+
+const fan = await hubWith(1000);
+const { epoch } = await fan.store.position("fan");
+let offset = 0;
+Deno.bench("hub: fan one stored message out to 1000 peers", { group: "fanout" }, () => {
+  const message: StoredMessage = {
+    type: "message",
+    room: "fan",
+    id: `m${offset}`,
+    epoch,
+    offset: ++offset,
+    from: { id: "u", name: "U" },
+    data: { text: "hello" },
+    ts: 0,
+  };
+  fan.backplane.publish({ kind: "message", message });
+});
+
+const direct = Array.from({ length: 1000 }, (_, i) => new NullPeer(`d${i}`));
+Deno.bench("baseline: 1000 × JSON.stringify + send (no hub)", { group: "fanout", baseline: true }, () => {
+  const frame = {
+    type: "message",
+    room: "fan",
+    id: "x",
+    epoch: "e",
+    offset: 1,
+    from: { id: "u", name: "U" },
+    data: {},
+    ts: 0,
+  };
+  const text = JSON.stringify(frame);
+  for (const peer of direct) peer.send(text);
+});
+
+const kv = await KvStore.open(":memory:", { historyLimit: 1000, historyTtlMs: undefined, clock: new ManualClock() });
+const newMessage = (room: string): NewMessage => ({
+  type: "message",
+  room,
+  id: crypto.randomUUID(),
+  from: { id: "u", name: "U" },
+  data: { text: "hello" },
+  ts: 0,
+});
+Deno.bench("kv: 100 appends to one room, awaited one by one", { group: "kv", baseline: true }, async () => {
+  for (let i = 0; i < 100; i++) await kv.append(newMessage("serial"));
+});
+Deno.bench("kv: 100 appends to one room, pipelined (batched)", { group: "kv" }, async () => {
+  await Promise.all(Array.from({ length: 100 }, () => kv.append(newMessage("piped"))));
+});
+Deno.bench("kv: 100 appends to 100 rooms, pipelined", { group: "kv" }, async () => {
+  await Promise.all(Array.from({ length: 100 }, (_, i) => kv.append(newMessage(`room-${i}`))));
+});
