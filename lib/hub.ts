@@ -71,6 +71,27 @@ export class Hub {
     options.backplane.subscribe((event) => this.#onEvent(event));
     options.metrics.gauge("roomcast_connections", "Open connections", () => this.#connections.size);
     options.metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.#rooms.size);
+    options.metrics.gauge(
+      "roomcast_send_queue_bytes",
+      "Bytes queued unsent, all connections",
+      () => this.#queued().sum,
+    );
+    options.metrics.gauge(
+      "roomcast_send_queue_max_bytes",
+      "Bytes queued unsent, largest connection",
+      () => this.#queued().max,
+    );
+  }
+
+  #queued(): { sum: number; max: number } {
+    let sum = 0;
+    let max = 0;
+    for (const connection of this.#connections.values()) {
+      const queued = connection.peer.bufferedAmount;
+      sum += queued;
+      if (queued > max) max = queued;
+    }
+    return { sum, max };
   }
 
   get connectionCount(): number {

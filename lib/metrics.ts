@@ -91,9 +91,10 @@ export class Metrics {
     "Frames not sent because their connection was closed for it (it recovers on rejoin), by reason",
     "reason",
   );
+  readonly storeAppends = new Counter("roomcast_store_appends_total", "Messages appended to the store");
   readonly storeAppendSeconds = new Histogram(
     "roomcast_store_append_seconds",
-    "Latency of one store append batch",
+    "Latency of one store append batch (its _count is the number of batches)",
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   );
   readonly #extra: Metric[] = [];
@@ -112,6 +113,7 @@ export class Metrics {
       this.errors,
       this.closes,
       this.dropped,
+      this.storeAppends,
       this.storeAppendSeconds,
     ];
     return all.map((m) => m.render()).join("");

@@ -12,9 +12,12 @@ import type { AppContext, AppDeps } from "./deps.ts";
 import { jsonError } from "./errors.ts";
 import { identify, isWebSocketUpgrade, nameParam, originAllowed } from "./identity.ts";
 import { SocketPeer } from "./socket_peer.ts";
+import { type BatchFlusher, BatchingSocketPeer } from "./batch.ts";
 
 export interface SocketKind {
   encoder: Encoder;
+  /** Batched mode: frames are coalesced by this flusher (routes/batch.ts). */
+  batch?: BatchFlusher | undefined;
   liveness: "app" | "transport";
   /** Called once the socket is open and the hub knows the connection. */
   opened(connection: Connection): void;
@@ -60,7 +63,10 @@ function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: Socket
   const hardCap = config.limits.maxFrameBytes * HARD_CAP_FACTOR;
   let connection: Connection | undefined;
   socket.onopen = () => {
-    const peer = new SocketPeer(socket, connectionId(), identity.user, kind.encoder, kind.liveness);
+    const id = connectionId();
+    const peer = kind.batch
+      ? new BatchingSocketPeer(socket, kind.batch, id, identity.user, kind.encoder, kind.liveness)
+      : new SocketPeer(socket, id, identity.user, kind.encoder, kind.liveness);
     connection = hub.connect(peer, { rooms: identity.rooms, expiresAt: identity.expiresAt });
     kind.opened(connection);
   };

@@ -42,6 +42,7 @@
  * @property {number} [requestTimeout] Ms before a request without a reply rejects. Default 10000.
  * @property {number} [connectTimeout] Ms a connection may take to deliver its `welcome`. Default 15000.
  * @property {typeof WebSocket} [WebSocketImpl] Default `globalThis.WebSocket`.
+ * @property {boolean} [batch] Batched mode (`/ws?batch=1`): the server coalesces frames into one WebSocket message, one per line. Default false.
  */
 
 const DEFAULT_HEARTBEAT = 25_000;
@@ -152,6 +153,8 @@ export class RoomcastClient extends EventTarget {
   #sent = new Map();
   /** @type {Map<string, RoomEntry>} */
   #rooms = new Map();
+  /** Batched mode: the server may send several frames in one WebSocket message, one per line. */
+  #batch = false;
 
   /** @param {RoomcastOptions} [options] */
   constructor(options = {}) {
@@ -165,6 +168,7 @@ export class RoomcastClient extends EventTarget {
       requestTimeout = 10_000,
       connectTimeout = 15_000,
       WebSocketImpl = globalThis.WebSocket,
+      batch = false,
     } = options;
     if (typeof WebSocketImpl !== "function") throw new TypeError("RoomcastClient: no WebSocket implementation");
     this.#url = url;
@@ -175,6 +179,7 @@ export class RoomcastClient extends EventTarget {
     this.#requestTimeout = requestTimeout;
     this.#connectTimeout = connectTimeout;
     this.#WebSocket = WebSocketImpl;
+    this.#batch = batch;
   }
 
   /** @returns {ClientState} */
@@ -245,6 +250,7 @@ export class RoomcastClient extends EventTarget {
     try {
       url = resolveUrl(this.#url ?? defaultUrl());
       if (this.#name !== undefined && this.#name !== "") url.searchParams.set("name", this.#name);
+      if (this.#batch) url.searchParams.set("batch", "1");
       const token = typeof this.#token === "function" ? await this.#token() : this.#token;
       if (token) url.searchParams.set("token", token);
     } catch (error) {
@@ -269,7 +275,12 @@ export class RoomcastClient extends EventTarget {
     socket.onmessage = (event) => {
       if (this.#socket !== socket) return;
       this.#arm();
-      if (typeof event.data === "string") this.#receive(event.data);
+      if (typeof event.data !== "string") return;
+      if (this.#batch && event.data.includes("\n")) {
+        for (const line of event.data.split("\n")) if (line) this.#receive(line);
+      } else {
+        this.#receive(event.data);
+      }
     };
     socket.onclose = (event) => {
       if (this.#socket === socket) this.#lost(event.code || ABNORMAL, event.reason);

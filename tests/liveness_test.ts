@@ -86,7 +86,7 @@ Deno.test("a consumer that stops reading is closed with 4008 once its queue pass
 });
 
 Deno.test("/healthz, /metrics and graceful drain", async (t) => {
-  const server = await startTestServer();
+  const server = await startTestServer({ kv: true });
   const a = await server.joined("m", "?name=A");
   const b = await server.joined("m", "?name=B");
 
@@ -109,6 +109,11 @@ Deno.test("/healthz, /metrics and graceful drain", async (t) => {
     assert.match(text, /^roomcast_messages_in_total 1$/m);
     assert.match(text, /^roomcast_errors_total\{code="bad_request"\} 1$/m);
     assert.match(text, /^# TYPE roomcast_deliveries_total counter$/m);
+    assert.match(text, /^roomcast_send_queue_bytes \d+$/m);
+    assert.match(text, /^roomcast_send_queue_max_bytes \d+$/m);
+    assert.match(text, /^# TYPE roomcast_dropped_total counter$/m);
+    assert.match(text, /^roomcast_store_appends_total 1$/m);
+    assert.match(text, /^roomcast_store_append_seconds_count 1$/m);
     const deliveries = Number(/^roomcast_deliveries_total (\d+)$/m.exec(text)?.[1]);
     assert.ok(deliveries >= 6, `welcome×2, joined×2, member, message, ack, error: got ${deliveries}`);
   });

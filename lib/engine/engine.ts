@@ -30,6 +30,7 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
     ...retention,
     clock: options.clock,
     appendLatency: options.metrics.storeAppendSeconds,
+    appends: options.metrics.storeAppends,
   });
   const backplane = new LocalBackplane();
   return {

@@ -8,7 +8,7 @@
  * `["rc1","msg",room,epoch,offset,chunk]` → `Uint8Array`.
  */
 import type { Clock } from "../clock.ts";
-import type { Histogram } from "../metrics.ts";
+import type { Counter, Histogram } from "../metrics.ts";
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
 import { rememberJson } from "../peer.ts";
 import {
@@ -55,6 +55,8 @@ export interface KvStoreOptions extends RetentionOptions {
   clock: Clock;
   /** Observes each batch commit's latency in seconds. */
   appendLatency?: Histogram;
+  /** Counts appended messages. */
+  appends?: Counter;
 }
 
 /** SQLite answers "database is locked" while another handle (isolate, process) writes: wait and retry. */
@@ -156,6 +158,7 @@ export class KvStore implements Store {
         try {
           const stored = await this.#commit(batch);
           this.#options.appendLatency?.observe((performance.now() - started) / 1000);
+          this.#options.appends?.inc(batch.length);
           for (let i = 0; i < batch.length; i++) batch[i]?.resolve(stored[i] as StoredMessage);
           this.#sweepOnce(stored);
         } catch (error) {
