@@ -38,6 +38,10 @@ export interface Result {
   kbPerConnection: number;
   connectsPerSec: number;
   reconnects: number;
+  /** roomcast only, from its /metrics: messages appended to Deno KV, and in how many commits. */
+  kvAppends: number;
+  kvBatches: number;
+  kvAppendMs: number;
   published: number;
   seconds: number;
 }
@@ -119,6 +123,9 @@ function base(partial: Partial<Result>): Result {
     kbPerConnection: 0,
     connectsPerSec: 0,
     reconnects: 0,
+    kvAppends: 0,
+    kvBatches: 0,
+    kvAppendMs: 0,
     published: 0,
     seconds: 0,
     ...partial,
@@ -145,7 +152,7 @@ async function fanout(spec: Spec, paced: boolean): Promise<Result> {
       latencies.add(last - sentAt(text));
     };
   }
-  const first = receivers[0];
+  const first = receivers[receivers.length - 1]; // the last to join: in-flight is measured at the slowest
   if (first) {
     first.onPayload = (text) => {
       delivered++;
@@ -240,7 +247,8 @@ async function idle(spec: Spec): Promise<Result> {
   await sleep(500);
   const before = rssKb(spec.pid);
   const clients = await openClients(spec, spec.clients, () => undefined);
-  await sleep(2000);
+  // Idle means idle: give the server's GC time to settle after the connect burst.
+  await sleep(spec.seconds * 1000);
   const after = rssKb(spec.pid);
   for (const c of clients) c.close();
   return base({ rssMb: after / 1024, kbPerConnection: (after - before) / spec.clients });
@@ -254,7 +262,7 @@ async function storm(spec: Spec): Promise<Result> {
   return base({ connectsPerSec: spec.clients / seconds, seconds, rssMb: rssKb(spec.pid) / 1024 });
 }
 
-export async function run(spec: Spec): Promise<Result> {
+async function scenario(spec: Spec): Promise<Result> {
   switch (spec.scenario) {
     case "fanout":
       return await fanout(spec, true);
@@ -267,6 +275,23 @@ export async function run(spec: Spec): Promise<Result> {
     case "storm":
       return await storm(spec);
   }
+}
+
+/** roomcast's own counters of its Deno KV appends. */
+async function kvFigures(spec: Spec): Promise<Pick<Result, "kvAppends" | "kvBatches" | "kvAppendMs">> {
+  const text = await (await fetch(`${spec.base.replace(/^ws/, "http")}/metrics`)).text();
+  const read = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, "m").exec(text)?.[1] ?? 0);
+  const batches = read("roomcast_store_append_seconds_count");
+  return {
+    kvAppends: read("roomcast_store_appends_total"),
+    kvBatches: batches,
+    kvAppendMs: batches ? (read("roomcast_store_append_seconds_sum") / batches) * 1000 : 0,
+  };
+}
+
+export async function run(spec: Spec): Promise<Result> {
+  const result = await scenario(spec);
+  return spec.target.startsWith("roomcast") ? { ...result, ...await kvFigures(spec) } : result;
 }
 
 if (import.meta.main) {

@@ -80,7 +80,7 @@ const SCENARIOS: ScenarioSpec[] = [
     scenario: "idle",
     clients: n(5000),
     rate: 0,
-    seconds: 0,
+    seconds: 2,
     roomSize: 0,
     inflight: 0,
   },
@@ -224,6 +224,8 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
         row("max latency", (r) => r.max, "ms", "lower", 1),
         row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
         row("reconnects (4008 → recover)", (r) => r.reconnects, "", "lower"),
+        row("KV appends/s", (r) => r.kvAppends / (r.seconds || 1), "/s", "higher"),
+        row("KV mean commit", (r) => r.kvAppendMs, "ms", "lower", 2),
       ];
     case "maxfanout":
       return [
@@ -236,6 +238,9 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
         row("lost", (r) => r.lost, "", "lower"),
         row("p99 latency", (r) => r.p99, "ms", "lower", 1),
         row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
+        row("KV appends/s", (r) => r.kvAppends / (r.seconds || 1), "/s", "higher"),
+        row("KV appends per commit", (r) => r.kvBatches ? r.kvAppends / r.kvBatches : 0, "", "higher", 1),
+        row("KV mean commit", (r) => r.kvAppendMs, "ms", "lower", 2),
       ];
     case "idle":
       return [row("server RSS per connection", (r) => r.kbPerConnection, "KiB", "lower", 1)];

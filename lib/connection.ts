@@ -29,15 +29,20 @@ interface PendingAck {
   appended: Promise<unknown>;
 }
 
-export interface ConnectionOptions {
+/** What every connection of a hub shares (one object, not one per connection). */
+export interface ConnectionContext {
   limits: LimitsConfig;
   clock: Clock;
   metrics: Metrics;
+  onClose?: (connection: Connection) => void;
+}
+
+/** What a connection's credentials allow. */
+export interface Grant {
   /** Room names or prefixes ending in `*` this connection may join; `undefined` = any. */
   rooms?: string[] | undefined;
   /** When the connection's token expires (ms since epoch). */
   expiresAt?: number | undefined;
-  onClose?: (connection: Connection) => void;
 }
 
 /** Frames that may wait while an earlier frame of the same connection is still being handled. */
@@ -47,31 +52,44 @@ const MAX_HELD = 10_000;
 /** How long a replay waits for a connection to take the previous part. */
 const DRAIN_TIMEOUT_MS = 30_000;
 
+/** An idle connection should cost little memory: limits and queues are made on first use. */
 export class Connection {
   readonly peer: Peer;
   readonly rooms = new Map<string, Subscription>();
-  readonly publishes: TokenBucket;
-  readonly signals: TokenBucket;
-  readonly flood: FloodGuard;
   readonly allowedRooms: string[] | undefined;
   readonly expiresAt: number | undefined;
   lastSeen: number;
   closed = false;
-  readonly #acks = new Map<string, PendingAck>();
-  readonly #options: ConnectionOptions;
-  readonly #backlog: (() => void | Promise<void>)[] = [];
+  #acks: Map<string, PendingAck> | undefined;
+  readonly #options: ConnectionContext;
+  #backlog: (() => void | Promise<void>)[] | undefined;
   #busy = false;
+  /** Characters sent since the send queue was last measured. */
+  #unchecked = 0;
+  #publishes: TokenBucket | undefined;
+  #signals: TokenBucket | undefined;
+  #flood: FloodGuard | undefined;
 
-  constructor(peer: Peer, options: ConnectionOptions) {
-    const { limits, clock } = options;
+  constructor(peer: Peer, context: ConnectionContext, grant: Grant = {}) {
     this.peer = peer;
-    this.#options = options;
-    this.publishes = new TokenBucket(limits.publishBurst, limits.publishWindowMs, clock);
-    this.signals = new TokenBucket(limits.signalBurst, limits.publishWindowMs, clock);
-    this.flood = new FloodGuard(limits.floodStrikes);
-    this.allowedRooms = options.rooms;
-    this.expiresAt = options.expiresAt;
-    this.lastSeen = clock.now();
+    this.#options = context;
+    this.allowedRooms = grant.rooms;
+    this.expiresAt = grant.expiresAt;
+    this.lastSeen = context.clock.now();
+  }
+
+  get publishes(): TokenBucket {
+    const { limits, clock } = this.#options;
+    return this.#publishes ??= new TokenBucket(limits.publishBurst, limits.publishWindowMs, clock);
+  }
+
+  get signals(): TokenBucket {
+    const { limits, clock } = this.#options;
+    return this.#signals ??= new TokenBucket(limits.signalBurst, limits.publishWindowMs, clock);
+  }
+
+  get flood(): FloodGuard {
+    return this.#flood ??= new FloodGuard(this.#options.limits.floodStrikes);
   }
 
   get id(): string {
@@ -85,6 +103,7 @@ export class Connection {
   /** Runs `task` after every earlier task of this connection has finished. */
   serially(task: () => void | Promise<void>): boolean {
     if (this.#busy) {
+      this.#backlog ??= [];
       if (this.#backlog.length >= MAX_BACKLOG) return false;
       this.#backlog.push(task);
       return true;
@@ -99,7 +118,7 @@ export class Connection {
     this.#busy = true;
     result.finally(() => {
       this.#busy = false;
-      while (!this.#busy && this.#backlog.length > 0) {
+      while (!this.#busy && this.#backlog?.length) {
         const next = this.#backlog.shift();
         if (next) this.#run(next);
       }
@@ -109,10 +128,15 @@ export class Connection {
   /** Sends text unless the peer's unsent bytes are over the cap, in which case it is closed with 4008. */
   sendText(text: string | undefined, frame: ServerFrame): void {
     if (text === undefined || this.closed) return;
-    if (this.peer.bufferedAmount > this.#options.limits.sendQueueBytes) {
-      this.#options.metrics.dropped.incLabel("slow_consumer");
-      this.close(CloseCode.slowConsumer, "Slow consumer: send queue over its cap", "slow_consumer");
-      return;
+    // Asking the socket for its queue costs a call into the runtime: ask once per 1/16 of the cap.
+    this.#unchecked += text.length;
+    if (this.#unchecked >= this.#options.limits.sendQueueBytes / 16) {
+      this.#unchecked = 0;
+      if (this.peer.bufferedAmount > this.#options.limits.sendQueueBytes) {
+        this.#options.metrics.dropped.incLabel("slow_consumer");
+        this.close(CloseCode.slowConsumer, "Slow consumer: send queue over its cap", "slow_consumer");
+        return;
+      }
     }
     this.peer.send(text, frame);
     this.#options.metrics.deliveries.inc();
@@ -155,25 +179,25 @@ export class Connection {
 
   /** Registers a publish whose ack is due; `appended` settles once the store answered. */
   expectAck(id: string, room: string, ref: Ref | undefined, appended: Promise<unknown>): void {
-    this.#acks.set(id, { room, ref, message: undefined, appended });
+    (this.#acks ??= new Map()).set(id, { room, ref, message: undefined, appended });
   }
 
   /** Settles once every publish to `room` sent so far has been stored (or failed). */
   async publishesSettled(room: string): Promise<void> {
-    const waiting = [...this.#acks.values()].filter((p) => p.room === room && !p.message).map((p) => p.appended);
+    const waiting = [...this.#acks?.values() ?? []].filter((p) => p.room === room && !p.message).map((p) => p.appended);
     await Promise.allSettled(waiting);
   }
 
   /** Records that the store has the message; sends the ack now if the room will no longer deliver it. */
   stored(message: StoredMessage): void {
-    const pending = this.#acks.get(message.id);
+    const pending = this.#acks?.get(message.id);
     if (!pending) return;
     pending.message = message;
     if (!this.rooms.has(message.room)) this.#ack(message, pending);
   }
 
   dropAck(id: string): void {
-    this.#acks.delete(id);
+    this.#acks?.delete(id);
   }
 
   /** Delivers a room message in order and at most once; the publisher gets its ack instead. */
@@ -190,7 +214,7 @@ export class Connection {
     if (message.epoch === sub.epoch && message.offset <= sub.offset) return;
     sub.epoch = message.epoch;
     sub.offset = message.offset;
-    const pending = this.#acks.size > 0 ? this.#acks.get(message.id) : undefined;
+    const pending = this.#acks?.size ? this.#acks.get(message.id) : undefined;
     if (pending) this.#ack(message, pending);
     else this.sendOut(out);
   }
@@ -198,13 +222,13 @@ export class Connection {
   /** Removes a subscription, sending the acks that were waiting on its deliveries. */
   unsubscribe(room: string): void {
     this.rooms.delete(room);
-    for (const pending of this.#acks.values()) {
+    for (const pending of this.#acks?.values() ?? []) {
       if (pending.room === room && pending.message) this.#ack(pending.message, pending);
     }
   }
 
   #ack(message: StoredMessage, pending: PendingAck): void {
-    this.#acks.delete(message.id);
+    this.#acks?.delete(message.id);
     const { room, id, offset, epoch } = message;
     const ack: ServerFrame = { type: "ack", room, id, offset, epoch };
     this.send(pending.ref === undefined ? ack : { ...ack, ref: pending.ref });

@@ -7,7 +7,7 @@
 import type { Clock } from "./clock.ts";
 import { decodeClientFrame, exceedsBytes } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
-import { Connection, type Subscription } from "./connection.ts";
+import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
 import { type Page, type ReadOptions, recover, type Store } from "./engine/store.ts";
 import { messageId } from "./ids.ts";
@@ -40,13 +40,6 @@ export interface HubOptions {
   node: string;
 }
 
-export interface ConnectOptions {
-  /** Rooms (names or `prefix*`) the connection may join; `undefined` = any. */
-  rooms?: string[] | undefined;
-  /** Token expiry, ms since the epoch. */
-  expiresAt?: number | undefined;
-}
-
 export interface RoomSummary {
   room: string;
   members: number;
@@ -63,11 +56,14 @@ export class Hub {
   readonly #connections = new Map<string, Connection>();
   readonly #users = new Map<string, Set<Connection>>();
   readonly #rooms = new Map<string, Room>();
+  readonly #context: ConnectionContext;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: HubOptions) {
     this.#options = options;
     this.node = options.node;
+    const { limits, clock, metrics } = options;
+    this.#context = { limits, clock, metrics, onClose: (c) => this.disconnect(c) };
     options.backplane.subscribe((event) => this.#onEvent(event));
     options.metrics.gauge("roomcast_connections", "Open connections", () => this.#connections.size);
     options.metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.#rooms.size);
@@ -100,16 +96,9 @@ export class Hub {
 
   // ── connections ─────────────────────────────────────────────────────────────
 
-  connect(peer: Peer, options: ConnectOptions = {}): Connection {
-    const { limits, clock, metrics } = this.#options;
-    const connection = new Connection(peer, {
-      limits,
-      clock,
-      metrics,
-      rooms: options.rooms,
-      expiresAt: options.expiresAt,
-      onClose: (c) => this.disconnect(c),
-    });
+  connect(peer: Peer, grant: Grant = {}): Connection {
+    const { metrics } = this.#options;
+    const connection = new Connection(peer, this.#context, grant);
     this.#connections.set(peer.id, connection);
     let same = this.#users.get(peer.user.id);
     if (!same) this.#users.set(peer.user.id, same = new Set());

@@ -7,18 +7,29 @@ import { isRoomName } from "../lib/protocol.ts";
 import { rawEncoder } from "../lib/peer.ts";
 import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { acceptSocket } from "./socket.ts";
+import { acceptSocket, type SocketKind } from "./socket.ts";
+import type { Connection } from "../lib/connection.ts";
+import type { Hub } from "../lib/hub.ts";
+
+/** A raw room socket: joins `room` on open, publishes each text frame to it. */
+class RawKind implements SocketKind {
+  readonly encoder = rawEncoder;
+  readonly liveness = "transport" as const;
+  constructor(readonly hub: Hub, readonly room: string) {}
+
+  opened(connection: Connection): void {
+    this.hub.submit(connection, { type: "join", room: this.room });
+  }
+
+  text(connection: Connection, text: string): void {
+    if (this.hub.inbound(connection, text)) {
+      this.hub.submit(connection, { type: "publish", room: this.room, data: text });
+    }
+  }
+}
 
 export function acceptRaw(c: AppContext, deps: AppDeps, room: string): Promise<Response> {
-  const { hub } = deps;
-  return acceptSocket(c, deps, {
-    encoder: rawEncoder,
-    liveness: "transport",
-    opened: (connection) => hub.submit(connection, { type: "join", room }),
-    text: (connection, text) => {
-      if (hub.inbound(connection, text)) hub.submit(connection, { type: "publish", room, data: text });
-    },
-  });
+  return acceptSocket(c, deps, new RawKind(deps.hub, room));
 }
 
 export function mountRaw(app: Hono<AppEnv>, deps: AppDeps): void {

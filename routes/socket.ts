@@ -58,33 +58,55 @@ function refuse(socket: WebSocket, error: ProtocolError): void {
   };
 }
 
-function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind): void {
-  const { hub, config } = deps;
-  const hardCap = config.limits.maxFrameBytes * HARD_CAP_FACTOR;
-  let connection: Connection | undefined;
-  socket.onopen = () => {
+/** Connects a socket's events to the hub: one object per socket handles them all (no closures),
+ * which keeps an idle connection small. */
+class SocketSession {
+  #connection: Connection | undefined;
+  constructor(
+    readonly socket: WebSocket,
+    readonly deps: AppDeps,
+    readonly identity: Identity,
+    readonly kind: SocketKind,
+  ) {}
+
+  handleEvent(event: Event): void {
+    switch (event.type) {
+      case "open":
+        return this.#open();
+      case "message":
+        return this.#message(event as MessageEvent);
+      case "close":
+        if (this.#connection) this.deps.hub.disconnect(this.#connection);
+        return;
+        // "error": a close event always follows.
+    }
+  }
+
+  #open(): void {
+    const { socket, identity, kind } = this;
     const id = connectionId();
     const peer = kind.batch
       ? new BatchingSocketPeer(socket, kind.batch, id, identity.user, kind.encoder, kind.liveness)
       : new SocketPeer(socket, id, identity.user, kind.encoder, kind.liveness);
-    connection = hub.connect(peer, { rooms: identity.rooms, expiresAt: identity.expiresAt });
-    kind.opened(connection);
-  };
-  socket.onmessage = (event: MessageEvent) => {
+    this.#connection = this.deps.hub.connect(peer, identity);
+    kind.opened(this.#connection);
+  }
+
+  #message(event: MessageEvent): void {
+    const connection = this.#connection;
     if (!connection || connection.closed) return;
     if (typeof event.data !== "string") {
-      hub.touch(connection);
+      this.deps.hub.touch(connection);
       connection.error("bad_request", "Binary frames are not supported: send text");
-    } else if (event.data.length > hardCap) {
+    } else if (event.data.length > this.deps.config.limits.maxFrameBytes * HARD_CAP_FACTOR) {
       connection.close(CloseCode.tooLarge, "Frame too large", "too_large");
     } else {
-      kind.text(connection, event.data);
+      this.kind.text(connection, event.data);
     }
-  };
-  socket.onclose = () => {
-    if (connection) hub.disconnect(connection);
-  };
-  socket.onerror = () => {
-    // A close event always follows; nothing to do twice.
-  };
+  }
+}
+
+function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind): void {
+  const session = new SocketSession(socket, deps, identity, kind);
+  for (const type of ["open", "message", "close"]) socket.addEventListener(type, session);
 }

@@ -7,23 +7,22 @@ import type { Hono } from "hono";
 import { jsonEncoder } from "../lib/peer.ts";
 import { BatchFlusher } from "./batch.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
-import { acceptSocket } from "./socket.ts";
+import { acceptSocket, type SocketKind } from "./socket.ts";
 
 export function mountWs(app: Hono<AppEnv>, deps: AppDeps): void {
   const { hub } = deps;
-  const flusher = new BatchFlusher();
-  app.get("/ws", (c) => {
-    const batch = c.req.query("batch") === "1";
-    return acceptSocket(c, deps, {
-      encoder: jsonEncoder,
-      liveness: "app",
-      batch: batch ? flusher : undefined,
-      opened: () => {},
-      text: batch
-        ? (connection, text) => {
-          for (const line of text.split("\n")) if (line.trim()) hub.receive(connection, line);
-        }
-        : (connection, text) => hub.receive(connection, text),
-    });
-  });
+  const plain: SocketKind = {
+    encoder: jsonEncoder,
+    liveness: "app",
+    opened: () => {},
+    text: (connection, text) => hub.receive(connection, text),
+  };
+  const batched: SocketKind = {
+    ...plain,
+    batch: new BatchFlusher(),
+    text: (connection, text) => {
+      for (const line of text.split("\n")) if (line.trim()) hub.receive(connection, line);
+    },
+  };
+  app.get("/ws", (c) => acceptSocket(c, deps, c.req.query("batch") === "1" ? batched : plain));
 }
