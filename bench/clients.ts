@@ -47,6 +47,9 @@ class RoomcastClient implements BenchClient {
   #offset = 0;
   #closing = false;
   #joined = deferred();
+  #backlog: string[] = [];
+  /** Reconnects since the last successful join. */
+  #attempt = 0;
 
   constructor(private readonly options: ClientOptions, private readonly batch: boolean) {
     this.ready = this.#joined.promise;
@@ -70,9 +73,11 @@ class RoomcastClient implements BenchClient {
     socket.onerror = () => this.#joined.reject(new Error("roomcast socket error"));
     socket.onclose = (e) => {
       if (this.#closing || e.code === 1000) return;
-      // 4008 slow consumer, 1001 restart…: come back and recover what was missed.
+      // 4008 slow consumer, 1001 restart…: come back and recover what was missed, backing off
+      // as static/roomcast.js does (500 ms doubling to 10 s, with jitter).
       this.reconnects++;
-      setTimeout(() => this.#open(), 50 + Math.random() * 200);
+      const delay = Math.min(10_000, 500 * 2 ** this.#attempt++) * (0.5 + Math.random() / 2);
+      setTimeout(() => this.#open(), delay);
     };
   }
 
@@ -93,11 +98,16 @@ class RoomcastClient implements BenchClient {
         this.#offset = Number(epoch[2]);
       }
       this.#joined.resolve();
+      this.#attempt = 0;
+      for (const frame of this.#backlog.splice(0)) this.#socket.send(frame);
     }
   }
 
   publish(payload: string): void {
-    this.#socket.send(`{"type":"publish","room":"${this.options.room}","data":"${payload}"}`);
+    const frame = `{"type":"publish","room":"${this.options.room}","data":"${payload}"}`;
+    // While reconnecting (closed as a slow consumer under overload), publishes wait for the rejoin.
+    if (this.#socket.readyState === WebSocket.OPEN && this.#backlog.length === 0) this.#socket.send(frame);
+    else this.#backlog.push(frame);
   }
 
   close(): void {

@@ -26,7 +26,7 @@ Deno.bench("codec: JSON.parse alone (the floor)", { group: "codec", baseline: tr
 class NullPeer implements Peer {
   readonly encoder = jsonEncoder;
   readonly liveness = "transport" as const;
-  readonly bufferedAmount = 0;
+  readonly queuedBytes = 0;
   bytes = 0;
   constructor(readonly id: string, readonly user = { id: id, name: id }) {}
   send(text: string): void {

@@ -218,7 +218,7 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
     case "fanout":
       return [
         row("deliveries/s", (r) => r.deliveriesPerSec, "/s", "higher"),
-        row("lost", (r) => r.lost, "", "lower"),
+        row("not received 15 s after the end", (r) => r.lost, "", "lower"),
         row("p50 latency", (r) => r.p50, "ms", "lower", 1),
         row("p99 latency", (r) => r.p99, "ms", "lower", 1),
         row("max latency", (r) => r.max, "ms", "lower", 1),
@@ -235,7 +235,7 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
     case "chat":
       return [
         row("deliveries/s", (r) => r.deliveriesPerSec, "/s", "higher"),
-        row("lost", (r) => r.lost, "", "lower"),
+        row("not received 15 s after the end", (r) => r.lost, "", "lower"),
         row("p99 latency", (r) => r.p99, "ms", "lower", 1),
         row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
         row("KV appends/s", (r) => r.kvAppends / (r.seconds || 1), "/s", "higher"),

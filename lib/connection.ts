@@ -9,7 +9,7 @@ import type { Clock } from "./clock.ts";
 import type { LimitsConfig } from "./config.ts";
 import { FloodGuard, TokenBucket } from "./limits.ts";
 import type { Metrics } from "./metrics.ts";
-import type { Outbound, Peer } from "./peer.ts";
+import { type Outbound, type Peer, QUEUED_MESSAGE_OVERHEAD } from "./peer.ts";
 import { CloseCode, type ErrorCode, type Ref, type ServerFrame, type StoredMessage } from "./protocol.ts";
 
 export interface Subscription {
@@ -49,6 +49,8 @@ export interface Grant {
 const MAX_BACKLOG = 1024;
 /** Live messages that may wait for a recovering join's replay to be sent. */
 const MAX_HELD = 10_000;
+/** How often (ms) the send queue is measured against its cap. */
+const QUEUE_CHECK_MS = 10;
 /** How long a replay waits for a connection to take the previous part. */
 const DRAIN_TIMEOUT_MS = 30_000;
 
@@ -64,8 +66,9 @@ export class Connection {
   readonly #options: ConnectionContext;
   #backlog: (() => void | Promise<void>)[] | undefined;
   #busy = false;
-  /** Characters sent since the send queue was last measured. */
-  #unchecked = 0;
+  /** When the send queue was last measured, and what was sent since (estimated as `queuedBytes`). */
+  #checkedAt = -Infinity;
+  #sentSinceCheck = 0;
   #publishes: TokenBucket | undefined;
   #signals: TokenBucket | undefined;
   #flood: FloodGuard | undefined;
@@ -128,16 +131,21 @@ export class Connection {
   /** Sends text unless the peer's unsent bytes are over the cap, in which case it is closed with 4008. */
   sendText(text: string | undefined, frame: ServerFrame): void {
     if (text === undefined || this.closed) return;
-    // Asking the socket for its queue costs a call into the runtime: ask once per 1/16 of the cap.
-    this.#unchecked += text.length;
-    if (this.#unchecked >= this.#options.limits.sendQueueBytes / 16) {
-      this.#unchecked = 0;
-      if (this.peer.bufferedAmount > this.#options.limits.sendQueueBytes) {
+    // The queue is measured at most once per QUEUE_CHECK_MS, and what was sent since the last
+    // measurement doesn't count against the cap: a burst (four hundred acks, say) is not a slow
+    // consumer, a backlog older than that is.
+    const now = this.#options.clock.now();
+    if (now - this.#checkedAt >= QUEUE_CHECK_MS) {
+      const backlog = this.peer.queuedBytes - this.#sentSinceCheck;
+      this.#checkedAt = now;
+      this.#sentSinceCheck = 0;
+      if (backlog > this.#options.limits.sendQueueBytes) {
         this.#options.metrics.dropped.incLabel("slow_consumer");
         this.close(CloseCode.slowConsumer, "Slow consumer: send queue over its cap", "slow_consumer");
         return;
       }
     }
+    this.#sentSinceCheck += text.length + QUEUED_MESSAGE_OVERHEAD;
     this.peer.send(text, frame);
     this.#options.metrics.deliveries.inc();
   }
@@ -154,7 +162,7 @@ export class Connection {
   /** Waits until at most `bytes` are queued unsent; after `timeoutMs` closes the connection (4008). */
   async drained(bytes: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.closed && this.peer.bufferedAmount > bytes) {
+    while (!this.closed && this.peer.queuedBytes > bytes) {
       if (Date.now() > deadline) {
         this.close(CloseCode.slowConsumer, "Slow consumer: replay did not drain", "slow_consumer");
         break;

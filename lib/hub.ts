@@ -27,6 +27,12 @@ import {
 } from "./protocol.ts";
 import { Room } from "./room.ts";
 
+/** Messages per room kept in memory for fast recoveries (at most the history limit). */
+const RECENT_MAX = 1000;
+/** How long a room without local subscribers is kept, with its recent messages, for clients that
+ * come back (a reconnect storm after a restart or an overload recovers from memory). */
+const ROOM_LINGER_MS = 60_000;
+
 export interface HubOptions {
   store: Store;
   backplane: Backplane;
@@ -36,6 +42,8 @@ export interface HubOptions {
   /** Ping interval for "app" liveness peers (ms). */
   heartbeatMs: number;
   historyLimit: number;
+  /** Age limit of history (ms); recoveries from memory respect it too. */
+  historyTtlMs?: number | undefined;
   /** This isolate's id, sent in `welcome`. */
   node: string;
 }
@@ -66,15 +74,15 @@ export class Hub {
     this.#context = { limits, clock, metrics, onClose: (c) => this.disconnect(c) };
     options.backplane.subscribe((event) => this.#onEvent(event));
     options.metrics.gauge("roomcast_connections", "Open connections", () => this.#connections.size);
-    options.metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.#rooms.size);
+    options.metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.rooms().length);
     options.metrics.gauge(
       "roomcast_send_queue_bytes",
-      "Bytes queued unsent, all connections",
+      "Memory held for unsent data (payload and per-message overhead), all connections",
       () => this.#queued().sum,
     );
     options.metrics.gauge(
       "roomcast_send_queue_max_bytes",
-      "Bytes queued unsent, largest connection",
+      "Memory held for unsent data, the largest connection",
       () => this.#queued().max,
     );
   }
@@ -83,7 +91,7 @@ export class Hub {
     let sum = 0;
     let max = 0;
     for (const connection of this.#connections.values()) {
-      const queued = connection.peer.bufferedAmount;
+      const queued = connection.peer.queuedBytes;
       sum += queued;
       if (queued > max) max = queued;
     }
@@ -204,7 +212,8 @@ export class Hub {
     let room = this.#rooms.get(name);
     if (room) return room;
     const { store, historyLimit, limits } = this.#options;
-    const created = new Room(name, { store, historyLimit, memberEventsMax: limits.memberEventsMax });
+    const recentMax = Math.min(historyLimit, RECENT_MAX);
+    const created = new Room(name, { store, historyLimit, memberEventsMax: limits.memberEventsMax, recentMax });
     created.ready.catch(() => {
       if (this.#rooms.get(name) === created) this.#rooms.delete(name);
     });
@@ -221,6 +230,7 @@ export class Hub {
     }
     if (!connection.mayJoin(name)) return connection.error("forbidden", `Not allowed to join room ${name}`, ref);
     const room = this.#room(name);
+    room.emptySince = Infinity;
     const sub: Subscription = { room: name, epoch: "", offset: 0, held: [] };
     connection.rooms.set(name, sub);
     room.subscribers.set(connection.id, connection);
@@ -233,7 +243,14 @@ export class Hub {
       let position = room.cursor as Position;
       let recovered = false;
       let replay: StoredMessage[] = [];
-      if (since) {
+      const ttl = this.#options.historyTtlMs;
+      if (since) await room.backfill(since);
+      const recent = since && room.recentAfter(since, ttl === undefined ? -Infinity : this.#options.clock.now() - ttl);
+      if (recent) {
+        position = room.cursor as Position;
+        recovered = true;
+        replay = recent;
+      } else if (since) {
         const recovery = await recover(store, name, since, historyLimit);
         position = { epoch: recovery.epoch, offset: recovery.offset };
         recovered = recovery.recovered;
@@ -287,7 +304,8 @@ export class Hub {
     if (room.removeMember(user) && room.memberCount < max) {
       room.sendOthers({ type: "member", room: name, event: "leave", user }, connection.id);
     }
-    if (room.subscribers.size === 0) this.#rooms.delete(name);
+    // An empty room lingers (see `tick`), keeping its recent messages for clients that come back.
+    if (room.subscribers.size === 0) room.emptySince = this.#options.clock.now();
   }
 
   // ── publishing ──────────────────────────────────────────────────────────────
@@ -403,7 +421,7 @@ export class Hub {
   }
 
   rooms(): RoomSummary[] {
-    return [...this.#rooms.values()].map((r) => ({
+    return [...this.#rooms.values()].filter((r) => r.subscribers.size > 0).map((r) => ({
       room: r.name,
       members: r.memberCount,
       connections: r.subscribers.size,
@@ -422,6 +440,9 @@ export class Hub {
   /** Pings "app" peers, closes those silent for two intervals (4000) and those whose token expired (1008). */
   tick(): void {
     const now = this.#options.clock.now();
+    for (const [name, room] of this.#rooms) {
+      if (room.subscribers.size === 0 && now - room.emptySince >= ROOM_LINGER_MS) this.#rooms.delete(name);
+    }
     const ping = new Outbound({ type: "ping" });
     for (const connection of [...this.#connections.values()]) {
       if (connection.expiresAt !== undefined && now >= connection.expiresAt) {

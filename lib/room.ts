@@ -5,7 +5,7 @@
  * subscribers see every offset once and in order whatever order the backplane brings them in.
  */
 import type { Connection } from "./connection.ts";
-import type { Store } from "./engine/store.ts";
+import { oldestKept, type Store } from "./engine/store.ts";
 import { Outbound } from "./peer.ts";
 import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage, type User } from "./protocol.ts";
 
@@ -14,6 +14,8 @@ export interface RoomOptions {
   historyLimit: number;
   /** See `LimitsConfig.memberEventsMax`. */
   memberEventsMax: number;
+  /** Messages kept in memory for recoveries (0: none). */
+  recentMax: number;
 }
 
 export class Room {
@@ -22,10 +24,16 @@ export class Room {
   /** Resolves once the cursor is known; messages that arrive earlier wait. */
   readonly ready: Promise<Position>;
   readonly #members = new Map<string, { user: User; connections: number }>();
+  /** When the last subscriber left (ms), or Infinity while it has subscribers. */
+  emptySince = Infinity;
+  #backfilling: Promise<void> | undefined;
   readonly #options: RoomOptions;
   #cursor: Position | undefined;
   #pending: StoredMessage[] = [];
   #catchingUp = false;
+  /** The last messages delivered here, contiguous, oldest first: recoveries of recent positions
+   * are served from it, sharing the message objects instead of reading the store per client. */
+  #recent: StoredMessage[] = [];
 
   constructor(name: string, options: RoomOptions) {
     this.name = name;
@@ -62,6 +70,7 @@ export class Room {
   }
 
   #deliver(message: StoredMessage): void {
+    this.#remember(message);
     const out = new Outbound(message);
     for (const connection of this.subscribers.values()) {
       const sub = connection.rooms.get(this.name);
@@ -103,6 +112,53 @@ export class Room {
     for (const message of pending) this.receive(message);
   }
 
+  #remember(message: StoredMessage): void {
+    const max = this.#options.recentMax;
+    if (max <= 0) return;
+    this.#recent.push(message);
+    if (this.#recent.length > max + 64) this.#recent.splice(0, this.#recent.length - max);
+  }
+
+  /** Makes the recent messages reach back to just after `since`, reading the store once for all
+   * the clients that ask at the same time (a reconnect storm), so that they share one copy. */
+  async backfill(since: Position): Promise<void> {
+    for (let round = 0; round < 3; round++) {
+      await this.#backfilling;
+      const cursor = this.#cursor;
+      if (!cursor || since.epoch !== cursor.epoch || this.#options.recentMax <= 0) return;
+      const start = this.#recent[0]?.offset ?? cursor.offset + 1;
+      if (since.offset + 1 >= start || since.offset + 1 < oldestKept(cursor.offset, this.#options.historyLimit)) return;
+      this.#backfilling ??= this.#prepend(since.offset, start).finally(() => this.#backfilling = undefined);
+    }
+  }
+
+  async #prepend(after: number, before: number): Promise<void> {
+    const { store, recentMax } = this.#options;
+    const limit = Math.min(before - after - 1, recentMax);
+    const page = await store.read(this.name, { after: Math.max(after, before - 1 - limit), before, limit });
+    const first = this.#recent[0]?.offset ?? (this.#cursor?.offset ?? 0) + 1;
+    const older = page.messages.filter((m) => m.epoch === this.#cursor?.epoch && m.offset < first);
+    // Only a run that ends right before what is held keeps the recent messages contiguous.
+    if (older.length === 0 || (older.at(-1)?.offset ?? 0) + 1 !== first) return;
+    this.#recent = [...older, ...this.#recent];
+    if (this.#recent.length > recentMax) this.#recent = this.#recent.slice(-recentMax);
+  }
+
+  /** Every message after `since` if this room still holds them all in memory (same epoch, none
+   * older than `minTs`), else undefined and the store must answer. Ends at the cursor. */
+  recentAfter(since: Position, minTs: number): StoredMessage[] | undefined {
+    const cursor = this.#cursor;
+    if (!cursor || since.epoch !== cursor.epoch || since.offset > cursor.offset) return undefined;
+    if (since.offset === cursor.offset) return [];
+    // The same window as the store keeps: what it has trimmed can't be recovered from here either.
+    if (since.offset + 1 < oldestKept(cursor.offset, this.#options.historyLimit)) return undefined;
+    const first = this.#recent[0];
+    if (!first || since.offset + 1 < first.offset) return undefined;
+    const replay = this.#recent.slice(since.offset + 1 - first.offset);
+    if (replay[0]?.offset !== since.offset + 1 || (replay[0]?.ts ?? 0) < minTs) return undefined;
+    return replay;
+  }
+
   /** The store dropped messages these subscribers never got: they must reconnect and recover. */
   #fellBehind(): void {
     for (const connection of this.subscribers.values()) {
@@ -115,6 +171,7 @@ export class Room {
     if (!this.#cursor || this.#cursor.epoch === epoch) return;
     this.#cursor.epoch = epoch;
     this.#cursor.offset = 0;
+    this.#recent = [];
     const members = this.members(this.#options.memberEventsMax);
     for (const connection of this.subscribers.values()) {
       const sub = connection.rooms.get(this.name);

@@ -4,7 +4,7 @@
  * Centrifugo does). Under load a fan-out then costs one send per connection per batch instead of
  * one per frame. Flushing happens in a microtask, so nothing waits for a timer.
  */
-import type { Encoder, Peer } from "../lib/peer.ts";
+import { type Encoder, type Peer, QueueEstimate } from "../lib/peer.ts";
 import type { User } from "../lib/protocol.ts";
 
 /** A batch is flushed early once it holds this many characters. */
@@ -47,8 +47,10 @@ export class BatchingSocketPeer implements Peer {
     this.#flusher = flusher;
   }
 
-  get bufferedAmount(): number {
-    return this.#socket.bufferedAmount + this.#chars;
+  readonly #queue = new QueueEstimate();
+
+  get queuedBytes(): number {
+    return this.#queue.bytes(this.#socket.bufferedAmount) + this.#chars;
   }
 
   send(text: string): void {
@@ -63,7 +65,9 @@ export class BatchingSocketPeer implements Peer {
     const text = this.#pending.length === 1 ? this.#pending[0] as string : this.#pending.join("\n");
     this.#pending = [];
     this.#chars = 0;
-    if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(text);
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
+    this.#socket.send(text);
+    this.#queue.sent(text.length);
   }
 
   close(code: number, reason: string): void {

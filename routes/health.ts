@@ -2,10 +2,23 @@
 import type { Hono } from "hono";
 import type { AppDeps, AppEnv } from "./deps.ts";
 
+/** Process memory, so that an operator sees overload coming (the hub's own figures are in Metrics). */
+function processMetrics(): string {
+  const { rss, heapUsed, external } = Deno.memoryUsage();
+  const gauge = (name: string, help: string, value: number) =>
+    `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
+  return gauge("roomcast_process_resident_bytes", "Resident memory of the process", rss) +
+    gauge("roomcast_process_heap_used_bytes", "JavaScript heap in use", heapUsed) +
+    gauge("roomcast_process_external_bytes", "Memory of JavaScript objects held outside the heap", external);
+}
+
 export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get("/healthz", (c) => deps.state.draining ? c.json({ status: "draining" }, 503) : c.json({ status: "ok" }));
   app.get(
     "/metrics",
-    (c) => c.body(deps.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+    (c) =>
+      c.body(deps.metrics.render() + processMetrics(), 200, {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+      }),
   );
 }

@@ -52,6 +52,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     limits: config.limits,
     heartbeatMs: config.heartbeatMs,
     historyLimit: config.historyLimit,
+    historyTtlMs: config.historyTtlMs,
     node: nodeId(),
   });
   const state: ServerState = { draining: false };

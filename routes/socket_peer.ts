@@ -1,5 +1,5 @@
 /** Turns a server-side WebSocket into the hub's `Peer`. */
-import type { Encoder, Peer } from "../lib/peer.ts";
+import { type Encoder, type Peer, QueueEstimate } from "../lib/peer.ts";
 import type { User } from "../lib/protocol.ts";
 
 export class SocketPeer implements Peer {
@@ -14,12 +14,16 @@ export class SocketPeer implements Peer {
     this.#socket = socket;
   }
 
-  get bufferedAmount(): number {
-    return this.#socket.bufferedAmount;
+  readonly #queue = new QueueEstimate();
+
+  get queuedBytes(): number {
+    return this.#queue.bytes(this.#socket.bufferedAmount);
   }
 
   send(text: string): void {
-    if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(text);
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
+    this.#socket.send(text);
+    this.#queue.sent(text.length);
   }
 
   close(code: number, reason: string): void {

@@ -7,7 +7,7 @@
  */
 import type { Hono } from "hono";
 import { roomAllowed } from "../lib/auth.ts";
-import { jsonEncoder, type Peer } from "../lib/peer.ts";
+import { jsonEncoder, type Peer, QueueEstimate } from "../lib/peer.ts";
 import { connectionId } from "../lib/ids.ts";
 import { isRoomName, type Position, ProtocolError, type ServerFrame, type User } from "../lib/protocol.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
@@ -64,13 +64,17 @@ class SsePeer implements Peer {
     this.#positions = new Map([...resume].map(([room, p]) => [room, `${p.epoch}:${p.offset}`]));
   }
 
-  get bufferedAmount(): number {
-    return Math.max(0, -(this.#controller.desiredSize ?? 0));
+  readonly #queue = new QueueEstimate();
+
+  get queuedBytes(): number {
+    return this.#queue.bytes(Math.max(0, -(this.#controller.desiredSize ?? 0)));
   }
 
   #write(text: string): void {
     if (this.#closed) return;
-    this.#controller.enqueue(encoder.encode(text));
+    const bytes = encoder.encode(text);
+    this.#controller.enqueue(bytes);
+    this.#queue.sent(bytes.length);
   }
 
   #streamId(): string {

@@ -85,6 +85,16 @@ Deno.test("a consumer that stops reading is closed with 4008 once its queue pass
   await reader.close();
 });
 
+Deno.test("a burst of 400 acks to a client that reads is not a slow consumer", async () => {
+  await using server = await startTestServer({ kv: true, limits: { publishBurst: 1000 } });
+  const c = await server.joined("burst");
+  for (let i = 1; i <= 400; i++) c.send({ type: "publish", room: "burst", data: i, ref: i });
+  const last = await c.next((f) => f.ref === 400, 5000);
+  assert.equal(last.offset, 400);
+  assert.equal(server.metrics.closes.get("slow_consumer"), 0);
+  await c.close();
+});
+
 Deno.test("/healthz, /metrics and graceful drain", async (t) => {
   const server = await startTestServer({ kv: true });
   const a = await server.joined("m", "?name=A");
