@@ -75,7 +75,7 @@ Deno.bench("hub: fan one stored message out to 1000 peers", { group: "fanout" },
 });
 
 const direct = Array.from({ length: 1000 }, (_, i) => new NullPeer(`d${i}`));
-Deno.bench("baseline: 1000 × JSON.stringify + send (no hub)", { group: "fanout", baseline: true }, () => {
+Deno.bench("floor: one JSON.stringify, 1000 no-op sends (no hub)", { group: "fanout", baseline: true }, () => {
   const frame = {
     type: "message",
     room: "fan",
