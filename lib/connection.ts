@@ -128,7 +128,8 @@ export class Connection {
     });
   }
 
-  /** Sends text unless the peer's unsent bytes are over the cap, in which case it is closed with 4008. */
+  /** Sends text, unless the peer's backlog from before the last measurement is over the cap: then
+   * the connection is closed with 4008 (it recovers on rejoin). */
   sendText(text: string | undefined, frame: ServerFrame): void {
     if (text === undefined || this.closed) return;
     // The queue is measured at most once per QUEUE_CHECK_MS, and what was sent since the last
@@ -139,11 +140,7 @@ export class Connection {
       const backlog = this.peer.queuedBytes - this.#sentSinceCheck;
       this.#checkedAt = now;
       this.#sentSinceCheck = 0;
-      if (backlog > this.#options.limits.sendQueueBytes) {
-        this.#options.metrics.dropped.incLabel("slow_consumer");
-        this.close(CloseCode.slowConsumer, "Slow consumer: send queue over its cap", "slow_consumer");
-        return;
-      }
+      if (backlog > this.#options.limits.sendQueueBytes) return this.#dropSlow("send queue over its cap");
     }
     this.#sentSinceCheck += text.length + QUEUED_MESSAGE_OVERHEAD;
     this.peer.send(text, frame);
@@ -157,6 +154,12 @@ export class Connection {
     this.peer.send(text, out.frame);
     this.#options.metrics.deliveries.inc();
     return text.length;
+  }
+
+  /** A frame can't be sent without exceeding the cap: it is dropped and the connection closed. */
+  #dropSlow(why: string): void {
+    this.#options.metrics.dropped.incLabel("slow_consumer");
+    this.close(CloseCode.slowConsumer, `Slow consumer: ${why}`, "slow_consumer");
   }
 
   /** Waits until at most `bytes` are queued unsent; after `timeoutMs` closes the connection (4008). */
@@ -211,12 +214,8 @@ export class Connection {
   /** Delivers a room message in order and at most once; the publisher gets its ack instead. */
   deliver(sub: Subscription, message: StoredMessage, out: Outbound): void {
     if (sub.held) {
-      if (sub.held.length >= MAX_HELD) {
-        this.#options.metrics.dropped.incLabel("slow_consumer");
-        this.close(CloseCode.slowConsumer, "Slow consumer: too many messages during replay", "slow_consumer");
-      } else {
-        sub.held.push(message);
-      }
+      if (sub.held.length >= MAX_HELD) this.#dropSlow("too many messages during replay");
+      else sub.held.push(message);
       return;
     }
     if (message.epoch === sub.epoch && message.offset <= sub.offset) return;

@@ -235,9 +235,7 @@ export class Hub {
     connection.rooms.set(name, sub);
     room.subscribers.set(connection.id, connection);
     const user = connection.peer.user;
-    if (room.addMember(user) && room.memberCount <= limits.memberEventsMax) {
-      room.sendOthers({ type: "member", room: name, event: "join", user }, connection.id);
-    }
+    if (room.addMember(user)) room.sendOthers({ type: "member", room: name, event: "join", user }, connection.id);
     try {
       await room.ready;
       let position = room.cursor as Position;
@@ -271,7 +269,6 @@ export class Hub {
     }
   }
 
-  /** Leaves after the connection's publishes to the room are stored, so their acks come before `left`. */
   /** Sends a recovery in parts of half the send-queue cap, each once the previous one has mostly
    * drained, so that a large replay neither trips the cap nor buffers without bound. Live
    * messages wait in the subscription meanwhile. False when the connection was closed. */
@@ -288,6 +285,7 @@ export class Hub {
     return !connection.closed;
   }
 
+  /** Leaves after the connection's publishes to the room are stored, so their acks come before `left`. */
   async #leave(connection: Connection, name: string, ref: Ref | undefined): Promise<void> {
     if (!connection.rooms.has(name)) return connection.error("not_joined", `Not in room ${name}`, ref);
     await connection.publishesSettled(name);
@@ -300,10 +298,7 @@ export class Hub {
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
     const user = connection.peer.user;
-    const max = this.#options.limits.memberEventsMax;
-    if (room.removeMember(user) && room.memberCount < max) {
-      room.sendOthers({ type: "member", room: name, event: "leave", user }, connection.id);
-    }
+    if (room.removeMember(user)) room.sendOthers({ type: "member", room: name, event: "leave", user }, connection.id);
     // An empty room lingers (see `tick`), keeping its recent messages for clients that come back.
     if (room.subscribers.size === 0) room.emptySince = this.#options.clock.now();
   }

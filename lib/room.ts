@@ -182,7 +182,8 @@ export class Room {
     }
   }
 
-  /** Counts a connection of `user`; true when it is the user's first here. */
+  /** Counts a connection of `user`; true when the others must be told (`member` join): it is the
+   * user's first connection here and the room has at most `memberEventsMax` members. */
   addMember(user: User): boolean {
     const member = this.#members.get(user.id);
     if (member) {
@@ -190,17 +191,18 @@ export class Room {
       return false;
     }
     this.#members.set(user.id, { user, connections: 1 });
-    return true;
+    return this.#members.size <= this.#options.memberEventsMax;
   }
 
-  /** Uncounts a connection of `user`; true when it was the user's last here. */
+  /** Uncounts a connection of `user`; true when the others must be told (`member` leave): it was the
+   * user's last connection here and the room had at most `memberEventsMax` members. */
   removeMember(user: User): boolean {
     const member = this.#members.get(user.id);
     if (!member) return false;
     member.connections -= 1;
     if (member.connections > 0) return false;
     this.#members.delete(user.id);
-    return true;
+    return this.#members.size < this.#options.memberEventsMax;
   }
 
   /** The members, or the first `max` of them. */
