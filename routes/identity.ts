@@ -7,6 +7,14 @@ import { type Identity, identityFromClaims, verifyToken } from "../lib/auth.ts";
 import { guestId, guestName } from "../lib/ids.ts";
 import { ProtocolError } from "../lib/protocol.ts";
 import type { AppContext, AppDeps } from "./deps.ts";
+import { jsonError } from "./errors.ts";
+
+/** Why a WebSocket or SSE stream can't be opened now (shutting down, foreign origin), or undefined. */
+export function refuseStream(c: AppContext, deps: AppDeps): Response | undefined {
+  if (deps.state.draining) return c.json({ error: { code: "internal", message: "Server is shutting down" } }, 503);
+  if (!originAllowed(c, deps.config.origins)) return jsonError(c, "forbidden", "Origin not allowed");
+  return undefined;
+}
 
 /** Same origin, no origin, or one of `ROOMCAST_ORIGINS` (`*` allows any). */
 export function originAllowed(c: AppContext, origins: string[] | undefined): boolean {

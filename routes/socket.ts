@@ -10,7 +10,7 @@ import { connectionId } from "../lib/ids.ts";
 import type { Identity } from "../lib/auth.ts";
 import type { AppContext, AppDeps } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { identify, isWebSocketUpgrade, nameParam, originAllowed } from "./identity.ts";
+import { identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
 import { SocketPeer } from "./socket_peer.ts";
 import { type BatchFlusher, BatchingSocketPeer } from "./batch.ts";
 
@@ -30,8 +30,8 @@ const HARD_CAP_FACTOR = 16;
 
 export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKind): Promise<Response> {
   if (!isWebSocketUpgrade(c)) return jsonError(c, "bad_request", "Expected a WebSocket upgrade");
-  if (deps.state.draining) return c.json({ error: { code: "internal", message: "Server is shutting down" } }, 503);
-  if (!originAllowed(c, deps.config.origins)) return jsonError(c, "forbidden", "Origin not allowed");
+  const refused = refuseStream(c, deps);
+  if (refused) return refused;
   const name = nameParam(c);
   let identity: Identity | ProtocolError;
   try {

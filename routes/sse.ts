@@ -12,7 +12,7 @@ import { connectionId } from "../lib/ids.ts";
 import { isRoomName, type Position, ProtocolError, type ServerFrame, type User } from "../lib/protocol.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { identify, nameParam, originAllowed } from "./identity.ts";
+import { identify, nameParam, refuseStream } from "./identity.ts";
 
 const encoder = new TextEncoder();
 
@@ -143,8 +143,8 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
   };
 
   app.get("/events", async (c) => {
-    if (deps.state.draining) return c.json({ error: { code: "internal", message: "Server is shutting down" } }, 503);
-    if (!originAllowed(c, config.origins)) return jsonError(c, "forbidden", "Origin not allowed");
+    const refused = refuseStream(c, deps);
+    if (refused) return refused;
     const rooms = roomsParam(c.req.queries("room") ?? [], config.limits.maxRooms);
     const identity = await identify(c, deps, nameParam(c));
     const denied = rooms.find((room) => !roomAllowed(identity.rooms, room));
