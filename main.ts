@@ -19,8 +19,11 @@ const server = await startServer({
   onListen: ({ hostname, port }) => {
     const shown = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
     const kv = config.kvPath ?? "platform default";
-    console.log(`roomcast listening on http://${shown}:${port} (history: ${kv})`);
+    console.log(`roomcast listening on http://${shown}:${port} (history: ${kv}, sequencer: ${config.sequencer})`);
   },
+}).catch((error) => {
+  console.error(`roomcast: could not start: ${error instanceof Error ? error.message : error}`);
+  Deno.exit(1);
 });
 
 let stopping = false;

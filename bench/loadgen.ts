@@ -33,6 +33,8 @@ export interface Result {
   lost: number;
   p50: number;
   p99: number;
+  /** p99 of the deliveries that arrived in each second of the run (diagnostics, not in the table). */
+  p99PerSecond: number[];
   max: number;
   rssMb: number;
   kbPerConnection: number;
@@ -71,20 +73,37 @@ async function openClients(spec: Spec, n: number, room: (i: number) => string | 
   return clients;
 }
 
-/** Latency samples in ms, kept in a preallocated array. */
+/** Latency samples in ms, kept in a preallocated array, with the second of the run each arrived in. */
 class Latencies {
   readonly #samples: Float64Array;
+  readonly #seconds: Uint16Array;
+  readonly #start = performance.now();
   #n = 0;
   constructor(capacity: number) {
     this.#samples = new Float64Array(capacity);
+    this.#seconds = new Uint16Array(capacity);
   }
   add(ms: number): void {
-    if (this.#n < this.#samples.length) this.#samples[this.#n++] = ms;
+    if (this.#n >= this.#samples.length) return;
+    this.#seconds[this.#n] = Math.min(65535, Math.floor((performance.now() - this.#start) / 1000));
+    this.#samples[this.#n++] = ms;
   }
-  summary(): { p50: number; p99: number; max: number } {
+  summary(): { p50: number; p99: number; max: number; p99PerSecond: number[] } {
+    const p99PerSecond: number[] = [];
+    const bySecond = new Map<number, number[]>();
+    for (let i = 0; i < this.#n; i++) {
+      const second = this.#seconds[i] as number;
+      let list = bySecond.get(second);
+      if (!list) bySecond.set(second, list = []);
+      list.push(this.#samples[i] as number);
+    }
+    for (const [second, list] of [...bySecond].sort((a, b) => a[0] - b[0])) {
+      list.sort((a, b) => a - b);
+      p99PerSecond[second] = Math.round((list[Math.floor(0.99 * list.length)] ?? 0) * 10) / 10;
+    }
     const sorted = this.#samples.subarray(0, this.#n).sort();
     const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-    return { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? 0 };
+    return { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? 0, p99PerSecond };
   }
 }
 
@@ -118,6 +137,7 @@ function base(partial: Partial<Result>): Result {
     lost: 0,
     p50: 0,
     p99: 0,
+    p99PerSecond: [],
     max: 0,
     rssMb: 0,
     kbPerConnection: 0,

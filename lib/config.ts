@@ -3,6 +3,8 @@
  * (README "Configuration"); a bad value stops start-up with a message naming the variable.
  */
 
+export type Sequencer = "local" | "kv";
+
 export interface LimitsConfig {
   /** Largest accepted text frame or HTTP body, in bytes. @default 65536 */
   maxFrameBytes: number;
@@ -32,6 +34,10 @@ export interface Config {
   hostname: string;
   /** Deno KV path; `undefined` opens the platform's KV (Deno Deploy). @default "./data/roomcast.kv" */
   kvPath: string | undefined;
+  /** Who numbers messages: `"local"`, this process (delivery first, the KV commit right after;
+   * one process per KV file), or `"kv"`, a KV commit before delivery (any number of processes or
+   * isolates share the KV). @default "local" for a local KV file, "kv" on Deno Deploy */
+  sequencer: Sequencer;
   /** Isolates in this process. @default 1 */
   workers: number;
   /** @default undefined */
@@ -102,6 +108,14 @@ class Reader {
     return value ?? fallback;
   }
 
+  choice<T extends string>(name: string, choices: readonly T[], fallback: T): T {
+    const text = this.string(name);
+    if (text === undefined) return fallback;
+    if ((choices as readonly string[]).includes(text)) return text as T;
+    this.problems.push(`${name} must be one of ${choices.join(", ")}, got ${JSON.stringify(text)}`);
+    return fallback;
+  }
+
   rate(name: string, fallback: [number, number]): [number, number] {
     const text = this.string(name);
     if (text === undefined) return fallback;
@@ -128,6 +142,7 @@ export function loadConfig(env: Env): Config {
     port: read.int("PORT", 8000, 0, 65535),
     hostname: read.string("HOSTNAME") ?? "0.0.0.0",
     kvPath,
+    sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], kvPath === undefined ? "kv" : "local"),
     workers: read.int("ROOMCAST_WORKERS", 1, 1, 64),
     redisUrl: read.string("ROOMCAST_REDIS_URL"),
     apiKey: read.string("ROOMCAST_API_KEY"),

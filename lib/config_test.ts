@@ -7,6 +7,7 @@ Deno.test("config defaults match the documented ones", () => {
   assert.equal(config.hostname, "0.0.0.0");
   assert.equal(config.kvPath, "./data/roomcast.kv");
   assert.equal(config.workers, 1);
+  assert.equal(config.sequencer, "local", "one process numbers the messages of its own KV file");
   assert.equal(config.heartbeatMs, 25_000);
   assert.equal(config.historyLimit, 1000);
   assert.equal(config.historyTtlMs, undefined);
@@ -44,14 +45,22 @@ Deno.test("config reads the environment", () => {
   assert.equal(config.historyTtlMs, 7 * 86_400_000);
   assert.equal(config.heartbeatMs, 500);
   assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).kvPath, undefined, "Deno Deploy uses its own KV");
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).sequencer, "kv", "many isolates share Deno Deploy's KV");
+  assert.equal(loadConfig({ ROOMCAST_SEQUENCER: "kv" }).sequencer, "kv");
 });
 
 Deno.test("config refuses bad values, naming each variable", () => {
   assert.throws(
-    () => loadConfig({ PORT: "http", ROOMCAST_HISTORY_TTL: "soon", ROOMCAST_PUBLISH_RATE: "fast" }),
+    () =>
+      loadConfig({
+        PORT: "http",
+        ROOMCAST_HISTORY_TTL: "soon",
+        ROOMCAST_PUBLISH_RATE: "fast",
+        ROOMCAST_SEQUENCER: "redis",
+      }),
     (error: unknown) =>
       error instanceof ConfigError && /PORT/.test(error.message) && /ROOMCAST_HISTORY_TTL/.test(error.message) &&
-      /ROOMCAST_PUBLISH_RATE/.test(error.message),
+      /ROOMCAST_PUBLISH_RATE/.test(error.message) && /ROOMCAST_SEQUENCER must be one of local, kv/.test(error.message),
   );
   assert.equal(parseDuration("30"), 30_000);
   assert.equal(parseDuration("2m"), 120_000);

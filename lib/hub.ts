@@ -9,7 +9,7 @@ import { decodeClientFrame, exceedsBytes } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
 import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
-import { type Page, type ReadOptions, recover, type Store } from "./engine/store.ts";
+import { type OnDurable, type Page, type ReadOptions, recover, type Store } from "./engine/store.ts";
 import { messageId } from "./ids.ts";
 import type { TokenBucket } from "./limits.ts";
 import type { Metrics } from "./metrics.ts";
@@ -322,14 +322,23 @@ export class Hub {
     );
   }
 
-  /** Publishes on behalf of a backend (HTTP API). */
-  publishAs(room: string, data: unknown, from: User): Promise<StoredMessage> {
-    return this.#append(room, messageId(), from, data);
+  /** Publishes on behalf of a backend (HTTP API); resolves once the message is stored. */
+  async publishAs(room: string, data: unknown, from: User): Promise<StoredMessage> {
+    const durable = Promise.withResolvers<void>();
+    durable.promise.catch(() => {});
+    const stored = await this.#append(room, messageId(), from, data, (error) => {
+      if (error === undefined) durable.resolve();
+      else durable.reject(error);
+    });
+    await durable.promise;
+    return stored;
   }
 
-  async #append(room: string, id: string, from: User, data: unknown): Promise<StoredMessage> {
+  /** Stores and delivers; resolves when delivered, which with the local sequencer comes before
+   * the message is stored (`onDurable` says when). */
+  async #append(room: string, id: string, from: User, data: unknown, onDurable?: OnDurable): Promise<StoredMessage> {
     const ts = this.#options.clock.now();
-    const stored = await this.#options.store.append({ type: "message", room, id, from, data, ts });
+    const stored = await this.#options.store.append({ type: "message", room, id, from, data, ts }, onDurable);
     this.#options.metrics.messagesIn.inc();
     this.#options.backplane.publish({ kind: "message", message: stored });
     return stored;

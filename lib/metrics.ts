@@ -97,6 +97,10 @@ export class Metrics {
     "Latency of one store append batch (its _count is the number of batches)",
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   );
+  readonly storeLost = new Counter(
+    "roomcast_store_lost_total",
+    "Messages delivered but not stored (local sequencer: a storage failure or another writer); recoveries across them answer recovered:false",
+  );
   readonly #extra: Metric[] = [];
 
   gauge(name: string, help: string, read: () => number): void {
@@ -115,6 +119,7 @@ export class Metrics {
       this.dropped,
       this.storeAppends,
       this.storeAppendSeconds,
+      this.storeLost,
     ];
     return all.map((m) => m.render()).join("");
   }

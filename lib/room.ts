@@ -5,7 +5,7 @@
  * subscribers see every offset once and in order whatever order the backplane brings them in.
  */
 import type { Connection } from "./connection.ts";
-import { oldestKept, type Store } from "./engine/store.ts";
+import { contiguous, oldestKept, type Store } from "./engine/store.ts";
 import { Outbound } from "./peer.ts";
 import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage, type User } from "./protocol.ts";
 
@@ -115,6 +115,9 @@ export class Room {
   #remember(message: StoredMessage): void {
     const max = this.#options.recentMax;
     if (max <= 0) return;
+    // Only a contiguous run can answer recoveries: after a hole it starts again.
+    const last = this.#recent.at(-1);
+    if (last && (last.offset + 1 !== message.offset || last.epoch !== message.epoch)) this.#recent = [];
     this.#recent.push(message);
     if (this.#recent.length > max + 64) this.#recent.splice(0, this.#recent.length - max);
   }
@@ -138,8 +141,9 @@ export class Room {
     const page = await store.read(this.name, { after: Math.max(after, before - 1 - limit), before, limit });
     const first = this.#recent[0]?.offset ?? (this.#cursor?.offset ?? 0) + 1;
     const older = page.messages.filter((m) => m.epoch === this.#cursor?.epoch && m.offset < first);
-    // Only a run that ends right before what is held keeps the recent messages contiguous.
-    if (older.length === 0 || (older.at(-1)?.offset ?? 0) + 1 !== first) return;
+    // Only a contiguous run that ends right before what is held keeps the recent messages contiguous.
+    const start = (older[0]?.offset ?? 0) - 1;
+    if (older.length === 0 || start + older.length + 1 !== first || !contiguous(older, start)) return;
     this.#recent = [...older, ...this.#recent];
     if (this.#recent.length > recentMax) this.#recent = this.#recent.slice(-recentMax);
   }

@@ -29,6 +29,8 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
   const store: Store = options.memory ? new MemoryStore(retention, options.clock) : await KvStore.open(config.kvPath, {
     ...retention,
     clock: options.clock,
+    sequencer: config.sequencer,
+    lost: options.metrics.storeLost,
     appendLatency: options.metrics.storeAppendSeconds,
     appends: options.metrics.storeAppends,
   });

@@ -33,19 +33,27 @@ export interface RetentionOptions {
   historyTtlMs: number | undefined;
 }
 
+/** Called once an append is durable (`undefined`) or definitely not stored (the error). */
+export type OnDurable = (error?: unknown) => void;
+
 /**
  * Guarantees every implementation gives (tests/store_contract.ts checks them):
- * - `append` assigns offsets 1, 2, 3… per room within an epoch, with no holes and no
- *   duplicates, even when several isolates or processes share the store; it resolves only
- *   once the message is durable, and a single caller's appends to one room get offsets in call order.
+ * - `append` assigns offsets per room within an epoch, increasing by one, with no duplicates,
+ *   even when several isolates or processes share the store, and a single caller's appends to one
+ *   room get offsets in call order. It resolves once the message has its offset and may be
+ *   delivered: after the commit when the store sequences in the database (`KvStore` with
+ *   `sequencer: "kv"`, shared by many isolates), at once when this process sequences (`MemoryStore`,
+ *   `KvStore` with `sequencer: "local"`, which commits right after). `onDurable` says when it is
+ *   stored. An offset is never handed out twice; the only holes are messages a crash or a storage
+ *   failure lost after delivery, and recoveries across them answer `recovered: false`.
  * - Reads see every append that resolved before the read started.
  * - Only the last `historyLimit` messages (and none older than `historyTtlMs`) are returned.
  * - An epoch changes only when the room's history is reset or lost; a room with no history
  *   gets an epoch the first time its position is asked for, and keeps it.
  */
 export interface Store {
-  append(message: NewMessage): Promise<StoredMessage>;
-  /** The room's epoch and latest offset (0 when it has no messages yet). */
+  append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage>;
+  /** The room's epoch and latest offset handed out (0 when it has no messages yet). */
   position(room: string): Promise<Position>;
   read(room: string, options: ReadOptions): Promise<Page>;
   /** Drops the room's history and starts a new epoch at offset 0. */
@@ -54,14 +62,24 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** Every message after `since`, or `recovered: false` when the epoch differs or some are no longer kept. */
+/** True when `messages` are exactly the offsets `after + 1`, `after + 2`, … of one epoch. */
+export function contiguous(messages: readonly StoredMessage[], after: number): boolean {
+  for (let i = 0; i < messages.length; i++) {
+    if (messages[i]?.offset !== after + 1 + i) return false;
+  }
+  return true;
+}
+
+/** Every message after `since`, or `recovered: false` when the epoch differs or some are no longer
+ * kept (trimmed, expired, or lost in a crash: a hole in the offsets). */
 export async function recover(store: Store, room: string, since: Position, historyLimit: number): Promise<Recovery> {
   const position = await store.position(room);
   const refused = { ...position, recovered: false, messages: [] };
   if (since.epoch !== position.epoch || since.offset > position.offset) return refused;
   if (since.offset === position.offset) return { ...position, recovered: true, messages: [] };
   const page = await store.read(room, { after: since.offset, limit: historyLimit });
-  if (page.epoch !== since.epoch || page.messages[0]?.offset !== since.offset + 1) return refused;
+  const last = page.messages.at(-1)?.offset ?? since.offset;
+  if (page.epoch !== since.epoch || !contiguous(page.messages, since.offset) || last < position.offset) return refused;
   return {
     epoch: page.epoch,
     offset: Math.max(page.offset, position.offset),

@@ -7,6 +7,7 @@ import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
 import {
   newEpoch,
   oldestKept,
+  type OnDurable,
   type Page,
   type ReadOptions,
   type RetentionOptions,
@@ -40,13 +41,14 @@ export class MemoryStore implements Store {
     return log;
   }
 
-  append(message: NewMessage): Promise<StoredMessage> {
+  append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
     const log = this.#log(message.room);
     log.offset += 1;
     const stored = stamp(message, log.epoch, log.offset);
     log.messages.push(stored);
     const limit = this.#retention.historyLimit;
     if (log.messages.length > limit + 64) log.messages.splice(0, log.messages.length - limit);
+    onDurable?.();
     return Promise.resolve(stored);
   }
 

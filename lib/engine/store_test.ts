@@ -37,34 +37,56 @@ storeContract("KvStore file", async (retention, clock) => {
   };
 }, { shared: true, durable: true });
 
-Deno.test("KvStore keeps only the retained messages on disk (trim by key, sweep after restart)", async () => {
+storeContract("KvStore file, local sequencer", async (retention, clock) => {
   const dir = await Deno.makeTempDir();
-  const path = `${dir}/trim.kv`;
-  const clock = new ManualClock();
-  const message = (i: number) => ({
-    type: "message" as const,
-    room: "t",
-    id: `m${i}`,
-    from: { id: "u", name: "U" },
-    data: i % 10 === 0 ? "x".repeat(70_000) : i, // some messages span two chunks
-    ts: clock.now(),
-  });
-  const countKeys = async () => {
-    const kv = await Deno.openKv(path);
-    let n = 0;
-    for await (const _ of kv.list({ prefix: ["rc1", "msg", "t"] })) n++;
-    kv.close();
-    return n;
+  const path = `${dir}/local.kv`;
+  const options = { ...retention, clock, sequencer: "local" as const };
+  const store = await KvStore.open(path, options);
+  const opened = [store];
+  return {
+    store,
+    async reopen() {
+      const again = await KvStore.open(path, options);
+      opened.push(again);
+      return again;
+    },
+    async cleanup() {
+      for (const s of opened) await s.close();
+      await Deno.remove(dir, { recursive: true });
+    },
   };
-  const big = await KvStore.open(path, { historyLimit: 50, historyTtlMs: undefined, clock });
-  for (let i = 1; i <= 120; i++) await big.append(message(i));
-  await big.close();
-  assert.equal(await countKeys(), 50 + 5, "50 messages, 5 of them in two chunks");
+}, { shared: false, durable: true });
 
-  // Restart with a smaller limit: the first append sweeps what the old limit kept.
-  const small = await KvStore.open(path, { historyLimit: 10, historyTtlMs: undefined, clock });
-  await small.append(message(121));
-  await small.close();
-  assert.equal(await countKeys(), 10 + 1, "offsets 112–121, offset 120 in two chunks");
-  await Deno.remove(dir, { recursive: true });
-});
+for (const sequencer of ["kv", "local"] as const) {
+  Deno.test(`KvStore (sequencer ${sequencer}) keeps only the retained messages on disk (trim by key, sweep after restart)`, async () => {
+    const dir = await Deno.makeTempDir();
+    const path = `${dir}/trim.kv`;
+    const clock = new ManualClock();
+    const message = (i: number) => ({
+      type: "message" as const,
+      room: "t",
+      id: `m${i}`,
+      from: { id: "u", name: "U" },
+      data: i % 10 === 0 ? "x".repeat(70_000) : i, // some messages span two chunks
+      ts: clock.now(),
+    });
+    const countKeys = async () => {
+      const kv = await Deno.openKv(path);
+      let n = 0;
+      for await (const _ of kv.list({ prefix: ["rc1", "msg", "t"] })) n++;
+      kv.close();
+      return n;
+    };
+    const big = await KvStore.open(path, { historyLimit: 50, historyTtlMs: undefined, clock, sequencer });
+    for (let i = 1; i <= 120; i++) await big.append(message(i));
+    await big.close();
+    assert.equal(await countKeys(), 50 + 5, "50 messages, 5 of them in two chunks");
+
+    // Restart with a smaller limit: the first append sweeps what the old limit kept.
+    const small = await KvStore.open(path, { historyLimit: 10, historyTtlMs: undefined, clock, sequencer });
+    await small.append(message(121));
+    await small.close();
+    assert.equal(await countKeys(), 10 + 1, "offsets 112–121, offset 120 in two chunks");
+    await Deno.remove(dir, { recursive: true });
+  });
+}

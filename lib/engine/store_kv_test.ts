@@ -1,0 +1,163 @@
+/** The KV store's local sequencer: deliver first, commit right after, one writer per file, and
+ * no offset handed out twice across a crash. */
+import assert from "node:assert/strict";
+import { ManualClock } from "../clock.ts";
+import type { NewMessage } from "../protocol.ts";
+import { recover } from "./store.ts";
+import { KvStore } from "./store_kv.ts";
+
+const clock = new ManualClock();
+const retention = { historyLimit: 1000, historyTtlMs: undefined, clock };
+let n = 0;
+const message = (room: string, data: unknown): NewMessage => ({
+  type: "message",
+  room,
+  id: `m${++n}`,
+  from: { id: "u", name: "U" },
+  data,
+  ts: clock.now(),
+});
+
+/** Appends and waits until the store says the message is durable. */
+async function appendDurably(store: KvStore, m: NewMessage) {
+  const durable = Promise.withResolvers<void>();
+  const stored = await store.append(m, (error) => error ? durable.reject(error) : durable.resolve());
+  await durable.promise;
+  return stored;
+}
+
+async function keysOf(path: string, room: string): Promise<number[]> {
+  const kv = await Deno.openKv(path);
+  const offsets: number[] = [];
+  for await (const entry of kv.list({ prefix: ["rc1", "msg", room] })) offsets.push(entry.key[4] as number);
+  kv.close();
+  return offsets;
+}
+
+Deno.test("local sequencer: resolves at once, stores right after, and says when", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/l.kv`;
+  const store = await KvStore.open(path, { ...retention, sequencer: "local" });
+  try {
+    await store.position("r"); // a join reserves offsets before the first publish
+    const events: string[] = [];
+    const first = store.append(message("r", 1), () => events.push("durable 1"));
+    const second = store.append(message("r", 2), () => events.push("durable 2"));
+    const [a, b] = await Promise.all([first, second]);
+    events.push("resolved");
+    assert.deepEqual([a.offset, b.offset], [1, 2]);
+    assert.deepEqual(events, ["resolved"], "both resolve before either is stored");
+    const c = await appendDurably(store, message("r", 3));
+    assert.equal(c.offset, 3);
+    assert.deepEqual(events, ["resolved", "durable 1", "durable 2"], "stored in order, before the later one");
+    assert.deepEqual(await keysOf(path, "r"), [1, 2, 3]);
+    // A read waits for what was handed out before it.
+    void store.append(message("r", 4));
+    assert.deepEqual((await store.read("r", { limit: 10 })).messages.map((m) => m.offset), [1, 2, 3, 4]);
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("local sequencer: one process per KV file (lock), free again after close", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/lock.kv`;
+  const first = await KvStore.open(path, { ...retention, sequencer: "local" });
+  await assert.rejects(
+    KvStore.open(path, { ...retention, sequencer: "local" }),
+    /in use by another roomcast process.*ROOMCAST_SEQUENCER=kv/s,
+  );
+  await first.close();
+  const again = await KvStore.open(path, { ...retention, sequencer: "local" });
+  await again.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("local sequencer: after a crash, numbering continues above anything handed out; recoveries across the lost messages answer recovered: false", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/crash.kv`;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-kv",
+      new URL("../../tests/_crash_writer.ts", import.meta.url).pathname,
+      path,
+      "5",
+      "3",
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(output.code, 0);
+  const { offsets } = JSON.parse(new TextDecoder().decode(output.stdout)) as { offsets: number[] };
+  assert.deepEqual(offsets, [1, 2, 3, 4, 5, 6, 7, 8], "the crashed process handed out 1–8");
+  assert.deepEqual(await keysOf(path, "c"), [1, 2, 3, 4, 5], "only 1–5 were committed");
+
+  const store = await KvStore.open(path, { ...retention, sequencer: "local" });
+  try {
+    const position = await store.position("c");
+    assert.ok(position.offset >= 8, `position ${position.offset} is at or above every offset handed out`);
+    const next = await appendDurably(store, message("c", "after"));
+    assert.ok(next.offset > 8, `offset ${next.offset} names no message a client may have seen`);
+    assert.equal(next.epoch, position.epoch, "history of the epoch stays readable");
+    const history = await store.read("c", { limit: 100 });
+    assert.deepEqual(history.messages.map((m) => m.offset), [1, 2, 3, 4, 5, next.offset]);
+
+    const epoch = position.epoch;
+    const at = (offset: number) => recover(store, "c", { epoch, offset }, 1000);
+    assert.equal((await at(5)).recovered, false, "6–8 were delivered and lost: not recoverable");
+    assert.equal((await at(7)).recovered, false, "nor from inside the lost run");
+    assert.equal((await at(8)).recovered, false, "the unused rest of the reservation is a hole too");
+    const caughtUp = await at(next.offset);
+    assert.equal(caughtUp.recovered, true);
+    assert.deepEqual(caughtUp.messages, []);
+  } finally {
+    await store.close();
+  }
+  // A clean stop gives the reservation back: the next start continues right after.
+  const reopened = await KvStore.open(path, { ...retention, sequencer: "local" });
+  try {
+    const before = await reopened.position("c");
+    const after = await appendDurably(reopened, message("c", "clean"));
+    assert.equal(after.offset, before.offset + 1);
+  } finally {
+    await reopened.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed; no offset is used twice", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/two.kv`;
+  const local = await KvStore.open(path, { ...retention, sequencer: "local" });
+  const shared = await KvStore.open(path, { ...retention, sequencer: "kv" });
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    for (let i = 1; i <= 3; i++) await appendDurably(local, message("x", i));
+    const theirs = await shared.append(message("x", "kv"));
+    assert.ok(theirs.offset > 3, `the kv writer numbers above the local reservation (got ${theirs.offset})`);
+    // The local store numbers this one before it can know, and can't store it: it is lost.
+    const outcome = Promise.withResolvers<unknown>();
+    const doomed = await local.append(message("x", "doomed"), (error) => outcome.resolve(error));
+    assert.ok(
+      (await outcome.promise) instanceof Error,
+      "the message numbered on stale state is reported as not stored",
+    );
+    const kept = await appendDurably(local, message("x", "again"));
+    assert.ok(kept.offset > theirs.offset, `numbering continues above the other writer (${kept.offset})`);
+    const offsets = await keysOf(path, "x");
+    assert.equal(new Set(offsets).size, offsets.length);
+    assert.ok(!offsets.includes(doomed.offset), "the lost message is not in history");
+    assert.ok(offsets.includes(theirs.offset) && offsets.includes(kept.offset));
+    const history = await shared.read("x", { limit: 100 });
+    assert.deepEqual(history.messages.map((m) => m.offset), offsets);
+  } finally {
+    console.warn = warn;
+    await local.close();
+    await shared.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
