@@ -1,0 +1,454 @@
+/**
+ * The local sequencer (`ROOMCAST_SEQUENCER=local`, the default for one process on a local KV file):
+ * this process numbers each room's messages in memory, the append resolves at once (the message is
+ * delivered), and a commit follows, batched across rooms, at most every LOCAL_COMMIT_INTERVAL_MS
+ * unless something waits for it.
+ *
+ * Each room's meta holds a reservation above every offset handed out, written before those offsets
+ * are handed out, so a restart after a crash numbers above anything that may have been delivered:
+ * an offset never names two messages, and the lost ones are a hole that recoveries answer with
+ * `recovered: false`. The meta is checked in every commit, so a second writer (which the lock file
+ * should prevent) is noticed: this process then drops what it has not stored and continues above
+ * the other writer. `close()` stores everything and gives the reservations back.
+ */
+import type { Position, StoredMessage } from "../protocol.ts";
+import { highWater, type Meta, metaKey, NS, number, type Pending, retryLocked } from "./kv_format.ts";
+import { BATCH_MAX_ROOMS, batchSize, type CachedMeta, type KvHistory } from "./kv_history.ts";
+import { newEpoch } from "./store.ts";
+
+const MAX_ATTEMPTS = 50;
+
+/** Offsets a local sequencer reserves beyond what it has handed out, at least and at most: twice
+ * what the room used since its last reservation. A crash skips at most this many offsets more than
+ * it lost (and the history window, counted in offsets, shows that many fewer messages). */
+const RESERVE_MIN = 64;
+const RESERVE_MAX = 4096;
+
+/** Local sequencer: the least time between the starts of two commits, unless `LOCAL_COMMIT_EARLY`
+ * messages are queued or something waits for a commit (a new room, a reset, a read, an HTTP
+ * publish). */
+const LOCAL_COMMIT_INTERVAL_MS = 50;
+const LOCAL_COMMIT_EARLY = 256;
+
+/** A room numbered by this process (local sequencer). */
+interface Sequence {
+  room: string;
+  loaded: boolean;
+  loading: Promise<void> | undefined;
+  epoch: string;
+  /** The last offset handed out. */
+  assigned: number;
+  /** The last offset stored, as the meta says. */
+  durable: number;
+  /** Offsets up to here are reserved in the stored meta: handing them out needs no commit. */
+  reserved: number;
+  /** The size of the last reservation, and the offsets handed out since it was made. */
+  step: number;
+  sinceReserved: number;
+  versionstamp: string | null;
+  /** Appends waiting for the load or for a larger reservation, in call order. */
+  waiting: Pending[];
+  /** For `flush`: appends numbered, and of those, stored or given up. */
+  numbered: number;
+  settled: number;
+  flushes: { target: number; resolve(): void }[];
+}
+
+export class LocalSequencer {
+  readonly #history: KvHistory;
+  /** Numbered, not yet stored, in numbering order. */
+  #queue: Pending[] = [];
+  #draining: Promise<void> | undefined;
+  readonly #sequences = new Map<string, Sequence>();
+  /** Rooms that need a load or a reservation commit. */
+  readonly #wanting = new Set<Sequence>();
+  /** Resets waiting for the committer. */
+  #resets: { seq: Sequence; done(epoch: string): void; failed(error: unknown): void }[] = [];
+  readonly #warned = new Set<string>();
+  #closed = false;
+  /** Ends the committer's pause early. */
+  #wake: (() => void) | undefined;
+  /** Something waits for the next commit. */
+  #hurry = false;
+
+  constructor(history: KvHistory) {
+    this.#history = history;
+  }
+
+  /** Numbers the append now if the room has offsets reserved, else queues it for the next commit. */
+  append(p: Pending): void {
+    const seq = this.#sequence(p.message.room);
+    if (seq.loaded && seq.waiting.length === 0 && seq.assigned < seq.reserved) this.#number(seq, p);
+    else {
+      seq.waiting.push(p);
+      this.#wanting.add(seq);
+      this.#hurryUp();
+    }
+    if (p.onDurable) this.#hurryUp();
+    this.#kick();
+  }
+
+  /** The room's epoch and the last offset handed out; reserves offsets for a room about to be used. */
+  async position(room: string): Promise<Position> {
+    const seq = await this.#loaded(room);
+    // A room being joined is about to be published to: reserve offsets now, not on the first publish.
+    if (seq.reserved <= seq.assigned && !this.#closed) {
+      this.#wanting.add(seq);
+      this.#kick();
+    }
+    return { epoch: seq.epoch, offset: seq.assigned };
+  }
+
+  /** Resolves once every append to `room` made so far is stored or given up. */
+  async flush(room: string): Promise<void> {
+    await this.#flushed(await this.#loaded(room));
+  }
+
+  /** Starts a new epoch for the room (through the committer, like every meta write). */
+  async reset(room: string): Promise<string> {
+    const seq = await this.#loaded(room);
+    return await new Promise<string>((done, failed) => {
+      this.#resets.push({ seq, done, failed });
+      this.#hurryUp();
+      this.#kick();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#wake?.();
+    while (this.#draining) await this.#draining;
+    await this.#release().catch((error) => console.error("roomcast: releasing KV reservations:", error));
+  }
+
+  #kick(): void {
+    this.#draining ??= this.#drain();
+  }
+
+  /** One commit at a time, across rooms; nothing waits for these commits but durability, so under
+   * steady load they are spaced out: fewer, larger commits cost less CPU. */
+  async #drain(): Promise<void> {
+    // Let every append queued in this turn of the event loop join the first batch.
+    await Promise.resolve();
+    try {
+      while (this.#queue.length > 0 || this.#wanting.size > 0 || this.#resets.length > 0) {
+        const started = performance.now();
+        await this.#commit();
+        const rest = LOCAL_COMMIT_INTERVAL_MS - (performance.now() - started);
+        if (rest > 0 && this.#queue.length < LOCAL_COMMIT_EARLY && !this.#urgent()) await this.#nap(rest);
+      }
+    } finally {
+      this.#draining = undefined;
+    }
+  }
+
+  #sequence(room: string): Sequence {
+    let seq = this.#sequences.get(room);
+    if (!seq) {
+      seq = {
+        room,
+        loaded: false,
+        loading: undefined,
+        epoch: "",
+        assigned: 0,
+        durable: 0,
+        reserved: 0,
+        step: RESERVE_MIN,
+        sinceReserved: 0,
+        versionstamp: null,
+        waiting: [],
+        numbered: 0,
+        settled: 0,
+        flushes: [],
+      };
+      this.#sequences.set(room, seq);
+    }
+    return seq;
+  }
+
+  /** Hands out the next offset: the append resolves now, the message is stored by a later commit. */
+  #number(seq: Sequence, p: Pending): void {
+    seq.assigned += 1;
+    seq.numbered += 1;
+    seq.sinceReserved += 1;
+    number(p, seq.epoch, seq.assigned);
+    this.#queue.push(p);
+    p.resolve(p.stored as StoredMessage);
+  }
+
+  /** Reads the meta of rooms not loaded yet; numbering continues above its reservation. */
+  async #load(seqs: Sequence[]): Promise<void> {
+    const need = seqs.filter((s) => !s.loaded && !s.loading);
+    if (need.length > 0) {
+      const loading = this.#history.readMetas(need.map((s) => s.room)).then((metas) => {
+        for (const seq of need) this.#adopt(seq, metas.get(seq.room) ?? { value: null, versionstamp: null });
+      }).finally(() => need.forEach((s) => s.loading = undefined));
+      for (const seq of need) seq.loading = loading;
+    }
+    await Promise.all(seqs.map((s) => s.loading));
+  }
+
+  /** Takes the stored meta as this room's state. In the same epoch nothing handed out is handed
+   * out again; nothing above the high-water mark is reserved until a commit says so. */
+  #adopt(seq: Sequence, { value, versionstamp }: CachedMeta): void {
+    const high = value ? highWater(value) : 0;
+    if (seq.loaded && (value === null || value.epoch === seq.epoch)) {
+      seq.assigned = Math.max(seq.assigned, high);
+      seq.durable = value?.offset ?? seq.durable;
+    } else {
+      seq.epoch = value?.epoch ?? newEpoch();
+      seq.assigned = high;
+      seq.durable = value?.offset ?? 0;
+    }
+    seq.reserved = seq.assigned;
+    seq.versionstamp = versionstamp;
+    seq.loaded = true;
+  }
+
+  async #loaded(room: string): Promise<Sequence> {
+    const seq = this.#sequence(room);
+    if (!seq.loaded) await this.#load([seq]);
+    return seq;
+  }
+
+  async #commit(): Promise<void> {
+    if (this.#resets.length > 0) return await this.#commitResets();
+    const unloaded = [...this.#wanting].filter((s) => !s.loaded);
+    if (unloaded.length > 0) {
+      try {
+        await this.#load(unloaded);
+      } catch (error) {
+        for (const seq of unloaded) this.#giveUpWaiting(seq, error);
+        return;
+      }
+    }
+    let batch = this.#queue.splice(0, batchSize(this.#queue));
+    const rooms = new Set<Sequence>();
+    for (const p of batch) rooms.add(this.#sequence(p.message.room));
+    for (const seq of this.#wanting) {
+      if (rooms.size >= BATCH_MAX_ROOMS) break;
+      rooms.add(seq);
+    }
+    const started = performance.now();
+    let failure: unknown = new Error("KV commit failed");
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && rooms.size > 0; attempt++) {
+      const op = this.#history.kv.atomic();
+      // Each room's meta is checked (one writer), and written only when its reservation runs low.
+      const reserving = new Map<Sequence, Required<Meta>>();
+      for (const seq of rooms) {
+        op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
+        const needed = seq.assigned + seq.waiting.length;
+        if (seq.reserved - needed >= seq.step / 2 && seq.versionstamp !== null) continue;
+        const step = Math.min(RESERVE_MAX, Math.max(RESERVE_MIN, 2 * (seq.sinceReserved + seq.waiting.length)));
+        const meta = { epoch: seq.epoch, offset: seq.durable, reserved: needed + step };
+        op.set(metaKey(seq.room), meta);
+        reserving.set(seq, meta);
+      }
+      for (const p of batch) this.#history.put(op, p);
+      let outcome: { applied: boolean; versionstamp: string | null } | undefined;
+      try {
+        const result = await retryLocked(() => op.commit());
+        if (result.ok) outcome = { applied: true, versionstamp: result.versionstamp };
+        else failure = new Error("KV commit conflicted: another writer changed the room");
+      } catch (error) {
+        failure = error;
+      }
+      try {
+        outcome ??= await this.#reconcile(rooms, reserving, batch);
+      } catch (error) {
+        failure = error;
+      }
+      if (outcome?.applied) return this.#committed(batch, rooms, reserving, outcome.versionstamp, started);
+      batch = batch.filter((p) => rooms.has(this.#sequence(p.message.room)));
+    }
+    if (rooms.size === 0) return; // every room was taken over by another writer
+    // The KV keeps failing: these messages were delivered but are not stored.
+    console.error(`roomcast: storing ${batch.length} messages failed:`, failure);
+    this.#lose(batch, failure);
+    for (const seq of rooms) this.#giveUpWaiting(seq, failure);
+  }
+
+  /** After a commit that failed or whose outcome is unknown: finds out from the KV whether it
+   * applied (its first message, or the metas it wrote, are there). If not, rooms another writer
+   * changed are taken over (their numbered messages are lost) and removed from `rooms`; the rest
+   * can be retried. */
+  async #reconcile(
+    rooms: Set<Sequence>,
+    reserving: Map<Sequence, Required<Meta>>,
+    batch: Pending[],
+  ): Promise<{ applied: boolean; versionstamp: string | null }> {
+    const current = await this.#history.readMetas([...rooms].map((s) => s.room));
+    const now = (seq: Sequence) => current.get(seq.room) ?? { value: null, versionstamp: null };
+    const first = batch[0]?.stored;
+    const applied = first
+      ? (await retryLocked(() => this.#history.kv.get([NS, "msg", first.room, first.epoch, first.offset, 0])))
+        .versionstamp !==
+        null
+      : [...reserving].every(([seq, meta]) => {
+        const { value, versionstamp } = now(seq);
+        return versionstamp !== seq.versionstamp && value?.epoch === meta.epoch && value.reserved === meta.reserved;
+      });
+    if (applied) {
+      const [written] = reserving.keys();
+      return { applied, versionstamp: written ? now(written).versionstamp : null };
+    }
+    for (const seq of [...rooms]) {
+      if (now(seq).versionstamp === seq.versionstamp) continue;
+      rooms.delete(seq);
+      this.#takeOver(seq, now(seq), batch);
+    }
+    return { applied, versionstamp: null };
+  }
+
+  /** Another writer changed the room (a second process on the file with sequencer "kv", or a reset
+   * elsewhere): what this process numbered and has not stored can't be stored any more. */
+  #takeOver(seq: Sequence, current: CachedMeta, batch: Pending[]): void {
+    if (!this.#warned.has(seq.room)) {
+      this.#warned.add(seq.room);
+      console.warn(
+        `roomcast: room ${seq.room} was changed by another writer of the KV; its messages not yet stored are lost ` +
+          `(use ROOMCAST_SEQUENCER=kv in every process that shares a KV)`,
+      );
+    }
+    const mine = (p: Pending) => p.message.room === seq.room;
+    const lost = [...batch.filter(mine), ...this.#queue.filter(mine)];
+    this.#queue = this.#queue.filter((p) => !mine(p));
+    this.#lose(lost, new Error(`room ${seq.room} was changed by another writer`));
+    this.#adopt(seq, current);
+    // Store a reservation above everything handed out before numbering again.
+    this.#wanting.add(seq);
+  }
+
+  #committed(
+    batch: Pending[],
+    rooms: Set<Sequence>,
+    reserving: Map<Sequence, Required<Meta>>,
+    versionstamp: string | null,
+    started: number,
+  ): void {
+    for (const [seq, meta] of reserving) {
+      seq.versionstamp = versionstamp;
+      seq.step = meta.reserved - seq.reserved;
+      seq.sinceReserved = 0;
+      seq.reserved = meta.reserved;
+    }
+    for (const p of batch) {
+      const seq = this.#sequence(p.message.room);
+      seq.durable = Math.max(seq.durable, (p.stored as StoredMessage).offset);
+    }
+    this.#history.stored(batch, started);
+    for (const p of batch) p.onDurable?.();
+    this.#settle(batch);
+    for (const seq of rooms) {
+      while (seq.waiting.length > 0 && seq.assigned < seq.reserved) this.#number(seq, seq.waiting.shift() as Pending);
+      if (seq.waiting.length === 0) this.#wanting.delete(seq);
+    }
+  }
+
+  /** Numbered messages that will never be stored: delivered already, so they leave a hole. */
+  #lose(lost: Pending[], error: unknown): void {
+    if (lost.length === 0) return;
+    this.#history.options.lost?.inc(lost.length);
+    for (const p of lost) p.onDurable?.(error);
+    this.#settle(lost);
+  }
+
+  /** Appends still waiting for an offset when the KV fails: refused, never delivered. */
+  #giveUpWaiting(seq: Sequence, error: unknown): void {
+    const waiting = seq.waiting;
+    seq.waiting = [];
+    this.#wanting.delete(seq);
+    seq.numbered += waiting.length;
+    seq.settled += waiting.length;
+    for (const p of waiting) {
+      p.onDurable?.(error);
+      p.reject(error);
+    }
+    this.#wakeFlushes(seq);
+  }
+
+  #settle(done: Pending[]): void {
+    const touched = new Set<Sequence>();
+    for (const p of done) {
+      const seq = this.#sequence(p.message.room);
+      seq.settled += 1;
+      touched.add(seq);
+    }
+    for (const seq of touched) this.#wakeFlushes(seq);
+  }
+
+  #wakeFlushes(seq: Sequence): void {
+    if (seq.flushes.length === 0) return;
+    const ready = seq.flushes.filter((f) => f.target <= seq.settled);
+    seq.flushes = seq.flushes.filter((f) => f.target > seq.settled);
+    for (const f of ready) f.resolve();
+  }
+
+  /** Resolves once every append to `room` made so far is stored or given up (local sequencer). */
+  #flushed(seq: Sequence): Promise<void> {
+    const target = seq.numbered + seq.waiting.length;
+    if (seq.settled >= target) return Promise.resolve();
+    this.#hurryUp();
+    return new Promise((resolve) => seq.flushes.push({ target, resolve }));
+  }
+
+  async #commitResets(): Promise<void> {
+    const resets = this.#resets;
+    this.#resets = [];
+    for (const { seq, done, failed } of resets) {
+      // Messages of the old epoch not stored yet are dropped with its history.
+      const old = this.#queue.filter((p) => p.message.room === seq.room);
+      this.#queue = this.#queue.filter((p) => p.message.room !== seq.room);
+      for (const p of old) p.onDurable?.();
+      this.#settle(old);
+      const fresh = { epoch: newEpoch(), offset: 0, reserved: 0 };
+      try {
+        const result = await retryLocked(() => this.#history.kv.set(metaKey(seq.room), fresh));
+        this.#adopt(seq, { value: fresh, versionstamp: result.versionstamp });
+        this.#history.forget(seq.room);
+        if (seq.waiting.length > 0) this.#wanting.add(seq);
+        done(fresh.epoch);
+      } catch (error) {
+        failed(error);
+      }
+    }
+  }
+
+  #urgent(): boolean {
+    const hurry = this.#hurry || this.#closed || this.#wanting.size > 0 || this.#resets.length > 0;
+    this.#hurry = false;
+    return hurry;
+  }
+
+  #nap(ms: number): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(resolve, ms);
+    this.#wake = resolve;
+    return promise.finally(() => {
+      clearTimeout(timer);
+      this.#wake = undefined;
+    });
+  }
+
+  /** Asks the committer not to pause before its next commit. */
+  #hurryUp(): void {
+    this.#hurry = true;
+    this.#wake?.();
+  }
+
+  /** After a clean stop everything handed out is stored: the meta gets the last offset and the
+   * reservation goes back, so the next start continues right after the last message. Rooms never
+   * written get their epoch stored. */
+  async #release(): Promise<void> {
+    const seqs = [...this.#sequences.values()].filter((s) => s.loaded);
+    for (let i = 0; i < seqs.length; i += 10) {
+      const op = this.#history.kv.atomic();
+      for (const seq of seqs.slice(i, i + 10)) {
+        op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
+        op.set(metaKey(seq.room), { epoch: seq.epoch, offset: seq.durable, reserved: seq.assigned });
+      }
+      // A conflict means another writer took these rooms over: their meta is theirs to keep.
+      await retryLocked(() => op.commit());
+    }
+  }
+}
