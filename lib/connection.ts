@@ -54,22 +54,6 @@ const QUEUE_CHECK_MS = 10;
 /** How long a replay waits for a connection to take the previous part. */
 const DRAIN_TIMEOUT_MS = 30_000;
 
-let turns = 0;
-let turnScheduled = false;
-
-/** Counts turns of the event loop in which something was sent: it moves on once a timer has run,
- * that is once the runtime has had the chance to write what was queued before. */
-function loopTurn(): number {
-  if (!turnScheduled) {
-    turnScheduled = true;
-    setTimeout(() => {
-      turns++;
-      turnScheduled = false;
-    }, 0);
-  }
-  return turns;
-}
-
 /** An idle connection should cost little memory: limits and queues are made on first use. */
 export class Connection {
   readonly peer: Peer;
@@ -84,7 +68,6 @@ export class Connection {
   #busy = false;
   /** When the send queue was last measured, and what was sent since (estimated as `queuedBytes`). */
   #checkedAt = -Infinity;
-  #checkedTurn = -1;
   #sentSinceCheck = 0;
   #publishes: TokenBucket | undefined;
   #signals: TokenBucket | undefined;
@@ -151,18 +134,13 @@ export class Connection {
     if (text === undefined || this.closed) return;
     // The queue is measured at most once per QUEUE_CHECK_MS, and what was sent since the last
     // measurement doesn't count against the cap: a burst (four hundred acks, say) is not a slow
-    // consumer, a backlog older than that is. Nor does anything sent while the event loop has not
-    // turned since (one long burst of work): the runtime had no chance to write it yet.
+    // consumer, a backlog older than that is.
     const now = this.#options.clock.now();
     if (now - this.#checkedAt >= QUEUE_CHECK_MS) {
-      const turn = loopTurn();
-      if (turn !== this.#checkedTurn) {
-        const backlog = this.peer.queuedBytes - this.#sentSinceCheck;
-        this.#sentSinceCheck = 0;
-        if (backlog > this.#options.limits.sendQueueBytes) return this.#dropSlow("send queue over its cap");
-      }
+      const backlog = this.peer.queuedBytes - this.#sentSinceCheck;
       this.#checkedAt = now;
-      this.#checkedTurn = turn;
+      this.#sentSinceCheck = 0;
+      if (backlog > this.#options.limits.sendQueueBytes) return this.#dropSlow("send queue over its cap");
     }
     this.#sentSinceCheck += text.length + QUEUED_MESSAGE_OVERHEAD;
     this.peer.send(text, frame);
