@@ -43,8 +43,9 @@ export interface CachedMeta {
   versionstamp: string | null;
 }
 
-/** How many appends from the head of `queue` fit in one atomic operation. */
-export function batchSize(queue: Pending[]): number {
+/** How many appends from the head of `queue` fit in one atomic operation (at most `maxRooms` rooms,
+ * for one meta check each). */
+export function batchSize(queue: Pending[], maxRooms = BATCH_MAX_ROOMS): number {
   const rooms = new Set<string>();
   let mutations = 0;
   let bytes = 0;
@@ -55,7 +56,7 @@ export function batchSize(queue: Pending[]): number {
     // Its chunks, the delete of the message it pushes out of the window, and the room's meta.
     const need = 2 * chunkCount(size) + (newRoom ? 1 : 0);
     const full = mutations + need > BATCH_MAX_MUTATIONS || bytes + size > BATCH_MAX_BYTES ||
-      (newRoom && rooms.size >= BATCH_MAX_ROOMS);
+      (newRoom && rooms.size >= maxRooms);
     if (n > 0 && full) break;
     rooms.add(p.message.room);
     mutations += need;

@@ -222,25 +222,25 @@ export class LocalSequencer {
         return;
       }
     }
-    let batch = this.#queue.splice(0, batchSize(this.#queue));
+    // Messages need no check: their offsets lie inside this process's stored reservation, which
+    // every other writer numbers above. Only a room whose reservation runs low has its meta checked
+    // and written (a new reservation), at most BATCH_MAX_ROOMS of them per commit.
+    let batch = this.#queue.splice(0, batchSize(this.#queue, Infinity));
     const rooms = new Set<Sequence>();
     for (const p of batch) rooms.add(this.#sequence(p.message.room));
-    for (const seq of this.#wanting) {
-      if (rooms.size >= BATCH_MAX_ROOMS) break;
-      rooms.add(seq);
-    }
+    for (const seq of this.#wanting) rooms.add(seq);
     const started = performance.now();
     let failure: unknown = new Error("KV commit failed");
     for (let attempt = 0; attempt < MAX_ATTEMPTS && rooms.size > 0; attempt++) {
       const op = this.#history.kv.atomic();
-      // Each room's meta is checked (one writer), and written only when its reservation runs low.
       const reserving = new Map<Sequence, Required<Meta>>();
       for (const seq of rooms) {
-        op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
         const needed = seq.assigned + seq.waiting.length;
         if (seq.reserved - needed >= seq.step / 2 && seq.versionstamp !== null) continue;
+        if (reserving.size >= BATCH_MAX_ROOMS) break;
         const step = Math.min(RESERVE_MAX, Math.max(RESERVE_MIN, 2 * (seq.sinceReserved + seq.waiting.length)));
         const meta = { epoch: seq.epoch, offset: seq.durable, reserved: needed + step };
+        op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
         op.set(metaKey(seq.room), meta);
         reserving.set(seq, meta);
       }

@@ -139,21 +139,28 @@ Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed
     for (let i = 1; i <= 3; i++) await appendDurably(local, message("x", i));
     const theirs = await shared.append(message("x", "kv"));
     assert.ok(theirs.offset > 3, `the kv writer numbers above the local reservation (got ${theirs.offset})`);
-    // The local store numbers this one before it can know, and can't store it: it is lost.
-    const outcome = Promise.withResolvers<unknown>();
-    const doomed = await local.append(message("x", "doomed"), (error) => outcome.resolve(error));
-    assert.ok(
-      (await outcome.promise) instanceof Error,
-      "the message numbered on stale state is reported as not stored",
-    );
-    const kept = await appendDurably(local, message("x", "again"));
-    assert.ok(kept.offset > theirs.offset, `numbering continues above the other writer (${kept.offset})`);
-    const offsets = await keysOf(path, "x");
-    assert.equal(new Set(offsets).size, offsets.length);
-    assert.ok(!offsets.includes(doomed.offset), "the lost message is not in history");
-    assert.ok(offsets.includes(theirs.offset) && offsets.includes(kept.offset));
-    const history = await shared.read("x", { limit: 100 });
-    assert.deepEqual(history.messages.map((m) => m.offset), offsets);
+    // The local store goes on inside its reservation, then needs a new one and finds the meta changed:
+    // what it numbered meanwhile and has not stored is lost, and it numbers above the other writer.
+    const outcomes = new Map<number, unknown>();
+    const handed: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      let offset = 0;
+      const m = await local.append(message("x", `l${i}`), (error) => outcomes.set(offset, error ?? "stored"));
+      offset = m.offset;
+      handed.push(m.offset);
+    }
+    await local.read("x", { limit: 1 }); // waits for every commit
+    assert.equal(outcomes.size, 200, "every append was said to be stored or lost");
+    const keys = await keysOf(path, "x");
+    assert.equal(new Set(keys).size, keys.length, "no offset stored twice");
+    for (const [offset, outcome] of outcomes) {
+      assert.equal(keys.includes(offset), outcome === "stored", `offset ${offset}: ${String(outcome)}`);
+    }
+    assert.ok([...outcomes.values()].some((o) => o instanceof Error), "the change was noticed");
+    assert.ok(handed.some((o) => o > theirs.offset), "numbering went on above the other writer");
+    assert.ok(!handed.includes(theirs.offset), "the other writer's offset was never handed out here");
+    const history = await shared.read("x", { limit: 1000 });
+    assert.deepEqual(history.messages.map((m) => m.offset), keys);
   } finally {
     console.warn = warn;
     await local.close();
