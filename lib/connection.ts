@@ -9,7 +9,7 @@ import type { Clock } from "./clock.ts";
 import type { LimitsConfig } from "./config.ts";
 import { FloodGuard, TokenBucket } from "./limits.ts";
 import type { Metrics } from "./metrics.ts";
-import { type Outbound, type Peer, QUEUED_MESSAGE_OVERHEAD } from "./peer.ts";
+import { Outbound, type Peer, QUEUED_MESSAGE_OVERHEAD } from "./peer.ts";
 import { CloseCode, type ErrorCode, type Ref, type ServerFrame, type StoredMessage } from "./protocol.ts";
 
 export interface Subscription {
@@ -147,13 +147,25 @@ export class Connection {
     this.#options.metrics.deliveries.inc();
   }
 
-  /** Sends a replayed message without the cap check: replays pace themselves with `drained()`. */
-  sendReplayed(out: Outbound): number {
-    const text = out.text(this.peer.encoder);
-    if (text === undefined || this.closed) return 0;
-    this.peer.send(text, out.frame);
-    this.#options.metrics.deliveries.inc();
-    return text.length;
+  /** Sends a recovery in parts of half the send-queue cap, each once the previous one has mostly
+   * drained, so that a large replay neither trips the cap nor buffers without bound. Live messages
+   * wait in the subscription meanwhile. False when the connection was closed. */
+  async replay(messages: StoredMessage[]): Promise<boolean> {
+    const part = this.#options.limits.sendQueueBytes / 2;
+    let sent = 0;
+    for (const message of messages) {
+      if (sent >= part) {
+        if (!await this.#drained(part / 2)) return false;
+        sent = 0;
+      }
+      const out = new Outbound(message);
+      const text = out.text(this.peer.encoder);
+      if (text === undefined || this.closed) continue;
+      this.peer.send(text, out.frame);
+      this.#options.metrics.deliveries.inc();
+      sent += text.length;
+    }
+    return !this.closed;
   }
 
   /** A frame can't be sent without exceeding the cap: it is dropped and the connection closed. */
@@ -163,7 +175,7 @@ export class Connection {
   }
 
   /** Waits until at most `bytes` are queued unsent; after `timeoutMs` closes the connection (4008). */
-  async drained(bytes: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<boolean> {
+  async #drained(bytes: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed && this.peer.queuedBytes > bytes) {
       if (Date.now() > deadline) {

@@ -9,7 +9,7 @@ import { decodeClientFrame, exceedsBytes } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
 import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
-import { type OnDurable, type Page, type ReadOptions, recover, type Store } from "./engine/store.ts";
+import type { OnDurable, Page, ReadOptions, Store } from "./engine/store.ts";
 import { messageId } from "./ids.ts";
 import type { TokenBucket } from "./limits.ts";
 import type { Metrics } from "./metrics.ts";
@@ -223,7 +223,7 @@ export class Hub {
 
   /** Subscribes a connection; with `since`, replays what it missed before any live message. */
   async join(connection: Connection, name: string, since?: Position, ref?: Ref): Promise<void> {
-    const { limits, store, historyLimit } = this.#options;
+    const { limits } = this.#options;
     if (connection.rooms.has(name)) return connection.error("bad_request", `Already joined room ${name}`, ref);
     if (connection.rooms.size >= limits.maxRooms) {
       return connection.error("bad_request", `Too many rooms: a connection may join ${limits.maxRooms}`, ref);
@@ -237,29 +237,17 @@ export class Hub {
     const user = connection.peer.user;
     if (room.addMember(user)) room.sendOthers({ type: "member", room: name, event: "join", user }, connection.id);
     try {
-      await room.ready;
-      let position = room.cursor as Position;
-      let recovered = false;
-      let replay: StoredMessage[] = [];
       const ttl = this.#options.historyTtlMs;
-      if (since) await room.backfill(since);
-      const recent = since && room.recentAfter(since, ttl === undefined ? -Infinity : this.#options.clock.now() - ttl);
-      if (recent) {
-        position = room.cursor as Position;
-        recovered = true;
-        replay = recent;
-      } else if (since) {
-        const recovery = await recover(store, name, since, historyLimit);
-        position = { epoch: recovery.epoch, offset: recovery.offset };
-        recovered = recovery.recovered;
-        replay = recovery.messages;
-      }
+      const { epoch, offset, recovered, messages } = await room.recover(
+        since,
+        ttl === undefined ? -Infinity : this.#options.clock.now() - ttl,
+      );
       if (connection.rooms.get(name) !== sub) return;
-      sub.epoch = position.epoch;
-      sub.offset = position.offset;
+      sub.epoch = epoch;
+      sub.offset = offset;
       const members = room.members(limits.memberEventsMax);
-      connection.send(withRef({ type: "joined", room: name, ...position, recovered, members }, ref));
-      if (!await this.#replay(connection, replay) || connection.rooms.get(name) !== sub) return;
+      connection.send(withRef({ type: "joined", room: name, epoch, offset, recovered, members }, ref));
+      if (!await connection.replay(messages) || connection.rooms.get(name) !== sub) return;
       const held = sub.held ?? [];
       sub.held = undefined;
       for (const message of held) connection.deliver(sub, message, new Outbound(message));
@@ -267,22 +255,6 @@ export class Hub {
       if (connection.rooms.get(name) === sub) this.#unsubscribe(connection, name);
       throw error;
     }
-  }
-
-  /** Sends a recovery in parts of half the send-queue cap, each once the previous one has mostly
-   * drained, so that a large replay neither trips the cap nor buffers without bound. Live
-   * messages wait in the subscription meanwhile. False when the connection was closed. */
-  async #replay(connection: Connection, messages: StoredMessage[]): Promise<boolean> {
-    const part = this.#options.limits.sendQueueBytes / 2;
-    let sent = 0;
-    for (const message of messages) {
-      if (sent >= part) {
-        if (!await connection.drained(part / 2)) return false;
-        sent = 0;
-      }
-      sent += connection.sendReplayed(new Outbound(message));
-    }
-    return !connection.closed;
   }
 
   /** Leaves after the connection's publishes to the room are stored, so their acks come before `left`. */

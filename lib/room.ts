@@ -5,7 +5,7 @@
  * subscribers see every offset once and in order whatever order the backplane brings them in.
  */
 import type { Connection } from "./connection.ts";
-import { contiguous, oldestKept, type Store } from "./engine/store.ts";
+import { contiguous, oldestKept, recover, type Recovery, type Store } from "./engine/store.ts";
 import { Outbound } from "./peer.ts";
 import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage, type User } from "./protocol.ts";
 
@@ -146,6 +146,18 @@ export class Room {
     if (older.length === 0 || start + older.length + 1 !== first || !contiguous(older, start)) return;
     this.#recent = [...older, ...this.#recent];
     if (this.#recent.length > recentMax) this.#recent = this.#recent.slice(-recentMax);
+  }
+
+  /** What a joiner that was at `since` missed, before any live message: from memory when this
+   * room still holds it (messages from `minTs` on), else from the store. Without `since`, or when
+   * the gap can't be filled exactly, `recovered` is false and there is nothing to replay. */
+  async recover(since: Position | undefined, minTs: number): Promise<Recovery> {
+    const cursor = await this.ready.then(() => this.cursor as Position);
+    if (!since) return { ...cursor, recovered: false, messages: [] };
+    await this.backfill(since);
+    const recent = this.recentAfter(since, minTs);
+    if (recent) return { ...this.cursor as Position, recovered: true, messages: recent };
+    return await recover(this.#options.store, this.name, since, this.#options.historyLimit);
   }
 
   /** Every message after `since` if this room still holds them all in memory (same epoch, none

@@ -441,9 +441,9 @@ export class LocalSequencer {
    * written get their epoch stored. */
   async #release(): Promise<void> {
     const seqs = [...this.#sequences.values()].filter((s) => s.loaded);
-    for (let i = 0; i < seqs.length; i += 10) {
+    for (let i = 0; i < seqs.length; i += BATCH_MAX_ROOMS) {
       const op = this.#history.kv.atomic();
-      for (const seq of seqs.slice(i, i + 10)) {
+      for (const seq of seqs.slice(i, i + BATCH_MAX_ROOMS)) {
         op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
         op.set(metaKey(seq.room), { epoch: seq.epoch, offset: seq.durable, reserved: seq.assigned });
       }
