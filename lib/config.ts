@@ -6,7 +6,7 @@
 export type Sequencer = "local" | "kv";
 
 export interface LimitsConfig {
-  /** Largest accepted text frame or HTTP body, in bytes. @default 65536 */
+  /** Largest accepted text frame or HTTP body, in bytes. @default 131072 */
   maxFrameBytes: number;
   /** Publishes (and directs) a connection may send per window. @default 50 */
   publishBurst: number;
@@ -23,7 +23,7 @@ export interface LimitsConfig {
   /** Consecutive `rate_limited` answers before the connection is closed with 4429. @default 20 */
   floodStrikes: number;
   /** Bytes a connection may have queued unsent before it is closed with 4008. Bounds the server's
-   * memory at about connections × this. @default 65536 */
+   * memory at about connections × this. @default 131072 */
   sendQueueBytes: number;
 }
 
@@ -160,7 +160,7 @@ export function loadConfig(env: Env): Config {
       maxRooms: read.int("ROOMCAST_MAX_ROOMS", 100, 1, 100_000),
       memberEventsMax: read.int("ROOMCAST_MEMBER_EVENTS_MAX", 100, 0, 1_000_000),
       floodStrikes: 20,
-      sendQueueBytes: read.int("ROOMCAST_SEND_QUEUE_BYTES", 65_536, 1024, 1 << 30),
+      sendQueueBytes: read.int("ROOMCAST_SEND_QUEUE_BYTES", 131_072, 1024, 1 << 30),
     },
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems.join("; "));

@@ -19,7 +19,7 @@ Deno.test("config defaults match the documented ones", () => {
     maxRooms: 100,
     memberEventsMax: 100,
     floodStrikes: 20,
-    sendQueueBytes: 65_536,
+    sendQueueBytes: 131_072,
   });
   assert.equal(config.apiKey, undefined);
   assert.equal(config.authSecret, undefined);
