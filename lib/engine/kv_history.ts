@@ -25,6 +25,11 @@ import { oldestKept, type Page, type ReadOptions, type RetentionOptions } from "
 export const BATCH_MAX_ROOMS = 64;
 const BATCH_MAX_MUTATIONS = 800;
 const BATCH_MAX_BYTES = 600_000;
+/** Messages that fall out of the history window are deleted in runs of this many offsets per room:
+ * a run touches a page or two of the KV's B-tree, one delete per message would touch one each. */
+const TRIM_RUN = 32;
+/** Deletes an atomic operation may spend on trimming runs, beyond BATCH_MAX_MUTATIONS. */
+const TRIM_BUDGET = 150;
 
 export interface KvStoreOptions extends RetentionOptions {
   clock: Clock;
@@ -53,8 +58,8 @@ export function batchSize(queue: Pending[], maxRooms = BATCH_MAX_ROOMS): number 
   for (const p of queue) {
     const size = pendingSize(p);
     const newRoom = !rooms.has(p.message.room);
-    // Its chunks, the delete of the message it pushes out of the window, and the room's meta.
-    const need = 2 * chunkCount(size) + (newRoom ? 1 : 0);
+    // Its chunks and the room's meta (trimming has a budget of its own).
+    const need = chunkCount(size) + (newRoom ? 1 : 0);
     const full = mutations + need > BATCH_MAX_MUTATIONS || bytes + size > BATCH_MAX_BYTES ||
       (newRoom && rooms.size >= maxRooms);
     if (n > 0 && full) break;
@@ -75,6 +80,9 @@ export class KvHistory {
   /** Offsets of messages stored in more than one chunk, per room: the only ones trimming can't
    * delete by key alone. In memory only; the start-up sweep covers what a restart forgets. */
   readonly #multiChunk = new Map<string, Map<number, number>>();
+  /** Per room, the epoch and the offset up to which this instance has trimmed (or its first sweep
+   * covers). */
+  readonly #trimmed = new Map<string, { epoch: string; to: number }>();
 
   constructor(kv: Deno.Kv, options: KvStoreOptions) {
     this.kv = kv;
@@ -102,9 +110,15 @@ export class KvHistory {
     return out;
   }
 
-  /** Writes a numbered message into `op`, and deletes the one it pushes out of the window: retention
-   * by count inside the append's own atomic operation, with no listing and no extra commit. */
-  put(op: Deno.AtomicOperation, p: Pending): void {
+  /** Deletes that one atomic operation may spend on trimming. */
+  trimBudget(): { deletes: number } {
+    return { deletes: TRIM_BUDGET };
+  }
+
+  /** Writes a numbered message into `op`, and, once a run of TRIM_RUN older messages has fallen out
+   * of the window, deletes them by key: retention by count inside the append's own atomic
+   * operation, with no listing and no extra commit. A run that doesn't fit `budget` waits. */
+  put(op: Deno.AtomicOperation, p: Pending, budget: { deletes: number }): void {
     const { room, epoch, offset } = p.stored as StoredMessage;
     const ttl = this.options.historyTtlMs;
     const chunks = split(p.bytes as Uint8Array);
@@ -115,11 +129,21 @@ export class KvHistory {
       if (!multi) this.#multiChunk.set(room, multi = new Map());
       multi.set(offset, chunks.length);
     }
-    const old = offset - this.options.historyLimit;
-    if (old < 1) return;
-    const oldChunks = multi?.get(old) ?? 1;
-    for (let i = 0; i < oldChunks; i++) op.delete([NS, "msg", room, epoch, old, i]);
-    multi?.delete(old);
+    // The last offset out of the window. Below it, the first sweep of this room does the work.
+    const floor = offset - this.options.historyLimit;
+    const trimmed = this.#trimmed.get(room);
+    if (!trimmed || trimmed.epoch !== epoch) return void this.#trimmed.set(room, { epoch, to: Math.max(0, floor) });
+    if (floor - trimmed.to < TRIM_RUN) return;
+    let deletes = 0;
+    for (let old = trimmed.to + 1; old <= floor; old++) deletes += multi?.get(old) ?? 1;
+    if (deletes > budget.deletes) return;
+    budget.deletes -= deletes;
+    for (let old = trimmed.to + 1; old <= floor; old++) {
+      const count = multi?.get(old) ?? 1;
+      for (let i = 0; i < count; i++) op.delete([NS, "msg", room, epoch, old, i]);
+      multi?.delete(old);
+    }
+    trimmed.to = floor;
   }
 
   /** A batch is durable: metrics, and the first sweep of each room. */
@@ -133,6 +157,7 @@ export class KvHistory {
   /** The room's history was reset. */
   forget(room: string): void {
     this.#multiChunk.delete(room);
+    this.#trimmed.delete(room);
   }
 
   /** Once per room and process: deletes what lies below the retention floor but escaped trimming

@@ -27,7 +27,7 @@ const RESERVE_MAX = 4096;
 /** Local sequencer: the least time between the starts of two commits, unless `LOCAL_COMMIT_EARLY`
  * messages are queued or something waits for a commit (a new room, a reset, a read, an HTTP
  * publish). */
-const LOCAL_COMMIT_INTERVAL_MS = 50;
+const LOCAL_COMMIT_INTERVAL_MS = 100;
 const LOCAL_COMMIT_EARLY = 256;
 
 /** A room numbered by this process (local sequencer). */
@@ -244,7 +244,8 @@ export class LocalSequencer {
         op.set(metaKey(seq.room), meta);
         reserving.set(seq, meta);
       }
-      for (const p of batch) this.#history.put(op, p);
+      const budget = this.#history.trimBudget();
+      for (const p of batch) this.#history.put(op, p, budget);
       let outcome: { applied: boolean; versionstamp: string | null } | undefined;
       try {
         const result = await retryLocked(() => op.commit());

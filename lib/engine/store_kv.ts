@@ -109,11 +109,12 @@ export class KvStore implements Store {
           const value = cached?.value;
           next.set(room, { epoch: value?.epoch ?? newEpoch(), offset: value ? highWater(value) : 0 });
         }
+        const budget = this.#history.trimBudget();
         for (const p of batch) {
           const meta = next.get(p.message.room) as Meta;
           meta.offset += 1;
           number(p, meta.epoch, meta.offset);
-          this.#history.put(op, p);
+          this.#history.put(op, p, budget);
         }
         for (const [room, meta] of next) op.set(metaKey(room), meta);
         const result = await retryLocked(() => op.commit());

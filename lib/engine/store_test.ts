@@ -58,7 +58,7 @@ storeContract("KvStore file, local sequencer", async (retention, clock) => {
 }, { shared: false, durable: true });
 
 for (const sequencer of ["kv", "local"] as const) {
-  Deno.test(`KvStore (sequencer ${sequencer}) keeps only the retained messages on disk (trim by key, sweep after restart)`, async () => {
+  Deno.test(`KvStore (sequencer ${sequencer}) keeps only the retained messages on disk (trim by key in runs, sweep after restart)`, async () => {
     const dir = await Deno.makeTempDir();
     const path = `${dir}/trim.kv`;
     const clock = new ManualClock();
@@ -70,17 +70,23 @@ for (const sequencer of ["kv", "local"] as const) {
       data: i % 10 === 0 ? "x".repeat(70_000) : i, // some messages span two chunks
       ts: clock.now(),
     });
-    const countKeys = async () => {
+    const keys = async () => {
       const kv = await Deno.openKv(path);
-      let n = 0;
-      for await (const _ of kv.list({ prefix: ["rc1", "msg", "t"] })) n++;
+      const offsets: number[] = [];
+      for await (const entry of kv.list({ prefix: ["rc1", "msg", "t"] })) offsets.push(entry.key[4] as number);
       kv.close();
-      return n;
+      return offsets;
     };
+    const countKeys = async () => (await keys()).length;
     const big = await KvStore.open(path, { historyLimit: 50, historyTtlMs: undefined, clock, sequencer });
     for (let i = 1; i <= 120; i++) await big.append(message(i));
+    const window = (await big.read("t", { limit: 100 })).messages.map((m) => m.offset);
+    assert.deepEqual(window, Array.from({ length: 50 }, (_, i) => 71 + i), "reads show the last 50 only");
     await big.close();
-    assert.equal(await countKeys(), 50 + 5, "50 messages, 5 of them in two chunks");
+    // Trimming deletes runs of 32 offsets: 1–32 at offset 82, 33–64 at offset 114.
+    const offsets = [...new Set(await keys())];
+    assert.deepEqual(offsets, Array.from({ length: 56 }, (_, i) => 65 + i), "the 50 kept and at most 31 more");
+    assert.equal(await countKeys(), 56 + 6, "offsets 70, 80, … 120 are in two chunks");
 
     // Restart with a smaller limit: the first append sweeps what the old limit kept.
     const small = await KvStore.open(path, { historyLimit: 10, historyTtlMs: undefined, clock, sequencer });
