@@ -18,6 +18,18 @@ const message = (room: string, data: unknown): NewMessage => ({
   ts: clock.now(),
 });
 
+/** Runs `body` with the path of a KV file in a fresh temporary folder, removed afterwards. */
+async function withKvFile(body: (path: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await body(`${dir}/store.kv`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const openLocal = (path: string) => KvStore.open(path, { ...retention, sequencer: "local" });
+
 /** Appends and waits until the store says the message is durable. */
 async function appendDurably(store: KvStore, m: NewMessage) {
   const durable = Promise.withResolvers<void>();
@@ -34,137 +46,129 @@ async function keysOf(path: string, room: string): Promise<number[]> {
   return offsets;
 }
 
-Deno.test("local sequencer: resolves at once, stores right after, and says when", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/l.kv`;
-  const store = await KvStore.open(path, { ...retention, sequencer: "local" });
-  try {
-    await store.position("r"); // a join reserves offsets before the first publish
-    const events: string[] = [];
-    const first = store.append(message("r", 1), () => events.push("durable 1"));
-    const second = store.append(message("r", 2), () => events.push("durable 2"));
-    const [a, b] = await Promise.all([first, second]);
-    events.push("resolved");
-    assert.deepEqual([a.offset, b.offset], [1, 2]);
-    assert.deepEqual(events, ["resolved"], "both resolve before either is stored");
-    const c = await appendDurably(store, message("r", 3));
-    assert.equal(c.offset, 3);
-    assert.deepEqual(events, ["resolved", "durable 1", "durable 2"], "stored in order, before the later one");
-    assert.deepEqual(await keysOf(path, "r"), [1, 2, 3]);
-    // A read waits for what was handed out before it.
-    void store.append(message("r", 4));
-    assert.deepEqual((await store.read("r", { limit: 10 })).messages.map((m) => m.offset), [1, 2, 3, 4]);
-  } finally {
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("local sequencer: one process per KV file (lock), free again after close", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/lock.kv`;
-  const first = await KvStore.open(path, { ...retention, sequencer: "local" });
-  await assert.rejects(
-    KvStore.open(path, { ...retention, sequencer: "local" }),
-    /in use by another roomcast process.*ROOMCAST_SEQUENCER=kv/s,
-  );
-  await first.close();
-  const again = await KvStore.open(path, { ...retention, sequencer: "local" });
-  await again.close();
-  await Deno.remove(dir, { recursive: true });
-});
-
-Deno.test("local sequencer: after a crash, numbering continues above anything handed out; recoveries across the lost messages answer recovered: false", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/crash.kv`;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-kv",
-      new URL("../../tests/_crash_writer.ts", import.meta.url).pathname,
-      path,
-      "5",
-      "3",
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  assert.equal(output.code, 0);
-  const { offsets } = JSON.parse(new TextDecoder().decode(output.stdout)) as { offsets: number[] };
-  assert.deepEqual(offsets, [1, 2, 3, 4, 5, 6, 7, 8], "the crashed process handed out 1–8");
-  assert.deepEqual(await keysOf(path, "c"), [1, 2, 3, 4, 5], "only 1–5 were committed");
-
-  const store = await KvStore.open(path, { ...retention, sequencer: "local" });
-  try {
-    const position = await store.position("c");
-    assert.ok(position.offset >= 8, `position ${position.offset} is at or above every offset handed out`);
-    const next = await appendDurably(store, message("c", "after"));
-    assert.ok(next.offset > 8, `offset ${next.offset} names no message a client may have seen`);
-    assert.equal(next.epoch, position.epoch, "history of the epoch stays readable");
-    const history = await store.read("c", { limit: 100 });
-    assert.deepEqual(history.messages.map((m) => m.offset), [1, 2, 3, 4, 5, next.offset]);
-
-    const epoch = position.epoch;
-    const at = (offset: number) => recover(store, "c", { epoch, offset }, 1000);
-    assert.equal((await at(5)).recovered, false, "6–8 were delivered and lost: not recoverable");
-    assert.equal((await at(7)).recovered, false, "nor from inside the lost run");
-    assert.equal((await at(8)).recovered, false, "the unused rest of the reservation is a hole too");
-    const caughtUp = await at(next.offset);
-    assert.equal(caughtUp.recovered, true);
-    assert.deepEqual(caughtUp.messages, []);
-  } finally {
-    await store.close();
-  }
-  // A clean stop gives the reservation back: the next start continues right after.
-  const reopened = await KvStore.open(path, { ...retention, sequencer: "local" });
-  try {
-    const before = await reopened.position("c");
-    const after = await appendDurably(reopened, message("c", "clean"));
-    assert.equal(after.offset, before.offset + 1);
-  } finally {
-    await reopened.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed; no offset is used twice", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/two.kv`;
-  const local = await KvStore.open(path, { ...retention, sequencer: "local" });
-  const shared = await KvStore.open(path, { ...retention, sequencer: "kv" });
-  const warn = console.warn;
-  console.warn = () => {};
-  try {
-    for (let i = 1; i <= 3; i++) await appendDurably(local, message("x", i));
-    const theirs = await shared.append(message("x", "kv"));
-    assert.ok(theirs.offset > 3, `the kv writer numbers above the local reservation (got ${theirs.offset})`);
-    // The local store goes on inside its reservation, then needs a new one and finds the meta changed:
-    // what it numbered meanwhile and has not stored is lost, and it numbers above the other writer.
-    const outcomes = new Map<number, unknown>();
-    const handed: number[] = [];
-    for (let i = 0; i < 200; i++) {
-      let offset = 0;
-      const m = await local.append(message("x", `l${i}`), (error) => outcomes.set(offset, error ?? "stored"));
-      offset = m.offset;
-      handed.push(m.offset);
+Deno.test("local sequencer: resolves at once, stores right after, and says when", () =>
+  withKvFile(async (path) => {
+    const store = await openLocal(path);
+    try {
+      await store.position("r"); // a join reserves offsets before the first publish
+      const events: string[] = [];
+      const first = store.append(message("r", 1), () => events.push("durable 1"));
+      const second = store.append(message("r", 2), () => events.push("durable 2"));
+      const [a, b] = await Promise.all([first, second]);
+      events.push("resolved");
+      assert.deepEqual([a.offset, b.offset], [1, 2]);
+      assert.deepEqual(events, ["resolved"], "both resolve before either is stored");
+      const c = await appendDurably(store, message("r", 3));
+      assert.equal(c.offset, 3);
+      assert.deepEqual(events, ["resolved", "durable 1", "durable 2"], "stored in order, before the later one");
+      assert.deepEqual(await keysOf(path, "r"), [1, 2, 3]);
+      // A read waits for what was handed out before it.
+      void store.append(message("r", 4));
+      assert.deepEqual((await store.read("r", { limit: 10 })).messages.map((m) => m.offset), [1, 2, 3, 4]);
+    } finally {
+      await store.close();
     }
-    await local.read("x", { limit: 1 }); // waits for every commit
-    assert.equal(outcomes.size, 200, "every append was said to be stored or lost");
-    const keys = await keysOf(path, "x");
-    assert.equal(new Set(keys).size, keys.length, "no offset stored twice");
-    for (const [offset, outcome] of outcomes) {
-      assert.equal(keys.includes(offset), outcome === "stored", `offset ${offset}: ${String(outcome)}`);
+  }));
+
+Deno.test("local sequencer: one process per KV file (lock), free again after close", () =>
+  withKvFile(async (path) => {
+    const first = await openLocal(path);
+    await assert.rejects(
+      openLocal(path),
+      /in use by another roomcast process.*ROOMCAST_SEQUENCER=kv/s,
+    );
+    await first.close();
+    const again = await openLocal(path);
+    await again.close();
+  }));
+
+Deno.test("local sequencer: after a crash, numbering continues above anything handed out; recoveries across the lost messages answer recovered: false", () =>
+  withKvFile(async (path) => {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-kv",
+        new URL("../../tests/_crash_writer.ts", import.meta.url).pathname,
+        path,
+        "5",
+        "3",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.equal(output.code, 0);
+    const { offsets } = JSON.parse(new TextDecoder().decode(output.stdout)) as { offsets: number[] };
+    assert.deepEqual(offsets, [1, 2, 3, 4, 5, 6, 7, 8], "the crashed process handed out 1–8");
+    assert.deepEqual(await keysOf(path, "c"), [1, 2, 3, 4, 5], "only 1–5 were committed");
+
+    const store = await openLocal(path);
+    try {
+      const position = await store.position("c");
+      assert.ok(position.offset >= 8, `position ${position.offset} is at or above every offset handed out`);
+      const next = await appendDurably(store, message("c", "after"));
+      assert.ok(next.offset > 8, `offset ${next.offset} names no message a client may have seen`);
+      assert.equal(next.epoch, position.epoch, "history of the epoch stays readable");
+      const history = await store.read("c", { limit: 100 });
+      assert.deepEqual(history.messages.map((m) => m.offset), [1, 2, 3, 4, 5, next.offset]);
+
+      const epoch = position.epoch;
+      const at = (offset: number) => recover(store, "c", { epoch, offset }, 1000);
+      assert.equal((await at(5)).recovered, false, "6–8 were delivered and lost: not recoverable");
+      assert.equal((await at(7)).recovered, false, "nor from inside the lost run");
+      assert.equal((await at(8)).recovered, false, "the unused rest of the reservation is a hole too");
+      const caughtUp = await at(next.offset);
+      assert.equal(caughtUp.recovered, true);
+      assert.deepEqual(caughtUp.messages, []);
+    } finally {
+      await store.close();
     }
-    assert.ok([...outcomes.values()].some((o) => o instanceof Error), "the change was noticed");
-    assert.ok(handed.some((o) => o > theirs.offset), "numbering went on above the other writer");
-    assert.ok(!handed.includes(theirs.offset), "the other writer's offset was never handed out here");
-    const history = await shared.read("x", { limit: 1000 });
-    assert.deepEqual(history.messages.map((m) => m.offset), keys);
-  } finally {
-    console.warn = warn;
-    await local.close();
-    await shared.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+    // A clean stop gives the reservation back: the next start continues right after.
+    const reopened = await openLocal(path);
+    try {
+      const before = await reopened.position("c");
+      const after = await appendDurably(reopened, message("c", "clean"));
+      assert.equal(after.offset, before.offset + 1);
+    } finally {
+      await reopened.close();
+    }
+  }));
+
+Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed; no offset is used twice", () =>
+  withKvFile(async (path) => {
+    const local = await openLocal(path);
+    const shared = await KvStore.open(path, { ...retention, sequencer: "kv" });
+    const warn = console.warn;
+    console.warn = () => {};
+    try {
+      for (let i = 1; i <= 3; i++) await appendDurably(local, message("x", i));
+      const theirs = await shared.append(message("x", "kv"));
+      assert.ok(theirs.offset > 3, `the kv writer numbers above the local reservation (got ${theirs.offset})`);
+      // The local store goes on inside its reservation, then needs a new one and finds the meta changed:
+      // what it numbered meanwhile and has not stored is lost, and it numbers above the other writer.
+      const outcomes = new Map<number, unknown>();
+      const handed: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        let offset = 0;
+        const m = await local.append(message("x", `l${i}`), (error) => outcomes.set(offset, error ?? "stored"));
+        offset = m.offset;
+        handed.push(m.offset);
+      }
+      await local.read("x", { limit: 1 }); // waits for every commit
+      assert.equal(outcomes.size, 200, "every append was said to be stored or lost");
+      const keys = await keysOf(path, "x");
+      assert.equal(new Set(keys).size, keys.length, "no offset stored twice");
+      for (const [offset, outcome] of outcomes) {
+        assert.equal(keys.includes(offset), outcome === "stored", `offset ${offset}: ${String(outcome)}`);
+      }
+      assert.ok([...outcomes.values()].some((o) => o instanceof Error), "the change was noticed");
+      assert.ok(handed.some((o) => o > theirs.offset), "numbering went on above the other writer");
+      assert.ok(!handed.includes(theirs.offset), "the other writer's offset was never handed out here");
+      const history = await shared.read("x", { limit: 1000 });
+      assert.deepEqual(history.messages.map((m) => m.offset), keys);
+    } finally {
+      console.warn = warn;
+      await local.close();
+      await shared.close();
+    }
+  }));
