@@ -29,6 +29,9 @@ const RESERVE_MAX = 4096;
  * publish). */
 const LOCAL_COMMIT_INTERVAL_MS = 100;
 const LOCAL_COMMIT_EARLY = 256;
+/** A room not used for this long gives its reservation back and leaves memory (it is read again
+ * on its next use), so that rooms used once don't pile up. */
+const IDLE_MS = 60_000;
 
 /** A room numbered by this process (local sequencer). */
 interface Sequence {
@@ -52,6 +55,8 @@ interface Sequence {
   numbered: number;
   settled: number;
   flushes: { target: number; resolve(): void }[];
+  /** When it was last appended to or asked for (clock ms). */
+  used: number;
 }
 
 export class LocalSequencer {
@@ -66,6 +71,7 @@ export class LocalSequencer {
   #resets: { seq: Sequence; done(epoch: string): void; failed(error: unknown): void }[] = [];
   readonly #warned = new Set<string>();
   #closed = false;
+  #lastIdleSweep = -Infinity;
   /** Ends the committer's pause early. */
   #wake: (() => void) | undefined;
   /** Something waits for the next commit. */
@@ -78,6 +84,7 @@ export class LocalSequencer {
   /** Numbers the append now if the room has offsets reserved, else queues it for the next commit. */
   append(p: Pending): void {
     const seq = this.#sequence(p.message.room);
+    seq.used = this.#history.options.clock.now();
     if (seq.loaded && seq.waiting.length === 0 && seq.assigned < seq.reserved) this.#number(seq, p);
     else {
       seq.waiting.push(p);
@@ -91,6 +98,7 @@ export class LocalSequencer {
   /** The room's epoch and the last offset handed out; reserves offsets for a room about to be used. */
   async position(room: string): Promise<Position> {
     const seq = await this.#loaded(room);
+    seq.used = this.#history.options.clock.now();
     // A room being joined is about to be published to: reserve offsets now, not on the first publish.
     if (seq.reserved <= seq.assigned && !this.#closed) {
       this.#wanting.add(seq);
@@ -134,6 +142,7 @@ export class LocalSequencer {
       while (this.#queue.length > 0 || this.#wanting.size > 0 || this.#resets.length > 0) {
         const started = performance.now();
         await this.#commit();
+        await this.#forgetIdle();
         const rest = LOCAL_COMMIT_INTERVAL_MS - (performance.now() - started);
         if (rest > 0 && this.#queue.length < LOCAL_COMMIT_EARLY && !this.#urgent()) await this.#nap(rest);
       }
@@ -160,6 +169,7 @@ export class LocalSequencer {
         numbered: 0,
         settled: 0,
         flushes: [],
+        used: 0,
       };
       this.#sequences.set(room, seq);
     }
@@ -435,6 +445,34 @@ export class LocalSequencer {
   #hurryUp(): void {
     this.#hurry = true;
     this.#wake?.();
+  }
+
+  /** Rooms idle for IDLE_MS, with nothing waiting or unstored, give their reservation back (as at a
+   * clean stop) and leave memory. Their reservation shrinks in memory first, so an append that
+   * comes meanwhile waits for a new one instead of numbering above what is stored. */
+  async #forgetIdle(): Promise<void> {
+    const now = this.#history.options.clock.now();
+    if (now - this.#lastIdleSweep < IDLE_MS / 2) return;
+    this.#lastIdleSweep = now;
+    const idle = [...this.#sequences.values()].filter((seq) =>
+      seq.loaded && now - seq.used >= IDLE_MS && seq.waiting.length === 0 && seq.settled === seq.numbered &&
+      !this.#wanting.has(seq)
+    );
+    for (let i = 0; i < idle.length; i += BATCH_MAX_ROOMS) {
+      const group = idle.slice(i, i + BATCH_MAX_ROOMS);
+      const op = this.#history.kv.atomic();
+      for (const seq of group) {
+        seq.reserved = seq.assigned;
+        op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
+        op.set(metaKey(seq.room), { epoch: seq.epoch, offset: seq.durable, reserved: seq.assigned });
+      }
+      const result = await retryLocked(() => op.commit()).catch(() => undefined);
+      for (const seq of group) {
+        if (result?.ok) seq.versionstamp = result.versionstamp;
+        const still = seq.waiting.length === 0 && seq.settled === seq.numbered && !this.#wanting.has(seq);
+        if (result?.ok && still && this.#sequences.get(seq.room) === seq) this.#sequences.delete(seq.room);
+      }
+    }
   }
 
   /** After a clean stop everything handed out is stored: the meta gets the last offset and the

@@ -172,3 +172,30 @@ Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed
       await shared.close();
     }
   }));
+
+Deno.test("local sequencer: a room idle for a minute gives its reservation back and leaves memory", () =>
+  withKvFile(async (path) => {
+    const time = new ManualClock();
+    const store = await KvStore.open(path, { ...retention, clock: time, sequencer: "local" });
+    const meta = async (room: string) => {
+      const kv = await Deno.openKv(path);
+      const entry = await kv.get<{ offset: number; reserved: number }>(["rc1", "meta", room]);
+      kv.close();
+      return entry.value;
+    };
+    try {
+      await appendDurably(store, message("idle", 1));
+      const reserved = (await meta("idle"))?.reserved ?? 0;
+      assert.ok(reserved > 1, `offsets above 1 are reserved (${reserved})`);
+      time.advance(61_000);
+      await appendDurably(store, message("busy", 1)); // the committer runs, and looks for idle rooms
+      const released = await meta("idle");
+      assert.equal(released?.offset, 1);
+      assert.equal(released?.reserved, 1, "the reservation was given back");
+      const next = await appendDurably(store, message("idle", 2));
+      assert.equal(next.offset, 2, "read again, the room continues right after its last message");
+      assert.ok(((await meta("idle"))?.reserved ?? 0) > 2, "and reserves again");
+    } finally {
+      await store.close();
+    }
+  }));
