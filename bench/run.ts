@@ -9,6 +9,7 @@
  */
 import type { Result, Scenario, Spec } from "./loadgen.ts";
 import type { Target } from "./clients.ts";
+import { listeningUrl } from "../tests/_process.ts";
 
 interface ScenarioSpec {
   key: string;
@@ -129,21 +130,13 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     stderr: "inherit",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!/listening on http:\/\/[^\s:]+:(\d+)/.test(out)) {
-    if (Date.now() > deadline) throw new Error(`${target} did not start: ${out}`);
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${target} exited: ${out}`);
-    out += value;
-  }
-  const port = /listening on http:\/\/[^\s:]+:(\d+)/.exec(out)?.[1];
+  const url = await listeningUrl(reader, target);
   // Keep draining stdout so the child never blocks on a full pipe.
   (async () => {
     while (!(await reader.read()).done) { /* discard */ }
   })().catch(() => {});
   return {
-    base: `ws://127.0.0.1:${port}`,
+    base: url.replace(/^http/, "ws"),
     pid: child.pid,
     async stop() {
       try {

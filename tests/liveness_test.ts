@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../lib/clock.ts";
 import { isType, TestClient } from "./_client.ts";
+import { listeningUrl } from "./_process.ts";
 import { postJson, startTestServer, until } from "./_server.ts";
 
 /** A WebSocket client over plain TCP that completes the handshake and then never reads or answers. */
@@ -152,14 +153,7 @@ async function startMain(env: Record<string, string>) {
     stderr: "inherit",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!/listening on (http:\/\/\S+)/.test(out)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited early: ${out}`);
-    out += value;
-  }
-  const url = /listening on (http:\/\/\S+)/.exec(out)?.[1] as string;
-  return { child, reader, url };
+  return { child, reader, url: await listeningUrl(reader, "main.ts") };
 }
 
 Deno.test("main.ts: SIGTERM drains and exits within 5 s; history survives the restart", async () => {
