@@ -7,9 +7,11 @@
  * Each room's meta holds a reservation above every offset handed out, written before those offsets
  * are handed out, so a restart after a crash numbers above anything that may have been delivered:
  * an offset never names two messages, and the lost ones are a hole that recoveries answer with
- * `recovered: false`. The meta is checked in every commit, so a second writer (which the lock file
- * should prevent) is noticed: this process then drops what it has not stored and continues above
- * the other writer. `close()` stores everything and gives the reservations back.
+ * `recovered: false`. Messages are written without checks: their offsets lie inside this process's
+ * stored reservation, which every other writer numbers above. A room's meta is checked whenever it
+ * is written (a new reservation), so a second writer (which the lock file should prevent) is
+ * noticed then: this process drops what it has not stored and continues above the other writer.
+ * `close()` stores everything and gives the reservations back; so does a room idle for a minute.
  */
 import type { Position, StoredMessage } from "../protocol.ts";
 import { highWater, type Meta, metaKey, NS, number, type Pending, retryLocked } from "./kv_format.ts";
@@ -41,7 +43,7 @@ interface Sequence {
   epoch: string;
   /** The last offset handed out. */
   assigned: number;
-  /** The last offset stored, as the meta says. */
+  /** The last offset stored (by this process's commits, or as the meta said when loaded). */
   durable: number;
   /** Offsets up to here are reserved in the stored meta: handing them out needs no commit. */
   reserved: number;
