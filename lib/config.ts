@@ -6,7 +6,7 @@
 export type Sequencer = "local" | "kv";
 
 export interface LimitsConfig {
-  /** Largest accepted text frame or HTTP body, in bytes. @default 131072 */
+  /** Largest accepted text frame or HTTP body, in bytes. @default 65536 */
   maxFrameBytes: number;
   /** Publishes (and directs) a connection may send per window. @default 50 */
   publishBurst: number;
