@@ -205,13 +205,13 @@ export class Connection {
     (this.#acks ??= new Map()).set(id, { room, ref, message: undefined, appended });
   }
 
-  /** Settles once every publish to `room` sent so far has been stored (or failed). */
+  /** Settles once every publish to `room` sent so far has its offset from the store (or failed). */
   async publishesSettled(room: string): Promise<void> {
     const waiting = [...this.#acks?.values() ?? []].filter((p) => p.room === room && !p.message).map((p) => p.appended);
     await Promise.allSettled(waiting);
   }
 
-  /** Records that the store has the message; sends the ack now if the room will no longer deliver it. */
+  /** Records the message as the store numbered it; sends the ack now if the room will no longer deliver it. */
   stored(message: StoredMessage): void {
     const pending = this.#acks?.get(message.id);
     if (!pending) return;

@@ -257,7 +257,7 @@ export class Hub {
     }
   }
 
-  /** Leaves after the connection's publishes to the room are stored, so their acks come before `left`. */
+  /** Leaves after the connection's publishes to the room have their offsets, so their acks come before `left`. */
   async #leave(connection: Connection, name: string, ref: Ref | undefined): Promise<void> {
     if (!connection.rooms.has(name)) return connection.error("not_joined", `Not in room ${name}`, ref);
     await connection.publishesSettled(name);
