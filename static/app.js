@@ -768,23 +768,31 @@ function backToLogin(error = "") {
 
 // ── DOM events ─────────────────────────────────────────────────────────────
 
+/** The room name typed into `input`, without a leading `#`. */
+function typedRoom(input) {
+  return input.value.trim().replace(/^#/, "");
+}
+
+/** Shows `message` under a form and marks `input` as the field to fix. */
+function rejectField(errorEl, input, message) {
+  showError(errorEl, message);
+  input.setAttribute("aria-invalid", "true");
+  input.focus();
+}
+
 ui.login.addEventListener("submit", (e) => {
   e.preventDefault();
   const name = ui.name.value.trim();
-  const r = ui.room.value.trim().replace(/^#/, "");
+  const r = typedRoom(ui.room);
   ui.name.removeAttribute("aria-invalid");
   ui.room.removeAttribute("aria-invalid");
   if (!name || name.length > 64) {
-    showError(ui.loginError, "Enter a name (up to 64 characters).");
-    ui.name.setAttribute("aria-invalid", "true");
-    ui.name.focus();
+    rejectField(ui.loginError, ui.name, "Enter a name (up to 64 characters).");
     return;
   }
   const problem = roomProblem(r);
   if (problem) {
-    showError(ui.loginError, problem);
-    ui.room.setAttribute("aria-invalid", "true");
-    ui.room.focus();
+    rejectField(ui.loginError, ui.room, problem);
     return;
   }
   showError(ui.loginError, "");
@@ -794,12 +802,10 @@ ui.login.addEventListener("submit", (e) => {
 
 ui.switchRoom.addEventListener("submit", (e) => {
   e.preventDefault();
-  const r = ui.switchInput.value.trim().replace(/^#/, "");
+  const r = typedRoom(ui.switchInput);
   const problem = roomProblem(r);
   if (problem) {
-    showError(ui.switchError, problem);
-    ui.switchInput.setAttribute("aria-invalid", "true");
-    ui.switchInput.focus();
+    rejectField(ui.switchError, ui.switchInput, problem);
     return;
   }
   showError(ui.switchError, "");
@@ -811,7 +817,7 @@ ui.switchRoom.addEventListener("submit", (e) => {
 });
 
 ui.switchInput.addEventListener("input", () => {
-  if (!ui.switchError.hidden && !roomProblem(ui.switchInput.value.trim().replace(/^#/, ""))) {
+  if (!ui.switchError.hidden && !roomProblem(typedRoom(ui.switchInput))) {
     showError(ui.switchError, "");
     ui.switchInput.removeAttribute("aria-invalid");
   }
