@@ -1,8 +1,12 @@
 /**
  * How `KvStore` lays messages out in Deno KV, and its retry on a busy SQLite file.
  *
- * Keys: `["rc1","meta",room]` → `Meta`; `["rc1","msg",room,epoch,offset,chunk]` → `Uint8Array`
- * (UTF-8 JSON of the stored message, split into chunks under the 64 KiB value limit).
+ * Keys: `["rc1","meta",room]` → `Meta`; `["rc1","msg",room,epoch,last,chunk]` → `Uint8Array`: a
+ * block of one or more stored messages of the room, oldest first, ending with offset `last`, as
+ * UTF-8 JSON joined by "\n" (JSON text has no raw newline, and no UTF-8 sequence holds that
+ * byte), split into chunks under the 64 KiB value limit. The `kv` sequencer writes a block per
+ * message; the local sequencer's commit log (kv_log.ts, `["rc1","log",record,chunk]`, the same
+ * encoding) files a block per room.
  */
 import type { NewMessage, StoredMessage } from "../protocol.ts";
 import { rememberJson } from "../peer.ts";
@@ -10,6 +14,7 @@ import { type OnDurable, stamp } from "./store.ts";
 
 export const NS = "rc1";
 const CHUNK_BYTES = 60_000;
+const NEWLINE = 10;
 
 export interface Meta {
   epoch: string;
@@ -50,6 +55,9 @@ export interface Pending {
   stored?: StoredMessage;
   bytes?: Uint8Array;
 }
+
+/** A numbered message and the bytes to store: what writing it into the KV needs. */
+export type Numbered = Pick<Pending, "stored" | "bytes">;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -108,16 +116,36 @@ export function split(bytes: Uint8Array): Uint8Array[] {
   return chunks.length ? chunks : [bytes];
 }
 
-export function join(chunks: Uint8Array[]): StoredMessage {
-  if (chunks.length === 1 && chunks[0]) return JSON.parse(decoder.decode(chunks[0]));
-  const total = chunks.reduce((n, c) => n + c.length, 0);
-  const bytes = new Uint8Array(total);
+export const LINE = Uint8Array.of(NEWLINE);
+
+/** The messages of a block (or log record) split in `chunks`, oldest first. */
+export function messagesOf(chunks: Uint8Array[]): StoredMessage[] {
+  return numberedOf(concat(chunks)).map((n) => n.stored as StoredMessage);
+}
+
+/** The messages in `bytes` (JSON texts joined by "\n"), each with its own bytes. */
+export function numberedOf(bytes: Uint8Array): Numbered[] {
+  const out: Numbered[] = [];
+  for (let start = 0; start < bytes.length;) {
+    const found = bytes.indexOf(NEWLINE, start);
+    const end = found === -1 ? bytes.length : found;
+    const line = bytes.subarray(start, end);
+    if (line.length > 0) out.push({ bytes: line, stored: JSON.parse(decoder.decode(line)) as StoredMessage });
+    start = end + 1;
+  }
+  return out;
+}
+
+/** The chunks (or any byte arrays) as one. */
+export function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1 && parts[0]) return parts[0];
+  const bytes = new Uint8Array(parts.reduce((n, c) => n + c.length, 0));
   let at = 0;
-  for (const c of chunks) {
+  for (const c of parts) {
     bytes.set(c, at);
     at += c.length;
   }
-  return JSON.parse(decoder.decode(bytes));
+  return bytes;
 }
 
 /** SQLite answers "database is locked" while another handle (isolate, process) writes: wait and retry. */

@@ -1,7 +1,7 @@
 /**
- * What both KV sequencers share: writing numbered messages into an atomic operation (chunked,
- * trimmed by key), reading metas and history pages, sweeping what escaped trimming, and the
- * append metrics. Layout of keys and values: kv_format.ts.
+ * What both KV sequencers share: writing blocks of numbered messages into an atomic operation
+ * (chunked, trimmed by key), reading metas and history pages, sweeping what escaped trimming, and
+ * the append metrics. Layout of keys and values: kv_format.ts.
  */
 import type { Clock } from "../clock.ts";
 import type { Sequencer } from "../config.ts";
@@ -10,10 +10,11 @@ import type { Position, StoredMessage } from "../protocol.ts";
 import {
   chunkCount,
   isMeta,
-  join,
+  messagesOf,
   type Meta,
   metaKey,
   NS,
+  type Numbered,
   type Pending,
   pendingSize,
   retryLocked,
@@ -25,8 +26,8 @@ import { oldestKept, type Page, type ReadOptions, type RetentionOptions } from "
 export const BATCH_MAX_ROOMS = 64;
 const BATCH_MAX_MUTATIONS = 800;
 const BATCH_MAX_BYTES = 600_000;
-/** Messages that fall out of the history window are deleted in runs of this many offsets per room:
- * a run touches a page or two of the KV's B-tree, one delete per message would touch one each. */
+/** Blocks that fall out of the history window are deleted once they span this many offsets per
+ * room: a run touches a page or two of the KV's B-tree, one delete per message would touch one each. */
 const TRIM_RUN = 32;
 /** Deletes an atomic operation may spend on trimming runs, beyond BATCH_MAX_MUTATIONS. */
 const TRIM_BUDGET = 150;
@@ -43,6 +44,14 @@ export interface KvStoreOptions extends RetentionOptions {
   lost?: Counter;
 }
 
+/** A block of stored messages to write (layout: kv_format.ts). */
+export interface Block {
+  room: string;
+  epoch: string;
+  last: number;
+  bytes: Uint8Array;
+}
+
 export interface CachedMeta {
   value: Meta | null;
   versionstamp: string | null;
@@ -51,19 +60,26 @@ export interface CachedMeta {
 /** How many appends from the head of `queue` fit in one atomic operation (at most `maxRooms` rooms,
  * for one meta check each). */
 export function batchSize(queue: Pending[], maxRooms = BATCH_MAX_ROOMS): number {
+  return fitBatch(queue, maxRooms, (p) => p.message.room, pendingSize);
+}
+
+/** How many items from the head of `items` fit in one atomic operation: each message's chunks, one
+ * meta per room (at most `maxRooms` rooms), under the byte limit; at least one. */
+export function fitBatch<T>(items: T[], maxRooms: number, roomOf: (item: T) => string, sizeOf: (item: T) => number) {
   const rooms = new Set<string>();
   let mutations = 0;
   let bytes = 0;
   let n = 0;
-  for (const p of queue) {
-    const size = pendingSize(p);
-    const newRoom = !rooms.has(p.message.room);
+  for (const item of items) {
+    const size = sizeOf(item);
+    const room = roomOf(item);
+    const newRoom = !rooms.has(room);
     // Its chunks and the room's meta (trimming has a budget of its own).
     const need = chunkCount(size) + (newRoom ? 1 : 0);
     const full = mutations + need > BATCH_MAX_MUTATIONS || bytes + size > BATCH_MAX_BYTES ||
       (newRoom && rooms.size >= maxRooms);
     if (n > 0 && full) break;
-    rooms.add(p.message.room);
+    rooms.add(room);
     mutations += need;
     bytes += size;
     n++;
@@ -77,12 +93,10 @@ export class KvHistory {
   /** Rooms whose history below the retention floor was swept once by this instance. */
   readonly #swept = new Set<string>();
   readonly #sweeps = new Set<Promise<void>>();
-  /** Offsets of messages stored in more than one chunk, per room: the only ones trimming can't
-   * delete by key alone. In memory only; the start-up sweep covers what a restart forgets. */
-  readonly #multiChunk = new Map<string, Map<number, number>>();
-  /** Per room, the epoch and the offset up to which this instance has trimmed (or its first sweep
-   * covers). */
-  readonly #trimmed = new Map<string, { epoch: string; to: number }>();
+  /** Per room: the epoch, the blocks this instance wrote and has not trimmed yet (last offset and
+   * chunks, oldest first), and the offset up to which it has trimmed (or its first sweep covers).
+   * In memory only; the start-up sweep covers what a restart forgets. */
+  readonly #written = new Map<string, { epoch: string; blocks: { last: number; chunks: number }[]; to: number }>();
 
   constructor(kv: Deno.Kv, options: KvStoreOptions) {
     this.kv = kv;
@@ -115,35 +129,43 @@ export class KvHistory {
     return { deletes: TRIM_BUDGET };
   }
 
-  /** Writes a numbered message into `op`, and, once a run of TRIM_RUN older messages has fallen out
-   * of the window, deletes them by key: retention by count inside the append's own atomic
-   * operation, with no listing and no extra commit. A run that doesn't fit `budget` waits. */
-  put(op: Deno.AtomicOperation, p: Pending, budget: { deletes: number }): void {
+  /** Writes a numbered message into `op` as a block of its own. */
+  put(op: Deno.AtomicOperation, p: Numbered, budget: { deletes: number }): void {
     const { room, epoch, offset } = p.stored as StoredMessage;
+    this.putBlock(op, { room, epoch, last: offset, bytes: p.bytes as Uint8Array }, budget);
+  }
+
+  /** Writes a block (stored messages of one room and epoch, oldest first, their JSON joined by
+   * "\n", ending with offset `last`) under its key; and, once blocks spanning TRIM_RUN offsets have
+   * fallen out of the window, deletes them by key: retention by count inside the append's own
+   * atomic operation, with no listing and no extra commit. A run that doesn't fit `budget` waits. */
+  putBlock(op: Deno.AtomicOperation, block: Block, budget: { deletes: number }): void {
+    const { room, epoch, last: offset, bytes } = block;
     const ttl = this.options.historyTtlMs;
-    const chunks = split(p.bytes as Uint8Array);
+    const chunks = split(bytes);
     const key = [NS, "msg", room, epoch, offset];
     chunks.forEach((chunk, i) => op.set([...key, i], chunk, ttl === undefined ? undefined : { expireIn: ttl }));
-    let multi = this.#multiChunk.get(room);
-    if (chunks.length > 1) {
-      if (!multi) this.#multiChunk.set(room, multi = new Map());
-      multi.set(offset, chunks.length);
-    }
     // The last offset out of the window. Below it, the first sweep of this room does the work.
     const floor = offset - this.options.historyLimit;
-    const trimmed = this.#trimmed.get(room);
-    if (!trimmed || trimmed.epoch !== epoch) return void this.#trimmed.set(room, { epoch, to: Math.max(0, floor) });
-    if (floor - trimmed.to < TRIM_RUN) return;
+    let written = this.#written.get(room);
+    if (!written || written.epoch !== epoch) {
+      this.#written.set(room, written = { epoch, blocks: [], to: Math.max(0, floor) });
+    }
+    written.blocks.push({ last: offset, chunks: chunks.length });
+    if (floor - written.to < TRIM_RUN) return;
+    let n = 0;
     let deletes = 0;
-    for (let old = trimmed.to + 1; old <= floor; old++) deletes += multi?.get(old) ?? 1;
+    for (const block of written.blocks) {
+      if (block.last > floor) break;
+      n++;
+      deletes += block.chunks;
+    }
     if (deletes > budget.deletes) return;
     budget.deletes -= deletes;
-    for (let old = trimmed.to + 1; old <= floor; old++) {
-      const count = multi?.get(old) ?? 1;
-      for (let i = 0; i < count; i++) op.delete([NS, "msg", room, epoch, old, i]);
-      multi?.delete(old);
+    for (const { last, chunks } of written.blocks.splice(0, n)) {
+      for (let i = 0; i < chunks; i++) op.delete([NS, "msg", room, epoch, last, i]);
     }
-    trimmed.to = floor;
+    written.to = floor;
   }
 
   /** A batch is durable: metrics, and the first sweep of each room. */
@@ -156,8 +178,7 @@ export class KvHistory {
 
   /** The room's history was reset. */
   forget(room: string): void {
-    this.#multiChunk.delete(room);
-    this.#trimmed.delete(room);
+    this.#written.delete(room);
   }
 
   /** Once per room and process: deletes what lies below the retention floor but escaped trimming
@@ -195,35 +216,53 @@ export class KvHistory {
   /** A page of the room's history as of `position`. */
   async read(room: string, { epoch, offset }: Position, options: ReadOptions): Promise<Page> {
     const floor = Math.max(oldestKept(offset, this.options.historyLimit), (options.after ?? 0) + 1);
-    const prefix = [NS, "msg", room, epoch];
-    const end = options.before === undefined ? undefined : [...prefix, options.before];
-    const forward = options.after !== undefined;
-    const selector = end ? { start: [...prefix, floor], end } : { prefix, start: [...prefix, floor] };
+    const before = options.before ?? Infinity;
     const ttl = this.options.historyTtlMs;
     const minTs = ttl === undefined ? -Infinity : this.options.clock.now() - ttl;
+    const wanted = (m: StoredMessage) => m.offset >= floor && m.offset < before && m.ts >= minTs;
+    const prefix = [NS, "msg", room, epoch];
     const messages: StoredMessage[] = [];
+    const take = (block: StoredMessage[], newestFirst: boolean) => {
+      for (const m of newestFirst ? block.reverse() : block) {
+        if (messages.length < options.limit && wanted(m)) messages.push(m);
+      }
+      return messages.length >= options.limit;
+    };
+    // Blocks are keyed by their last offset: the first block keyed at or above an offset holds it.
+    if (options.after !== undefined) {
+      for await (const block of this.#blocks({ prefix, start: [...prefix, floor] }, false)) {
+        if (take(block, false) || (block.at(-1)?.offset ?? 0) >= before) break;
+      }
+      return { epoch, offset, messages };
+    }
+    if (before !== Infinity) {
+      // The block holding `before - 1` may be keyed at or above `before`.
+      for await (const block of this.#blocks({ prefix, start: [...prefix, before] }, false)) {
+        take(block, true);
+        break;
+      }
+    }
+    const end = before === Infinity ? undefined : [...prefix, before];
+    const selector = end ? { start: [...prefix, floor], end } : { prefix, start: [...prefix, floor] };
+    if (messages.length < options.limit) {
+      for await (const block of this.#blocks(selector, true)) if (take(block, true)) break;
+    }
+    return { epoch, offset, messages: messages.reverse() };
+  }
+
+  /** The blocks in `selector`, each as its messages oldest first. */
+  async *#blocks(selector: Deno.KvListSelector, reverse: boolean): AsyncGenerator<StoredMessage[]> {
     let chunks: Uint8Array[] = [];
     let current: unknown = undefined;
-    const finish = () => {
-      if (chunks.length === 0) return;
-      const message = join(forward ? chunks : chunks.reverse());
-      if (message.ts >= minTs) messages.push(message);
-      chunks = [];
-    };
-    let full = false;
-    for await (const entry of this.kv.list<Uint8Array>(selector, { reverse: !forward, batchSize: 200 })) {
-      const at = entry.key[4];
-      if (at !== current) {
-        finish();
-        full = messages.length >= options.limit;
-        if (full) break;
-        current = at;
+    for await (const entry of this.kv.list<Uint8Array>(selector, { reverse, batchSize: 100 })) {
+      if (entry.key[4] !== current && chunks.length > 0) {
+        yield messagesOf(reverse ? chunks.reverse() : chunks);
+        chunks = [];
       }
+      current = entry.key[4];
       chunks.push(entry.value);
     }
-    if (!full) finish();
-    if (!forward) messages.reverse();
-    return { epoch, offset, messages };
+    if (chunks.length > 0) yield messagesOf(reverse ? chunks.reverse() : chunks);
   }
 
   /** Waits for background sweeps. */

@@ -2,7 +2,8 @@
  * The local sequencer (`ROOMCAST_SEQUENCER=local`, the default for one process on a local KV file):
  * this process numbers each room's messages in memory, the append resolves at once (the message is
  * delivered), and a commit follows, batched across rooms, at most every LOCAL_COMMIT_INTERVAL_MS
- * unless something waits for it.
+ * unless something waits for it. A commit stores its messages in the commit log (kv_log.ts), from
+ * which they are filed under their rooms' keys every few seconds, or when a read waits for them.
  *
  * Each room's meta holds a reservation above every offset handed out, written before those offsets
  * are handed out, so a restart after a crash numbers above anything that may have been delivered:
@@ -14,8 +15,9 @@
  * `close()` stores everything and gives the reservations back; so does a room idle for a minute.
  */
 import type { Position, StoredMessage } from "../protocol.ts";
-import { highWater, type Meta, metaKey, NS, number, type Pending, retryLocked } from "./kv_format.ts";
+import { highWater, type Meta, metaKey, number, type Pending, retryLocked } from "./kv_format.ts";
 import { BATCH_MAX_ROOMS, batchSize, type CachedMeta, type KvHistory } from "./kv_history.ts";
+import { CommitLog, type LogRecord } from "./kv_log.ts";
 import { newEpoch } from "./store.ts";
 
 const MAX_ATTEMPTS = 50;
@@ -53,7 +55,7 @@ interface Sequence {
   versionstamp: string | null;
   /** Appends waiting for the load or for a larger reservation, in call order. */
   waiting: Pending[];
-  /** For `flush`: appends numbered, and of those, stored or given up. */
+  /** For `flush`: appends numbered, and of those, filed under the room's keys or given up. */
   numbered: number;
   settled: number;
   flushes: { target: number; resolve(): void }[];
@@ -63,6 +65,7 @@ interface Sequence {
 
 export class LocalSequencer {
   readonly #history: KvHistory;
+  readonly #log: CommitLog;
   /** Numbered, not yet stored, in numbering order. */
   #queue: Pending[] = [];
   #draining: Promise<void> | undefined;
@@ -78,9 +81,18 @@ export class LocalSequencer {
   #wake: (() => void) | undefined;
   /** Something waits for the next commit. */
   #hurry = false;
+  /** Rooms a read waits for: their logged messages are filed at once. */
+  readonly #flushing = new Set<Sequence>();
 
   constructor(history: KvHistory) {
     this.#history = history;
+    this.#log = new CommitLog(history);
+  }
+
+  /** Files what an unclean stop left in the commit log; before anything else. */
+  async start(): Promise<void> {
+    const filed = await this.#log.replay();
+    if (filed > 0) console.log(`roomcast: filed ${filed} messages left in the KV commit log by an unclean stop`);
   }
 
   /** Numbers the append now if the room has offsets reserved, else queues it for the next commit. */
@@ -109,7 +121,7 @@ export class LocalSequencer {
     return { epoch: seq.epoch, offset: seq.assigned };
   }
 
-  /** Resolves once every append to `room` made so far is stored or given up. */
+  /** Resolves once every append to `room` made so far is filed under its keys or given up. */
   async flush(room: string): Promise<void> {
     await this.#flushed(await this.#loaded(room));
   }
@@ -141,9 +153,10 @@ export class LocalSequencer {
     // Let every append queued in this turn of the event loop join the first batch.
     await Promise.resolve();
     try {
-      while (this.#queue.length > 0 || this.#wanting.size > 0 || this.#resets.length > 0) {
+      while (this.#queue.length > 0 || this.#wanting.size > 0 || this.#resets.length > 0 || this.#log.unfiled > 0) {
         const started = performance.now();
-        await this.#commit();
+        if (this.#queue.length > 0 || this.#wanting.size > 0 || this.#resets.length > 0) await this.#commit();
+        if (!(await this.#file())) break;
         await this.#forgetIdle();
         const rest = LOCAL_COMMIT_INTERVAL_MS - (performance.now() - started);
         if (rest > 0 && this.#queue.length < LOCAL_COMMIT_EARLY && !this.#urgent()) await this.#nap(rest);
@@ -256,8 +269,7 @@ export class LocalSequencer {
         op.set(metaKey(seq.room), meta);
         reserving.set(seq, meta);
       }
-      const budget = this.#history.trimBudget();
-      for (const p of batch) this.#history.put(op, p, budget);
+      const record = this.#log.write(op, batch);
       let outcome: { applied: boolean; versionstamp: string | null } | undefined;
       try {
         const result = await retryLocked(() => op.commit());
@@ -267,11 +279,11 @@ export class LocalSequencer {
         failure = error;
       }
       try {
-        outcome ??= await this.#reconcile(rooms, reserving, batch);
+        outcome ??= await this.#reconcile(rooms, reserving, batch, record);
       } catch (error) {
         failure = error;
       }
-      if (outcome?.applied) return this.#committed(batch, rooms, reserving, outcome.versionstamp, started);
+      if (outcome?.applied) return this.#committed(batch, record, rooms, reserving, outcome.versionstamp, started);
       batch = batch.filter((p) => rooms.has(this.#sequence(p.message.room)));
     }
     if (rooms.size === 0) return; // every room was taken over by another writer
@@ -282,25 +294,21 @@ export class LocalSequencer {
   }
 
   /** After a commit that failed or whose outcome is unknown: finds out from the KV whether it
-   * applied (its first message, or the metas it wrote, are there). If not, rooms another writer
+   * applied (its log record, or the metas it wrote, are there). If not, rooms another writer
    * changed are taken over (their numbered messages are lost) and removed from `rooms`; the rest
    * can be retried. */
   async #reconcile(
     rooms: Set<Sequence>,
     reserving: Map<Sequence, Required<Meta>>,
     batch: Pending[],
+    record: LogRecord | undefined,
   ): Promise<{ applied: boolean; versionstamp: string | null }> {
     const current = await this.#history.readMetas([...rooms].map((s) => s.room));
     const now = (seq: Sequence) => current.get(seq.room) ?? { value: null, versionstamp: null };
-    const first = batch[0]?.stored;
-    const applied = first
-      ? (await retryLocked(() => this.#history.kv.get([NS, "msg", first.room, first.epoch, first.offset, 0])))
-        .versionstamp !==
-        null
-      : [...reserving].every(([seq, meta]) => {
-        const { value, versionstamp } = now(seq);
-        return versionstamp !== seq.versionstamp && value?.epoch === meta.epoch && value.reserved === meta.reserved;
-      });
+    const applied = record ? await this.#log.written(record) : [...reserving].every(([seq, meta]) => {
+      const { value, versionstamp } = now(seq);
+      return versionstamp !== seq.versionstamp && value?.epoch === meta.epoch && value.reserved === meta.reserved;
+    });
     if (applied) {
       const [written] = reserving.keys();
       return { applied, versionstamp: written ? now(written).versionstamp : null };
@@ -327,6 +335,9 @@ export class LocalSequencer {
     const lost = [...batch.filter(mine), ...this.#queue.filter(mine)];
     this.#queue = this.#queue.filter((p) => !mine(p));
     this.#lose(lost, new Error(`room ${seq.room} was changed by another writer`));
+    // Logged messages lie inside this process's old reservation: they are still filed, unless the
+    // room has a new epoch.
+    if (current.value?.epoch !== seq.epoch) this.#settle(this.#log.drop(seq.room));
     this.#adopt(seq, current);
     // Store a reservation above everything handed out before numbering again.
     this.#wanting.add(seq);
@@ -334,6 +345,7 @@ export class LocalSequencer {
 
   #committed(
     batch: Pending[],
+    record: LogRecord | undefined,
     rooms: Set<Sequence>,
     reserving: Map<Sequence, Required<Meta>>,
     versionstamp: string | null,
@@ -349,9 +361,9 @@ export class LocalSequencer {
       const seq = this.#sequence(p.message.room);
       seq.durable = Math.max(seq.durable, (p.stored as StoredMessage).offset);
     }
+    if (record) this.#log.logged(record);
     this.#history.stored(batch, started);
     for (const p of batch) p.onDurable?.();
-    this.#settle(batch);
     for (const seq of rooms) {
       while (seq.waiting.length > 0 && seq.assigned < seq.reserved) this.#number(seq, seq.waiting.shift() as Pending);
       if (seq.waiting.length === 0) this.#wanting.delete(seq);
@@ -363,7 +375,7 @@ export class LocalSequencer {
     if (lost.length === 0) return;
     this.#history.options.lost?.inc(lost.length);
     for (const p of lost) p.onDurable?.(error);
-    this.#settle(lost);
+    this.#settle(lost.map((p) => p.message.room));
   }
 
   /** Appends still waiting for an offset when the KV fails: refused, never delivered. */
@@ -380,10 +392,11 @@ export class LocalSequencer {
     this.#wakeFlushes(seq);
   }
 
-  #settle(done: Pending[]): void {
+  /** Appends to these rooms (a room once per append) are filed or given up. */
+  #settle(rooms: string[]): void {
     const touched = new Set<Sequence>();
-    for (const p of done) {
-      const seq = this.#sequence(p.message.room);
+    for (const room of rooms) {
+      const seq = this.#sequence(room);
       seq.settled += 1;
       touched.add(seq);
     }
@@ -394,15 +407,28 @@ export class LocalSequencer {
     if (seq.flushes.length === 0) return;
     const ready = seq.flushes.filter((f) => f.target <= seq.settled);
     seq.flushes = seq.flushes.filter((f) => f.target > seq.settled);
+    if (seq.flushes.length === 0) this.#flushing.delete(seq);
     for (const f of ready) f.resolve();
   }
 
-  /** Resolves once every append to `room` made so far is stored or given up (local sequencer). */
+  /** Resolves once every append to `room` made so far is filed or given up. */
   #flushed(seq: Sequence): Promise<void> {
     const target = seq.numbered + seq.waiting.length;
     if (seq.settled >= target) return Promise.resolve();
+    this.#flushing.add(seq);
     this.#hurryUp();
+    this.#kick();
     return new Promise((resolve) => seq.flushes.push({ target, resolve }));
+  }
+
+  /** Files logged messages: every room's when due (or closing), else those of rooms a read waits
+   * for. False when closing and the KV fails: what is not filed stays in the log for the next start. */
+  async #file(): Promise<boolean> {
+    const all = this.#closed || this.#log.due();
+    if (!all && this.#flushing.size === 0) return true;
+    const { filed, failed } = await this.#log.file(all ? undefined : new Set([...this.#flushing].map((s) => s.room)));
+    this.#settle(filed);
+    return !(failed && this.#closed);
   }
 
   async #commitResets(): Promise<void> {
@@ -413,7 +439,7 @@ export class LocalSequencer {
       const old = this.#queue.filter((p) => p.message.room === seq.room);
       this.#queue = this.#queue.filter((p) => p.message.room !== seq.room);
       for (const p of old) p.onDurable?.();
-      this.#settle(old);
+      this.#settle([...old.map((p) => p.message.room), ...this.#log.drop(seq.room)]);
       const fresh = { epoch: newEpoch(), offset: 0, reserved: 0 };
       try {
         const result = await retryLocked(() => this.#history.kv.set(metaKey(seq.room), fresh));

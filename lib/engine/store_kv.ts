@@ -64,7 +64,9 @@ export class KvStore implements Store {
       }
     }
     try {
-      return new KvStore(await Deno.openKv(path), options, lock);
+      const store = new KvStore(await Deno.openKv(path), options, lock);
+      await store.#local?.start();
+      return store;
     } catch (error) {
       lock?.close();
       throw error;

@@ -5,6 +5,7 @@ import { ManualClock } from "../clock.ts";
 import type { NewMessage } from "../protocol.ts";
 import { recover } from "./store.ts";
 import { KvStore } from "./store_kv.ts";
+import { keysOf, logged } from "../../tests/_kv.ts";
 
 const clock = new ManualClock();
 const retention = { historyLimit: 1000, historyTtlMs: undefined, clock };
@@ -38,14 +39,6 @@ async function appendDurably(store: KvStore, m: NewMessage) {
   return stored;
 }
 
-async function keysOf(path: string, room: string): Promise<number[]> {
-  const kv = await Deno.openKv(path);
-  const offsets: number[] = [];
-  for await (const entry of kv.list({ prefix: ["rc1", "msg", room] })) offsets.push(entry.key[4] as number);
-  kv.close();
-  return offsets;
-}
-
 Deno.test("local sequencer: resolves at once, stores right after, and says when", () =>
   withKvFile(async (path) => {
     const store = await openLocal(path);
@@ -61,10 +54,14 @@ Deno.test("local sequencer: resolves at once, stores right after, and says when"
       const c = await appendDurably(store, message("r", 3));
       assert.equal(c.offset, 3);
       assert.deepEqual(events, ["resolved", "durable 1", "durable 2"], "stored in order, before the later one");
-      assert.deepEqual(await keysOf(path, "r"), [1, 2, 3]);
+      // Stored means in the commit log; filed under the room's keys later, or when a read needs them.
+      assert.deepEqual((await logged(path)).map((m) => m.offset), [1, 2, 3]);
+      assert.deepEqual(await keysOf(path, "r"), []);
       // A read waits for what was handed out before it.
       void store.append(message("r", 4));
       assert.deepEqual((await store.read("r", { limit: 10 })).messages.map((m) => m.offset), [1, 2, 3, 4]);
+      assert.deepEqual(await keysOf(path, "r"), [1, 2, 3, 4]);
+      assert.deepEqual(await logged(path), [], "log records wholly filed are deleted");
     } finally {
       await store.close();
     }
@@ -100,10 +97,12 @@ Deno.test("local sequencer: after a crash, numbering continues above anything ha
     assert.equal(output.code, 0);
     const { offsets } = JSON.parse(new TextDecoder().decode(output.stdout)) as { offsets: number[] };
     assert.deepEqual(offsets, [1, 2, 3, 4, 5, 6, 7, 8], "the crashed process handed out 1–8");
-    assert.deepEqual(await keysOf(path, "c"), [1, 2, 3, 4, 5], "only 1–5 were committed");
+    assert.deepEqual((await logged(path)).map((m) => m.offset), [1, 2, 3, 4, 5], "only 1–5 were committed");
 
     const store = await openLocal(path);
     try {
+      assert.deepEqual(await keysOf(path, "c"), [1, 2, 3, 4, 5], "the next start files what the log holds");
+      assert.deepEqual(await logged(path), []);
       const position = await store.position("c");
       assert.ok(position.offset >= 8, `position ${position.offset} is at or above every offset handed out`);
       const next = await appendDurably(store, message("c", "after"));
@@ -185,6 +184,7 @@ Deno.test("local sequencer: a room idle for a minute gives its reservation back 
     };
     try {
       await appendDurably(store, message("idle", 1));
+      await store.read("idle", { limit: 1 }); // filed from the commit log
       const reserved = (await meta("idle"))?.reserved ?? 0;
       assert.ok(reserved > 1, `offsets above 1 are reserved (${reserved})`);
       time.advance(61_000);
