@@ -5,7 +5,7 @@ import { ManualClock } from "../clock.ts";
 import type { NewMessage } from "../protocol.ts";
 import { recover } from "./store.ts";
 import { KvStore } from "./store_kv.ts";
-import { keysOf, logged } from "../../tests/_kv.ts";
+import { keysOf, logged, stored } from "../../tests/_kv.ts";
 
 const clock = new ManualClock();
 const retention = { historyLimit: 1000, historyTtlMs: undefined, clock };
@@ -37,6 +37,17 @@ async function appendDurably(store: KvStore, m: NewMessage) {
   const stored = await store.append(m, (error) => error ? durable.reject(error) : durable.resolve());
   await durable.promise;
   return stored;
+}
+
+/** Runs tests/_crash_writer.ts on `path`: `durable` messages stored, `lost` more handed out, then
+ * an exit without a clean stop. */
+async function crash(path: string, durable: number, lost: number): Promise<Deno.CommandOutput> {
+  const writer = new URL("../../tests/_crash_writer.ts", import.meta.url).pathname;
+  return await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", writer, path, String(durable), String(lost)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
 }
 
 Deno.test("local sequencer: resolves at once, stores right after, and says when", () =>
@@ -81,20 +92,7 @@ Deno.test("local sequencer: one process per KV file (lock), free again after clo
 
 Deno.test("local sequencer: after a crash, numbering continues above anything handed out; recoveries across the lost messages answer recovered: false", () =>
   withKvFile(async (path) => {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--unstable-kv",
-        new URL("../../tests/_crash_writer.ts", import.meta.url).pathname,
-        path,
-        "5",
-        "3",
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    assert.equal(output.code, 0);
+    const output = await crash(path, 5, 3);
     const { offsets } = JSON.parse(new TextDecoder().decode(output.stdout)) as { offsets: number[] };
     assert.deepEqual(offsets, [1, 2, 3, 4, 5, 6, 7, 8], "the crashed process handed out 1–8");
     assert.deepEqual((await logged(path)).map((m) => m.offset), [1, 2, 3, 4, 5], "only 1–5 were committed");
@@ -195,6 +193,45 @@ Deno.test("local sequencer: a room idle for a minute gives its reservation back 
       const next = await appendDurably(store, message("idle", 2));
       assert.equal(next.offset, 2, "read again, the room continues right after its last message");
       assert.ok(((await meta("idle"))?.reserved ?? 0) > 2, "and reserves again");
+    } finally {
+      await store.close();
+    }
+  }));
+
+Deno.test("local sequencer: the commit log is filed as blocks per room; pages cut through blocks", () =>
+  withKvFile(async (path) => {
+    const store = await openLocal(path);
+    try {
+      for (let i = 1; i <= 15; i++) {
+        await appendDurably(store, message("b", i)); // in the log
+        if (i % 5 === 0) await store.read("b", { limit: 1 }); // a read files what the log holds
+      }
+      const { offsets, keys } = await stored(path, "b");
+      assert.deepEqual(offsets, Array.from({ length: 15 }, (_, i) => i + 1));
+      assert.equal(keys, 3, "three blocks: 1–5, 6–10, 11–15");
+      const page = async (options: { after?: number; before?: number; limit: number }) =>
+        (await store.read("b", options)).messages.map((m) => m.offset);
+      assert.deepEqual(await page({ before: 8, limit: 4 }), [4, 5, 6, 7]);
+      assert.deepEqual(await page({ after: 3, limit: 4 }), [4, 5, 6, 7]);
+      assert.deepEqual(await page({ after: 6, before: 12, limit: 50 }), [7, 8, 9, 10, 11]);
+      assert.deepEqual(await page({ limit: 3 }), [13, 14, 15]);
+    } finally {
+      await store.close();
+    }
+  }));
+
+Deno.test("local sequencer: after an unclean stop, logged messages of a room reset since are not filed", () =>
+  withKvFile(async (path) => {
+    assert.equal((await crash(path, 2, 0)).code, 0);
+    assert.deepEqual((await logged(path)).map((m) => m.offset), [1, 2]);
+    const kv = await Deno.openKv(path);
+    await kv.set(["rc1", "meta", "c"], { epoch: "fresh", offset: 0 }); // a reset by another writer
+    kv.close();
+    const store = await openLocal(path);
+    try {
+      assert.deepEqual(await keysOf(path, "c"), [], "the old epoch's messages stay out");
+      assert.deepEqual(await logged(path), [], "and the log is emptied");
+      assert.equal((await store.append(message("c", "new"))).epoch, "fresh");
     } finally {
       await store.close();
     }
