@@ -37,3 +37,9 @@ export async function logged(path: string): Promise<{ room: string; offset: numb
   }
   return [...records.values()].flatMap((chunks) => messagesOf(chunks));
 }
+
+/** The offsets of the room stored anywhere: in the commit log or under the room's keys, ascending. */
+export async function durable(path: string, room: string): Promise<number[]> {
+  const inLog = (await logged(path)).filter((m) => m.room === room).map((m) => m.offset);
+  return [...new Set([...inLog, ...await keysOf(path, room)])].sort((a, b) => a - b);
+}
