@@ -4,6 +4,7 @@ import { ManualClock } from "../lib/clock.ts";
 import { isType, TestClient } from "./_client.ts";
 import { listeningUrl } from "./_process.ts";
 import { postJson, startTestServer, until } from "./_server.ts";
+import { RawWsClient } from "./_raw_ws.ts";
 
 /** A WebSocket client over plain TCP that completes the handshake and then never reads or answers. */
 async function deadPeer(url: string): Promise<Deno.TcpConn> {
@@ -84,6 +85,30 @@ Deno.test("a consumer that stops reading is closed with 4008 once its queue pass
   for (let i = 1; i <= sent; i++) assert.equal((await reader.next(isType("message"))).offset, i);
   conn.close();
   await reader.close();
+});
+
+Deno.test("live frames for a reader that stalls wait in order beyond Deno's queue, and all arrive when it reads again", async () => {
+  await using server = await startTestServer({ limits: { sendQueueBytes: 32 * 1024 * 1024, publishBurst: 10_000 } });
+  const stalled = await RawWsClient.connect(server.ws("/ws?name=Stalled"));
+  assert.ok(await stalled.readUntil(() => stalled.texts.length >= 1), "welcome");
+  await stalled.send(JSON.stringify({ type: "join", room: "held" }));
+  assert.ok(await stalled.readUntil(() => stalled.texts.some((t) => t.startsWith('{"type":"joined"'))), "joined");
+  const reader = await server.joined("held", "?name=Reader");
+  const publisher = await server.joined("held", "?name=Pub");
+  // 600 × 12 KB: far more than the kernel's socket buffers take for the stalled reader.
+  const pad = "z".repeat(12_000);
+  for (let i = 1; i <= 600; i++) publisher.send({ type: "publish", room: "held", data: { i, pad }, ref: i });
+  for (let i = 1; i <= 600; i++) assert.equal((await reader.next(isType("message"), 10_000)).offset, i);
+  const metrics = await (await server.fetch("/metrics")).text();
+  const queued = Number(/^roomcast_send_queue_max_bytes (\d+)/m.exec(metrics)?.[1]);
+  assert.ok(queued > 1_000_000, `the stalled reader's backlog is held (${queued} bytes)`);
+  const messages = () => stalled.texts.filter((t) => t.startsWith('{"type":"message"'));
+  assert.ok(await stalled.readUntil(() => messages().length >= 600 || stalled.closeCode !== undefined, 20_000));
+  assert.equal(stalled.closeCode, undefined);
+  assert.deepEqual(messages().map((t) => JSON.parse(t).offset), Array.from({ length: 600 }, (_, i) => i + 1));
+  assert.equal(server.metrics.closes.get("slow_consumer"), 0);
+  stalled.close();
+  await Promise.all([reader.close(), publisher.close()]);
 });
 
 Deno.test("a burst of 400 acks to a client that reads is not a slow consumer", async () => {
