@@ -65,7 +65,12 @@ export function batchSize(queue: Pending[], maxRooms = BATCH_MAX_ROOMS): number 
 
 /** How many items from the head of `items` fit in one atomic operation: each message's chunks, one
  * meta per room (at most `maxRooms` rooms), under the byte limit; at least one. */
-export function fitBatch<T>(items: T[], maxRooms: number, roomOf: (item: T) => string, sizeOf: (item: T) => number) {
+export function fitBatch<T>(
+  items: T[],
+  maxRooms: number,
+  roomOf: (item: T) => string,
+  sizeOf: (item: T) => number,
+): number {
   const rooms = new Set<string>();
   let mutations = 0;
   let bytes = 0;
