@@ -1,22 +1,32 @@
 /** Test helpers that look inside a KV file written by `KvStore` (layout: lib/engine/kv_format.ts). */
 import { messagesOf } from "../lib/engine/kv_format.ts";
 
-/** The offsets stored under the room's keys (in its blocks), ascending, and how many keys hold them. */
-export async function stored(path: string, room: string): Promise<{ offsets: number[]; keys: number }> {
+/** The values under `prefix`, grouped by the first `depth` parts of their keys (a block or a log
+ * record, whose last key part is the chunk), in key order; and how many keys there are. */
+async function groups(
+  path: string,
+  prefix: Deno.KvKey,
+  depth: number,
+): Promise<{ values: Uint8Array[][]; keys: number }> {
   const kv = await Deno.openKv(path);
-  const blocks = new Map<string, Uint8Array[]>();
+  const grouped = new Map<string, Uint8Array[]>();
   let keys = 0;
   try {
-    for await (const entry of kv.list<Uint8Array>({ prefix: ["rc1", "msg", room] })) {
-      const block = JSON.stringify(entry.key.slice(0, 5));
-      blocks.set(block, [...blocks.get(block) ?? [], entry.value]);
+    for await (const entry of kv.list<Uint8Array>({ prefix })) {
+      const group = JSON.stringify(entry.key.slice(0, depth));
+      grouped.set(group, [...grouped.get(group) ?? [], entry.value]);
       keys++;
     }
   } finally {
     kv.close();
   }
-  const offsets = [...blocks.values()].flatMap((chunks) => messagesOf(chunks).map((m) => m.offset));
-  return { offsets, keys };
+  return { values: [...grouped.values()], keys };
+}
+
+/** The offsets stored under the room's keys (in its blocks), ascending, and how many keys hold them. */
+export async function stored(path: string, room: string): Promise<{ offsets: number[]; keys: number }> {
+  const { values, keys } = await groups(path, ["rc1", "msg", room], 5);
+  return { offsets: values.flatMap((chunks) => messagesOf(chunks).map((m) => m.offset)), keys };
 }
 
 /** The offsets stored under the room's keys, ascending. */
@@ -26,16 +36,7 @@ export async function keysOf(path: string, room: string): Promise<number[]> {
 
 /** The messages in the commit log (not filed under their rooms' keys yet), in log order. */
 export async function logged(path: string): Promise<{ room: string; offset: number }[]> {
-  const kv = await Deno.openKv(path);
-  const records = new Map<unknown, Uint8Array[]>();
-  try {
-    for await (const entry of kv.list<Uint8Array>({ prefix: ["rc1", "log"] })) {
-      records.set(entry.key[2], [...records.get(entry.key[2]) ?? [], entry.value]);
-    }
-  } finally {
-    kv.close();
-  }
-  return [...records.values()].flatMap((chunks) => messagesOf(chunks));
+  return (await groups(path, ["rc1", "log"], 3)).values.flatMap((chunks) => messagesOf(chunks));
 }
 
 /** The offsets of the room stored anywhere: in the commit log or under the room's keys, ascending. */

@@ -55,8 +55,18 @@ function logKey(id: number, chunk: number): Deno.KvKey {
   return [NS, "log", id, chunk];
 }
 
-function record(id: number, bytes: Uint8Array, messages: { room: string; epoch: string; offset: number }[]) {
+/** A record of `messages` (numbered) whose JSON is `lines`: the lines joined, each followed by "\n". */
+function record(id: number, lines: Uint8Array[], messages: { room: string; epoch: string; offset: number }[]) {
   const n = messages.length;
+  const starts = new Uint32Array(n);
+  const ends = new Uint32Array(n);
+  let at = 0;
+  lines.forEach((line, i) => {
+    starts[i] = at;
+    ends[i] = at += line.length;
+    at += 1;
+  });
+  const bytes = concat(lines.flatMap((line) => [line, LINE]));
   const rec: LogRecord = {
     id,
     chunks: chunkCount(bytes.length),
@@ -64,8 +74,8 @@ function record(id: number, bytes: Uint8Array, messages: { room: string; epoch: 
     rooms: messages.map((m) => m.room),
     epochs: messages.map((m) => m.epoch),
     offsets: Float64Array.from(messages, (m) => m.offset),
-    starts: new Uint32Array(n),
-    ends: new Uint32Array(n),
+    starts,
+    ends,
     filed: new Uint8Array(n),
     left: n,
     at: 0,
@@ -95,16 +105,11 @@ export class CommitLog {
   /** Adds `batch` (numbered) to `op` as the next log record. */
   write(op: Deno.AtomicOperation, batch: Pending[]): LogRecord | undefined {
     if (batch.length === 0) return undefined;
-    const parts: Uint8Array[] = [];
-    for (const p of batch) parts.push(p.bytes as Uint8Array, LINE);
-    const rec = record(this.#nextId++, concat(parts), batch.map((p) => p.stored as NonNullable<Pending["stored"]>));
-    let at = 0;
-    batch.forEach((p, i) => {
-      rec.starts[i] = at;
-      at += (p.bytes as Uint8Array).length;
-      rec.ends[i] = at;
-      at += 1;
-    });
+    const rec = record(
+      this.#nextId++,
+      batch.map((p) => p.bytes as Uint8Array),
+      batch.map((p) => p.stored as NonNullable<Pending["stored"]>),
+    );
     split(rec.bytes).forEach((chunk, i) => op.set(logKey(rec.id, i), chunk));
     return rec;
   }
@@ -178,14 +183,9 @@ export class CommitLog {
     if (stored.size === 0) return 0;
     this.#nextId = Math.max(...stored.keys()) + 1;
     for (const [id, chunks] of stored) {
-      const bytes = concat(chunks);
-      const messages = numberedOf(bytes);
-      const rec = record(id, bytes, messages.map((n) => n.stored as NonNullable<Pending["stored"]>));
-      messages.forEach((n, i) => {
-        rec.starts[i] = (n.bytes as Uint8Array).byteOffset - bytes.byteOffset;
-        rec.ends[i] = rec.starts[i] + (n.bytes as Uint8Array).length;
-      });
-      this.logged(rec);
+      const messages = numberedOf(concat(chunks));
+      const lines = messages.map((n) => n.bytes as Uint8Array);
+      this.logged(record(id, lines, messages.map((n) => n.stored as NonNullable<Pending["stored"]>)));
     }
     // A room reset since has a new epoch: the old one's messages are not wanted.
     const metas = await this.#history.readMetas([...new Set(this.#records.flatMap((r) => r.rooms))]);
