@@ -22,6 +22,7 @@ export interface Subscription {
 }
 
 interface PendingAck {
+  id: string;
   room: string;
   ref: Ref | undefined;
   /** Set once the store has the message. */
@@ -62,7 +63,11 @@ export class Connection {
   readonly expiresAt: number | undefined;
   lastSeen: number;
   closed = false;
-  #acks: Map<string, PendingAck> | undefined;
+  /** Publishes waiting for their ack, in publish order: the first `#ackCount` slots. Usually
+   * one or none, so an array whose slots are reused: a Map, or an array that grows and shrinks,
+   * reallocated its storage on every publish. */
+  readonly #acks: (PendingAck | undefined)[] = [];
+  #ackCount = 0;
   readonly #options: ConnectionContext;
   #backlog: (() => void | Promise<void>)[] | undefined;
   #busy = false;
@@ -137,10 +142,12 @@ export class Connection {
     // consumer, a backlog older than that is.
     const now = this.#options.clock.now();
     if (now - this.#checkedAt >= QUEUE_CHECK_MS) {
-      const backlog = this.peer.queuedBytes - this.#sentSinceCheck;
+      // An upper bound under the cap spares measuring.
+      const cap = this.#options.limits.sendQueueBytes + this.#sentSinceCheck;
+      const slow = (this.peer.queuedAtMost ?? Infinity) > cap && this.peer.queuedBytes > cap;
       this.#checkedAt = now;
       this.#sentSinceCheck = 0;
-      if (backlog > this.#options.limits.sendQueueBytes) return this.#dropSlow("send queue over its cap");
+      if (slow) return this.#dropSlow("send queue over its cap");
     }
     this.#sentSinceCheck += text.length + QUEUED_MESSAGE_OVERHEAD;
     this.peer.send(text, frame);
@@ -202,25 +209,43 @@ export class Connection {
 
   /** Registers a publish whose ack is due; `appended` settles once the store answered. */
   expectAck(id: string, room: string, ref: Ref | undefined, appended: Promise<unknown>): void {
-    (this.#acks ??= new Map()).set(id, { room, ref, message: undefined, appended });
+    this.#acks[this.#ackCount++] = { id, room, ref, message: undefined, appended };
   }
 
   /** Settles once every publish to `room` sent so far has its offset from the store (or failed). */
   async publishesSettled(room: string): Promise<void> {
-    const waiting = [...this.#acks?.values() ?? []].filter((p) => p.room === room && !p.message).map((p) => p.appended);
+    const waiting = this.#pendingAcks().filter((p) => p.room === room && !p.message).map((p) => p.appended);
     await Promise.allSettled(waiting);
   }
 
   /** Records the message as the store numbered it; sends the ack now if the room will no longer deliver it. */
   stored(message: StoredMessage): void {
-    const pending = this.#acks?.get(message.id);
+    const pending = this.#pendingAck(message.id);
     if (!pending) return;
     pending.message = message;
     if (!this.rooms.has(message.room)) this.#ack(message, pending);
   }
 
   dropAck(id: string): void {
-    this.#acks?.delete(id);
+    const pending = this.#pendingAck(id);
+    if (pending) this.#forgetAck(pending);
+  }
+
+  #pendingAck(id: string): PendingAck | undefined {
+    for (let i = 0; i < this.#ackCount; i++) if (this.#acks[i]?.id === id) return this.#acks[i];
+    return undefined;
+  }
+
+  #forgetAck(pending: PendingAck): void {
+    let i = 0;
+    while (i < this.#ackCount && this.#acks[i] !== pending) i++;
+    if (i === this.#ackCount) return;
+    for (; i < this.#ackCount - 1; i++) this.#acks[i] = this.#acks[i + 1];
+    this.#acks[--this.#ackCount] = undefined;
+  }
+
+  #pendingAcks(): PendingAck[] {
+    return this.#acks.slice(0, this.#ackCount) as PendingAck[];
   }
 
   /** Delivers a room message in order and at most once; the publisher gets its ack instead. */
@@ -233,7 +258,7 @@ export class Connection {
     if (message.epoch === sub.epoch && message.offset <= sub.offset) return;
     sub.epoch = message.epoch;
     sub.offset = message.offset;
-    const pending = this.#acks?.size ? this.#acks.get(message.id) : undefined;
+    const pending = this.#ackCount > 0 ? this.#pendingAck(message.id) : undefined;
     if (pending) this.#ack(message, pending);
     else this.sendOut(out);
   }
@@ -241,13 +266,13 @@ export class Connection {
   /** Removes a subscription, sending the acks that were waiting on its deliveries. */
   unsubscribe(room: string): void {
     this.rooms.delete(room);
-    for (const pending of this.#acks?.values() ?? []) {
+    for (const pending of this.#pendingAcks()) {
       if (pending.room === room && pending.message) this.#ack(pending.message, pending);
     }
   }
 
   #ack(message: StoredMessage, pending: PendingAck): void {
-    this.#acks?.delete(message.id);
+    this.#forgetAck(pending);
     const { room, id, offset, epoch } = message;
     const ack: ServerFrame = { type: "ack", room, id, offset, epoch };
     this.send(pending.ref === undefined ? ack : { ...ack, ref: pending.ref });

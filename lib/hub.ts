@@ -18,6 +18,7 @@ import {
   type ClientFrame,
   CloseCode,
   type Member,
+  type NewMessage,
   type Position,
   ProtocolError,
   type Ref,
@@ -26,6 +27,9 @@ import {
   type User,
 } from "./protocol.ts";
 import { Room } from "./room.ts";
+
+/** What a publish numbered at once waits for: nothing. */
+const SETTLED: Promise<void> = Promise.resolve();
 
 /** Messages per room kept in memory for fast recoveries (at most the history limit). */
 const RECENT_MAX = 1000;
@@ -281,13 +285,21 @@ export class Hub {
   publish(connection: Connection, room: string, data: unknown, ref?: Ref): void {
     if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before publishing`, ref);
     if (!this.#allow(connection, connection.publishes, ref)) return;
-    const id = messageId();
-    const appended = this.#append(room, id, connection.peer.user, data);
-    connection.expectAck(id, room, ref, appended);
+    const message = this.#message(room, connection.peer.user, data);
+    const now = this.#options.store.appendNow?.(message);
+    if (now) {
+      // Numbered at once (this process sequences): delivered now, no promise to wait for.
+      connection.expectAck(message.id, room, ref, SETTLED);
+      this.#published(now);
+      connection.stored(now);
+      return;
+    }
+    const appended = this.#append(message);
+    connection.expectAck(message.id, room, ref, appended);
     appended.then(
       (stored) => connection.stored(stored),
       (error) => {
-        connection.dropAck(id);
+        connection.dropAck(message.id);
         console.error(`roomcast: storing a message of ${connection.id} in ${room} failed:`, error);
         connection.error("internal", "Message could not be stored", ref);
       },
@@ -298,7 +310,7 @@ export class Hub {
   async publishAs(room: string, data: unknown, from: User): Promise<StoredMessage> {
     const durable = Promise.withResolvers<void>();
     durable.promise.catch(() => {});
-    const stored = await this.#append(room, messageId(), from, data, (error) => {
+    const stored = await this.#append(this.#message(room, from, data), (error) => {
       if (error === undefined) durable.resolve();
       else durable.reject(error);
     });
@@ -306,14 +318,21 @@ export class Hub {
     return stored;
   }
 
+  #message(room: string, from: User, data: unknown): NewMessage {
+    return { type: "message", room, id: messageId(), from, data, ts: this.#options.clock.now() };
+  }
+
   /** Stores and delivers; resolves when delivered, which with the local sequencer comes before
    * the message is stored (`onDurable` says when). */
-  async #append(room: string, id: string, from: User, data: unknown, onDurable?: OnDurable): Promise<StoredMessage> {
-    const ts = this.#options.clock.now();
-    const stored = await this.#options.store.append({ type: "message", room, id, from, data, ts }, onDurable);
+  async #append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
+    const stored = await this.#options.store.append(message, onDurable);
+    this.#published(stored);
+    return stored;
+  }
+
+  #published(stored: StoredMessage): void {
     this.#options.metrics.messagesIn.inc();
     this.#options.backplane.publish({ kind: "message", message: stored });
-    return stored;
   }
 
   #direct(connection: Connection, to: string, data: unknown, ref: Ref | undefined): void {

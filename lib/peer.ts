@@ -20,6 +20,9 @@ export interface Peer {
   /** Memory held for data queued but not yet sent, in bytes: the payload plus what each queued
    * message costs the runtime besides (see `QueueEstimate`). The send-queue cap applies to it. */
   readonly queuedBytes: number;
+  /** At least `queuedBytes`, known without asking the runtime (whose answer is a call into it):
+   * lets a check that would pass skip the measurement. Absent: measure. */
+  readonly queuedAtMost?: number;
   /** Sends `text`, the encoding of `frame` (given for transports that frame by type, like SSE). */
   send(text: string, frame: ServerFrame): void;
   close(code: number, reason: string): void;

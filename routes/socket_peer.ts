@@ -69,6 +69,11 @@ export class SocketPeer implements Peer {
     return this.#denoQueue() + this.#waitingChars + waiting * QUEUED_MESSAGE_OVERHEAD;
   }
 
+  get queuedAtMost(): number {
+    const waiting = this.#waiting.length - this.#head;
+    return this.#measured + this.#sentSince + this.#waitingChars + waiting * QUEUED_MESSAGE_OVERHEAD;
+  }
+
   send(text: string): void {
     if (this.#socket.readyState !== WebSocket.OPEN) return;
     // Measured again only when what was sent since the last measurement could have filled it.

@@ -40,68 +40,71 @@ export function highWater(meta: Meta): number {
   return Math.max(meta.offset, meta.reserved ?? 0);
 }
 
-/** An append waiting for its offset or its commit. The message JSON is split around the epoch and
- * offset, so that each message is encoded to JSON and UTF-8 exactly once. */
+/** An append waiting for its offset or its commit. Its JSON is made once, when it is numbered,
+ * and encoded to UTF-8 with the rest of its commit (one encoding per commit, not per message). */
 export interface Pending {
   message: NewMessage;
-  head: string;
-  tail: string;
-  headBytes: Uint8Array;
-  tailBytes: Uint8Array;
   resolve(stored: StoredMessage): void;
   reject(error: unknown): void;
   onDurable: OnDurable | undefined;
-  /** Set once the message has its offset. */
-  stored?: StoredMessage;
-  bytes?: Uint8Array;
+  /** Set once numbered: the stored message and its JSON. */
+  stored: StoredMessage | undefined;
+  json: string | undefined;
+  /** Before numbering: its size for batching, once asked for. */
+  size: number | undefined;
 }
-
-/** A numbered message and the bytes to store: what writing it into the KV needs. */
-export type Numbered = Pick<Pending, "stored" | "bytes">;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** `JSON.stringify(stamp(message, epoch, offset))`, in two parts around `"epoch":…,"offset":…,`. */
+export function encodeUtf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+const NON_ASCII = /[\u0080-\uffff]/;
+
+/** The length of `text` in UTF-8, without encoding it. */
+export function utf8Length(text: string): number {
+  if (!NON_ASCII.test(text)) return text.length;
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d < 0xe000) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
 export function pending(
   message: NewMessage,
   resolve: Pending["resolve"],
   reject: Pending["reject"],
   onDurable: OnDurable | undefined,
 ): Pending {
-  const { room, id, from, data, ts } = message;
-  const head = `{"type":"message","room":${JSON.stringify(room)},"id":${JSON.stringify(id)},`;
-  const tail = `"from":${JSON.stringify(from)},"data":${JSON.stringify(data)},"ts":${JSON.stringify(ts)}}`;
-  return {
-    message,
-    head,
-    tail,
-    headBytes: encoder.encode(head),
-    tailBytes: encoder.encode(tail),
-    resolve,
-    reject,
-    onDurable,
-  };
+  return { message, resolve, reject, onDurable, stored: undefined, json: undefined, size: undefined };
 }
 
-/** Bytes a pending append adds to a commit (message and key overhead). */
+/** Bytes a pending append adds to a commit: its JSON (before numbering, without epoch and offset),
+ * and room for those and the key. */
 export function pendingSize(p: Pending): number {
-  return p.headBytes.length + p.tailBytes.length + 64;
+  if (p.json !== undefined) return utf8Length(p.json) + 64;
+  return p.size ??= utf8Length(JSON.stringify(p.message)) + 128;
 }
 
-/** Gives the append its offset: the stored message (its JSON remembered for the fan-out) and the
- * bytes to store. */
+/** Gives the append its offset: the stored message, and its JSON, remembered for the fan-out. */
 export function number(p: Pending, epoch: string, offset: number): StoredMessage {
-  const mid = `"epoch":${JSON.stringify(epoch)},"offset":${offset},`;
-  const midBytes = encoder.encode(mid);
-  const bytes = new Uint8Array(p.headBytes.length + midBytes.length + p.tailBytes.length);
-  bytes.set(p.headBytes, 0);
-  bytes.set(midBytes, p.headBytes.length);
-  bytes.set(p.tailBytes, p.headBytes.length + midBytes.length);
   const stored = stamp(p.message, epoch, offset);
-  rememberJson(stored, p.head + mid + p.tail);
+  const json = JSON.stringify(stored);
+  rememberJson(stored, json);
   p.stored = stored;
-  p.bytes = bytes;
+  p.json = json;
   return stored;
 }
 
@@ -120,20 +123,27 @@ export const LINE = Uint8Array.of(NEWLINE);
 
 /** The messages of a block (or log record) split in `chunks`, oldest first. */
 export function messagesOf(chunks: Uint8Array[]): StoredMessage[] {
-  return numberedOf(concat(chunks)).map((n) => n.stored as StoredMessage);
+  const bytes = concat(chunks);
+  const { starts, ends } = lineBounds(bytes);
+  return Array.from(starts, (start, i) => JSON.parse(decoder.decode(bytes.subarray(start, ends[i]))) as StoredMessage);
 }
 
-/** The messages in `bytes` (JSON texts joined by "\n"), each with its own bytes. */
-export function numberedOf(bytes: Uint8Array): Numbered[] {
-  const out: Numbered[] = [];
+/** Where the non-empty lines of `bytes` (JSON texts joined or ended by "\n") start and end. */
+export function lineBounds(bytes: Uint8Array): { starts: Uint32Array; ends: Uint32Array } {
+  const found: number[] = [];
   for (let start = 0; start < bytes.length;) {
-    const found = bytes.indexOf(NEWLINE, start);
-    const end = found === -1 ? bytes.length : found;
-    const line = bytes.subarray(start, end);
-    if (line.length > 0) out.push({ bytes: line, stored: JSON.parse(decoder.decode(line)) as StoredMessage });
+    const newline = bytes.indexOf(NEWLINE, start);
+    const end = newline === -1 ? bytes.length : newline;
+    if (end > start) found.push(start, end);
     start = end + 1;
   }
-  return out;
+  const starts = new Uint32Array(found.length / 2);
+  const ends = new Uint32Array(found.length / 2);
+  for (let i = 0; i < starts.length; i++) {
+    starts[i] = found[2 * i] as number;
+    ends[i] = found[2 * i + 1] as number;
+  }
+  return { starts, ends };
 }
 
 /** The chunks (or any byte arrays) as one. */

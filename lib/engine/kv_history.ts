@@ -9,12 +9,12 @@ import type { Counter, Histogram } from "../metrics.ts";
 import type { Position, StoredMessage } from "../protocol.ts";
 import {
   chunkCount,
+  encodeUtf8,
   isMeta,
   messagesOf,
   type Meta,
   metaKey,
   NS,
-  type Numbered,
   type Pending,
   pendingSize,
   retryLocked,
@@ -135,9 +135,9 @@ export class KvHistory {
   }
 
   /** Writes a numbered message into `op` as a block of its own. */
-  put(op: Deno.AtomicOperation, p: Numbered, budget: { deletes: number }): void {
+  put(op: Deno.AtomicOperation, p: Pending, budget: { deletes: number }): void {
     const { room, epoch, offset } = p.stored as StoredMessage;
-    this.putBlock(op, { room, epoch, last: offset, bytes: p.bytes as Uint8Array }, budget);
+    this.putBlock(op, { room, epoch, last: offset, bytes: encodeUtf8(p.json as string) }, budget);
   }
 
   /** Writes a block (stored messages of one room and epoch, oldest first, their JSON joined by

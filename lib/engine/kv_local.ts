@@ -14,13 +14,15 @@
  * noticed then: this process drops what it has not stored and continues above the other writer.
  * `close()` stores everything and gives the reservations back; so does a room idle for a minute.
  */
-import type { Position, StoredMessage } from "../protocol.ts";
-import { highWater, type Meta, metaKey, number, type Pending, retryLocked } from "./kv_format.ts";
+import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
+import { highWater, type Meta, metaKey, number, type Pending, pending, retryLocked } from "./kv_format.ts";
 import { BATCH_MAX_ROOMS, batchSize, type CachedMeta, type KvHistory } from "./kv_history.ts";
 import { CommitLog, type LogRecord } from "./kv_log.ts";
 import { newEpoch } from "./store.ts";
 
 const MAX_ATTEMPTS = 50;
+/** An append numbered at once has nobody waiting for its promise. */
+const ignore = (): void => {};
 
 /** Offsets a local sequencer reserves beyond what it has handed out, at least and at most: twice
  * what the room used since its last reservation. A crash skips at most this many offsets more than
@@ -99,7 +101,7 @@ export class LocalSequencer {
   append(p: Pending): void {
     const seq = this.#sequence(p.message.room);
     seq.used = this.#history.options.clock.now();
-    if (seq.loaded && seq.waiting.length === 0 && seq.assigned < seq.reserved) this.#number(seq, p);
+    if (this.#numberable(seq)) this.#number(seq, p);
     else {
       seq.waiting.push(p);
       this.#wanting.add(seq);
@@ -107,6 +109,20 @@ export class LocalSequencer {
     }
     if (p.onDurable) this.#hurryUp();
     this.#kick();
+  }
+
+  /** Numbers the message if that needs no commit first (see `append`): the stored message, or
+   * `undefined` and nothing done. */
+  appendNow(message: NewMessage): StoredMessage | undefined {
+    const seq = this.#sequences.get(message.room);
+    if (!seq || !this.#numberable(seq)) return undefined;
+    const p = pending(message, ignore, ignore, undefined);
+    this.append(p);
+    return p.stored;
+  }
+
+  #numberable(seq: Sequence): boolean {
+    return seq.loaded && seq.waiting.length === 0 && seq.assigned < seq.reserved;
   }
 
   /** The room's epoch and the last offset handed out; reserves offsets for a room about to be used. */

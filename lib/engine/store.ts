@@ -53,6 +53,10 @@ export type OnDurable = (error?: unknown) => void;
  */
 export interface Store {
   append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage>;
+  /** `append` without waiting, when the message can have its offset at once (this process
+   * sequences and the room's state is at hand): the stored message, or `undefined` and nothing
+   * done (call `append`). Spares a publish its promises. */
+  appendNow?(message: NewMessage): StoredMessage | undefined;
   /** The room's epoch and latest offset handed out (0 when it has no messages yet). */
   position(room: string): Promise<Position>;
   read(room: string, options: ReadOptions): Promise<Page>;

@@ -73,6 +73,10 @@ export class KvStore implements Store {
     }
   }
 
+  appendNow(message: NewMessage): StoredMessage | undefined {
+    return this.#local?.appendNow(message);
+  }
+
   append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
     return new Promise((resolve, reject) => {
       const p = pending(message, resolve, reject, onDurable);

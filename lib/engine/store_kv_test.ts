@@ -5,6 +5,7 @@ import { ManualClock } from "../clock.ts";
 import type { NewMessage } from "../protocol.ts";
 import { recover } from "./store.ts";
 import { KvStore } from "./store_kv.ts";
+import { utf8Length } from "./kv_format.ts";
 import { durable, keysOf, logged, stored } from "../../tests/_kv.ts";
 
 const clock = new ManualClock();
@@ -253,3 +254,15 @@ Deno.test("local sequencer: a start files what an unclean stop left in the log, 
       await store.close();
     }
   }));
+
+Deno.test("kv format: utf8Length agrees with TextEncoder on any text", () => {
+  const encoder = new TextEncoder();
+  const pieces = ["a", "\u00e9", "\u20ac", "\u{1f600}", "\ud800", "\udc00", '"', "\\", "\n", "\u0000"];
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 500; i++) {
+    const text = Array.from({ length: Math.floor(random() * 12) }, () => pieces[Math.floor(random() * pieces.length)])
+      .join("");
+    assert.equal(utf8Length(text), encoder.encode(text).length, JSON.stringify(text));
+  }
+});

@@ -42,14 +42,19 @@ export class MemoryStore implements Store {
   }
 
   append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
+    const stored = this.appendNow(message);
+    onDurable?.();
+    return Promise.resolve(stored);
+  }
+
+  appendNow(message: NewMessage): StoredMessage {
     const log = this.#log(message.room);
     log.offset += 1;
     const stored = stamp(message, log.epoch, log.offset);
     log.messages.push(stored);
     const limit = this.#retention.historyLimit;
     if (log.messages.length > limit + 64) log.messages.splice(0, log.messages.length - limit);
-    onDurable?.();
-    return Promise.resolve(stored);
+    return stored;
   }
 
   position(room: string): Promise<Position> {
