@@ -4,6 +4,7 @@ import { ManualClock } from "./clock.ts";
 import { configWith } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import { LocalBackplane } from "./engine/backplane_local.ts";
+import type { Store } from "./engine/store.ts";
 import { MemoryStore } from "./engine/store_memory.ts";
 import { Hub } from "./hub.ts";
 import { Metrics } from "./metrics.ts";
@@ -31,14 +32,14 @@ class FakePeer implements Peer {
   }
 }
 
-function setup(limits: Parameters<typeof configWith>[0] = {}) {
+function setup(limits: Parameters<typeof configWith>[0] = {}, wrap?: (store: MemoryStore) => Store) {
   const config = configWith(limits);
   const clock = new ManualClock();
   const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: undefined }, clock);
   const backplane = new LocalBackplane();
   const metrics = new Metrics();
   const hub = new Hub({
-    store,
+    store: wrap ? wrap(store) : store,
     backplane,
     clock,
     metrics,
@@ -221,4 +222,33 @@ Deno.test("hub: recent recoveries are served from the room's memory, older ones 
   hub.receive(fresh.connection, JSON.stringify({ type: "join", room: "cold", since: { epoch: "x", offset: 0 } }));
   await settle();
   assert.deepEqual(fresh.peer.of("joined").map((f) => f.recovered), [false]);
+});
+
+Deno.test("hub: a publish the store refuses gets an internal error; the others are acked in order", async () => {
+  // A store that numbers asynchronously (no appendNow) and refuses messages whose data is "refuse".
+  const { hub, connect } = setup({}, (store) => ({
+    append: (m, onDurable) => m.data === "refuse" ? Promise.reject(new Error("disk full")) : store.append(m, onDurable),
+    position: (room) => store.position(room),
+    read: (room, options) => store.read(room, options),
+    reset: (room) => store.reset(room),
+    close: () => store.close(),
+  }));
+  const a = connect("a");
+  const b = connect("b");
+  await join(hub, a.connection, "r");
+  await join(hub, b.connection, "r");
+  const errors = console.error;
+  console.error = () => {};
+  try {
+    for (const [ref, data] of [[1, "one"], [2, "refuse"], [3, "three"], [4, "refuse"], [5, "five"]] as const) {
+      hub.receive(a.connection, JSON.stringify({ type: "publish", room: "r", data, ref }));
+    }
+    await settle();
+  } finally {
+    console.error = errors;
+  }
+  assert.deepEqual(a.peer.of("ack").map((f) => [f.ref, f.offset]), [[1, 1], [3, 2], [5, 3]]);
+  assert.deepEqual(a.peer.of("error").map((f) => [f.ref, f.code]), [[2, "internal"], [4, "internal"]]);
+  assert.deepEqual(b.peer.of("message").map((f) => [f.offset, f.data]), [[1, "one"], [2, "three"], [3, "five"]]);
+  assert.equal(a.peer.closed, undefined);
 });
