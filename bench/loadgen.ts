@@ -40,6 +40,10 @@ export interface Result {
   kbPerConnection: number;
   connectsPerSec: number;
   reconnects: number;
+  /** fan-out: the publisher's reconnects. It too is closed with 4008 when it doesn't read its acks
+   * (it shares this overloaded process with the receivers); what it had in flight then is never
+   * stored, and this client doesn't resend it (static/roomcast.js rejects those publishes). */
+  publisherReconnects: number;
   /** roomcast only, from its /metrics: messages appended to Deno KV, and in how many commits. */
   kvAppends: number;
   kvBatches: number;
@@ -143,6 +147,7 @@ function base(partial: Partial<Result>): Result {
     kbPerConnection: 0,
     connectsPerSec: 0,
     reconnects: 0,
+    publisherReconnects: 0,
     kvAppends: 0,
     kvBatches: 0,
     kvAppendMs: 0,
@@ -210,6 +215,7 @@ async function fanout(spec: Spec, paced: boolean): Promise<Result> {
     ...latencies.summary(),
     rssMb: rss / 1024,
     reconnects,
+    publisherReconnects: publisher.reconnects,
     published: sent,
     seconds: elapsed,
   });

@@ -219,6 +219,9 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
         row("max latency", (r) => r.max, "ms", "lower", 1),
         row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
         row("reconnects (4008 → recover)", (r) => r.reconnects, "", "lower"),
+        row("publisher reconnects (4008)", (r) => r.publisherReconnects, "", "lower"),
+        // roomcast: sent by the publisher, never stored (in flight when it was closed).
+        row("publishes not stored", (r) => r.kvAppends > 0 ? Math.max(0, r.published - r.kvAppends) : 0, "", "lower"),
         row("KV appends/s", (r) => r.kvAppends / (r.seconds || 1), "/s", "higher"),
         row("KV mean commit", (r) => r.kvAppendMs, "ms", "lower", 2),
       ];
