@@ -257,6 +257,7 @@ export class CommitLog {
   /** Messages `at` of `rec` are filed (or dropped); a record with none left is done. */
   #mark(rec: LogRecord, at: number[]): void {
     for (const i of at) this.#markOne(rec, i);
+    this.#retire(rec);
   }
 
   #markOne(rec: LogRecord, i: number): void {
@@ -264,6 +265,11 @@ export class CommitLog {
     rec.filed[i] = 1;
     rec.left--;
     this.#unfiled--;
+    if (rec.left === 0) this.#retire(rec);
+  }
+
+  /** A record with nothing left to file leaves the log (and is deleted from the KV). */
+  #retire(rec: LogRecord): void {
     if (rec.left > 0 || !this.#records.includes(rec)) return;
     this.#records = this.#records.filter((r) => r !== rec);
     this.#unfiledBytes -= rec.bytes.length;

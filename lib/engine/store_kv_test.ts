@@ -240,12 +240,17 @@ Deno.test("local sequencer: a start files what an unclean stop left in the log, 
     await kv.set(["rc1", "meta", "reset"], { epoch: "fresh", offset: 0 }); // reset by another writer since
     await kv.set(["rc1", "log", 1, 0], bytes([line("kept", "e1", 1), line("reset", "old", 1)]));
     await kv.set(["rc1", "log", 2, 0], bytes([line("kept", "e1", 2)]));
+    await kv.set(["rc1", "log", 3, 0], new Uint8Array(0)); // a record with no messages
     kv.close();
     const store = await openLocal(path);
     try {
       assert.deepEqual(await keysOf(path, "kept"), [1, 2], "filed at start");
       assert.deepEqual(await keysOf(path, "reset"), [], "the old epoch's message stays out");
       assert.deepEqual(await logged(path), [], "and the log is emptied");
+      const left = await Deno.openKv(path);
+      const logKeys = await Array.fromAsync(left.list({ prefix: ["rc1", "log"] }), (e) => e.key);
+      left.close();
+      assert.deepEqual(logKeys, [], "every record deleted, the empty one too");
       assert.deepEqual((await store.read("kept", { limit: 10 })).messages.map((m) => m.offset), [1, 2]);
       const next = await store.append(message("kept", "next"));
       assert.equal(next.offset, 65, "numbering continues above the reservation");
