@@ -13,22 +13,18 @@
  * is written (a new reservation), so a second writer (which the lock file should prevent) is
  * noticed then: this process drops what it has not stored and continues above the other writer.
  * `close()` stores everything and gives the reservations back; so does a room idle for a minute.
+ * Each room's state and its reservation arithmetic: kv_sequence.ts.
  */
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
-import { highWater, type Meta, metaKey, number, type Pending, pending, retryLocked } from "./kv_format.ts";
+import { type Meta, metaKey, type Pending, pending, retryLocked } from "./kv_format.ts";
 import { BATCH_MAX_ROOMS, batchSize, type CachedMeta, type KvHistory } from "./kv_history.ts";
 import { CommitLog, type LogRecord } from "./kv_log.ts";
+import { Sequence } from "./kv_sequence.ts";
 import { newEpoch } from "./store.ts";
 
 const MAX_ATTEMPTS = 50;
 /** An append numbered at once has nobody waiting for its promise. */
 const ignore = (): void => {};
-
-/** Offsets a local sequencer reserves beyond what it has handed out, at least and at most: twice
- * what the room used since its last reservation. A crash skips at most this many offsets more than
- * it lost (and the history window, counted in offsets, shows that many fewer messages). */
-const RESERVE_MIN = 64;
-const RESERVE_MAX = 4096;
 
 /** Local sequencer: the least time between the starts of two commits, unless `LOCAL_COMMIT_EARLY`
  * messages are queued or something waits for a commit (a new room, a reset, a read, an HTTP
@@ -38,32 +34,6 @@ const LOCAL_COMMIT_EARLY = 256;
 /** A room not used for this long gives its reservation back and leaves memory (it is read again
  * on its next use), so that rooms used once don't pile up. */
 const IDLE_MS = 60_000;
-
-/** A room numbered by this process (local sequencer). */
-interface Sequence {
-  room: string;
-  loaded: boolean;
-  loading: Promise<void> | undefined;
-  epoch: string;
-  /** The last offset handed out. */
-  assigned: number;
-  /** The last offset stored (by this process's commits, or as the meta said when loaded). */
-  durable: number;
-  /** Offsets up to here are reserved in the stored meta: handing them out needs no commit. */
-  reserved: number;
-  /** The size of the last reservation, and the offsets handed out since it was made. */
-  step: number;
-  sinceReserved: number;
-  versionstamp: string | null;
-  /** Appends waiting for the load or for a larger reservation, in call order. */
-  waiting: Pending[];
-  /** For `flush`: appends numbered, and of those, filed under the room's keys or given up. */
-  numbered: number;
-  settled: number;
-  flushes: { target: number; resolve(): void }[];
-  /** When it was last appended to or asked for (clock ms). */
-  used: number;
-}
 
 export class LocalSequencer {
   readonly #history: KvHistory;
@@ -101,7 +71,7 @@ export class LocalSequencer {
   append(p: Pending): void {
     const seq = this.#sequence(p.message.room);
     seq.used = this.#history.options.clock.now();
-    if (this.#numberable(seq)) this.#number(seq, p);
+    if (seq.numberable) this.#number(seq, p);
     else {
       seq.waiting.push(p);
       this.#wanting.add(seq);
@@ -115,14 +85,10 @@ export class LocalSequencer {
    * `undefined` and nothing done. */
   appendNow(message: NewMessage): StoredMessage | undefined {
     const seq = this.#sequences.get(message.room);
-    if (!seq || !this.#numberable(seq)) return undefined;
+    if (!seq?.numberable) return undefined;
     const p = pending(message, ignore, ignore, undefined);
     this.append(p);
     return p.stored;
-  }
-
-  #numberable(seq: Sequence): boolean {
-    return seq.loaded && seq.waiting.length === 0 && seq.assigned < seq.reserved;
   }
 
   /** The room's epoch and the last offset handed out; reserves offsets for a room about to be used. */
@@ -184,35 +150,13 @@ export class LocalSequencer {
 
   #sequence(room: string): Sequence {
     let seq = this.#sequences.get(room);
-    if (!seq) {
-      seq = {
-        room,
-        loaded: false,
-        loading: undefined,
-        epoch: "",
-        assigned: 0,
-        durable: 0,
-        reserved: 0,
-        step: RESERVE_MIN,
-        sinceReserved: 0,
-        versionstamp: null,
-        waiting: [],
-        numbered: 0,
-        settled: 0,
-        flushes: [],
-        used: 0,
-      };
-      this.#sequences.set(room, seq);
-    }
+    if (!seq) this.#sequences.set(room, seq = new Sequence(room));
     return seq;
   }
 
   /** Hands out the next offset: the append resolves now, the message is stored by a later commit. */
   #number(seq: Sequence, p: Pending): void {
-    seq.assigned += 1;
-    seq.numbered += 1;
-    seq.sinceReserved += 1;
-    number(p, seq.epoch, seq.assigned);
+    seq.number(p);
     this.#queue.push(p);
     p.resolve(p.stored as StoredMessage);
   }
@@ -222,28 +166,11 @@ export class LocalSequencer {
     const need = seqs.filter((s) => !s.loaded && !s.loading);
     if (need.length > 0) {
       const loading = this.#history.readMetas(need.map((s) => s.room)).then((metas) => {
-        for (const seq of need) this.#adopt(seq, metas.get(seq.room) ?? { value: null, versionstamp: null });
+        for (const seq of need) seq.adopt(metas.get(seq.room) ?? { value: null, versionstamp: null });
       }).finally(() => need.forEach((s) => s.loading = undefined));
       for (const seq of need) seq.loading = loading;
     }
     await Promise.all(seqs.map((s) => s.loading));
-  }
-
-  /** Takes the stored meta as this room's state. In the same epoch nothing handed out is handed
-   * out again; nothing above the high-water mark is reserved until a commit says so. */
-  #adopt(seq: Sequence, { value, versionstamp }: CachedMeta): void {
-    const high = value ? highWater(value) : 0;
-    if (seq.loaded && (value === null || value.epoch === seq.epoch)) {
-      seq.assigned = Math.max(seq.assigned, high);
-      seq.durable = value?.offset ?? seq.durable;
-    } else {
-      seq.epoch = value?.epoch ?? newEpoch();
-      seq.assigned = high;
-      seq.durable = value?.offset ?? 0;
-    }
-    seq.reserved = seq.assigned;
-    seq.versionstamp = versionstamp;
-    seq.loaded = true;
   }
 
   async #loaded(room: string): Promise<Sequence> {
@@ -276,11 +203,9 @@ export class LocalSequencer {
       const op = this.#history.kv.atomic();
       const reserving = new Map<Sequence, Required<Meta>>();
       for (const seq of rooms) {
-        const needed = seq.assigned + seq.waiting.length;
-        if (seq.reserved - needed >= seq.step / 2 && seq.versionstamp !== null) continue;
+        const meta = seq.reservation();
+        if (!meta) continue;
         if (reserving.size >= BATCH_MAX_ROOMS) break;
-        const step = Math.min(RESERVE_MAX, Math.max(RESERVE_MIN, 2 * (seq.sinceReserved + seq.waiting.length)));
-        const meta = { epoch: seq.epoch, offset: seq.durable, reserved: needed + step };
         op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
         op.set(metaKey(seq.room), meta);
         reserving.set(seq, meta);
@@ -354,7 +279,7 @@ export class LocalSequencer {
     // Logged messages lie inside this process's old reservation: they are still filed, unless the
     // room has a new epoch.
     if (current.value?.epoch !== seq.epoch) this.#settle(this.#log.drop(seq.room));
-    this.#adopt(seq, current);
+    seq.adopt(current);
     // Store a reservation above everything handed out before numbering again.
     this.#wanting.add(seq);
   }
@@ -367,12 +292,7 @@ export class LocalSequencer {
     versionstamp: string | null,
     started: number,
   ): void {
-    for (const [seq, meta] of reserving) {
-      seq.versionstamp = versionstamp;
-      seq.step = meta.reserved - seq.reserved;
-      seq.sinceReserved = 0;
-      seq.reserved = meta.reserved;
-    }
+    for (const [seq, meta] of reserving) seq.reservationStored(meta, versionstamp);
     for (const p of batch) {
       const seq = this.#sequence(p.message.room);
       seq.durable = Math.max(seq.durable, (p.stored as StoredMessage).offset);
@@ -400,41 +320,31 @@ export class LocalSequencer {
     seq.waiting = [];
     this.#wanting.delete(seq);
     seq.numbered += waiting.length;
-    seq.settled += waiting.length;
+    if (!seq.settle(waiting.length)) this.#flushing.delete(seq);
     for (const p of waiting) {
       p.onDurable?.(error);
       p.reject(error);
     }
-    this.#wakeFlushes(seq);
   }
 
   /** Appends to these rooms (a room once per append) are filed or given up. */
   #settle(rooms: string[]): void {
-    const touched = new Set<Sequence>();
+    const counts = new Map<Sequence, number>();
     for (const room of rooms) {
       const seq = this.#sequence(room);
-      seq.settled += 1;
-      touched.add(seq);
+      counts.set(seq, (counts.get(seq) ?? 0) + 1);
     }
-    for (const seq of touched) this.#wakeFlushes(seq);
-  }
-
-  #wakeFlushes(seq: Sequence): void {
-    if (seq.flushes.length === 0) return;
-    const ready = seq.flushes.filter((f) => f.target <= seq.settled);
-    seq.flushes = seq.flushes.filter((f) => f.target > seq.settled);
-    if (seq.flushes.length === 0) this.#flushing.delete(seq);
-    for (const f of ready) f.resolve();
+    for (const [seq, n] of counts) if (!seq.settle(n)) this.#flushing.delete(seq);
   }
 
   /** Resolves once every append to `room` made so far is filed or given up. */
   #flushed(seq: Sequence): Promise<void> {
-    const target = seq.numbered + seq.waiting.length;
-    if (seq.settled >= target) return Promise.resolve();
+    const flushed = seq.flushed();
+    if (!flushed) return Promise.resolve();
     this.#flushing.add(seq);
     this.#hurryUp();
     this.#kick();
-    return new Promise((resolve) => seq.flushes.push({ target, resolve }));
+    return flushed;
   }
 
   /** Files logged messages: every room's when due (or closing), else those of rooms a read waits
@@ -459,7 +369,7 @@ export class LocalSequencer {
       const fresh = { epoch: newEpoch(), offset: 0, reserved: 0 };
       try {
         const result = await retryLocked(() => this.#history.kv.set(metaKey(seq.room), fresh));
-        this.#adopt(seq, { value: fresh, versionstamp: result.versionstamp });
+        seq.adopt({ value: fresh, versionstamp: result.versionstamp });
         this.#history.forget(seq.room);
         if (seq.waiting.length > 0) this.#wanting.add(seq);
         done(fresh.epoch);
@@ -499,8 +409,7 @@ export class LocalSequencer {
     if (now - this.#lastIdleSweep < IDLE_MS / 2) return;
     this.#lastIdleSweep = now;
     const idle = [...this.#sequences.values()].filter((seq) =>
-      seq.loaded && now - seq.used >= IDLE_MS && seq.waiting.length === 0 && seq.settled === seq.numbered &&
-      !this.#wanting.has(seq)
+      seq.loaded && now - seq.used >= IDLE_MS && seq.quiet && !this.#wanting.has(seq)
     );
     for (let i = 0; i < idle.length; i += BATCH_MAX_ROOMS) {
       const group = idle.slice(i, i + BATCH_MAX_ROOMS);
@@ -508,12 +417,12 @@ export class LocalSequencer {
       for (const seq of group) {
         seq.reserved = seq.assigned;
         op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
-        op.set(metaKey(seq.room), { epoch: seq.epoch, offset: seq.durable, reserved: seq.assigned });
+        op.set(metaKey(seq.room), seq.released());
       }
       const result = await retryLocked(() => op.commit()).catch(() => undefined);
       for (const seq of group) {
         if (result?.ok) seq.versionstamp = result.versionstamp;
-        const still = seq.waiting.length === 0 && seq.settled === seq.numbered && !this.#wanting.has(seq);
+        const still = seq.quiet && !this.#wanting.has(seq);
         if (result?.ok && still && this.#sequences.get(seq.room) === seq) this.#sequences.delete(seq.room);
       }
     }
@@ -528,7 +437,7 @@ export class LocalSequencer {
       const op = this.#history.kv.atomic();
       for (const seq of seqs.slice(i, i + BATCH_MAX_ROOMS)) {
         op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
-        op.set(metaKey(seq.room), { epoch: seq.epoch, offset: seq.durable, reserved: seq.assigned });
+        op.set(metaKey(seq.room), seq.released());
       }
       // A conflict means another writer took these rooms over: their meta is theirs to keep.
       await retryLocked(() => op.commit());
