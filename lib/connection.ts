@@ -65,8 +65,8 @@ export class Connection {
   closed = false;
   /** Publishes waiting for their ack, in publish order: the first `#ackCount` slots. Usually
    * one or none, so an array whose slots are reused: a Map, or an array that grows and shrinks,
-   * reallocated its storage on every publish. */
-  readonly #acks: (PendingAck | undefined)[] = [];
+   * reallocated its storage on every publish. Made on the first publish. */
+  #acks: (PendingAck | undefined)[] | undefined;
   #ackCount = 0;
   readonly #options: ConnectionContext;
   #backlog: (() => void | Promise<void>)[] | undefined;
@@ -209,7 +209,7 @@ export class Connection {
 
   /** Registers a publish whose ack is due; `appended` settles once the store answered. */
   expectAck(id: string, room: string, ref: Ref | undefined, appended: Promise<unknown>): void {
-    this.#acks[this.#ackCount++] = { id, room, ref, message: undefined, appended };
+    (this.#acks ??= [])[this.#ackCount++] = { id, room, ref, message: undefined, appended };
   }
 
   /** Settles once every publish to `room` sent so far has its offset from the store (or failed). */
@@ -232,20 +232,23 @@ export class Connection {
   }
 
   #pendingAck(id: string): PendingAck | undefined {
-    for (let i = 0; i < this.#ackCount; i++) if (this.#acks[i]?.id === id) return this.#acks[i];
+    const acks = this.#acks;
+    for (let i = 0; i < this.#ackCount; i++) if (acks?.[i]?.id === id) return acks[i];
     return undefined;
   }
 
   #forgetAck(pending: PendingAck): void {
+    const acks = this.#acks;
+    if (!acks) return;
     let i = 0;
-    while (i < this.#ackCount && this.#acks[i] !== pending) i++;
+    while (i < this.#ackCount && acks[i] !== pending) i++;
     if (i === this.#ackCount) return;
-    for (; i < this.#ackCount - 1; i++) this.#acks[i] = this.#acks[i + 1];
-    this.#acks[--this.#ackCount] = undefined;
+    for (; i < this.#ackCount - 1; i++) acks[i] = acks[i + 1];
+    acks[--this.#ackCount] = undefined;
   }
 
   #pendingAcks(): PendingAck[] {
-    return this.#acks.slice(0, this.#ackCount) as PendingAck[];
+    return (this.#acks?.slice(0, this.#ackCount) ?? []) as PendingAck[];
   }
 
   /** Delivers a room message in order and at most once; the publisher gets its ack instead. */

@@ -66,7 +66,9 @@ export class Hub {
   readonly node: string;
   readonly #options: HubOptions;
   readonly #connections = new Map<string, Connection>();
-  readonly #users = new Map<string, Set<Connection>>();
+  /** Each user's connections: the connection itself while there is one (most users; an idle
+   * connection costs a Set less), a Set from two on. */
+  readonly #users = new Map<string, Connection | Set<Connection>>();
   readonly #rooms = new Map<string, Room>();
   readonly #context: ConnectionContext;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -112,9 +114,10 @@ export class Hub {
     const { metrics } = this.#options;
     const connection = new Connection(peer, this.#context, grant);
     this.#connections.set(peer.id, connection);
-    let same = this.#users.get(peer.user.id);
-    if (!same) this.#users.set(peer.user.id, same = new Set());
-    same.add(connection);
+    const same = this.#users.get(peer.user.id);
+    if (!same) this.#users.set(peer.user.id, connection);
+    else if (same instanceof Set) same.add(connection);
+    else this.#users.set(peer.user.id, new Set([same, connection]));
     metrics.connectionsOpened.inc();
     connection.send({
       type: "welcome",
@@ -126,14 +129,24 @@ export class Hub {
     return connection;
   }
 
+  #connectionsOf(user: string): Connection[] {
+    const same = this.#users.get(user);
+    return same instanceof Set ? [...same] : same ? [same] : [];
+  }
+
   /** Forgets a connection (its socket closed): leaves its rooms, member events included. */
   disconnect(connection: Connection): void {
     if (this.#connections.get(connection.id) !== connection) return;
     connection.closed = true;
     this.#connections.delete(connection.id);
-    const same = this.#users.get(connection.peer.user.id);
-    same?.delete(connection);
-    if (same?.size === 0) this.#users.delete(connection.peer.user.id);
+    const user = connection.peer.user.id;
+    const same = this.#users.get(user);
+    if (same === connection) this.#users.delete(user);
+    else if (same instanceof Set) {
+      same.delete(connection);
+      const [only] = same;
+      if (same.size === 1 && only) this.#users.set(user, only);
+    }
     for (const room of [...connection.rooms.keys()]) this.#unsubscribe(connection, room);
   }
 
@@ -344,7 +357,7 @@ export class Hub {
   /** Pushes to every connection of a user; `delivered` counts them. */
   sendDirect(from: User, to: string, data: unknown): { id: string; delivered: number } {
     const id = messageId();
-    const delivered = this.#users.get(to)?.size ?? 0;
+    const delivered = this.#connectionsOf(to).length;
     this.#options.backplane.publish({ kind: "direct", to, id, from, data, ts: this.#options.clock.now() });
     return { id, delivered };
   }
@@ -375,7 +388,7 @@ export class Hub {
       }
       case "direct": {
         const out = new Outbound({ type: "direct", id: event.id, from: event.from, data: event.data, ts: event.ts });
-        for (const connection of this.#users.get(event.to) ?? []) connection.sendOut(out);
+        for (const connection of this.#connectionsOf(event.to)) connection.sendOut(out);
         return;
       }
       case "broadcast": {

@@ -252,3 +252,28 @@ Deno.test("hub: a publish the store refuses gets an internal error; the others a
   assert.deepEqual(b.peer.of("message").map((f) => [f.offset, f.data]), [[1, "one"], [2, "three"], [3, "five"]]);
   assert.equal(a.peer.closed, undefined);
 });
+
+Deno.test("hub: a direct message reaches every connection of the user, however many come and go", async () => {
+  const { hub } = setup();
+  const sender = hub.connect(new FakePeer("s"));
+  const user = { id: "u-pat", name: "Pat" };
+  const peers = ["p1", "p2", "p3"].map((id) => new FakePeer(id, user));
+  const connections = peers.map((peer) => hub.connect(peer));
+  const direct = (data: string) => {
+    hub.receive(sender, JSON.stringify({ type: "direct", to: "u-pat", data }));
+    return (sender.peer as FakePeer).of("ack").at(-1)?.delivered;
+  };
+  await settle();
+  assert.equal(direct("three"), 3);
+  hub.disconnect(connections[1] as Connection);
+  assert.equal(direct("two"), 2);
+  hub.disconnect(connections[0] as Connection);
+  assert.equal(direct("one"), 1);
+  const again = hub.connect(new FakePeer("p4", user));
+  assert.equal(direct("two again"), 2);
+  hub.disconnect(connections[2] as Connection);
+  hub.disconnect(again);
+  assert.equal(direct("none"), 0);
+  const got = (peer: FakePeer) => peer.of("direct").map((f) => f.data);
+  assert.deepEqual(peers.map(got), [["three", "two"], ["three"], ["three", "two", "one", "two again"]]);
+});
