@@ -65,20 +65,18 @@ export class SocketPeer implements Peer {
   }
 
   get queuedBytes(): number {
-    const waiting = this.#waiting.length - this.#head;
-    return this.#denoQueue() + this.#waitingChars + waiting * QUEUED_MESSAGE_OVERHEAD;
+    return this.#denoQueue() + this.#waitingBytes();
   }
 
   get queuedAtMost(): number {
-    const waiting = this.#waiting.length - this.#head;
-    return this.#measured + this.#sentSince + this.#waitingChars + waiting * QUEUED_MESSAGE_OVERHEAD;
+    return this.#denoAtMost() + this.#waitingBytes();
   }
 
   send(text: string): void {
     if (this.#socket.readyState !== WebSocket.OPEN) return;
     // Measured again only when what was sent since the last measurement could have filled it.
     if (
-      this.#waiting.length > this.#head || (this.#measured + this.#sentSince > DENO_QUEUE_HIGH &&
+      this.#waiting.length > this.#head || (this.#denoAtMost() > DENO_QUEUE_HIGH &&
         this.#denoQueue() > DENO_QUEUE_HIGH)
     ) {
       this.#waiting.push(text);
@@ -95,7 +93,7 @@ export class SocketPeer implements Peer {
     if (this.#socket.readyState !== WebSocket.OPEN) return { sent: 0, done: this.#drop() };
     let sent = 0;
     this.#denoQueue();
-    while (this.#head < this.#waiting.length && this.#measured + this.#sentSince <= DENO_QUEUE_HIGH) {
+    while (this.#head < this.#waiting.length && this.#denoAtMost() <= DENO_QUEUE_HIGH) {
       const text = this.#waiting[this.#head++] as string;
       this.#waitingChars -= text.length;
       this.#write(text);
@@ -123,6 +121,17 @@ export class SocketPeer implements Peer {
     this.#socket.send(text);
     this.#queue.sent(text.length);
     this.#sentSince += text.length + QUEUED_MESSAGE_OVERHEAD;
+  }
+
+  /** Deno's queue for this socket at most, without measuring: as last measured, plus what was
+   * sent since. */
+  #denoAtMost(): number {
+    return this.#measured + this.#sentSince;
+  }
+
+  /** What the frames waiting here would hold in Deno. */
+  #waitingBytes(): number {
+    return this.#waitingChars + (this.#waiting.length - this.#head) * QUEUED_MESSAGE_OVERHEAD;
   }
 
   /** Measures Deno's queue for this socket (estimated bytes). */

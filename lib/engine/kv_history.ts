@@ -63,19 +63,21 @@ export function batchSize(queue: Pending[], maxRooms = BATCH_MAX_ROOMS): number 
   return fitBatch(queue, maxRooms, (p) => p.message.room, pendingSize);
 }
 
-/** How many items from the head of `items` fit in one atomic operation: each message's chunks, one
- * meta per room (at most `maxRooms` rooms), under the byte limit; at least one. */
+/** How many items of `items` from index `from` on fit in one atomic operation: each message's
+ * chunks, one meta per room (at most `maxRooms` rooms), under the byte limit; at least one. */
 export function fitBatch<T>(
   items: T[],
   maxRooms: number,
   roomOf: (item: T) => string,
   sizeOf: (item: T) => number,
+  from = 0,
 ): number {
   const rooms = new Set<string>();
   let mutations = 0;
   let bytes = 0;
   let n = 0;
-  for (const item of items) {
+  for (let i = from; i < items.length; i++) {
+    const item = items[i] as T;
     const size = sizeOf(item);
     const room = roomOf(item);
     const newRoom = !rooms.has(room);

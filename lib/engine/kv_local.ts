@@ -320,7 +320,7 @@ export class LocalSequencer {
     seq.waiting = [];
     this.#wanting.delete(seq);
     seq.numbered += waiting.length;
-    if (!seq.settle(waiting.length)) this.#flushing.delete(seq);
+    this.#settleRoom(seq, waiting.length);
     for (const p of waiting) {
       p.onDurable?.(error);
       p.reject(error);
@@ -334,7 +334,12 @@ export class LocalSequencer {
       const seq = this.#sequence(room);
       counts.set(seq, (counts.get(seq) ?? 0) + 1);
     }
-    for (const [seq, n] of counts) if (!seq.settle(n)) this.#flushing.delete(seq);
+    for (const [seq, n] of counts) this.#settleRoom(seq, n);
+  }
+
+  /** `n` more appends to the room are filed or given up; it leaves `#flushing` once no flush waits. */
+  #settleRoom(seq: Sequence, n: number): void {
+    if (!seq.settle(n)) this.#flushing.delete(seq);
   }
 
   /** Resolves once every append to `room` made so far is filed or given up. */

@@ -225,15 +225,13 @@ export class CommitLog {
     return [...byRoom.keys()].sort().flatMap((room) => byRoom.get(room) as Block[]);
   }
 
-  /** Writes `blocks` under their rooms' keys in as few atomic operations as the limits allow. A
-   * message already out of its room's history window is not written. */
+  /** Writes `blocks` under their rooms' keys, FILE_ROOMS_PER_OP rooms per atomic operation at most
+   * (fewer where the limits say so). A message already out of its room's history window is not
+   * written. */
   async #write(blocks: Block[], done: (block: Block) => void): Promise<void> {
     const limit = this.#history.options.historyLimit;
     for (let i = 0; i < blocks.length;) {
-      const batch = blocks.slice(
-        i,
-        i + fitBatch(blocks.slice(i), FILE_ROOMS_PER_OP, (b) => b.room, (b) => b.bytes + 64),
-      );
+      const batch = blocks.slice(i, i + fitBatch(blocks, FILE_ROOMS_PER_OP, (b) => b.room, (b) => b.bytes + 64, i));
       const op = this.#history.kv.atomic();
       const budget = this.#history.trimBudget();
       for (const { room, epoch, records, at } of batch) {
