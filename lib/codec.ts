@@ -1,8 +1,10 @@
 /**
- * Turns untrusted client text into a typed `ClientFrame` or a `ProtocolError` that says what is
- * wrong. Every field is checked by shape, never cast; unknown extra fields are ignored.
+ * Turns untrusted client text into a typed `ClientFrame` or a `FrameError` that says what is
+ * wrong. Every field is checked by shape, never cast; unknown extra fields are ignored. JSON text
+ * nested too deeply or holding too many values is refused before it is parsed (`jsonShape`), so
+ * nothing later (`JSON.stringify` on the publish path) can overflow the stack on it.
  */
-import { type ClientFrame, isRoomName, type Position, ProtocolError, type Ref } from "./protocol.ts";
+import { type ClientFrame, FrameError, isRoomName, type Position, type Ref } from "./protocol.ts";
 
 /** Largest `limit` a history request may ask for; larger values are clamped. */
 export const HISTORY_MAX_LIMIT = 100;
@@ -20,22 +22,22 @@ function isOffset(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
-function readRef(obj: Json): Ref | undefined | ProtocolError {
+function readRef(obj: Json): Ref | undefined | FrameError {
   const ref = obj.ref;
   if (ref === undefined) return undefined;
   if (typeof ref === "string" && ref.length <= 128) return ref;
   if (typeof ref === "number" && Number.isFinite(ref)) return ref;
-  return new ProtocolError("bad_request", "Field ref must be a string (≤128 chars) or a number");
+  return new FrameError("bad_request", "Field ref must be a string (≤128 chars) or a number");
 }
 
 function room(obj: Json, ref: Ref | undefined): string {
   if (isRoomName(obj.room)) return obj.room;
   const what = obj.room === undefined ? "Field room is required" : "Field room must match [A-Za-z0-9_.:@-]{1,128}";
-  throw new ProtocolError("bad_request", what, ref);
+  throw new FrameError("bad_request", what, ref);
 }
 
 function data(obj: Json, ref: Ref | undefined): unknown {
-  if (!("data" in obj)) throw new ProtocolError("bad_request", "Field data is required", ref);
+  if (!("data" in obj)) throw new FrameError("bad_request", "Field data is required", ref);
   return obj.data;
 }
 
@@ -45,7 +47,7 @@ function since(obj: Json, ref: Ref | undefined): Position | undefined {
   if (isRecord(value) && typeof value.epoch === "string" && isOffset(value.offset)) {
     return { epoch: value.epoch, offset: value.offset };
   }
-  throw new ProtocolError(
+  throw new FrameError(
     "bad_request",
     "Field since must be {epoch: string, offset: integer ≥ 0}",
     ref,
@@ -56,16 +58,17 @@ function optionalOffset(obj: Json, field: "before" | "after", ref: Ref | undefin
   const value = obj[field];
   if (value === undefined || value === null) return undefined;
   if (isOffset(value)) return value;
-  throw new ProtocolError("bad_request", `Field ${field} must be an integer ≥ 0`, ref);
+  throw new FrameError("bad_request", `Field ${field} must be an integer ≥ 0`, ref);
 }
 
-/** Reads a history page size: absent → 50, above 100 → 100, anything but a positive integer → error. */
+/** Reads a history page size: absent → 50, above 100 → 100, anything but a positive integer → error
+ * (thrown as a `FrameError`). */
 export function historyLimit(value: unknown, ref?: Ref): number {
   if (value === undefined || value === null) return HISTORY_DEFAULT_LIMIT;
   if (typeof value === "number" && Number.isSafeInteger(value) && value > 0) {
     return Math.min(value, HISTORY_MAX_LIMIT);
   }
-  throw new ProtocolError("bad_request", "Field limit must be a positive integer", ref);
+  throw new FrameError("bad_request", "Field limit must be a positive integer", ref);
 }
 
 function withRef<T extends object>(frame: T, ref: Ref | undefined): T & { ref?: Ref } {
@@ -86,14 +89,14 @@ function decodeObject(obj: Json, ref: Ref | undefined): ClientFrame {
     case "direct": {
       const to = obj.to;
       if (typeof to !== "string" || to.length === 0 || to.length > MAX_USER_ID_LENGTH) {
-        throw new ProtocolError("bad_request", "Field to must be a user id (1–128 chars)", ref);
+        throw new FrameError("bad_request", "Field to must be a user id (1–128 chars)", ref);
       }
       return withRef({ type: "direct", to, data: data(obj, ref) }, ref);
     }
     case "signal": {
       const event = obj.event;
       if (typeof event !== "string" || event.length === 0 || event.length > MAX_EVENT_LENGTH) {
-        throw new ProtocolError("bad_request", "Field event must be a string of 1–64 chars", ref);
+        throw new FrameError("bad_request", "Field event must be a string of 1–64 chars", ref);
       }
       const payload = "data" in obj ? obj.data : null;
       return withRef({ type: "signal", room: room(obj, ref), event, data: payload }, ref);
@@ -120,26 +123,75 @@ function decodeObject(obj: Json, ref: Ref | undefined): ClientFrame {
       const what = typeof obj.type === "string"
         ? `Unknown frame type ${JSON.stringify(obj.type.slice(0, 32))}`
         : "Field type is required";
-      throw new ProtocolError("bad_request", what, ref);
+      throw new FrameError("bad_request", what, ref);
     }
   }
 }
 
+/** How deep and how large a client's JSON may be. */
+export interface JsonLimits {
+  /** Levels of arrays and objects, the frame's own object included. @default 32 */
+  maxJsonDepth: number;
+  /** Values: every array element and object member, counted by the separators. @default 10000 */
+  maxJsonValues: number;
+}
+
+export const DEFAULT_JSON_LIMITS: JsonLimits = { maxJsonDepth: 32, maxJsonValues: 10_000 };
+
+const QUOTE = 34;
+const BACKSLASH = 92;
+const COMMA = 44;
+const OPEN_ARRAY = 91;
+const CLOSE_ARRAY = 93;
+const OPEN_OBJECT = 123;
+const CLOSE_OBJECT = 125;
+
+/** Why `text` (JSON or not) is nested deeper or holds more values than `limits` allow, or
+ * `undefined`. One pass over the characters, no parsing and no allocation: strings are skipped,
+ * brackets counted for depth, brackets and commas for values (an upper bound). */
+export function jsonShape(text: string, limits: JsonLimits): string | undefined {
+  const { maxJsonDepth, maxJsonValues } = limits;
+  // Each level needs a bracket and each value a character: short text can't break either limit.
+  if (text.length <= maxJsonDepth && text.length <= maxJsonValues) return undefined;
+  let depth = 0;
+  let values = 1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === BACKSLASH) i++;
+        else if (d === QUOTE) break;
+      }
+    } else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
+      if (++depth > maxJsonDepth) return `JSON is nested deeper than ${maxJsonDepth} levels`;
+      if (++values > maxJsonValues) return `JSON holds more than ${maxJsonValues} values`;
+    } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) {
+      depth--;
+    } else if (c === COMMA && ++values > maxJsonValues) {
+      return `JSON holds more than ${maxJsonValues} values`;
+    }
+  }
+  return undefined;
+}
+
 /** Decodes one text frame. Returns the error instead of throwing, with the frame's `ref` when it had a valid one. */
-export function decodeClientFrame(text: string): ClientFrame | ProtocolError {
+export function decodeClientFrame(text: string, limits: JsonLimits = DEFAULT_JSON_LIMITS): ClientFrame | FrameError {
+  const shape = jsonShape(text, limits);
+  if (shape !== undefined) return new FrameError("bad_request", shape);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return new ProtocolError("bad_request", "Frame is not valid JSON");
+    return new FrameError("bad_request", "Frame is not valid JSON");
   }
-  if (!isRecord(parsed)) return new ProtocolError("bad_request", "Frame must be a JSON object");
+  if (!isRecord(parsed)) return new FrameError("bad_request", "Frame must be a JSON object");
   const ref = readRef(parsed);
-  if (ref instanceof ProtocolError) return ref;
+  if (ref instanceof FrameError) return ref;
   try {
     return decodeObject(parsed, ref);
   } catch (err) {
-    if (err instanceof ProtocolError) return err;
+    if (err instanceof FrameError) return err;
     throw err;
   }
 }

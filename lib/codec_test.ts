@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
 import { decodeClientFrame, exceedsBytes, historyLimit } from "./codec.ts";
-import { ProtocolError } from "./protocol.ts";
+import { FrameError } from "./protocol.ts";
 
 function ok(text: string) {
   const frame = decodeClientFrame(text);
-  if (frame instanceof ProtocolError) throw new Error(`unexpected error: ${frame.message}`);
+  if (frame instanceof FrameError) throw new Error(`unexpected error: ${frame.message}`);
   return frame;
 }
 
 function err(text: string) {
   const frame = decodeClientFrame(text);
-  assert.ok(frame instanceof ProtocolError, `expected an error for ${text}`);
+  assert.ok(frame instanceof FrameError, `expected an error for ${text}`);
   return frame;
 }
 
@@ -83,5 +83,5 @@ Deno.test("historyLimit defaults to 50 and clamps to 100", () => {
   assert.equal(historyLimit(undefined), 50);
   assert.equal(historyLimit(7), 7);
   assert.equal(historyLimit(1000), 100);
-  assert.throws(() => historyLimit(-1), ProtocolError);
+  assert.throws(() => historyLimit(-1), FrameError);
 });

@@ -3,9 +3,11 @@
  * (README "Configuration"); a bad value stops start-up with a message naming the variable.
  */
 
+import type { JsonLimits } from "./codec.ts";
+
 export type Sequencer = "local" | "kv";
 
-export interface LimitsConfig {
+export interface LimitsConfig extends JsonLimits {
   /** Largest accepted text frame or HTTP body, in bytes. @default 65536 */
   maxFrameBytes: number;
   /** Publishes (and directs) a connection may send per window. @default 50 */
@@ -52,6 +54,8 @@ export interface Config {
   heartbeatMs: number;
   /** Interval of keep-alive comments on SSE streams. @default 15000 */
   sseKeepAliveMs: number;
+  /** How long an HTTP request body may take to arrive before the request is answered 408. @default 10000 */
+  bodyTimeoutMs: number;
   /** Messages kept per room. @default 1000 */
   historyLimit: number;
   /** Age after which messages are dropped from history; `undefined` keeps them by count only. @default undefined */
@@ -150,10 +154,13 @@ export function loadConfig(env: Env): Config {
     origins: origins && origins.length > 0 ? origins : undefined,
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
+    bodyTimeoutMs: read.duration("ROOMCAST_BODY_TIMEOUT", 10_000) ?? 10_000,
     historyLimit: read.int("ROOMCAST_HISTORY_LIMIT", 1000, 1, 100_000),
     historyTtlMs: read.duration("ROOMCAST_HISTORY_TTL", undefined),
     limits: {
       maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),
+      maxJsonDepth: read.int("ROOMCAST_MAX_JSON_DEPTH", 32, 2, 1000),
+      maxJsonValues: read.int("ROOMCAST_MAX_JSON_VALUES", 10_000, 10, 1_000_000),
       publishBurst,
       publishWindowMs,
       signalBurst: read.int("ROOMCAST_SIGNAL_BURST", 200, 1, 100_000),

@@ -11,8 +11,11 @@ Deno.test("config defaults match the documented ones", () => {
   assert.equal(config.heartbeatMs, 25_000);
   assert.equal(config.historyLimit, 1000);
   assert.equal(config.historyTtlMs, undefined);
+  assert.equal(config.bodyTimeoutMs, 10_000);
   assert.deepEqual(config.limits, {
     maxFrameBytes: 65_536,
+    maxJsonDepth: 32,
+    maxJsonValues: 10_000,
     publishBurst: 50,
     publishWindowMs: 10_000,
     signalBurst: 200,

@@ -54,6 +54,9 @@ const MAX_HELD = 10_000;
 const QUEUE_CHECK_MS = 10;
 /** How long a replay waits for a connection to take the previous part. */
 const DRAIN_TIMEOUT_MS = 30_000;
+/** Bad frames (malformed, too large) a connection may send per window before it is closed (1008). */
+const BAD_FRAMES_BURST = 50;
+const BAD_FRAMES_WINDOW_MS = 10_000;
 
 /** An idle connection should cost little memory: limits and queues are made on first use. */
 export class Connection {
@@ -77,6 +80,7 @@ export class Connection {
   #publishes: TokenBucket | undefined;
   #signals: TokenBucket | undefined;
   #flood: FloodGuard | undefined;
+  #badFrames: TokenBucket | undefined;
 
   constructor(peer: Peer, context: ConnectionContext, grant: Grant = {}) {
     this.peer = peer;
@@ -94,6 +98,10 @@ export class Connection {
   get signals(): TokenBucket {
     const { limits, clock } = this.#options;
     return this.#signals ??= new TokenBucket(limits.signalBurst, limits.publishWindowMs, clock);
+  }
+
+  get badFrames(): TokenBucket {
+    return this.#badFrames ??= new TokenBucket(BAD_FRAMES_BURST, BAD_FRAMES_WINDOW_MS, this.#options.clock);
   }
 
   get flood(): FloodGuard {

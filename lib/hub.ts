@@ -17,10 +17,10 @@ import { Outbound, type Peer } from "./peer.ts";
 import {
   type ClientFrame,
   CloseCode,
+  FrameError,
   type Member,
   type NewMessage,
   type Position,
-  ProtocolError,
   type Ref,
   type ServerFrame,
   type StoredMessage,
@@ -156,19 +156,24 @@ export class Hub {
     this.#options.metrics.framesIn.inc();
     const max = this.#options.limits.maxFrameBytes;
     if (!exceedsBytes(text, max)) return true;
-    connection.error("too_large", `Frame is larger than ${max} bytes`);
+    this.refuse(connection, new FrameError("too_large", `Frame is larger than ${max} bytes`));
     return false;
   }
 
   /** One text frame of the JSON protocol. */
   receive(connection: Connection, text: string): void {
     if (!this.inbound(connection, text)) return;
-    const frame = decodeClientFrame(text);
-    if (frame instanceof ProtocolError) {
-      connection.error(frame.code, frame.message, frame.ref);
-      return;
-    }
+    const frame = decodeClientFrame(text, this.#options.limits);
+    if (frame instanceof FrameError) return this.refuse(connection, frame);
     this.submit(connection, frame);
+  }
+
+  /** Answers a bad frame with its error; a connection that sends more than 50 of them within 10 s
+   * (`Connection.badFrames`) is closed with 1008: a client that keeps breaking the protocol is
+   * broken or hostile, and each error costs a frame back. */
+  refuse(connection: Connection, error: FrameError): void {
+    connection.error(error.code, error.message, error.ref);
+    if (!connection.badFrames.take()) connection.close(CloseCode.policy, "Too many bad frames", "bad_frames");
   }
 
   /** Handles a decoded frame after the connection's earlier frames. */
@@ -299,7 +304,12 @@ export class Hub {
     if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before publishing`, ref);
     if (!this.#allow(connection, connection.publishes, ref)) return;
     const message = this.#message(room, connection.peer.user, data);
-    const now = this.#options.store.appendNow?.(message);
+    let now: StoredMessage | undefined;
+    try {
+      now = this.#options.store.appendNow?.(message);
+    } catch {
+      // `append` below fails the same way, and says so to the publisher.
+    }
     if (now) {
       // Numbered at once (this process sequences): delivered now, no promise to wait for.
       connection.expectAck(message.id, room, ref, SETTLED);

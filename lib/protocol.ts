@@ -100,10 +100,14 @@ export type ErrorCode =
   | "not_found"
   | "too_large"
   | "rate_limited"
-  | "internal";
+  | "internal"
+  | "timeout"
+  | "unsupported_media_type"
+  | "unavailable";
 
-/** HTTP status for each error code, as the contract lists them. */
-export const errorStatus: Record<ErrorCode, 400 | 401 | 403 | 404 | 413 | 429 | 500> = {
+/** HTTP status for each error code, as the contract lists them (the last three are roomcast's:
+ * docs/PROTOCOL.md). */
+export const errorStatus: Record<ErrorCode, 400 | 401 | 403 | 404 | 408 | 413 | 415 | 429 | 500 | 503> = {
   bad_request: 400,
   not_joined: 400,
   forbidden: 403,
@@ -112,9 +116,13 @@ export const errorStatus: Record<ErrorCode, 400 | 401 | 403 | 404 | 413 | 429 | 
   too_large: 413,
   rate_limited: 429,
   internal: 500,
+  timeout: 408,
+  unsupported_media_type: 415,
+  unavailable: 503,
 };
 
-/** A client mistake: becomes an `error` frame or a JSON error body, never a crash. */
+/** A client mistake: becomes an `error` frame or a JSON error body, never a crash. Thrown by the
+ * HTTP routes and the auth code; the frame decoder uses the cheaper `FrameError`. */
 export class ProtocolError extends Error {
   readonly code: ErrorCode;
   readonly ref: Ref | undefined;
@@ -126,6 +134,17 @@ export class ProtocolError extends Error {
   }
 }
 
+/** A client mistake found while decoding a frame, as plain data: no `Error`, so no stack trace is
+ * captured (a flood of bad frames must cost next to nothing). */
+export class FrameError {
+  constructor(readonly code: ErrorCode, readonly message: string, readonly ref?: Ref) {}
+
+  /** The same mistake as a thrown `ProtocolError` (HTTP routes answer it as JSON). */
+  toError(): ProtocolError {
+    return new ProtocolError(this.code, this.message, this.ref);
+  }
+}
+
 /** WebSocket close codes. 4000–4499: the client may reconnect. */
 export const CloseCode = {
   normal: 1000,
@@ -134,6 +153,7 @@ export const CloseCode = {
   policy: 1008,
   tooLarge: 1009,
   internal: 1011,
+  tryAgainLater: 1013,
   heartbeat: 4000,
   slowConsumer: 4008,
   flood: 4429,

@@ -16,9 +16,9 @@ import {
   signToken,
   verifyToken,
 } from "../lib/auth.ts";
-import { historyLimit } from "../lib/codec.ts";
+import { historyLimit, type JsonLimits, jsonShape } from "../lib/codec.ts";
 import type { ReadOptions } from "../lib/engine/store.ts";
-import { isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
+import { FrameError, isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
 import { type AppContext, type AppDeps, type AppEnv, remoteHost } from "./deps.ts";
 
 type Caller = { kind: "backend" } | { kind: "user"; identity: Identity };
@@ -64,24 +64,63 @@ function offsetParam(c: AppContext, name: string): number | undefined {
   return value;
 }
 
-/** Reads a JSON object body of at most `max` bytes. */
-export async function readJson(c: AppContext, max: number): Promise<Record<string, unknown>> {
-  const declared = Number(c.req.header("content-length"));
-  if (declared > max) throw new ProtocolError("too_large", `Body is larger than ${max} bytes`);
+/** `application/json` or `application/<anything>+json`, parameters allowed. */
+const JSON_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
+
+/** What a JSON body may be: its size in bytes, its nesting and values, and how long it may take to
+ * arrive (a body dripped a byte at a time would otherwise hold its connection forever). */
+export interface BodyLimits extends JsonLimits {
+  maxBytes: number;
+  timeoutMs: number;
+}
+
+/** Reads the request body as bytes: at most `maxBytes`, within `timeoutMs`. */
+async function readBody(c: AppContext, { maxBytes, timeoutMs }: BodyLimits): Promise<Uint8Array> {
+  const tooLarge = () => new ProtocolError("too_large", `Body is larger than ${maxBytes} bytes`);
+  if (Number(c.req.header("content-length")) > maxBytes) throw tooLarge();
   const body = c.req.raw.body;
   if (!body) throw new ProtocolError("bad_request", "A JSON body is required");
+  const reader = body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ProtocolError("timeout", `Body was not received within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+  });
   const parts: Uint8Array[] = [];
   let size = 0;
-  for await (const part of body) {
-    size += part.length;
-    if (size > max) throw new ProtocolError("too_large", `Body is larger than ${max} bytes`);
-    parts.push(part);
+  try {
+    while (true) {
+      const { value, done } = await Promise.race([reader.read(), late]);
+      if (done) break;
+      size += value.length;
+      if (size > maxBytes) throw tooLarge();
+      parts.push(value);
+    }
+  } catch (error) {
+    reader.cancel().catch(() => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
   }
   const bytes = new Uint8Array(size);
   parts.reduce((at, part) => (bytes.set(part, at), at + part.length), 0);
+  return bytes;
+}
+
+/** Reads a JSON object body: `Content-Type: application/json` (what a page on another site can't
+ * send without a CORS preflight), within `limits`. */
+export async function readJson(c: AppContext, limits: BodyLimits): Promise<Record<string, unknown>> {
+  if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
+    throw new ProtocolError("unsupported_media_type", "Send the body as JSON, with Content-Type: application/json");
+  }
+  const text = new TextDecoder().decode(await readBody(c, limits));
+  const shape = jsonShape(text, limits);
+  if (shape !== undefined) throw new ProtocolError("bad_request", `Body ${shape.replace(/^JSON /, "")}`);
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder().decode(bytes));
+    value = JSON.parse(text);
   } catch {
     throw new ProtocolError("bad_request", "Body is not valid JSON");
   }
@@ -89,6 +128,15 @@ export async function readJson(c: AppContext, max: number): Promise<Record<strin
     throw new ProtocolError("bad_request", "Body must be a JSON object");
   }
   return { ...value };
+}
+
+/** A history page size from the query: see `historyLimit`. */
+function pageSize(value: number | undefined): number {
+  try {
+    return historyLimit(value);
+  } catch (error) {
+    throw error instanceof FrameError ? error.toError() : error;
+  }
 }
 
 function requireData(body: Record<string, unknown>): unknown {
@@ -132,14 +180,15 @@ function tokenClaims(body: Record<string, unknown>): { claims: Claims; ttl: numb
 
 export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
   const { hub, config, clock } = deps;
-  const max = config.limits.maxFrameBytes;
+  const { limits } = config;
+  const bodyLimits: BodyLimits = { ...limits, maxBytes: limits.maxFrameBytes, timeoutMs: config.bodyTimeoutMs };
   const readers = { users: true, open: !config.authSecret };
 
   app.post("/api/rooms/:room/messages", async (c) => {
     const room = roomParam(c);
     const who = await caller(c, deps, { users: true });
     mayUseRoom(who, room);
-    const body = await readJson(c, max);
+    const body = await readJson(c, bodyLimits);
     const data = requireData(body);
     const from = who.kind === "user" ? who.identity.user : fromField(body.from);
     const stored = await hub.publishAs(room, data, from);
@@ -149,7 +198,7 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get("/api/rooms/:room/messages", async (c) => {
     const room = roomParam(c);
     mayUseRoom(await caller(c, deps, readers), room);
-    const read: ReadOptions = { limit: historyLimit(offsetParam(c, "limit") ?? undefined) };
+    const read: ReadOptions = { limit: pageSize(offsetParam(c, "limit")) };
     const after = offsetParam(c, "after");
     const before = offsetParam(c, "before");
     if (after !== undefined) read.after = after;
@@ -181,14 +230,14 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
     await caller(c, deps, { users: false });
     const to = c.req.param("user");
     if (to.length === 0 || to.length > 128) throw new ProtocolError("bad_request", "User id must be 1–128 chars");
-    const body = await readJson(c, max);
+    const body = await readJson(c, bodyLimits);
     const result = hub.sendDirect(fromField(body.from), to, requireData(body));
     return c.json(result, 202);
   });
 
   app.post("/api/broadcast", async (c) => {
     await caller(c, deps, { users: false });
-    const body = await readJson(c, max);
+    const body = await readJson(c, bodyLimits);
     return c.json(hub.broadcast(requireData(body)), 202);
   });
 
@@ -196,7 +245,7 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
     await caller(c, deps, { users: false });
     const secret = config.authSecret;
     if (!secret) throw new ProtocolError("bad_request", "Tokens need ROOMCAST_AUTH_SECRET to be set");
-    const { claims, ttl } = tokenClaims(await readJson(c, max));
+    const { claims, ttl } = tokenClaims(await readJson(c, bodyLimits));
     claims.exp = Math.floor(clock.now() / 1000) + ttl;
     return c.json({ token: await signToken(claims, secret), expires: claims.exp });
   });

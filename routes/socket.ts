@@ -70,15 +70,24 @@ class SocketSession {
   ) {}
 
   handleEvent(event: Event): void {
-    switch (event.type) {
-      case "open":
-        return this.#open();
-      case "message":
-        return this.#message(event as MessageEvent);
-      case "close":
-        if (this.#connection) this.deps.hub.disconnect(this.#connection);
-        return;
-        // "error": a close event always follows.
+    try {
+      switch (event.type) {
+        case "open":
+          return this.#open();
+        case "message":
+          return this.#message(event as MessageEvent);
+        case "close":
+          if (this.#connection) this.deps.hub.disconnect(this.#connection);
+          return;
+          // "error": a close event always follows.
+      }
+    } catch (error) {
+      // A bug, not the client's doing: it ends this connection only, never the process (an
+      // exception thrown from an event listener would).
+      console.error(`roomcast: ${event.type} of connection ${this.#connection?.id ?? "(opening)"} failed:`, error);
+      this.deps.metrics.errors.incLabel("internal");
+      if (this.#connection) this.#connection.close(CloseCode.internal, "Internal error", "internal");
+      else this.socket.close(CloseCode.internal, "Internal error");
     }
   }
 
@@ -96,8 +105,10 @@ class SocketSession {
     const connection = this.#connection;
     if (!connection || connection.closed) return;
     if (typeof event.data !== "string") {
-      this.deps.hub.touch(connection);
+      // Deno has read the whole message by now (it offers no early refusal, denoland/deno#15809):
+      // closing makes a client that sends binary pay a new connection for each one.
       connection.error("bad_request", "Binary frames are not supported: send text");
+      connection.close(CloseCode.unsupported, "Binary frames are not supported", "binary");
     } else if (event.data.length > this.deps.config.limits.maxFrameBytes * HARD_CAP_FACTOR) {
       connection.close(CloseCode.tooLarge, "Frame too large", "too_large");
     } else {

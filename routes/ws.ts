@@ -4,7 +4,10 @@
  * client may do the same.
  */
 import type { Hono } from "hono";
+import type { Connection } from "../lib/connection.ts";
+import type { Hub } from "../lib/hub.ts";
 import { jsonEncoder } from "../lib/peer.ts";
+import { CloseCode, FrameError } from "../lib/protocol.ts";
 import { BatchFlusher } from "./batch.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { acceptSocket, type SocketKind } from "./socket.ts";
@@ -20,9 +23,30 @@ export function mountWs(app: Hono<AppEnv>, deps: AppDeps): void {
   const batched: SocketKind = {
     ...plain,
     batch: new BatchFlusher(),
-    text: (connection, text) => {
-      for (const line of text.split("\n")) if (line.trim()) hub.receive(connection, line);
-    },
+    text: (connection, text) => receiveBatch(hub, connection, text),
   };
   app.get("/ws", (c) => acceptSocket(c, deps, c.req.query("batch") === "1" ? batched : plain));
+}
+
+/** Frames one batched message may carry. */
+export const MAX_BATCH_FRAMES = 100;
+
+/** Handles a batched message line by line, in order, until the connection is closed (a line may
+ * close it). A message of more than MAX_BATCH_FRAMES lines is refused whole and closes the
+ * connection (1008): counting its lines costs nothing, handling them could cost the event loop. */
+function receiveBatch(hub: Hub, connection: Connection, text: string): void {
+  let lines = 1;
+  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) {
+    if (++lines > MAX_BATCH_FRAMES) {
+      hub.refuse(
+        connection,
+        new FrameError("too_large", `A batched message may carry at most ${MAX_BATCH_FRAMES} frames`),
+      );
+      return connection.close(CloseCode.policy, "Too many frames in one message", "batch_too_large");
+    }
+  }
+  for (const line of text.split("\n")) {
+    if (connection.closed) return;
+    if (line.trim()) hub.receive(connection, line);
+  }
 }

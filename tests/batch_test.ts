@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { RoomcastClient } from "../static/roomcast.js";
 import { TestClient } from "./_client.ts";
-import { startTestServer } from "./_server.ts";
+import { postJson, startTestServer } from "./_server.ts";
 
 Deno.test("batched mode coalesces a burst into newline-delimited messages, in order", async () => {
   await using server = await startTestServer({ kv: true, limits: { publishBurst: 1000 } });
@@ -51,10 +51,7 @@ Deno.test("roomcast.js in batched mode", async () => {
   await Promise.all(
     Array.from(
       { length: 20 },
-      (_, i) =>
-        server.fetch("/api/rooms/js/messages", { method: "POST", body: JSON.stringify({ data: i }) }).then((r) =>
-          r.body?.cancel()
-        ),
+      (_, i) => postJson(server, "/api/rooms/js/messages", { data: i }).then((r) => r.body?.cancel()),
     ),
   );
   await all;

@@ -58,11 +58,13 @@ Deno.test("/ws bad input: clear errors, nothing else changes", async (t) => {
     assert.equal((await bad.next(isType("error"))).code, "too_large");
   });
 
-  await t.step("binary frame → bad_request", async () => {
-    bad.socket.send(new Uint8Array([1, 2, 3]));
-    const error = await bad.next(isType("error"));
+  await t.step("binary frame → bad_request, then close 1003 (that connection only)", async () => {
+    const binary = await server.joined("room");
+    binary.socket.send(new Uint8Array([1, 2, 3]));
+    const error = await binary.next(isType("error"));
     assert.equal(error.code, "bad_request");
     assert.match(error.message, /Binary/);
+    assert.equal((await binary.closed).code, 1003);
   });
 
   await t.step("too many rooms → bad_request naming the limit", async () => {

@@ -204,6 +204,7 @@ Deno.test("main.ts: SIGTERM drains and exits within 5 s; history survives the re
   assert.deepEqual(history.messages.map((m: { data: number }) => m.data), [1, 2, 3]);
   const next = await (await fetch(`${second.url}/api/rooms/keep/messages`, {
     method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ data: 4 }),
   })).json();
   assert.equal(next.offset, 4, "offsets continue after the restart");

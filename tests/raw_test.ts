@@ -52,6 +52,7 @@ Deno.test("raw rooms", async (t) => {
     await t.step("a broadcast reaches raw clients as its data text", async () => {
       const response = await server.fetch("/api/broadcast", {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ data: "all hands" }),
       });
       assert.equal(response.status, 202);

@@ -29,6 +29,11 @@ export function metaKey(room: string): Deno.KvKey {
   return [NS, "meta", room];
 }
 
+/** The key of chunk `chunk` of the room's block ending with offset `last`. */
+export function blockKey(room: string, epoch: string, last: number, chunk: number): Deno.KvKey {
+  return [NS, "msg", room, epoch, last, chunk];
+}
+
 export function isMeta(value: unknown): value is Meta {
   return typeof value === "object" && value !== null && "epoch" in value && typeof value.epoch === "string" &&
     "offset" in value && typeof value.offset === "number" &&
@@ -59,6 +64,10 @@ const decoder = new TextDecoder();
 
 export function encodeUtf8(text: string): Uint8Array {
   return encoder.encode(text);
+}
+
+export function decodeUtf8(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
 }
 
 const NON_ASCII = /[\u0080-\uffff]/;

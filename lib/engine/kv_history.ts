@@ -8,7 +8,9 @@ import type { Sequencer } from "../config.ts";
 import type { Counter, Histogram } from "../metrics.ts";
 import type { Position, StoredMessage } from "../protocol.ts";
 import {
+  blockKey,
   chunkCount,
+  decodeUtf8,
   encodeUtf8,
   isMeta,
   messagesOf,
@@ -150,8 +152,9 @@ export class KvHistory {
     const { room, epoch, last: offset, bytes } = block;
     const ttl = this.options.historyTtlMs;
     const chunks = split(bytes);
-    const key = [NS, "msg", room, epoch, offset];
-    chunks.forEach((chunk, i) => op.set([...key, i], chunk, ttl === undefined ? undefined : { expireIn: ttl }));
+    chunks.forEach((chunk, i) =>
+      op.set(blockKey(room, epoch, offset, i), chunk, ttl === undefined ? undefined : { expireIn: ttl })
+    );
     // The last offset out of the window. Below it, the first sweep of this room does the work.
     const floor = offset - this.options.historyLimit;
     let written = this.#written.get(room);
@@ -170,9 +173,16 @@ export class KvHistory {
     if (deletes > budget.deletes) return;
     budget.deletes -= deletes;
     for (const { last, chunks } of written.blocks.splice(0, n)) {
-      for (let i = 0; i < chunks; i++) op.delete([NS, "msg", room, epoch, last, i]);
+      for (let i = 0; i < chunks; i++) op.delete(blockKey(room, epoch, last, i));
     }
     written.to = floor;
+  }
+
+  /** Whether the block written for `message` alone (sequencer "kv") is stored, holding it. */
+  async holds(message: StoredMessage): Promise<boolean> {
+    const { room, epoch, offset, id } = message;
+    const entry = await retryLocked(() => this.kv.get<Uint8Array>(blockKey(room, epoch, offset, 0)));
+    return entry.value instanceof Uint8Array && decodeUtf8(entry.value).includes(`"id":${JSON.stringify(id)}`);
   }
 
   /** A batch is durable: metrics, and the first sweep of each room. */

@@ -82,7 +82,7 @@ export class LocalSequencer {
   }
 
   /** Numbers the message if that needs no commit first (see `append`): the stored message, or
-   * `undefined` and nothing done. */
+   * `undefined` and nothing done (also when it can't be numbered: `append` then says why). */
   appendNow(message: NewMessage): StoredMessage | undefined {
     const seq = this.#sequences.get(message.room);
     if (!seq?.numberable) return undefined;
@@ -154,9 +154,21 @@ export class LocalSequencer {
     return seq;
   }
 
-  /** Hands out the next offset: the append resolves now, the message is stored by a later commit. */
-  #number(seq: Sequence, p: Pending): void {
-    seq.number(p);
+  /** Hands out the next offset: the append resolves now, the message is stored by a later commit.
+   * A message that can't be numbered is refused alone, using up no offset; if it `waited`, it
+   * counts as given up, so that flushes of its room don't wait for it. */
+  #number(seq: Sequence, p: Pending, waited = false): void {
+    try {
+      seq.number(p);
+    } catch (error) {
+      if (waited) {
+        seq.numbered += 1;
+        this.#settleRoom(seq, 1);
+      }
+      p.onDurable?.(error);
+      p.reject(error);
+      return;
+    }
     this.#queue.push(p);
     p.resolve(p.stored as StoredMessage);
   }
@@ -301,7 +313,9 @@ export class LocalSequencer {
     this.#history.stored(batch, started);
     for (const p of batch) p.onDurable?.();
     for (const seq of rooms) {
-      while (seq.waiting.length > 0 && seq.assigned < seq.reserved) this.#number(seq, seq.waiting.shift() as Pending);
+      while (seq.waiting.length > 0 && seq.assigned < seq.reserved) {
+        this.#number(seq, seq.waiting.shift() as Pending, true);
+      }
       if (seq.waiting.length === 0) this.#wanting.delete(seq);
     }
   }

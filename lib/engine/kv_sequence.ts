@@ -44,12 +44,13 @@ export class Sequence {
     return this.loaded && this.waiting.length === 0 && this.assigned < this.reserved;
   }
 
-  /** Hands out the next offset to `p`. */
+  /** Hands out the next offset to `p`. If the message can't be numbered (its JSON can't be made),
+   * this throws and nothing changes: no offset is used up. */
   number(p: Pending): void {
+    number(p, this.epoch, this.assigned + 1);
     this.assigned += 1;
     this.numbered += 1;
     this.sinceReserved += 1;
-    number(p, this.epoch, this.assigned);
   }
 
   /** Takes the stored meta as this room's state. In the same epoch nothing handed out is handed

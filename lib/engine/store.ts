@@ -46,6 +46,8 @@ export type OnDurable = (error?: unknown) => void;
  *   `KvStore` with `sequencer: "local"`, which commits right after). `onDurable` says when it is
  *   stored. An offset is never handed out twice; the only holes are messages a crash or a storage
  *   failure lost after delivery, and recoveries across them answer `recovered: false`.
+ * - A message that can't be numbered or stored (it can't be encoded, the storage fails) fails alone:
+ *   its `append` rejects, other appends and the room go on; offsets stay without duplicates.
  * - Reads see every append that resolved before the read started.
  * - Only the last `historyLimit` messages (and none older than `historyTtlMs`) are returned.
  * - An epoch changes only when the room's history is reset or lost; a room with no history
@@ -55,7 +57,8 @@ export interface Store {
   append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage>;
   /** `append` without waiting, when the message can have its offset at once (this process
    * sequences and the room's state is at hand): the stored message, or `undefined` and nothing
-   * done (call `append`). Spares a publish its promises. */
+   * done (call `append`). It may also throw for a message that can't be stored (nothing done, no
+   * offset used up). Spares a publish its promises. */
   appendNow?(message: NewMessage): StoredMessage | undefined;
   /** The room's epoch and latest offset handed out (0 when it has no messages yet). */
   position(room: string): Promise<Position>;

@@ -11,7 +11,18 @@
  *   one process owns a KV file.
  */
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
-import { highWater, isMeta, type Meta, metaKey, NS, number, type Pending, pending, retryLocked } from "./kv_format.ts";
+import {
+  highWater,
+  isMeta,
+  type Meta,
+  metaKey,
+  NS,
+  number,
+  type Pending,
+  pending,
+  pendingSize,
+  retryLocked,
+} from "./kv_format.ts";
 import { batchSize, type CachedMeta, KvHistory, type KvStoreOptions } from "./kv_history.ts";
 import { LocalSequencer } from "./kv_local.ts";
 import { newEpoch, type OnDurable, type Page, type ReadOptions, type Store } from "./store.ts";
@@ -81,6 +92,13 @@ export class KvStore implements Store {
     return new Promise((resolve, reject) => {
       const p = pending(message, resolve, reject, onDurable);
       if (this.#local) return this.#local.append(p);
+      try {
+        // Sizes it for batching, which encodes it: a message that can't be encoded fails here, alone.
+        pendingSize(p);
+      } catch (error) {
+        onDurable?.(error);
+        return reject(error);
+      }
       this.#queue.push(p);
       this.#draining ??= this.#drain();
     });
@@ -123,9 +141,12 @@ export class KvStore implements Store {
           this.#history.put(op, p, budget);
         }
         for (const [room, meta] of next) op.set(metaKey(room), meta);
-        const result = await retryLocked(() => op.commit());
+        const result = await this.#commitOrFind(op, batch);
         if (result.ok) {
-          for (const [room, meta] of next) this.#meta.set(room, { value: meta, versionstamp: result.versionstamp });
+          for (const [room, meta] of next) {
+            if (result.versionstamp) this.#meta.set(room, { value: meta, versionstamp: result.versionstamp });
+            else this.#meta.delete(room);
+          }
           this.#history.stored(batch, started);
           for (const p of batch) {
             p.onDurable?.();
@@ -143,6 +164,23 @@ export class KvStore implements Store {
         p.onDurable?.(error);
         p.reject(error);
       }
+    }
+  }
+
+  /** Commits `op`, which stores `batch`. When the commit throws, its outcome is unknown (the KV may
+   * have applied it and failed to answer): the batch's first message tells, since a commit applies
+   * whole or not at all. Applied, it counts as committed (`versionstamp` null: unknown); else the
+   * error stands. */
+  async #commitOrFind(
+    op: Deno.AtomicOperation,
+    batch: Pending[],
+  ): Promise<Deno.KvCommitResult | Deno.KvCommitError | { ok: true; versionstamp: null }> {
+    try {
+      return await retryLocked(() => op.commit());
+    } catch (error) {
+      const first = batch[0]?.stored;
+      if (first && await this.#history.holds(first)) return { ok: true, versionstamp: null };
+      throw error;
     }
   }
 

@@ -3,6 +3,7 @@
  * `ROOMCAST_KV_PATH=:memory:`-style throwaway runs; one process only.
  */
 import type { Clock } from "../clock.ts";
+import { rememberJson } from "../peer.ts";
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
 import {
   newEpoch,
@@ -42,15 +43,24 @@ export class MemoryStore implements Store {
   }
 
   append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
-    const stored = this.appendNow(message);
+    let stored: StoredMessage;
+    try {
+      stored = this.appendNow(message);
+    } catch (error) {
+      onDurable?.(error);
+      return Promise.reject(error);
+    }
     onDurable?.();
     return Promise.resolve(stored);
   }
 
+  /** Throws for a message that can't be encoded, having numbered nothing. */
   appendNow(message: NewMessage): StoredMessage {
     const log = this.#log(message.room);
+    const stored = stamp(message, log.epoch, log.offset + 1);
+    // Encoded once, here, like the KV store does: the fan-out reuses it.
+    rememberJson(stored, JSON.stringify(stored));
     log.offset += 1;
-    const stored = stamp(message, log.epoch, log.offset);
     log.messages.push(stored);
     const limit = this.#retention.historyLimit;
     if (log.messages.length > limit + 64) log.messages.splice(0, log.messages.length - limit);
