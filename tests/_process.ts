@@ -21,3 +21,52 @@ export async function listeningUrl(
   }
   return pattern.exec(out)?.[1] as string;
 }
+
+export interface MainProcess {
+  child: Deno.ChildProcess;
+  /** Its stdout after the "listening on" line. */
+  reader: ReadableStreamDefaultReader<string>;
+  url: string;
+  /** Everything it wrote to stderr so far (when started with `stderr: "piped"`). */
+  stderr(): string;
+}
+
+/** Runs main.ts (as `deno task start` does) with `env` and waits for its "listening on" line.
+ * `ulimit` runs it under that file-descriptor limit (through `sh`). */
+export async function startMain(
+  env: Record<string, string>,
+  options: { ulimit?: number; stderr?: "inherit" | "piped" } = {},
+): Promise<MainProcess> {
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const deno = [Deno.execPath(), "run", "--unstable-kv", "-A", main];
+  const stderr = options.stderr ?? "inherit";
+  const command = options.ulimit === undefined
+    ? new Deno.Command(deno[0] as string, { args: deno.slice(1), env, stdout: "piped", stderr })
+    : new Deno.Command("sh", {
+      args: ["-c", `ulimit -n ${options.ulimit} && exec "$@"`, "sh", ...deno],
+      env,
+      stdout: "piped",
+      stderr,
+    });
+  const child = command.spawn();
+  let errors = "";
+  if (stderr === "piped") {
+    child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (text) => void (errors += text) }),
+    ).catch(() => {});
+  }
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  return { child, reader, url: await listeningUrl(reader, "main.ts"), stderr: () => errors };
+}
+
+/** Ends a `startMain` process with `signal` and waits for it; its exit status. */
+export async function stopMain(main: MainProcess, signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+  try {
+    main.child.kill(signal);
+  } catch {
+    // Gone already.
+  }
+  const status = await main.child.status;
+  await main.reader.cancel().catch(() => {});
+  return status;
+}

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../lib/clock.ts";
 import { isType, TestClient } from "./_client.ts";
-import { listeningUrl } from "./_process.ts";
+import { startMain } from "./_process.ts";
 import { postJson, startTestServer, until } from "./_server.ts";
 import { RawWsClient } from "./_raw_ws.ts";
 
@@ -168,18 +168,6 @@ Deno.test("/healthz, /metrics and graceful drain", async (t) => {
     await assert.rejects(server.fetch("/healthz"));
   });
 });
-
-/** Runs main.ts with `env` and waits for its "listening on" line. */
-async function startMain(env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-kv", "-A", new URL("../main.ts", import.meta.url).pathname],
-    env,
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  return { child, reader, url: await listeningUrl(reader, "main.ts") };
-}
 
 Deno.test("main.ts: SIGTERM drains and exits within 5 s; history survives the restart", async () => {
   const dir = await Deno.makeTempDir();

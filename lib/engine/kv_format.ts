@@ -18,11 +18,14 @@ const NEWLINE = 10;
 
 export interface Meta {
   epoch: string;
-  /** The latest offset stored. */
+  /** The latest offset settled: stored, or known to be lost (then it is in `holes`). */
   offset: number;
   /** Local sequencer: offsets up to here may have been handed out (delivered) without being
    * stored yet. Whoever numbers next starts above it. Absent: equal to `offset`. */
   reserved?: number;
+  /** Offsets up to `offset` that name no message (`Holes`: flat pairs `[from, to, …]`), as far as
+   * they reach into the retained window: retention counts messages, not offsets. Absent: none. */
+  holes?: number[];
 }
 
 export function metaKey(room: string): Deno.KvKey {
@@ -37,7 +40,9 @@ export function blockKey(room: string, epoch: string, last: number, chunk: numbe
 export function isMeta(value: unknown): value is Meta {
   return typeof value === "object" && value !== null && "epoch" in value && typeof value.epoch === "string" &&
     "offset" in value && typeof value.offset === "number" &&
-    (!("reserved" in value) || value.reserved === undefined || typeof value.reserved === "number");
+    (!("reserved" in value) || value.reserved === undefined || typeof value.reserved === "number") &&
+    (!("holes" in value) || value.holes === undefined ||
+      (Array.isArray(value.holes) && value.holes.length % 2 === 0 && value.holes.every(Number.isSafeInteger)));
 }
 
 /** The first offset not yet handed out by anybody, minus one. */

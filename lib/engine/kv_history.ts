@@ -22,7 +22,15 @@ import {
   retryLocked,
   split,
 } from "./kv_format.ts";
-import { oldestKept, type Page, type ReadOptions, type RetentionOptions } from "./store.ts";
+import {
+  type Holes,
+  keptHoles,
+  oldestKept,
+  type Page,
+  type ReadOptions,
+  type RetentionOptions,
+  withHole,
+} from "./store.ts";
 
 /** Per atomic operation, under Deno KV's limits (100 checks, 1000 mutations, 800 KiB). */
 export const BATCH_MAX_ROOMS = 64;
@@ -106,6 +114,8 @@ export class KvHistory {
    * chunks, oldest first), and the offset up to which it has trimmed (or its first sweep covers).
    * In memory only; the start-up sweep covers what a restart forgets. */
   readonly #written = new Map<string, { epoch: string; blocks: { last: number; chunks: number }[]; to: number }>();
+  /** The holes of rooms that have some, as their sequencer knows them (`setHoles`). */
+  readonly #holes = new Map<string, { epoch: string; holes: Holes }>();
 
   constructor(kv: Deno.Kv, options: KvStoreOptions) {
     this.kv = kv;
@@ -133,6 +143,35 @@ export class KvHistory {
     return out;
   }
 
+  /** The room's holes in `epoch` are `holes` (from its meta, or found since): the retained window
+   * counts messages, skipping them. */
+  setHoles(room: string, epoch: string, holes: Holes): void {
+    if (holes.length === 0) this.#holes.delete(room);
+    else this.#holes.set(room, { epoch, holes });
+  }
+
+  /** The oldest offset kept in the room when its latest is `latest` (see `oldestKept`). */
+  floor(room: string, epoch: string, latest: number): number {
+    const known = this.#holes.get(room);
+    return oldestKept(latest, this.options.historyLimit, known?.epoch === epoch ? known.holes : undefined);
+  }
+
+  /** The meta as it stands once every offset handed out is settled: a meta left with a
+   * reservation by a process that died (`reserved` above `offset`) had handed out offsets up to
+   * `reserved`; what of them is not stored (after its commit log was filed) is a hole. Reads the
+   * room's last stored block to know. */
+  async settled(room: string, meta: Meta): Promise<Meta> {
+    const reserved = meta.reserved ?? meta.offset;
+    if (reserved <= meta.offset) return meta;
+    const prefix = [NS, "msg", room, meta.epoch];
+    let last = meta.offset;
+    for await (const entry of this.kv.list({ prefix }, { reverse: true, limit: 1 })) {
+      last = Math.max(last, entry.key[4] as number);
+    }
+    const holes = last < reserved ? withHole(meta.holes ?? [], last + 1, reserved) : meta.holes ?? [];
+    return { epoch: meta.epoch, offset: reserved, holes: keptHoles(holes, reserved, this.options.historyLimit) };
+  }
+
   /** Deletes that one atomic operation may spend on trimming. */
   trimBudget(): { deletes: number } {
     return { deletes: TRIM_BUDGET };
@@ -156,7 +195,7 @@ export class KvHistory {
       op.set(blockKey(room, epoch, offset, i), chunk, ttl === undefined ? undefined : { expireIn: ttl })
     );
     // The last offset out of the window. Below it, the first sweep of this room does the work.
-    const floor = offset - this.options.historyLimit;
+    const floor = this.floor(room, epoch, offset) - 1;
     let written = this.#written.get(room);
     if (!written || written.epoch !== epoch) {
       this.#written.set(room, written = { epoch, blocks: [], to: Math.max(0, floor) });
@@ -205,7 +244,7 @@ export class KvHistory {
       const { room, epoch, offset } = p.stored as StoredMessage;
       if (this.#swept.has(room)) continue;
       this.#swept.add(room);
-      const floor = oldestKept(offset, this.options.historyLimit);
+      const floor = this.floor(room, epoch, offset);
       const sweep = this.deleteRange([NS, "msg", room, epoch], [NS, "msg", room, epoch, floor])
         .catch((error) => console.error(`roomcast: sweeping old history of ${room} failed:`, error))
         .finally(() => this.#sweeps.delete(sweep));
@@ -232,8 +271,9 @@ export class KvHistory {
 
   /** A page of the room's history as of `position`. */
   async read(room: string, { epoch, offset }: Position, options: ReadOptions): Promise<Page> {
-    const floor = Math.max(oldestKept(offset, this.options.historyLimit), (options.after ?? 0) + 1);
+    const floor = Math.max(this.floor(room, epoch, offset), (options.after ?? 0) + 1);
     const before = options.before ?? Infinity;
+    if (floor >= before) return { epoch, offset, messages: [] };
     const ttl = this.options.historyTtlMs;
     const minTs = ttl === undefined ? -Infinity : this.options.clock.now() - ttl;
     const wanted = (m: StoredMessage) => m.offset >= floor && m.offset < before && m.ts >= minTs;

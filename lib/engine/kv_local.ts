@@ -177,12 +177,23 @@ export class LocalSequencer {
   async #load(seqs: Sequence[]): Promise<void> {
     const need = seqs.filter((s) => !s.loaded && !s.loading);
     if (need.length > 0) {
-      const loading = this.#history.readMetas(need.map((s) => s.room)).then((metas) => {
-        for (const seq of need) seq.adopt(metas.get(seq.room) ?? { value: null, versionstamp: null });
+      const loading = this.#history.readMetas(need.map((s) => s.room)).then(async (metas) => {
+        for (const seq of need) {
+          const { value, versionstamp } = metas.get(seq.room) ?? { value: null, versionstamp: null };
+          // Left with a reservation by a process that died: what it handed out and did not store is
+          // a hole (the stored meta is rewritten with the next reservation).
+          this.#adopt(seq, { value: value && await this.#history.settled(seq.room, value), versionstamp });
+        }
       }).finally(() => need.forEach((s) => s.loading = undefined));
       for (const seq of need) seq.loading = loading;
     }
     await Promise.all(seqs.map((s) => s.loading));
+  }
+
+  /** Takes the stored meta as the room's state (`Sequence.adopt`), holes included. */
+  #adopt(seq: Sequence, meta: CachedMeta): void {
+    seq.adopt(meta);
+    this.#history.setHoles(seq.room, seq.epoch, seq.holes);
   }
 
   async #loaded(room: string): Promise<Sequence> {
@@ -215,7 +226,7 @@ export class LocalSequencer {
       const op = this.#history.kv.atomic();
       const reserving = new Map<Sequence, Required<Meta>>();
       for (const seq of rooms) {
-        const meta = seq.reservation();
+        const meta = seq.reservation(this.#history.options.historyLimit);
         if (!meta) continue;
         if (reserving.size >= BATCH_MAX_ROOMS) break;
         op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
@@ -291,7 +302,7 @@ export class LocalSequencer {
     // Logged messages lie inside this process's old reservation: they are still filed, unless the
     // room has a new epoch.
     if (current.value?.epoch !== seq.epoch) this.#settle(this.#log.drop(seq.room));
-    seq.adopt(current);
+    this.#adopt(seq, current);
     // Store a reservation above everything handed out before numbering again.
     this.#wanting.add(seq);
   }
@@ -325,6 +336,13 @@ export class LocalSequencer {
     if (lost.length === 0) return;
     this.#history.options.lost?.inc(lost.length);
     for (const p of lost) p.onDurable?.(error);
+    const byRoom = Map.groupBy(lost, (p) => this.#sequence(p.message.room));
+    for (const [seq, ps] of byRoom) {
+      // In the room's epoch still (not taken over by another writer with a new one): a hole there.
+      const offsets = ps.filter((p) => p.stored?.epoch === seq.epoch).map((p) => (p.stored as StoredMessage).offset);
+      seq.lost(offsets);
+      this.#history.setHoles(seq.room, seq.epoch, seq.holes);
+    }
     this.#settle(lost.map((p) => p.message.room));
   }
 
@@ -388,7 +406,7 @@ export class LocalSequencer {
       const fresh = { epoch: newEpoch(), offset: 0, reserved: 0 };
       try {
         const result = await retryLocked(() => this.#history.kv.set(metaKey(seq.room), fresh));
-        seq.adopt({ value: fresh, versionstamp: result.versionstamp });
+        this.#adopt(seq, { value: fresh, versionstamp: result.versionstamp });
         this.#history.forget(seq.room);
         if (seq.waiting.length > 0) this.#wanting.add(seq);
         done(fresh.epoch);
@@ -436,7 +454,7 @@ export class LocalSequencer {
       for (const seq of group) {
         seq.reserved = seq.assigned;
         op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
-        op.set(metaKey(seq.room), seq.released());
+        op.set(metaKey(seq.room), seq.released(this.#history.options.historyLimit));
       }
       const result = await retryLocked(() => op.commit()).catch(() => undefined);
       for (const seq of group) {
@@ -456,7 +474,7 @@ export class LocalSequencer {
       const op = this.#history.kv.atomic();
       for (const seq of seqs.slice(i, i + BATCH_MAX_ROOMS)) {
         op.check({ key: metaKey(seq.room), versionstamp: seq.versionstamp });
-        op.set(metaKey(seq.room), seq.released());
+        op.set(metaKey(seq.room), seq.released(this.#history.options.historyLimit));
       }
       // A conflict means another writer took these rooms over: their meta is theirs to keep.
       await retryLocked(() => op.commit());

@@ -226,8 +226,8 @@ export class CommitLog {
   }
 
   /** Writes `blocks` under their rooms' keys, FILE_ROOMS_PER_OP rooms per atomic operation at most
-   * (fewer where the limits say so). A message already out of its room's history window is not
-   * written. */
+   * (fewer where the limits say so). A message with more than the history limit of newer ones in
+   * its own block is already out of its room's window and is not written. */
   async #write(blocks: Block[], done: (block: Block) => void): Promise<void> {
     const limit = this.#history.options.historyLimit;
     for (let i = 0; i < blocks.length;) {
@@ -239,7 +239,8 @@ export class CommitLog {
         const last = offset(at.length - 1);
         const parts: Uint8Array[] = [];
         at.forEach((j, k) => {
-          if (offset(k) <= last - limit) return;
+          // More than the history limit of newer messages in this very block: out of the window.
+          if (at.length - k > limit) return;
           const rec = records[k] as LogRecord;
           if (parts.length > 0) parts.push(LINE);
           parts.push(rec.bytes.subarray(rec.starts[j], rec.ends[j]));

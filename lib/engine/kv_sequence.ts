@@ -5,7 +5,7 @@
  */
 import { highWater, type Meta, number, type Pending } from "./kv_format.ts";
 import type { CachedMeta } from "./kv_history.ts";
-import { newEpoch } from "./store.ts";
+import { type Holes, keptHoles, newEpoch, withHole } from "./store.ts";
 
 /** Offsets a local sequencer reserves beyond what it has handed out, at least and at most: twice
  * what the room used since its last reservation. A crash skips at most this many offsets more than
@@ -27,6 +27,8 @@ export class Sequence {
   step = RESERVE_MIN;
   sinceReserved = 0;
   versionstamp: string | null = null;
+  /** Offsets handed out that will never be stored (see `Holes`). */
+  holes: Holes = [];
   /** Appends waiting for the load or for a larger reservation, in call order. */
   waiting: Pending[] = [];
   /** For `flush`: appends numbered, and of those, filed under the room's keys or given up. */
@@ -60,22 +62,37 @@ export class Sequence {
     if (this.loaded && (value === null || value.epoch === this.epoch)) {
       this.assigned = Math.max(this.assigned, high);
       this.durable = value?.offset ?? this.durable;
+      for (let i = 0; i < (value?.holes?.length ?? 0); i += 2) {
+        this.holes = withHole(this.holes, value?.holes?.[i] as number, value?.holes?.[i + 1] as number);
+      }
     } else {
       this.epoch = value?.epoch ?? newEpoch();
       this.assigned = high;
       this.durable = value?.offset ?? 0;
+      this.holes = value?.holes ?? [];
     }
     this.reserved = this.assigned;
     this.versionstamp = versionstamp;
     this.loaded = true;
   }
 
+  /** These offsets were handed out and will never be stored. */
+  lost(offsets: number[]): void {
+    for (const offset of offsets) this.holes = withHole(this.holes, offset, offset);
+  }
+
   /** The meta to write when the reservation runs low (or was never stored), else `undefined`. */
-  reservation(): Required<Meta> | undefined {
+  reservation(historyLimit: number): Required<Meta> | undefined {
     const needed = this.assigned + this.waiting.length;
     if (this.reserved - needed >= this.step / 2 && this.versionstamp !== null) return undefined;
     const step = Math.min(RESERVE_MAX, Math.max(RESERVE_MIN, 2 * (this.sinceReserved + this.waiting.length)));
-    return { epoch: this.epoch, offset: this.durable, reserved: needed + step };
+    return { ...this.#meta(historyLimit), reserved: needed + step };
+  }
+
+  /** The meta as this room stands: what is stored, and the holes that still matter. */
+  #meta(historyLimit: number): Omit<Required<Meta>, "reserved"> {
+    this.holes = keptHoles(this.holes, this.assigned, historyLimit);
+    return { epoch: this.epoch, offset: this.durable, holes: [...this.holes] };
   }
 
   /** A commit stored `meta` (from `reservation`) as of `versionstamp`. */
@@ -87,8 +104,8 @@ export class Sequence {
   }
 
   /** The meta that gives the reservation back: what is stored, nothing above what was handed out. */
-  released(): Required<Meta> {
-    return { epoch: this.epoch, offset: this.durable, reserved: this.assigned };
+  released(historyLimit: number): Required<Meta> {
+    return { ...this.#meta(historyLimit), reserved: this.assigned };
   }
 
   /** Nothing waits for an offset and every append is filed or given up. */

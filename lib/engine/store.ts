@@ -95,9 +95,57 @@ export async function recover(store: Store, room: string, since: Position, histo
   };
 }
 
-/** The offsets still kept in a room whose latest offset is `latest`. */
-export function oldestKept(latest: number, historyLimit: number): number {
-  return Math.max(1, latest - historyLimit + 1);
+/** Runs of offsets that name no message (a crash or a storage failure lost them after they were
+ * handed out), as flat pairs `[from, to, from, to, …]`, ascending and disjoint. */
+export type Holes = readonly number[];
+
+const NO_HOLES: Holes = [];
+
+/** The oldest offset still kept in a room whose latest offset is `latest`: the last
+ * `historyLimit` messages are kept, and offsets in `holes` hold none, so they don't count. */
+export function oldestKept(latest: number, historyLimit: number, holes: Holes = NO_HOLES): number {
+  let remaining = historyLimit;
+  let cursor = latest;
+  for (let i = holes.length - 2; i >= 0; i -= 2) {
+    const from = holes[i] as number;
+    if (from > cursor) continue;
+    const top = Math.min(holes[i + 1] as number, cursor);
+    // Offsets top + 1 … cursor hold messages.
+    if (cursor - top >= remaining) return cursor - remaining + 1;
+    remaining -= cursor - top;
+    cursor = from - 1;
+  }
+  return Math.max(1, cursor - remaining + 1);
+}
+
+/** `holes` with the run `from`…`to` added (merged with its neighbours). */
+export function withHole(holes: Holes, from: number, to: number): number[] {
+  const runs: [number, number][] = [];
+  for (let i = 0; i < holes.length; i += 2) runs.push([holes[i] as number, holes[i + 1] as number]);
+  runs.push([from, to]);
+  runs.sort((a, b) => a[0] - b[0]);
+  const out: number[] = [];
+  for (const [a, b] of runs) {
+    const last = out.length - 1;
+    if (out.length > 0 && a <= (out[last] as number) + 1) out[last] = Math.max(out[last] as number, b);
+    else out.push(a, b);
+  }
+  return out;
+}
+
+/** Holes at most this many runs: the oldest are forgotten first (the window then keeps fewer
+ * messages than the limit, never more). */
+const MAX_HOLE_RUNS = 64;
+
+/** The runs of `holes` that still matter to a room whose latest offset is `latest`: those that
+ * reach into its retained window. */
+export function keptHoles(holes: Holes, latest: number, historyLimit: number): number[] {
+  const floor = oldestKept(latest, historyLimit, holes);
+  const out: number[] = [];
+  for (let i = 0; i < holes.length; i += 2) {
+    if ((holes[i + 1] as number) >= floor) out.push(holes[i] as number, holes[i + 1] as number);
+  }
+  return out.slice(-2 * MAX_HOLE_RUNS);
 }
 
 /** The stored form of a message, fields in wire order. */

@@ -25,7 +25,7 @@ import {
 } from "./kv_format.ts";
 import { batchSize, type CachedMeta, KvHistory, type KvStoreOptions } from "./kv_history.ts";
 import { LocalSequencer } from "./kv_local.ts";
-import { newEpoch, type OnDurable, type Page, type ReadOptions, type Store } from "./store.ts";
+import { keptHoles, newEpoch, type OnDurable, type Page, type ReadOptions, type Store } from "./store.ts";
 
 export type { KvStoreOptions } from "./kv_history.ts";
 
@@ -75,13 +75,20 @@ export class KvStore implements Store {
       }
     }
     try {
-      const store = new KvStore(await Deno.openKv(path), options, lock);
-      await store.#local?.start();
-      return store;
+      return await KvStore.over(await Deno.openKv(path), options, lock);
     } catch (error) {
       lock?.close();
       throw error;
     }
+  }
+
+  /** A store over a KV already open (its owner's to release with `close()`): the local sequencer
+   * first files what an unclean stop left in its commit log. `open` uses it; so do tests that
+   * hand it a KV that fails on purpose. */
+  static async over(kv: Deno.Kv, options: KvStoreOptions, lock?: Deno.FsFile): Promise<KvStore> {
+    const store = new KvStore(kv, options, lock);
+    await store.#local?.start();
+    return store;
   }
 
   appendNow(message: NewMessage): StoredMessage | undefined {
@@ -123,15 +130,16 @@ export class KvStore implements Store {
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         const missing = rooms.filter((room) => !this.#meta.has(room));
-        for (const [room, meta] of await this.#history.readMetas(missing)) this.#meta.set(room, meta);
+        for (const [room, meta] of await this.#history.readMetas(missing)) await this.#cache(room, meta);
         const op = this.#kv.atomic();
         const next = new Map<string, Meta>();
         for (const room of rooms) {
           const cached = this.#meta.get(room);
           op.check({ key: metaKey(room), versionstamp: cached?.versionstamp ?? null });
-          // Above any offset a local sequencer may have handed out.
           const value = cached?.value;
-          next.set(room, { epoch: value?.epoch ?? newEpoch(), offset: value ? highWater(value) : 0 });
+          const meta: Meta = { epoch: value?.epoch ?? newEpoch(), offset: value ? highWater(value) : 0 };
+          if (value?.holes?.length) meta.holes = value.holes;
+          next.set(room, meta);
         }
         const budget = this.#history.trimBudget();
         for (const p of batch) {
@@ -140,7 +148,10 @@ export class KvStore implements Store {
           number(p, meta.epoch, meta.offset);
           this.#history.put(op, p, budget);
         }
-        for (const [room, meta] of next) op.set(metaKey(room), meta);
+        for (const [room, meta] of next) {
+          if (meta.holes) meta.holes = keptHoles(meta.holes, meta.offset, this.#history.options.historyLimit);
+          op.set(metaKey(room), meta);
+        }
         const result = await this.#commitOrFind(op, batch);
         if (result.ok) {
           for (const [room, meta] of next) {
@@ -184,12 +195,22 @@ export class KvStore implements Store {
     }
   }
 
+  /** Caches the room's stored meta as settled (`KvHistory.settled`): numbering continues above
+   * anything a local sequencer handed out, and what it lost is a hole. The versionstamp stays the
+   * stored one, so the next commit checks against it and writes the settled meta. */
+  async #cache(room: string, { value, versionstamp }: CachedMeta): Promise<Meta | null> {
+    const settled = value && await this.#history.settled(room, value);
+    this.#meta.set(room, { value: settled, versionstamp });
+    if (settled) this.#history.setHoles(room, settled.epoch, settled.holes ?? []);
+    return settled;
+  }
+
   async position(room: string): Promise<Position> {
     if (this.#local) return await this.#local.position(room);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await retryLocked(() => this.#kv.get(metaKey(room)));
-      const value = isMeta(entry.value) ? entry.value : null;
-      this.#meta.set(room, { value, versionstamp: entry.versionstamp });
+      const stored = isMeta(entry.value) ? entry.value : null;
+      const value = await this.#cache(room, { value: stored, versionstamp: entry.versionstamp });
       if (value) return { epoch: value.epoch, offset: value.offset };
       const fresh: Meta = { epoch: newEpoch(), offset: 0 };
       const result = await retryLocked(() =>

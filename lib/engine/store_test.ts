@@ -5,6 +5,7 @@ import { storeContract } from "../../tests/store_contract.ts";
 import { KvStore } from "./store_kv.ts";
 import { stored } from "../../tests/_kv.ts";
 import { MemoryStore } from "./store_memory.ts";
+import { keptHoles, oldestKept, withHole } from "./store.ts";
 
 storeContract("MemoryStore", (retention, clock) => {
   const store = new MemoryStore(retention, clock);
@@ -102,3 +103,20 @@ for (const sequencer of ["kv", "local"] as const) {
     await Deno.remove(dir, { recursive: true });
   });
 }
+
+Deno.test("retention counts messages: offsets in holes don't count", () => {
+  assert.equal(oldestKept(10, 3), 8);
+  assert.equal(oldestKept(2, 3), 1);
+  assert.equal(oldestKept(10, 3, [8, 9]), 6, "kept: 6, 7, 10");
+  assert.equal(oldestKept(10, 3, [9, 10]), 6, "a hole at the top: kept 6, 7, 8");
+  assert.equal(oldestKept(10, 3, [2, 3, 8, 9]), 6, "a hole below the window changes nothing");
+  assert.equal(oldestKept(10, 3, [4, 5, 7, 9]), 3, "kept: 3, 6, 10");
+  assert.equal(oldestKept(10, 4, [4, 5, 7, 9]), 2, "kept: 2, 3, 6, 10");
+  assert.equal(oldestKept(100, 1000, [10, 90]), 1);
+  assert.deepEqual(withHole([], 5, 5), [5, 5]);
+  assert.deepEqual(withHole([5, 5], 6, 8), [5, 8], "neighbours merge");
+  assert.deepEqual(withHole([10, 12], 1, 2), [1, 2, 10, 12], "kept in order");
+  assert.deepEqual(withHole([1, 4, 10, 12], 3, 11), [1, 12], "overlaps merge");
+  assert.deepEqual(keptHoles([1, 2, 50, 60], 100, 10), [], "holes below the window go");
+  assert.deepEqual(keptHoles([1, 2, 95, 96], 100, 10), [95, 96]);
+});

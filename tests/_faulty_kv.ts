@@ -1,0 +1,52 @@
+/**
+ * A real Deno KV whose commits fail on purpose, for the paths that handle a failed commit and a
+ * commit of unknown outcome: `"fail"` throws before the commit is applied, `"unknown"` applies it
+ * and then throws (what a storage layer that dies before answering looks like).
+ */
+
+export type Fault = "fail" | "unknown";
+
+export interface FaultyKv {
+  kv: Deno.Kv;
+  /** Faults for the next atomic commits, in order (a commit with no fault left just commits). */
+  faults: Fault[];
+  /** Commits attempted so far. */
+  commits: number;
+}
+
+/** Forwards every property of `target` to it, methods bound; `override` replaces some. A method
+ * that returns `target` itself (chaining) returns the proxy instead. */
+function forward<T extends object>(target: T, override: Partial<Record<PropertyKey, unknown>>): T {
+  const proxy: T = new Proxy(target, {
+    get(t, key) {
+      if (key in override) return override[key];
+      const value = Reflect.get(t, key);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        const result = value.apply(t, args);
+        return result === t ? proxy : result;
+      };
+    },
+  });
+  return proxy;
+}
+
+export function faultyKv(real: Deno.Kv): FaultyKv {
+  const state: FaultyKv = { kv: real, faults: [], commits: 0 };
+  state.kv = forward(real, {
+    atomic: () => {
+      const op = real.atomic();
+      return forward(op, {
+        commit: async () => {
+          state.commits++;
+          const fault = state.faults.shift();
+          if (fault === "fail") throw new Error("injected: the KV failed before applying the commit");
+          const result = await op.commit();
+          if (fault === "unknown") throw new Error("injected: the KV applied the commit and failed to answer");
+          return result;
+        },
+      });
+    },
+  });
+  return state;
+}
