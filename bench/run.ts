@@ -120,8 +120,12 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     PORT: "0",
     HOSTNAME: "127.0.0.1",
     ROOMCAST_KV_PATH: args.get("kv") ?? `${kvDir}/bench-${crypto.randomUUID()}.kv`,
+    // Every load-generator client comes from 127.0.0.1: the per-address limits would throttle
+    // the bench, not an attacker.
     ROOMCAST_PUBLISH_RATE: "1000000/1s",
     ROOMCAST_SIGNAL_BURST: "100000",
+    ROOMCAST_CONNECT_RATE: "0",
+    ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
   };
   const child = new Deno.Command("sh", {
     args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],

@@ -44,6 +44,18 @@ export interface Config {
   workers: number;
   /** @default undefined */
   redisUrl: string | undefined;
+  /** Open WebSocket and SSE connections at most; `undefined`: derived from the file-descriptor
+   * limit when the server starts (routes/server.ts). @default undefined */
+  maxConnections: number | undefined;
+  /** Open connections at most per client address (IPv6: per /64); 0 = no cap. @default 256 */
+  maxConnectionsPerIp: number;
+  /** New connections a client address may open per `connectWindowMs`; 0 = no limit. @default 60 */
+  connectBurst: number;
+  /** @default 10000 */
+  connectWindowMs: number;
+  /** Addresses of reverse proxies whose `X-Forwarded-For` names the client (for the per-address
+   * limits; forwarded requests never get loopback trust). @default [] */
+  trustedProxies: string[];
   /** Bearer key for `/api/*` writes; unset = loopback callers only. @default undefined */
   apiKey: string | undefined;
   /** HS256 secret that connection tokens must be signed with; unset = anonymous guests. @default undefined */
@@ -120,14 +132,17 @@ class Reader {
     return fallback;
   }
 
-  rate(name: string, fallback: [number, number]): [number, number] {
+  rate(name: string, fallback: [number, number], allowOff = false): [number, number] {
     const text = this.string(name);
     if (text === undefined) return fallback;
+    if (allowOff && (text === "0" || text === "off")) return [0, fallback[1]];
     const match = /^(\d+)\s*\/\s*(.+)$/.exec(text);
     const count = match ? Number(match[1]) : NaN;
     const window = match?.[2] ? parseDuration(match[2]) : undefined;
     if (!(count >= 1) || window === undefined) {
-      this.problems.push(`${name} must look like 50/10s, got ${JSON.stringify(text)}`);
+      this.problems.push(
+        `${name} must look like 50/10s${allowOff ? " (or 0 for no limit)" : ""}, got ${JSON.stringify(text)}`,
+      );
       return fallback;
     }
     return [count, window];
@@ -142,6 +157,9 @@ export function loadConfig(env: Env): Config {
   const origins = read.string("ROOMCAST_ORIGINS")?.split(",").map((o) => o.trim().replace(/\/$/, ""))
     .filter((o) => o.length > 0);
   const [publishBurst, publishWindowMs] = read.rate("ROOMCAST_PUBLISH_RATE", [50, 10_000]);
+  const [connectBurst, connectWindowMs] = read.rate("ROOMCAST_CONNECT_RATE", [60, 10_000], true);
+  const list = (name: string) => read.string(name)?.split(",").map((item) => item.trim()).filter((item) => item);
+  const maxConnections = read.int("ROOMCAST_MAX_CONNECTIONS", 0, 0, 10_000_000);
   const config: Config = {
     port: read.int("PORT", 8000, 0, 65535),
     hostname: read.string("HOSTNAME") ?? "0.0.0.0",
@@ -149,6 +167,11 @@ export function loadConfig(env: Env): Config {
     sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], kvPath === undefined ? "kv" : "local"),
     workers: read.int("ROOMCAST_WORKERS", 1, 1, 64),
     redisUrl: read.string("ROOMCAST_REDIS_URL"),
+    maxConnections: maxConnections > 0 ? maxConnections : undefined,
+    maxConnectionsPerIp: read.int("ROOMCAST_MAX_CONNECTIONS_PER_IP", 256, 0, 10_000_000),
+    connectBurst,
+    connectWindowMs,
+    trustedProxies: list("ROOMCAST_TRUSTED_PROXIES") ?? [],
     apiKey: read.string("ROOMCAST_API_KEY"),
     authSecret: read.string("ROOMCAST_AUTH_SECRET"),
     origins: origins && origins.length > 0 ? origins : undefined,

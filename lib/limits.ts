@@ -1,5 +1,5 @@
 /**
- * Per-connection limits: a token bucket for publish and signal rates and a flood guard that
+ * Rate limits: a token bucket (publishes, signals, joins, new connections) and a flood guard that
  * turns repeated `rate_limited` answers into a close. Both read time from an injected clock.
  */
 import type { Clock } from "./clock.ts";
@@ -18,6 +18,17 @@ export class TokenBucket {
     this.#perMs = capacity / windowMs;
     this.#clock = clock;
     this.#updated = clock.now();
+  }
+
+  /** Whether the bucket has refilled to capacity: forgetting it would change nothing. */
+  get full(): boolean {
+    return this.#tokens + (this.#clock.now() - this.#updated) * this.#perMs >= this.#capacity;
+  }
+
+  /** Milliseconds until a token is there (0: now). */
+  get waitMs(): number {
+    const tokens = this.#tokens + (this.#clock.now() - this.#updated) * this.#perMs;
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) / this.#perMs);
   }
 
   /** Takes one token; false when the bucket is empty. */

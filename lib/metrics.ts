@@ -86,6 +86,15 @@ export class Metrics {
   readonly deliveries = new Counter("roomcast_deliveries_total", "Frames sent to connections");
   readonly errors = new Counter("roomcast_errors_total", "Errors answered, by code", "code");
   readonly closes = new Counter("roomcast_closes_total", "Connections closed by the server, by reason", "reason");
+  readonly refused = new Counter(
+    "roomcast_connections_refused_total",
+    "WebSocket and SSE connections refused before they opened, by reason (full, address, rate)",
+    "reason",
+  );
+  readonly acceptErrors = new Counter(
+    "roomcast_accept_errors_total",
+    "Times the server stopped accepting connections (out of file descriptors) and listened again",
+  );
   readonly dropped = new Counter(
     "roomcast_dropped_total",
     "Frames not sent because their connection was closed for it (it recovers on rejoin), by reason",
@@ -116,6 +125,8 @@ export class Metrics {
       this.deliveries,
       this.errors,
       this.closes,
+      this.refused,
+      this.acceptErrors,
       this.dropped,
       this.storeAppends,
       this.storeAppendSeconds,

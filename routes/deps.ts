@@ -1,5 +1,6 @@
 /** What every route gets: the hub and the configuration, plus shared state of the running server. */
 import type { Context } from "hono";
+import type { Admission } from "../lib/admission.ts";
 import type { Clock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import type { Hub } from "../lib/hub.ts";
@@ -12,6 +13,7 @@ export interface ServerState {
 
 export interface AppDeps {
   hub: Hub;
+  admission: Admission;
   config: Config;
   metrics: Metrics;
   clock: Clock;
@@ -27,4 +29,20 @@ export type AppContext = Context<AppEnv>;
 export function remoteHost(c: AppContext): string | undefined {
   const addr = c.env?.remoteAddr;
   return addr && (addr.transport === "tcp" || addr.transport === "udp") ? addr.hostname : undefined;
+}
+
+const bare = (host: string) => host.replace(/^\[|\]$/g, "").replace(/^::ffff:(?=\d)/i, "").toLowerCase();
+
+/** The client's address: the socket's, or, when the socket is one of `trustedProxies`, the last
+ * address in `X-Forwarded-For` that is not a trusted proxy. `undefined` without a socket. */
+export function clientAddress(c: AppContext, trustedProxies: readonly string[]): string | undefined {
+  const peer = remoteHost(c);
+  if (peer === undefined || trustedProxies.length === 0) return peer;
+  const trusted = new Set(trustedProxies.map(bare));
+  if (!trusted.has(bare(peer))) return peer;
+  const hops = (c.req.header("x-forwarded-for") ?? "").split(",").map((hop) => hop.trim()).filter((hop) => hop);
+  for (let i = hops.length - 1; i >= 0; i--) {
+    if (!trusted.has(bare(hops[i] as string))) return hops[i];
+  }
+  return hops[0] ?? peer;
 }

@@ -6,14 +6,41 @@
 import { type Identity, identityFromClaims, verifyToken } from "../lib/auth.ts";
 import { guestId, guestName } from "../lib/ids.ts";
 import { ProtocolError } from "../lib/protocol.ts";
-import type { AppContext, AppDeps } from "./deps.ts";
+import { type AppContext, type AppDeps, clientAddress } from "./deps.ts";
 import { jsonError } from "./errors.ts";
 
 /** Why a WebSocket or SSE stream can't be opened now (shutting down, foreign origin), or undefined. */
 export function refuseStream(c: AppContext, deps: AppDeps): Response | undefined {
-  if (deps.state.draining) return c.json({ error: { code: "internal", message: "Server is shutting down" } }, 503);
+  if (deps.state.draining) return jsonError(c, "unavailable", "Server is shutting down");
   if (!originAllowed(c, deps.config.origins)) return jsonError(c, "forbidden", "Origin not allowed");
   return undefined;
+}
+
+/** A connection the admission refused: what to tell the client, and when to try again. */
+export interface AdmissionRefusal {
+  code: "unavailable" | "rate_limited";
+  message: string;
+  retryAfterS: number;
+}
+
+/** Takes an admission slot for a WebSocket or SSE connection from this client (lib/admission.ts):
+ * the address to give it back with, or why not. */
+export function admit(c: AppContext, deps: AppDeps): { address: string; refusal?: AdmissionRefusal } {
+  const { config, admission, metrics } = deps;
+  const address = clientAddress(c, config.trustedProxies) ?? "local";
+  const refused = admission.admit(address);
+  if (refused === undefined) return { address };
+  metrics.refused.incLabel(refused);
+  const refusal: AdmissionRefusal = refused === "full"
+    ? { code: "unavailable", message: "The server is full: try again later", retryAfterS: 5 }
+    : refused === "address"
+    ? { code: "rate_limited", message: "Too many connections from your address", retryAfterS: 5 }
+    : {
+      code: "rate_limited",
+      message: "Connecting too often: try again shortly",
+      retryAfterS: Math.max(1, Math.ceil(config.connectWindowMs / Math.max(1, config.connectBurst) / 1000)),
+    };
+  return { address, refusal };
 }
 
 /** Same origin, no origin, or one of `ROOMCAST_ORIGINS` (`*` allows any). */

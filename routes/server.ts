@@ -3,6 +3,7 @@
  * `drain()` (healthz 503, close every socket with 1001, flush the store, stop listening).
  * main.ts and the integration tests start the server the same way.
  */
+import { Admission } from "../lib/admission.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import { createEngine, type Engine } from "../lib/engine/engine.ts";
@@ -31,6 +32,7 @@ export interface RunningServer {
   /** The Hono app, for in-process requests (tests that need a given remote address). */
   app: Hono<AppEnv>;
   hub: Hub;
+  admission: Admission;
   metrics: Metrics;
   engine: Engine;
   state: ServerState;
@@ -56,12 +58,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     node: nodeId(),
   });
   const state: ServerState = { draining: false };
-  const app = createApp({ hub, config, metrics, clock, state });
-  const server = Deno.serve({
-    hostname: config.hostname,
-    port: config.port,
-    onListen: (addr) => options.onListen?.(addr),
-  }, (request, info) => app.fetch(request, info));
+  const admission = new Admission({
+    maxConnections: config.maxConnections ?? defaultMaxConnections(fdLimit()),
+    maxPerAddress: config.maxConnectionsPerIp,
+    connectBurst: config.connectBurst,
+    connectWindowMs: config.connectWindowMs,
+    clock,
+  });
+  const app = createApp({ hub, admission, config, metrics, clock, state });
+  const server = new Listener(config, (request, info) => app.fetch(request, info), metrics, options.onListen);
   if (options.heartbeat ?? true) hub.startHeartbeat();
   const host = server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname;
   let drained: Promise<void> | undefined;
@@ -82,10 +87,106 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     url: `http://${host}:${server.addr.port}`,
     app,
     hub,
+    admission,
     metrics,
     engine,
     state,
     drain,
     [Symbol.asyncDispose]: () => drain(),
   };
+}
+
+/** The soft limit on open files where the platform tells (Linux: /proc), else `undefined`. Deno
+ * raises the soft limit to the hard one when it starts, so this is as high as the process may go. */
+export function fdLimit(): number | undefined {
+  try {
+    const match = /^Max open files\s+(\d+|unlimited)/m.exec(Deno.readTextFileSync("/proc/self/limits"));
+    if (!match) return undefined;
+    return match[1] === "unlimited" ? Infinity : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Connections allowed by default: 80 % of the file descriptors less 64 (the KV files, the
+ * listener, HTTP requests and connections not yet past their headers need the rest), at least 16;
+ * 10,000 where the limit is unknown. */
+export function defaultMaxConnections(limit: number | undefined): number {
+  if (limit === undefined || !Number.isFinite(limit)) return 10_000;
+  return Math.max(16, Math.floor(limit * 0.8) - 64);
+}
+
+/** Retry delays after the server stopped accepting (ms): doubling, at most a second. */
+const RELISTEN_MIN_MS = 50;
+const RELISTEN_MAX_MS = 1000;
+const RELISTEN_LOG_EVERY_MS = 10_000;
+
+/**
+ * `Deno.serve`, listening again when its accept loop dies. Out of file descriptors (EMFILE), that
+ * loop ends with an error that would end the process (denoland/deno#10148 made `Listener.accept`
+ * survive it; `Deno.serve` still gives up); connections already open are not affected. The
+ * listener then serves again on the same address as soon as the system lets it, retrying with a
+ * growing pause meanwhile.
+ */
+class Listener {
+  readonly addr: Deno.NetAddr;
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #stopped = false;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #delay = RELISTEN_MIN_MS;
+  #failedAt = -Infinity;
+  #loggedAt = -Infinity;
+
+  constructor(
+    readonly config: Config,
+    readonly handler: Deno.ServeHandler<Deno.NetAddr>,
+    readonly metrics: Metrics,
+    onListen?: (addr: Deno.NetAddr) => void,
+  ) {
+    // The first listen may fail (port in use): start-up fails with it.
+    this.#server = this.#serve(config.port, (addr) => onListen?.(addr));
+    this.addr = this.#server.addr;
+  }
+
+  #serve(port: number, onListen: (addr: Deno.NetAddr) => void): Deno.HttpServer<Deno.NetAddr> {
+    const server = Deno.serve({ hostname: this.config.hostname, port, onListen }, this.handler);
+    server.finished.catch((error) => this.#failed(error));
+    return server;
+  }
+
+  #failed(error: unknown): void {
+    if (this.#stopped) return;
+    this.metrics.acceptErrors.inc();
+    const now = Date.now();
+    // A failure long after the last one starts the pauses over.
+    if (now - this.#failedAt >= RELISTEN_LOG_EVERY_MS) this.#delay = RELISTEN_MIN_MS;
+    this.#failedAt = now;
+    if (now - this.#loggedAt >= RELISTEN_LOG_EVERY_MS) {
+      this.#loggedAt = now;
+      const why = error instanceof Error ? error.message : String(error);
+      console.error(
+        `roomcast: the server stopped accepting connections (${why}); listening again as soon as it can ` +
+          `(lower ROOMCAST_MAX_CONNECTIONS or raise ulimit -n if this recurs)`,
+      );
+    }
+    this.#retry = setTimeout(() => this.#relisten(), this.#delay);
+    this.#delay = Math.min(this.#delay * 2, RELISTEN_MAX_MS);
+  }
+
+  #relisten(): void {
+    this.#retry = undefined;
+    if (this.#stopped) return;
+    try {
+      this.#server = this.#serve(this.addr.port, () => {});
+    } catch (error) {
+      this.#failed(error);
+    }
+  }
+
+  /** Stops accepting and finishes the requests in flight. */
+  async shutdown(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+    await this.#server.shutdown().catch(() => {});
+  }
 }

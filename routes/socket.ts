@@ -10,7 +10,7 @@ import { connectionId } from "../lib/ids.ts";
 import type { Identity } from "../lib/auth.ts";
 import type { AppContext, AppDeps } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
+import { admit, identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
 import { SocketPeer } from "./socket_peer.ts";
 import { type BatchFlusher, BatchingSocketPeer } from "./batch.ts";
 
@@ -33,28 +33,41 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   const refused = refuseStream(c, deps);
   if (refused) return refused;
   const name = nameParam(c);
+  const { address, refusal } = admit(c, deps);
+  // A slot taken is given back when the socket closes, whatever happens from here.
+  const release = refusal ? () => {} : () => deps.admission.release(address);
   let identity: Identity | ProtocolError;
+  let socket: WebSocket;
+  let response: Response;
   try {
-    identity = await identify(c, deps, name);
+    identity = refusal ? new ProtocolError(refusal.code, refusal.message) : await identify(c, deps, name).catch(
+      (error) => {
+        if (error instanceof ProtocolError) return error;
+        throw error;
+      },
+    );
+    const idleTimeout = Math.max(1, Math.ceil(deps.config.heartbeatMs / 1000));
+    ({ socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout }));
   } catch (error) {
-    if (!(error instanceof ProtocolError)) throw error;
-    identity = error;
+    release();
+    throw error;
   }
-  const idleTimeout = Math.max(1, Math.ceil(deps.config.heartbeatMs / 1000));
-  const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout });
+  socket.addEventListener("close", release, { once: true });
   if (identity instanceof ProtocolError) {
-    refuse(socket, identity);
+    refuse(socket, identity, refusal ? CloseCode.tryAgainLater : CloseCode.policy);
   } else {
     wire(socket, deps, identity, kind);
   }
   return response;
 }
 
-/** Tells the client why (an `error` frame) and closes with 1008: browsers can't read a refused upgrade. */
-function refuse(socket: WebSocket, error: ProtocolError): void {
+/** Tells the client why (an `error` frame) and closes: 1008 for a policy (auth), 1013 for a
+ * server that can't take it now. Browsers can't read a refused upgrade's status, so the upgrade
+ * completes first. */
+function refuse(socket: WebSocket, error: ProtocolError, code: number): void {
   socket.onopen = () => {
     socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
-    socket.close(CloseCode.policy, error.message.slice(0, 120));
+    socket.close(code, error.message.slice(0, 120));
   };
 }
 

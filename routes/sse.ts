@@ -12,7 +12,7 @@ import { connectionId } from "../lib/ids.ts";
 import { isRoomName, type Position, ProtocolError, type ServerFrame, type User } from "../lib/protocol.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { identify, nameParam, refuseStream } from "./identity.ts";
+import { admit, identify, nameParam, refuseStream } from "./identity.ts";
 
 const encoder = new TextEncoder();
 
@@ -150,12 +150,21 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
     const denied = rooms.find((room) => !roomAllowed(identity.rooms, room));
     if (denied) return jsonError(c, "forbidden", `Not allowed to join room ${denied}`);
     const resume = parseStreamId(c.req.header("last-event-id") ?? c.req.query("since"), rooms);
+    const { address, refusal } = admit(c, deps);
+    if (refusal) {
+      c.header("retry-after", String(refusal.retryAfterS));
+      return jsonError(c, refusal.code, refusal.message);
+    }
 
     let peer: SsePeer | undefined;
     let connection: ReturnType<typeof hub.connect> | undefined;
+    const ended = (p: SsePeer) => {
+      track(p, false);
+      deps.admission.release(address);
+    };
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
-        peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, (p) => track(p, false));
+        peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, ended);
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
         connection = hub.connect(peer, { rooms: identity.rooms, expiresAt: identity.expiresAt });
         track(peer, true);
