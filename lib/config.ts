@@ -60,8 +60,15 @@ export interface Config {
   apiKey: string | undefined;
   /** HS256 secret that connection tokens must be signed with; unset = anonymous guests. @default undefined */
   authSecret: string | undefined;
-  /** Allowed `Origin`s for upgrades; `undefined` = same origin and no-origin clients. @default undefined */
+  /** Allowed `Origin`s for upgrades, SSE and CORS; `undefined` = same origin and no-origin
+   * clients. @default undefined */
   origins: string[] | undefined;
+  /** Host names this server answers to as itself: a request to another `Host` (a DNS name
+   * rebound to this machine) gets no loopback trust and is no "same origin". `*`: any.
+   * @default ["localhost", "127.0.0.1", "::1"] (Deno Deploy: ["*"]) */
+  hosts: string[];
+  /** Bearer key for `GET /metrics`; loopback callers need none. @default undefined */
+  metricsKey: string | undefined;
   /** Server ping interval; a `/ws` peer silent for two intervals is closed with 4000. @default 25000 */
   heartbeatMs: number;
   /** Interval of keep-alive comments on SSE streams. @default 15000 */
@@ -149,6 +156,13 @@ class Reader {
   }
 }
 
+/** A host name as `ROOMCAST_HOSTS` lists it: lower case, without port, brackets or final dot. */
+export function hostName(host: string): string {
+  const bracketed = /^\[([^\]]*)\](?::\d+)?$/.exec(host);
+  const name = bracketed ? bracketed[1] as string : host.includes("::") ? host : host.replace(/:\d+$/, "");
+  return name.toLowerCase().replace(/\.$/, "");
+}
+
 /** Builds the configuration from an environment map (`Deno.env.toObject()` in main.ts). */
 export function loadConfig(env: Env): Config {
   const read = new Reader(env);
@@ -175,6 +189,9 @@ export function loadConfig(env: Env): Config {
     apiKey: read.string("ROOMCAST_API_KEY"),
     authSecret: read.string("ROOMCAST_AUTH_SECRET"),
     origins: origins && origins.length > 0 ? origins : undefined,
+    hosts: list("ROOMCAST_HOSTS")?.map((host) => host === "*" ? host : hostName(host)) ??
+      (onDeploy ? ["*"] : ["localhost", "127.0.0.1", "::1"]),
+    metricsKey: read.string("ROOMCAST_METRICS_KEY"),
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     bodyTimeoutMs: read.duration("ROOMCAST_BODY_TIMEOUT", 10_000) ?? 10_000,

@@ -149,6 +149,8 @@ export class Connection {
     // measurement doesn't count against the cap: a burst (four hundred acks, say) is not a slow
     // consumer, a backlog older than that is.
     const now = this.#options.clock.now();
+    // Nothing reaches a connection once its token has expired, not even until the next heartbeat.
+    if (this.expiredAt(now)) return;
     if (now - this.#checkedAt >= QUEUE_CHECK_MS) {
       // An upper bound under the cap spares measuring.
       const cap = this.#options.limits.sendQueueBytes + this.#sentSinceCheck;
@@ -287,6 +289,23 @@ export class Connection {
     const { room, id, offset, epoch } = message;
     const ack: ServerFrame = { type: "ack", room, id, offset, epoch };
     this.send(pending.ref === undefined ? ack : { ...ack, ref: pending.ref });
+  }
+
+  /** The token expired: says so (`unauthorized`) and closes with 1008. */
+  expire(): void {
+    if (this.closed) return;
+    const frame: ServerFrame = { type: "error", code: "unauthorized", message: "Token expired" };
+    this.#options.metrics.errors.incLabel("unauthorized");
+    const text = this.peer.encoder.encode(frame);
+    if (text !== undefined) this.peer.send(text, frame);
+    this.close(CloseCode.policy, "Token expired", "token_expired");
+  }
+
+  /** Whether the token has expired by `now` (then the connection is closed, see `expire`). */
+  expiredAt(now: number): boolean {
+    if (this.expiresAt === undefined || now < this.expiresAt) return false;
+    this.expire();
+    return true;
   }
 
   close(code: number, reason: string, metric = "server"): void {

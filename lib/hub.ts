@@ -152,7 +152,9 @@ export class Hub {
 
   /** Counts an inbound text frame as a sign of life and checks its size (answering `too_large`). */
   inbound(connection: Connection, text: string): boolean {
-    connection.lastSeen = this.#options.clock.now();
+    const now = this.#options.clock.now();
+    if (connection.expiredAt(now)) return false;
+    connection.lastSeen = now;
     this.#options.metrics.framesIn.inc();
     const max = this.#options.limits.maxFrameBytes;
     if (!exceedsBytes(text, max)) return true;
@@ -360,8 +362,10 @@ export class Hub {
 
   #direct(connection: Connection, to: string, data: unknown, ref: Ref | undefined): void {
     if (!this.#allow(connection, connection.publishes, ref)) return;
-    const { id, delivered } = this.sendDirect(connection.peer.user, to, data);
-    connection.send(withRef({ type: "ack", id, delivered }, ref));
+    // No `delivered` count: it would tell anybody whether a user id is online (only the HTTP API,
+    // a backend's, answers it).
+    const { id } = this.sendDirect(connection.peer.user, to, data);
+    connection.send(withRef({ type: "ack", id }, ref));
   }
 
   /** Pushes to every connection of a user; `delivered` counts them. */
@@ -463,10 +467,8 @@ export class Hub {
     }
     const ping = new Outbound({ type: "ping" });
     for (const connection of [...this.#connections.values()]) {
-      if (connection.expiresAt !== undefined && now >= connection.expiresAt) {
-        connection.error("unauthorized", "Token expired");
-        connection.close(CloseCode.policy, "Token expired", "token_expired");
-      } else if (connection.peer.liveness === "app") {
+      if (connection.expiredAt(now)) continue;
+      if (connection.peer.liveness === "app") {
         if (now - connection.lastSeen >= 2 * this.#options.heartbeatMs) {
           connection.close(CloseCode.heartbeat, "Heartbeat timeout", "heartbeat");
         } else {

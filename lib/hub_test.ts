@@ -259,10 +259,7 @@ Deno.test("hub: a direct message reaches every connection of the user, however m
   const user = { id: "u-pat", name: "Pat" };
   const peers = ["p1", "p2", "p3"].map((id) => new FakePeer(id, user));
   const connections = peers.map((peer) => hub.connect(peer));
-  const direct = (data: string) => {
-    hub.receive(sender, JSON.stringify({ type: "direct", to: "u-pat", data }));
-    return (sender.peer as FakePeer).of("ack").at(-1)?.delivered;
-  };
+  const direct = (data: string) => hub.sendDirect(sender.peer.user, "u-pat", data).delivered;
   await settle();
   assert.equal(direct("three"), 3);
   hub.disconnect(connections[1] as Connection);

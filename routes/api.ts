@@ -9,7 +9,6 @@ import {
   type Claims,
   type Identity,
   identityFromClaims,
-  isLoopback,
   isRoomPattern,
   roomAllowed,
   sameSecret,
@@ -19,7 +18,8 @@ import {
 import { historyLimit, type JsonLimits, jsonShape } from "../lib/codec.ts";
 import type { ReadOptions } from "../lib/engine/store.ts";
 import { FrameError, isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
-import { type AppContext, type AppDeps, type AppEnv, remoteHost } from "./deps.ts";
+import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
+import { loopbackTrusted } from "./trust.ts";
 
 type Caller = { kind: "backend" } | { kind: "user"; identity: Identity };
 
@@ -33,13 +33,13 @@ async function caller(c: AppContext, deps: AppDeps, options: { users: boolean; o
   if (options.users && authSecret && token) {
     return { kind: "user", identity: identityFromClaims(await verifyToken(token, authSecret, deps.clock), undefined) };
   }
-  if (!apiKey) {
-    const host = remoteHost(c);
-    if (host && isLoopback(host)) return { kind: "backend" };
-  }
+  if (!apiKey && loopbackTrusted(c, deps.config)) return { kind: "backend" };
   if (options.open) return { kind: "backend" };
   if (apiKey) throw new ProtocolError("unauthorized", "This endpoint needs Authorization: Bearer <API key>");
-  throw new ProtocolError("forbidden", "Without ROOMCAST_API_KEY this endpoint accepts loopback callers only");
+  throw new ProtocolError(
+    "forbidden",
+    "Without ROOMCAST_API_KEY this endpoint accepts only direct loopback callers (no proxy, no other site's page)",
+  );
 }
 
 function roomParam(c: AppContext): string {

@@ -1,5 +1,7 @@
-/** `createApp(deps)`: the Hono app with every route mounted and errors as JSON. */
-import { Hono } from "hono";
+/** `createApp(deps)`: the Hono app with every route mounted, CORS for the listed sites, and errors
+ * as JSON. */
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import type { Config } from "../lib/config.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { jsonError, onError } from "./errors.ts";
 import { mountApi } from "./api.ts";
@@ -13,6 +15,8 @@ import { mountWs } from "./ws.ts";
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.onError(onError);
+  app.use("/api/*", cors(deps.config));
+  app.use("/events", cors(deps.config));
   mountHealth(app, deps);
   mountWs(app, deps);
   mountRaw(app, deps);
@@ -25,4 +29,44 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/:file", async (c, next) => (await staticFile(c, c.req.param("file"))) ?? next());
   app.notFound((c) => jsonError(c, "not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   return app;
+}
+
+const CORS_METHODS = "GET, POST, DELETE";
+const CORS_HEADERS = "authorization, content-type, last-event-id";
+
+/** CORS for the sites `ROOMCAST_ORIGINS` lists (`*`: any), preflights included; no credentials
+ * (roomcast uses bearer tokens, never cookies). A preflight from another site is refused. */
+function cors(config: Pick<Config, "origins">): MiddlewareHandler<AppEnv> {
+  const listed = (origin: string | undefined): origin is string =>
+    origin !== undefined && (config.origins?.includes("*") || config.origins?.includes(origin) || false);
+  return async (c: Context<AppEnv>, next) => {
+    const origin = c.req.header("origin");
+    if (c.req.method === "OPTIONS") {
+      if (!listed(origin)) {
+        const response = jsonError(
+          c,
+          "forbidden",
+          "Origin not allowed: ROOMCAST_ORIGINS lists the sites that may call",
+        );
+        response.headers.set("vary", "Origin");
+        return response;
+      }
+      return new Response(null, {
+        status: 204,
+        headers: {
+          "access-control-allow-origin": origin,
+          "access-control-allow-methods": CORS_METHODS,
+          "access-control-allow-headers": CORS_HEADERS,
+          "access-control-max-age": "600",
+          vary: "Origin",
+        },
+      });
+    }
+    await next();
+    c.res.headers.append("vary", "Origin");
+    if (listed(origin)) {
+      c.res.headers.set("access-control-allow-origin", origin);
+      c.res.headers.set("access-control-expose-headers", "retry-after");
+    }
+  };
 }

@@ -1,5 +1,9 @@
-/** `GET /healthz` (503 while draining) and `GET /metrics` (Prometheus text format). */
+/** `GET /healthz` (503 while draining) and `GET /metrics` (Prometheus text format; its key, or a
+ * loopback caller). */
 import type { Hono } from "hono";
+import { bearer, sameSecret } from "../lib/auth.ts";
+import { jsonError } from "./errors.ts";
+import { loopbackTrusted } from "./trust.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 
 /** Process memory, so that an operator sees overload coming (the hub's own figures are in Metrics). */
@@ -14,11 +18,16 @@ function processMetrics(): string {
 
 export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get("/healthz", (c) => deps.state.draining ? c.json({ status: "draining" }, 503) : c.json({ status: "ok" }));
-  app.get(
-    "/metrics",
-    (c) =>
-      c.body(deps.metrics.render() + processMetrics(), 200, {
-        "content-type": "text/plain; version=0.0.4; charset=utf-8",
-      }),
-  );
+  app.get("/metrics", (c) => {
+    const key = deps.config.metricsKey;
+    const token = bearer(c.req.header("authorization"));
+    if (!(key && token && sameSecret(token, key)) && !loopbackTrusted(c, deps.config)) {
+      return key
+        ? jsonError(c, "unauthorized", "Metrics need Authorization: Bearer <ROOMCAST_METRICS_KEY>")
+        : jsonError(c, "forbidden", "Metrics are for loopback callers, or set ROOMCAST_METRICS_KEY");
+    }
+    return c.body(deps.metrics.render() + processMetrics(), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    });
+  });
 }

@@ -8,11 +8,18 @@ import { guestId, guestName } from "../lib/ids.ts";
 import { ProtocolError } from "../lib/protocol.ts";
 import { type AppContext, type AppDeps, clientAddress } from "./deps.ts";
 import { jsonError } from "./errors.ts";
+import { originAllowed } from "./trust.ts";
 
 /** Why a WebSocket or SSE stream can't be opened now (shutting down, foreign origin), or undefined. */
 export function refuseStream(c: AppContext, deps: AppDeps): Response | undefined {
   if (deps.state.draining) return jsonError(c, "unavailable", "Server is shutting down");
-  if (!originAllowed(c, deps.config.origins)) return jsonError(c, "forbidden", "Origin not allowed");
+  if (!originAllowed(c, deps.config)) {
+    return jsonError(
+      c,
+      "forbidden",
+      "Origin not allowed (ROOMCAST_ORIGINS lists other sites; ROOMCAST_HOSTS this one)",
+    );
+  }
   return undefined;
 }
 
@@ -41,14 +48,6 @@ export function admit(c: AppContext, deps: AppDeps): { address: string; refusal?
       retryAfterS: Math.max(1, Math.ceil(config.connectWindowMs / Math.max(1, config.connectBurst) / 1000)),
     };
   return { address, refusal };
-}
-
-/** Same origin, no origin, or one of `ROOMCAST_ORIGINS` (`*` allows any). */
-export function originAllowed(c: AppContext, origins: string[] | undefined): boolean {
-  const origin = c.req.header("origin");
-  if (!origin) return true;
-  if (origins) return origins.includes("*") || origins.includes(origin);
-  return origin === new URL(c.req.url).origin;
 }
 
 /** `?name=` trimmed to 1–64 printable chars; absent or empty → undefined. */

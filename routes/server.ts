@@ -12,6 +12,7 @@ import { nodeId } from "../lib/ids.ts";
 import { Metrics } from "../lib/metrics.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { createApp } from "./app.ts";
+import { serveHandler } from "./head.ts";
 import type { AppEnv, ServerState } from "./deps.ts";
 import type { Hono } from "hono";
 
@@ -66,7 +67,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     clock,
   });
   const app = createApp({ hub, admission, config, metrics, clock, state });
-  const server = new Listener(config, (request, info) => app.fetch(request, info), metrics, options.onListen);
+  const server = new Listener(config, serveHandler(app), metrics, options.onListen);
   if (options.heartbeat ?? true) hub.startHeartbeat();
   const host = server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname;
   let drained: Promise<void> | undefined;

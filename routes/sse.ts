@@ -11,10 +11,16 @@ import { jsonEncoder, type Peer, QueueEstimate } from "../lib/peer.ts";
 import { connectionId } from "../lib/ids.ts";
 import { isRoomName, type Position, ProtocolError, type ServerFrame, type User } from "../lib/protocol.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
+import { isHead } from "./head.ts";
 import { jsonError } from "./errors.ts";
 import { admit, identify, nameParam, refuseStream } from "./identity.ts";
 
 const encoder = new TextEncoder();
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+};
 
 function parsePosition(text: string): Position | undefined {
   const colon = text.lastIndexOf(":");
@@ -150,6 +156,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
     const denied = rooms.find((room) => !roomAllowed(identity.rooms, room));
     if (denied) return jsonError(c, "forbidden", `Not allowed to join room ${denied}`);
     const resume = parseStreamId(c.req.header("last-event-id") ?? c.req.query("since"), rooms);
+    if (isHead(c)) return new Response(new ReadableStream({ start: (s) => s.close() }), { headers: SSE_HEADERS });
     const { address, refusal } = admit(c, deps);
     if (refusal) {
       c.header("retry-after", String(refusal.retryAfterS));
@@ -178,12 +185,6 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
         if (connection) hub.disconnect(connection);
       },
     }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
-    return new Response(body, {
-      headers: {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-      },
-    });
+    return new Response(body, { headers: SSE_HEADERS });
   });
 }

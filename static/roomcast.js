@@ -514,7 +514,8 @@ export class RoomcastClient extends EventTarget {
   }
 
   /**
-   * Pushes to every connection of a user. Resolves with `{id, delivered}`.
+   * Pushes to every connection of a user. Resolves with the ack `{id}` (whether the user is online
+   * is not told: only a backend's `POST /api/users/:user/messages` answers `delivered`).
    * @param {string} to User id.
    * @param {unknown} data
    * @returns {Promise<AckFrame>}

@@ -145,7 +145,7 @@ Deno.test("HTTP API access: API key when set, loopback only when not", async (t)
     await using server = await startTestServer();
     const remote = { remoteAddr: { transport: "tcp" as const, hostname: "203.0.113.7", port: 5555 } };
     const request = () =>
-      new Request("http://roomcast.test/api/rooms/a/messages", {
+      new Request("http://localhost/api/rooms/a/messages", {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ data: 1 }),

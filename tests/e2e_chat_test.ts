@@ -5,35 +5,9 @@
  * (CI=true) a missing Chromium fails the test.
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { browserTest } from "./_browser.ts";
 import { postJson, startTestServer, type TestServer } from "./_server.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = (() => {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-})();
-const inCI = Deno.env.get("CI") === "true";
-
-async function launch(): Promise<Browser> {
-  if (!haveChromium) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)`);
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-}
 
 /** Opens the chat page, which joins by itself when name and room are in the URL. */
 async function openChat(browser: Browser, url: string, name: string, room: string): Promise<Page> {
@@ -67,21 +41,7 @@ async function waitForOffsets(page: Page, expected: number[], ms = 15_000): Prom
   assert.deepEqual(seen, expected);
 }
 
-const test = (name: string, fn: (browser: Browser) => Promise<void>) =>
-  Deno.test({
-    name,
-    ignore: !haveChromium && !inCI,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    async fn() {
-      const browser = await launch();
-      try {
-        await fn(browser);
-      } finally {
-        await browser.close();
-      }
-    },
-  });
+const test = browserTest;
 
 test("e2e: two pages chat; members, typing, HTML stays text", async (browser) => {
   await using server = await startTestServer();

@@ -42,6 +42,14 @@ const TRIM_RUN = 32;
 /** Deletes an atomic operation may spend on trimming runs, beyond BATCH_MAX_MUTATIONS. */
 const TRIM_BUDGET = 150;
 
+/** Whether a decoded value is a stored message of the block under `key` (room and epoch). */
+function isStored(value: unknown, key: Deno.KvKey): value is StoredMessage {
+  if (typeof value !== "object" || value === null) return false;
+  const m = value as Partial<StoredMessage>;
+  return m.type === "message" && m.room === key[2] && m.epoch === key[3] && typeof m.id === "string" &&
+    Number.isSafeInteger(m.offset) && typeof m.ts === "number" && typeof m.from === "object" && m.from !== null;
+}
+
 export interface KvStoreOptions extends RetentionOptions {
   clock: Clock;
   /** @default "kv" */
@@ -114,6 +122,8 @@ export class KvHistory {
    * chunks, oldest first), and the offset up to which it has trimmed (or its first sweep covers).
    * In memory only; the start-up sweep covers what a restart forgets. */
   readonly #written = new Map<string, { epoch: string; blocks: { last: number; chunks: number }[]; to: number }>();
+  /** Blocks found damaged (each logged once). */
+  readonly #damaged = new Set<string>();
   /** The holes of rooms that have some, as their sequencer knows them (`setHoles`). */
   readonly #holes = new Map<string, { epoch: string; holes: Holes }>();
 
@@ -309,17 +319,37 @@ export class KvHistory {
 
   /** The blocks in `selector`, each as its messages oldest first. */
   async *#blocks(selector: Deno.KvListSelector, reverse: boolean): AsyncGenerator<StoredMessage[]> {
-    let chunks: Uint8Array[] = [];
-    let current: unknown = undefined;
-    for await (const entry of this.kv.list<Uint8Array>(selector, { reverse, batchSize: 100 })) {
-      if (entry.key[4] !== current && chunks.length > 0) {
-        yield messagesOf(reverse ? chunks.reverse() : chunks);
+    let chunks: unknown[] = [];
+    let current: Deno.KvKey | undefined;
+    for await (const entry of this.kv.list(selector, { reverse, batchSize: 100 })) {
+      if (current && entry.key[4] !== current[4] && chunks.length > 0) {
+        yield this.#decode(reverse ? chunks.reverse() : chunks, current);
         chunks = [];
       }
-      current = entry.key[4];
+      current = entry.key;
       chunks.push(entry.value);
     }
-    if (chunks.length > 0) yield messagesOf(reverse ? chunks.reverse() : chunks);
+    if (current && chunks.length > 0) yield this.#decode(reverse ? chunks.reverse() : chunks, current);
+  }
+
+  /** The messages of a block, or none when it can't be read (damaged on disk, written by something
+   * else): logged once, skipped, and the rest of the history stays readable. A recovery across it
+   * answers `recovered: false`, as across any hole. */
+  #decode(chunks: unknown[], key: Deno.KvKey): StoredMessage[] {
+    try {
+      if (chunks.every((chunk) => chunk instanceof Uint8Array)) {
+        const messages = messagesOf(chunks as Uint8Array[]);
+        if (messages.every((m) => isStored(m, key))) return messages;
+      }
+    } catch {
+      // Reported below.
+    }
+    const block = JSON.stringify(key.slice(0, 5));
+    if (!this.#damaged.has(block) && this.#damaged.size < 10_000) {
+      this.#damaged.add(block);
+      console.error(`roomcast: the stored block ${block} can't be read; its messages are skipped`);
+    }
+    return [];
   }
 
   /** Waits for background sweeps. */

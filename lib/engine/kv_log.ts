@@ -181,16 +181,24 @@ export class CommitLog {
   /** Files what an unclean stop left in the log, in the epoch its room still has; before this
    * process numbers anything. Returns how many messages were filed. */
   async replay(): Promise<number> {
-    const stored = new Map<number, Uint8Array[]>();
+    const stored = new Map<number, Deno.KvEntry<Uint8Array>[]>();
     for await (const entry of this.#history.kv.list<Uint8Array>({ prefix: [NS, "log"] })) {
       const id = entry.key[2] as number;
-      stored.set(id, [...stored.get(id) ?? [], entry.value]);
+      stored.set(id, [...stored.get(id) ?? [], entry]);
     }
     if (stored.size === 0) return 0;
     this.#nextId = Math.max(...stored.keys()) + 1;
     for (const [id, chunks] of stored) {
-      const bytes = concat(chunks);
-      this.logged(record(id, bytes, messagesOf([bytes])));
+      try {
+        const bytes = concat(chunks.map((chunk) => chunk.value));
+        const messages = messagesOf([bytes]);
+        const valid = (m: Partial<StoredMessage> | null) =>
+          typeof m?.room === "string" && typeof m.epoch === "string" && Number.isSafeInteger(m.offset);
+        if (!messages.every(valid)) throw new Error("it holds something other than messages");
+        this.logged(record(id, bytes, messages));
+      } catch (error) {
+        await this.#quarantine(id, chunks, error);
+      }
     }
     // A room reset since has a new epoch: the old one's messages are not wanted.
     const metas = await this.#history.readMetas([...new Set(this.#records.flatMap((r) => r.rooms))]);
@@ -200,6 +208,19 @@ export class CommitLog {
     const { filed, failed } = await this.file();
     if (failed) throw new Error("filing the KV commit log left by an unclean stop failed");
     return filed.length;
+  }
+
+  /** A log record that can't be read (damaged on disk) moves out of the log, under
+   * `["rc1","damaged-log",record,chunk]`, so that start-up goes on and it can be looked at. Its
+   * messages are lost: their offsets are in a reservation, so the rooms see a hole there. */
+  async #quarantine(id: number, chunks: Deno.KvEntry<unknown>[], error: unknown): Promise<void> {
+    console.error(
+      `roomcast: KV commit log record ${id} can't be read (${error instanceof Error ? error.message : error}); ` +
+        `moved to ${JSON.stringify([NS, "damaged-log", id])}, its messages are lost`,
+    );
+    const op = this.#history.kv.atomic();
+    for (const { key, value } of chunks) op.set([NS, "damaged-log", ...key.slice(2)], value).delete(key);
+    await retryLocked(() => op.commit());
   }
 
   /** The unfiled messages of `rooms` (all without) in blocks: one room and epoch each, oldest
