@@ -124,6 +124,9 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     // the bench, not an attacker.
     ROOMCAST_PUBLISH_RATE: "1000000/1s",
     ROOMCAST_SIGNAL_BURST: "100000",
+    ROOMCAST_USER_PUBLISH_RATE: "1000000/1s",
+    ROOMCAST_USER_SIGNAL_BURST: "10000000",
+    ROOMCAST_JOIN_RATE: "1000000/1s",
     ROOMCAST_CONNECT_RATE: "0",
     ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
   };

@@ -3,6 +3,8 @@
  * clock), the API key for backends, and the loopback rule that applies when no key is set.
  */
 import type { Clock } from "./clock.ts";
+import { userPrincipal } from "./budgets.ts";
+import { isCleanId, normalizeName } from "./names.ts";
 import { isRoomName, ProtocolError, type User } from "./protocol.ts";
 
 export interface Claims {
@@ -19,6 +21,8 @@ export interface Identity {
   rooms: string[] | undefined;
   /** ms since the epoch */
   expiresAt: number | undefined;
+  /** Whose budgets it spends (lib/budgets.ts). */
+  principal: string;
 }
 
 const encoder = new TextEncoder();
@@ -72,11 +76,12 @@ export function isRoomPattern(value: unknown): value is string {
 
 function readClaims(payload: Record<string, unknown>): Claims | undefined {
   const { sub, name, rooms, exp } = payload;
-  if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) return undefined;
+  if (!isCleanId(sub)) return undefined;
   const claims: Claims = { sub };
   if (name !== undefined) {
-    if (typeof name !== "string" || name.trim().length === 0 || name.length > 64) return undefined;
-    claims.name = name.trim();
+    if (typeof name !== "string") return undefined;
+    const shown = normalizeName(name);
+    if (shown !== undefined) claims.name = shown;
   }
   if (rooms !== undefined) {
     if (!Array.isArray(rooms) || !rooms.every(isRoomPattern)) return undefined;
@@ -130,6 +135,7 @@ export function identityFromClaims(claims: Claims, fallbackName: string | undefi
     user: { id: claims.sub, name: claims.name ?? fallbackName ?? claims.sub },
     rooms: claims.rooms,
     expiresAt: claims.exp === undefined ? undefined : claims.exp * 1000,
+    principal: userPrincipal(claims.sub),
   };
 }
 

@@ -16,6 +16,17 @@ export interface LimitsConfig extends JsonLimits {
   publishWindowMs: number;
   /** Signals (typing, cursors) a connection may send per publish window. @default 200 */
   signalBurst: number;
+  /** Publishes and directs per user (JWT `sub`: all its connections and HTTP publishes) or per
+   * address for guests, per `userWindowMs`. @default 100 */
+  userPublishBurst: number;
+  /** Signals per user (or guest address) per `userWindowMs`. @default 400 */
+  userSignalBurst: number;
+  /** @default 10000 */
+  userWindowMs: number;
+  /** Joins and leaves a connection may send per `joinWindowMs`. @default 200 */
+  joinBurst: number;
+  /** @default 10000 */
+  joinWindowMs: number;
   /** Rooms one connection may be in at once. @default 100 */
   maxRooms: number;
   /** Rooms with more members than this send no member join/leave events, and `joined` lists only
@@ -172,6 +183,8 @@ export function loadConfig(env: Env): Config {
     .filter((o) => o.length > 0);
   const [publishBurst, publishWindowMs] = read.rate("ROOMCAST_PUBLISH_RATE", [50, 10_000]);
   const [connectBurst, connectWindowMs] = read.rate("ROOMCAST_CONNECT_RATE", [60, 10_000], true);
+  const [userPublishBurst, userWindowMs] = read.rate("ROOMCAST_USER_PUBLISH_RATE", [100, 10_000]);
+  const [joinBurst, joinWindowMs] = read.rate("ROOMCAST_JOIN_RATE", [200, 10_000]);
   const list = (name: string) => read.string(name)?.split(",").map((item) => item.trim()).filter((item) => item);
   const maxConnections = read.int("ROOMCAST_MAX_CONNECTIONS", 0, 0, 10_000_000);
   const config: Config = {
@@ -204,6 +217,11 @@ export function loadConfig(env: Env): Config {
       publishBurst,
       publishWindowMs,
       signalBurst: read.int("ROOMCAST_SIGNAL_BURST", 200, 1, 100_000),
+      userPublishBurst,
+      userSignalBurst: read.int("ROOMCAST_USER_SIGNAL_BURST", 400, 1, 10_000_000),
+      userWindowMs,
+      joinBurst,
+      joinWindowMs,
       maxRooms: read.int("ROOMCAST_MAX_ROOMS", 100, 1, 100_000),
       memberEventsMax: read.int("ROOMCAST_MEMBER_EVENTS_MAX", 100, 0, 1_000_000),
       floodStrikes: 20,

@@ -19,6 +19,11 @@ Deno.test("config defaults match the documented ones", () => {
     publishBurst: 50,
     publishWindowMs: 10_000,
     signalBurst: 200,
+    userPublishBurst: 100,
+    userSignalBurst: 400,
+    userWindowMs: 10_000,
+    joinBurst: 200,
+    joinWindowMs: 10_000,
     maxRooms: 100,
     memberEventsMax: 100,
     floodStrikes: 20,
@@ -27,6 +32,12 @@ Deno.test("config defaults match the documented ones", () => {
   assert.equal(config.apiKey, undefined);
   assert.equal(config.authSecret, undefined);
   assert.equal(config.origins, undefined);
+  assert.equal(config.maxConnections, undefined, "derived from the descriptor limit at start-up");
+  assert.equal(config.maxConnectionsPerIp, 256);
+  assert.deepEqual([config.connectBurst, config.connectWindowMs], [60, 10_000]);
+  assert.deepEqual(config.trustedProxies, []);
+  assert.deepEqual(config.hosts, ["localhost", "127.0.0.1", "::1"]);
+  assert.equal(config.metricsKey, undefined);
 });
 
 Deno.test("config reads the environment", () => {
@@ -38,7 +49,18 @@ Deno.test("config reads the environment", () => {
     ROOMCAST_PUBLISH_RATE: "10/1s",
     ROOMCAST_HISTORY_TTL: "7d",
     ROOMCAST_HEARTBEAT: "500ms",
+    ROOMCAST_HOSTS: "Chat.Example.com., [::1]:8000, *",
+    ROOMCAST_CONNECT_RATE: "off",
+    ROOMCAST_USER_PUBLISH_RATE: "30/1m",
+    ROOMCAST_TRUSTED_PROXIES: "10.0.0.1, ::1",
+    ROOMCAST_MAX_CONNECTIONS: "500",
   });
+  assert.deepEqual(config.hosts, ["chat.example.com", "::1", "*"]);
+  assert.equal(config.connectBurst, 0, "off");
+  assert.deepEqual([config.limits.userPublishBurst, config.limits.userWindowMs], [30, 60_000]);
+  assert.deepEqual(config.trustedProxies, ["10.0.0.1", "::1"]);
+  assert.equal(config.maxConnections, 500);
+  assert.deepEqual(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).hosts, ["*"], "no loopback on Deno Deploy to guard");
   assert.equal(config.port, 9000);
   assert.equal(config.kvPath, ":memory:");
   assert.equal(config.apiKey, "k");

@@ -5,6 +5,7 @@
  * enforces the per-connection send-queue cap (close 4008) instead of buffering without bound.
  */
 import { roomAllowed } from "./auth.ts";
+import type { Budget } from "./budgets.ts";
 import type { Clock } from "./clock.ts";
 import type { LimitsConfig } from "./config.ts";
 import { FloodGuard, TokenBucket } from "./limits.ts";
@@ -44,6 +45,8 @@ export interface Grant {
   rooms?: string[] | undefined;
   /** When the connection's token expires (ms since epoch). */
   expiresAt?: number | undefined;
+  /** Whose budgets its publishes and signals spend (lib/budgets.ts): a user, or a guest address. */
+  principal?: string | undefined;
 }
 
 /** Frames that may wait while an earlier frame of the same connection is still being handled. */
@@ -79,6 +82,9 @@ export class Connection {
   #sentSinceCheck = 0;
   #publishes: TokenBucket | undefined;
   #signals: TokenBucket | undefined;
+  #joins: TokenBucket | undefined;
+  /** The principal's budget, shared with its other connections (set by the hub). */
+  budget: Budget | undefined;
   #flood: FloodGuard | undefined;
   #badFrames: TokenBucket | undefined;
 
@@ -98,6 +104,11 @@ export class Connection {
   get signals(): TokenBucket {
     const { limits, clock } = this.#options;
     return this.#signals ??= new TokenBucket(limits.signalBurst, limits.publishWindowMs, clock);
+  }
+
+  get joins(): TokenBucket {
+    const { limits, clock } = this.#options;
+    return this.#joins ??= new TokenBucket(limits.joinBurst, limits.joinWindowMs, clock);
   }
 
   get badFrames(): TokenBucket {

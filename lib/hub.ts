@@ -4,6 +4,7 @@
  * comes back through `#onEvent` to be fanned out by its room, exactly like one from another
  * isolate. Knows nothing of sockets or HTTP: transports give it a `Peer`.
  */
+import { Budgets } from "./budgets.ts";
 import type { Clock } from "./clock.ts";
 import { decodeClientFrame, exceedsBytes } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
@@ -11,7 +12,6 @@ import { Connection, type ConnectionContext, type Grant, type Subscription } fro
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
 import type { OnDurable, Page, ReadOptions, Store } from "./engine/store.ts";
 import { messageId } from "./ids.ts";
-import type { TokenBucket } from "./limits.ts";
 import type { Metrics } from "./metrics.ts";
 import { Outbound, type Peer } from "./peer.ts";
 import {
@@ -71,6 +71,8 @@ export class Hub {
   readonly #users = new Map<string, Connection | Set<Connection>>();
   readonly #rooms = new Map<string, Room>();
   readonly #context: ConnectionContext;
+  /** Publish and signal budgets per user or guest address, across connections and HTTP. */
+  readonly budgets: Budgets;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: HubOptions) {
@@ -78,6 +80,12 @@ export class Hub {
     this.node = options.node;
     const { limits, clock, metrics } = options;
     this.#context = { limits, clock, metrics, onClose: (c) => this.disconnect(c) };
+    this.budgets = new Budgets({
+      publishBurst: limits.userPublishBurst,
+      signalBurst: limits.userSignalBurst,
+      windowMs: limits.userWindowMs,
+      clock,
+    });
     options.backplane.subscribe((event) => this.#onEvent(event));
     options.metrics.gauge("roomcast_connections", "Open connections", () => this.#connections.size);
     options.metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.rooms().length);
@@ -108,11 +116,17 @@ export class Hub {
     return this.#connections.size;
   }
 
+  /** Rooms held in memory: with local subscribers, or lingering with recent messages. */
+  get roomsInMemory(): number {
+    return this.#rooms.size;
+  }
+
   // ── connections ─────────────────────────────────────────────────────────────
 
   connect(peer: Peer, grant: Grant = {}): Connection {
     const { metrics } = this.#options;
     const connection = new Connection(peer, this.#context, grant);
+    if (grant.principal !== undefined) connection.budget = this.budgets.hold(grant.principal);
     this.#connections.set(peer.id, connection);
     const same = this.#users.get(peer.user.id);
     if (!same) this.#users.set(peer.user.id, connection);
@@ -139,6 +153,7 @@ export class Hub {
     if (this.#connections.get(connection.id) !== connection) return;
     connection.closed = true;
     this.#connections.delete(connection.id);
+    if (connection.budget) this.budgets.release(connection.budget);
     const user = connection.peer.user.id;
     const same = this.#users.get(user);
     if (same === connection) this.#users.delete(user);
@@ -192,8 +207,10 @@ export class Hub {
   #dispatch(connection: Connection, frame: ClientFrame): void | Promise<void> {
     switch (frame.type) {
       case "join":
+        if (!this.#allow(connection, "joins", frame.ref)) return;
         return this.#guard(connection, frame.ref, this.join(connection, frame.room, frame.since, frame.ref));
       case "leave":
+        if (!this.#allow(connection, "joins", frame.ref)) return;
         return this.#guard(connection, frame.ref, this.#leave(connection, frame.room, frame.ref));
       case "publish":
         return this.publish(connection, frame.room, frame.data, frame.ref);
@@ -220,12 +237,14 @@ export class Hub {
   }
 
   /** Takes a token from `bucket`, or answers `rate_limited` (and closes a flooding connection). */
-  #allow(connection: Connection, bucket: TokenBucket, ref: Ref | undefined): boolean {
-    if (bucket.take()) {
+  #allow(connection: Connection, kind: "publishes" | "signals" | "joins", ref: Ref | undefined): boolean {
+    const shared = kind === "joins" ? undefined : connection.budget?.[kind];
+    if (connection[kind].take() && (!shared || shared.take())) {
       connection.flood.forgive();
       return true;
     }
-    connection.error("rate_limited", "Too many messages: slow down", ref);
+    const what = kind === "joins" ? "joins and leaves" : kind === "signals" ? "signals" : "messages";
+    connection.error("rate_limited", `Too many ${what}: slow down`, ref);
     if (connection.flood.strike()) connection.close(CloseCode.flood, "Flooding", "flood");
     return false;
   }
@@ -295,8 +314,11 @@ export class Hub {
     if (!room || !room.subscribers.delete(connection.id)) return;
     const user = connection.peer.user;
     if (room.removeMember(user)) room.sendOthers({ type: "member", room: name, event: "leave", user }, connection.id);
-    // An empty room lingers (see `tick`), keeping its recent messages for clients that come back.
-    if (room.subscribers.size === 0) room.emptySince = this.#options.clock.now();
+    if (room.subscribers.size > 0) return;
+    // An empty room lingers (see `tick`), keeping its recent messages for clients that come back;
+    // one that holds none goes at once (joining and leaving rooms leaves nothing behind).
+    if (room.holdsRecent) room.emptySince = this.#options.clock.now();
+    else this.#rooms.delete(name);
   }
 
   // ── publishing ──────────────────────────────────────────────────────────────
@@ -304,7 +326,7 @@ export class Hub {
   /** Publishes for a joined connection. The ack comes in offset order with the room's messages. */
   publish(connection: Connection, room: string, data: unknown, ref?: Ref): void {
     if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before publishing`, ref);
-    if (!this.#allow(connection, connection.publishes, ref)) return;
+    if (!this.#allow(connection, "publishes", ref)) return;
     const message = this.#message(room, connection.peer.user, data);
     let now: StoredMessage | undefined;
     try {
@@ -361,7 +383,7 @@ export class Hub {
   }
 
   #direct(connection: Connection, to: string, data: unknown, ref: Ref | undefined): void {
-    if (!this.#allow(connection, connection.publishes, ref)) return;
+    if (!this.#allow(connection, "publishes", ref)) return;
     // No `delivered` count: it would tell anybody whether a user id is online (only the HTTP API,
     // a backend's, answers it).
     const { id } = this.sendDirect(connection.peer.user, to, data);
@@ -378,7 +400,7 @@ export class Hub {
 
   #signal(connection: Connection, room: string, event: string, data: unknown, ref: Ref | undefined): void {
     if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before signalling`, ref);
-    if (!this.#allow(connection, connection.signals, ref)) return;
+    if (!this.#allow(connection, "signals", ref)) return;
     const from = connection.peer.user;
     this.#options.backplane.publish({ kind: "signal", room, from, event, data, origin: connection.id });
   }

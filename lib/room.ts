@@ -45,6 +45,11 @@ export class Room {
     });
   }
 
+  /** Whether it keeps recent messages in memory (worth lingering for after the last subscriber). */
+  get holdsRecent(): boolean {
+    return this.#recent.length > 0;
+  }
+
   /** The last position delivered to subscribers; a joiner that starts here misses nothing. */
   get cursor(): Position | undefined {
     return this.#cursor ? { ...this.#cursor } : undefined;

@@ -16,9 +16,11 @@ import {
   verifyToken,
 } from "../lib/auth.ts";
 import { historyLimit, type JsonLimits, jsonShape } from "../lib/codec.ts";
+import { isCleanId, normalizeName } from "../lib/names.ts";
 import type { ReadOptions } from "../lib/engine/store.ts";
 import { FrameError, isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
+import { jsonError } from "./errors.ts";
 import { loopbackTrusted } from "./trust.ts";
 
 type Caller = { kind: "backend" } | { kind: "user"; identity: Identity };
@@ -146,25 +148,24 @@ function requireData(body: Record<string, unknown>): unknown {
 
 function fromField(value: unknown): User {
   if (value === undefined) return { id: "server", name: "server" };
-  if (
-    typeof value === "object" && value !== null && "id" in value && "name" in value &&
-    typeof value.id === "string" && value.id.length > 0 && value.id.length <= 128 &&
-    typeof value.name === "string" && value.name.trim().length > 0 && value.name.length <= 64
-  ) return { id: value.id, name: value.name.trim() };
-  throw new ProtocolError("bad_request", "Field from must be {id: string (1–128), name: string (1–64)}");
+  if (typeof value === "object" && value !== null && "id" in value && "name" in value && isCleanId(value.id)) {
+    const name = typeof value.name === "string" ? normalizeName(value.name) : undefined;
+    if (name !== undefined) return { id: value.id, name };
+  }
+  throw new ProtocolError(
+    "bad_request",
+    "Field from must be {id: 1–128 visible characters, name: a name with something visible in it}",
+  );
 }
 
 function tokenClaims(body: Record<string, unknown>): { claims: Claims; ttl: number } {
   const { sub, name, rooms, ttl = 3600 } = body;
-  if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) {
-    throw new ProtocolError("bad_request", "Field sub must be a user id (1–128 chars)");
-  }
+  if (!isCleanId(sub)) throw new ProtocolError("bad_request", "Field sub must be a user id (1–128 visible chars)");
   const claims: Claims = { sub };
   if (name !== undefined) {
-    if (typeof name !== "string" || name.trim().length === 0 || name.length > 64) {
-      throw new ProtocolError("bad_request", "Field name must be 1–64 chars");
-    }
-    claims.name = name.trim();
+    const shown = typeof name === "string" ? normalizeName(name) : undefined;
+    if (shown === undefined) throw new ProtocolError("bad_request", "Field name must have something visible in it");
+    claims.name = shown;
   }
   if (rooms !== undefined) {
     if (!Array.isArray(rooms) || !rooms.every(isRoomPattern)) {
@@ -188,6 +189,14 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
     const room = roomParam(c);
     const who = await caller(c, deps, { users: true });
     mayUseRoom(who, room);
+    if (who.kind === "user") {
+      // A user's HTTP publishes spend the budget its connections spend.
+      const budget = hub.budgets.of(who.identity.principal).publishes;
+      if (!budget.take()) {
+        c.header("retry-after", String(Math.max(1, Math.ceil(budget.waitMs / 1000))));
+        return jsonError(c, "rate_limited", "Too many messages: slow down");
+      }
+    }
     const body = await readJson(c, bodyLimits);
     const data = requireData(body);
     const from = who.kind === "user" ? who.identity.user : fromField(body.from);

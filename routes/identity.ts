@@ -5,6 +5,8 @@
  */
 import { type Identity, identityFromClaims, verifyToken } from "../lib/auth.ts";
 import { guestId, guestName } from "../lib/ids.ts";
+import { guestPrincipal } from "../lib/budgets.ts";
+import { normalizeName } from "../lib/names.ts";
 import { ProtocolError } from "../lib/protocol.ts";
 import { type AppContext, type AppDeps, clientAddress } from "./deps.ts";
 import { jsonError } from "./errors.ts";
@@ -30,13 +32,12 @@ export interface AdmissionRefusal {
   retryAfterS: number;
 }
 
-/** Takes an admission slot for a WebSocket or SSE connection from this client (lib/admission.ts):
- * the address to give it back with, or why not. */
-export function admit(c: AppContext, deps: AppDeps): { address: string; refusal?: AdmissionRefusal } {
+/** Takes an admission slot for a WebSocket or SSE connection from `address` (lib/admission.ts),
+ * or says why not. */
+export function admit(deps: AppDeps, address: string): AdmissionRefusal | undefined {
   const { config, admission, metrics } = deps;
-  const address = clientAddress(c, config.trustedProxies) ?? "local";
   const refused = admission.admit(address);
-  if (refused === undefined) return { address };
+  if (refused === undefined) return undefined;
   metrics.refused.incLabel(refused);
   const refusal: AdmissionRefusal = refused === "full"
     ? { code: "unavailable", message: "The server is full: try again later", retryAfterS: 5 }
@@ -47,23 +48,32 @@ export function admit(c: AppContext, deps: AppDeps): { address: string; refusal?
       message: "Connecting too often: try again shortly",
       retryAfterS: Math.max(1, Math.ceil(config.connectWindowMs / Math.max(1, config.connectBurst) / 1000)),
     };
-  return { address, refusal };
+  return refusal;
 }
 
-/** `?name=` trimmed to 1–64 printable chars; absent or empty → undefined. */
+/** The client's address for limits (lib/admission.ts, lib/budgets.ts); "local" without a socket. */
+export function addressOf(c: AppContext, deps: AppDeps): string {
+  return clientAddress(c, deps.config.trustedProxies) ?? "local";
+}
+
+/** `?name=`, normalised (lib/names.ts); absent, or nothing visible in it → undefined. */
 export function nameParam(c: AppContext): string | undefined {
-  const name = c.req.query("name")?.trim();
-  if (!name) return undefined;
-  if (name.length > 64 || /\p{Cc}/u.test(name)) {
-    throw new ProtocolError("bad_request", "Query parameter name must be 1–64 printable characters");
-  }
-  return name;
+  return normalizeName(c.req.query("name") ?? "");
 }
 
-/** The connecting user: from `?token=` when auth is on, else a fresh guest. */
-export async function identify(c: AppContext, deps: AppDeps, name: string | undefined): Promise<Identity> {
+/** The connecting user: from `?token=` when auth is on, else a fresh guest, whose budgets are its
+ * address's (lib/budgets.ts). */
+export async function identify(
+  c: AppContext,
+  deps: AppDeps,
+  name: string | undefined,
+  address: string,
+): Promise<Identity> {
   const secret = deps.config.authSecret;
-  if (!secret) return { user: { id: guestId(), name: name ?? guestName() }, rooms: undefined, expiresAt: undefined };
+  if (!secret) {
+    const user = { id: guestId(), name: name ?? guestName() };
+    return { user, rooms: undefined, expiresAt: undefined, principal: guestPrincipal(address) };
+  }
   const token = c.req.query("token");
   if (!token) throw new ProtocolError("unauthorized", "A token is required: connect with ?token=<JWT>");
   return identityFromClaims(await verifyToken(token, secret, deps.clock), name);

@@ -10,7 +10,7 @@ import { connectionId } from "../lib/ids.ts";
 import type { Identity } from "../lib/auth.ts";
 import type { AppContext, AppDeps } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { admit, identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
+import { addressOf, admit, identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
 import { SocketPeer } from "./socket_peer.ts";
 import { type BatchFlusher, BatchingSocketPeer } from "./batch.ts";
 
@@ -33,19 +33,22 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   const refused = refuseStream(c, deps);
   if (refused) return refused;
   const name = nameParam(c);
-  const { address, refusal } = admit(c, deps);
+  const address = addressOf(c, deps);
+  const refusal = admit(deps, address);
   // A slot taken is given back when the socket closes, whatever happens from here.
   const release = refusal ? () => {} : () => deps.admission.release(address);
   let identity: Identity | ProtocolError;
   let socket: WebSocket;
   let response: Response;
   try {
-    identity = refusal ? new ProtocolError(refusal.code, refusal.message) : await identify(c, deps, name).catch(
-      (error) => {
-        if (error instanceof ProtocolError) return error;
-        throw error;
-      },
-    );
+    identity = refusal
+      ? new ProtocolError(refusal.code, refusal.message)
+      : await identify(c, deps, name, address).catch(
+        (error) => {
+          if (error instanceof ProtocolError) return error;
+          throw error;
+        },
+      );
     const idleTimeout = Math.max(1, Math.ceil(deps.config.heartbeatMs / 1000));
     ({ socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout }));
   } catch (error) {

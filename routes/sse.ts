@@ -13,7 +13,7 @@ import { isRoomName, type Position, ProtocolError, type ServerFrame, type User }
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { isHead } from "./head.ts";
 import { jsonError } from "./errors.ts";
-import { admit, identify, nameParam, refuseStream } from "./identity.ts";
+import { addressOf, admit, identify, nameParam, refuseStream } from "./identity.ts";
 
 const encoder = new TextEncoder();
 const SSE_HEADERS = {
@@ -152,12 +152,13 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
     const refused = refuseStream(c, deps);
     if (refused) return refused;
     const rooms = roomsParam(c.req.queries("room") ?? [], config.limits.maxRooms);
-    const identity = await identify(c, deps, nameParam(c));
+    const address = addressOf(c, deps);
+    const identity = await identify(c, deps, nameParam(c), address);
     const denied = rooms.find((room) => !roomAllowed(identity.rooms, room));
     if (denied) return jsonError(c, "forbidden", `Not allowed to join room ${denied}`);
     const resume = parseStreamId(c.req.header("last-event-id") ?? c.req.query("since"), rooms);
     if (isHead(c)) return new Response(new ReadableStream({ start: (s) => s.close() }), { headers: SSE_HEADERS });
-    const { address, refusal } = admit(c, deps);
+    const refusal = admit(deps, address);
     if (refusal) {
       c.header("retry-after", String(refusal.retryAfterS));
       return jsonError(c, refusal.code, refusal.message);
@@ -173,7 +174,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
       start(controller) {
         peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, ended);
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
-        connection = hub.connect(peer, { rooms: identity.rooms, expiresAt: identity.expiresAt });
+        connection = hub.connect(peer, identity);
         track(peer, true);
         for (const room of rooms) {
           const since = resume.get(room);

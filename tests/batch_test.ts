@@ -5,7 +5,7 @@ import { TestClient } from "./_client.ts";
 import { postJson, startTestServer } from "./_server.ts";
 
 Deno.test("batched mode coalesces a burst into newline-delimited messages, in order", async () => {
-  await using server = await startTestServer({ kv: true, limits: { publishBurst: 1000 } });
+  await using server = await startTestServer({ kv: true, limits: { publishBurst: 1000, userPublishBurst: 1000 } });
   const reader = await TestClient.raw(server.ws("/ws?batch=1&name=Batch"));
   reader.send(JSON.stringify({ type: "join", room: "b", ref: 1 }));
   await reader.next((text) => text.includes('"type":"joined"'));

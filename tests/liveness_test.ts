@@ -88,7 +88,9 @@ Deno.test("a consumer that stops reading is closed with 4008 once its queue pass
 });
 
 Deno.test("live frames for a reader that stalls wait in order beyond Deno's queue, and all arrive when it reads again", async () => {
-  await using server = await startTestServer({ limits: { sendQueueBytes: 32 * 1024 * 1024, publishBurst: 10_000 } });
+  await using server = await startTestServer({
+    limits: { sendQueueBytes: 32 * 1024 * 1024, publishBurst: 10_000, userPublishBurst: 10_000 },
+  });
   const stalled = await RawWsClient.connect(server.ws("/ws?name=Stalled"));
   assert.ok(await stalled.readUntil(() => stalled.texts.length >= 1), "welcome");
   await stalled.send(JSON.stringify({ type: "join", room: "held" }));
@@ -112,7 +114,7 @@ Deno.test("live frames for a reader that stalls wait in order beyond Deno's queu
 });
 
 Deno.test("a burst of 400 acks to a client that reads is not a slow consumer", async () => {
-  await using server = await startTestServer({ kv: true, limits: { publishBurst: 1000 } });
+  await using server = await startTestServer({ kv: true, limits: { publishBurst: 1000, userPublishBurst: 1000 } });
   const c = await server.joined("burst");
   for (let i = 1; i <= 400; i++) c.send({ type: "publish", room: "burst", data: i, ref: i });
   const last = await c.next((f) => f.ref === 400, 5000);

@@ -27,7 +27,7 @@ for (const kv of [false, true]) {
 }
 
 async function floodRejoin(kv: boolean): Promise<void> {
-  await using server = await startTestServer({ kv, limits: { publishBurst: 100_000 } });
+  await using server = await startTestServer({ kv, limits: { publishBurst: 100_000, userPublishBurst: 100_000 } });
   const publisher = await server.joined("flood", "?name=Pub");
   const reader = await server.joined("flood", "?name=Reader");
   const TOTAL = 600;

@@ -23,8 +23,10 @@ import {
   split,
 } from "./kv_format.ts";
 import {
+  firstEpoch,
   type Holes,
   keptHoles,
+  newEpoch,
   oldestKept,
   type Page,
   type ReadOptions,
@@ -127,9 +129,33 @@ export class KvHistory {
   /** The holes of rooms that have some, as their sequencer knows them (`setHoles`). */
   readonly #holes = new Map<string, { epoch: string; holes: Holes }>();
 
+  /** This store's salt for `firstEpoch` (`loadSalt`). */
+  #salt = "";
+
   constructor(kv: Deno.Kv, options: KvStoreOptions) {
     this.kv = kv;
     this.options = options;
+  }
+
+  /** Reads the store's salt, making it on the store's first use (the one write that is not a
+   * room's). Before anything else. */
+  async loadSalt(): Promise<void> {
+    const key = [NS, "salt"];
+    for (let attempt = 0; attempt < 10 && !this.#salt; attempt++) {
+      const entry = await retryLocked(() => this.kv.get<string>(key));
+      if (typeof entry.value === "string") this.#salt = entry.value;
+      else {
+        await retryLocked(() =>
+          this.kv.atomic().check({ key, versionstamp: entry.versionstamp }).set(key, newEpoch() + newEpoch()).commit()
+        );
+      }
+    }
+    if (!this.#salt) throw new Error("could not read or store the KV's salt");
+  }
+
+  /** The epoch of a room without history (`firstEpoch`). */
+  firstEpoch(room: string): string {
+    return firstEpoch(this.#salt, room);
   }
 
   /** Reads the meta of `rooms` (ten per `getMany`, KV's limit). */

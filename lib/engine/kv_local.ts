@@ -92,14 +92,16 @@ export class LocalSequencer {
   }
 
   /** The room's epoch and the last offset handed out; reserves offsets for a room about to be used. */
+  /** The room's epoch and the last offset handed out. Reads only: a room without history is
+   * neither written nor kept in memory (its epoch is `firstEpoch`), and offsets are reserved by
+   * the first publish, not by a join. */
   async position(room: string): Promise<Position> {
+    if (!this.#sequences.has(room)) {
+      const { value } = (await this.#history.readMetas([room])).get(room) ?? { value: null };
+      if (!value && !this.#sequences.has(room)) return { epoch: this.#history.firstEpoch(room), offset: 0 };
+    }
     const seq = await this.#loaded(room);
     seq.used = this.#history.options.clock.now();
-    // A room being joined is about to be published to: reserve offsets now, not on the first publish.
-    if (seq.reserved <= seq.assigned && !this.#closed) {
-      this.#wanting.add(seq);
-      this.#kick();
-    }
     return { epoch: seq.epoch, offset: seq.assigned };
   }
 
@@ -150,7 +152,7 @@ export class LocalSequencer {
 
   #sequence(room: string): Sequence {
     let seq = this.#sequences.get(room);
-    if (!seq) this.#sequences.set(room, seq = new Sequence(room));
+    if (!seq) this.#sequences.set(room, seq = new Sequence(room, this.#history.firstEpoch(room)));
     return seq;
   }
 
@@ -448,6 +450,9 @@ export class LocalSequencer {
     const idle = [...this.#sequences.values()].filter((seq) =>
       seq.loaded && now - seq.used >= IDLE_MS && seq.quiet && !this.#wanting.has(seq)
     );
+    // Rooms this process only read leave memory as they are: their stored meta is still right.
+    for (const seq of idle.filter((s) => !s.reservedHere)) this.#sequences.delete(seq.room);
+    idle.splice(0, idle.length, ...idle.filter((s) => s.reservedHere));
     for (let i = 0; i < idle.length; i += BATCH_MAX_ROOMS) {
       const group = idle.slice(i, i + BATCH_MAX_ROOMS);
       const op = this.#history.kv.atomic();
@@ -466,10 +471,10 @@ export class LocalSequencer {
   }
 
   /** After a clean stop everything handed out is stored: the meta gets the last offset and the
-   * reservation goes back, so the next start continues right after the last message. Rooms never
-   * written get their epoch stored. */
+   * reservation goes back, so the next start continues right after the last message. Rooms this
+   * process only read are not written. */
   async #release(): Promise<void> {
-    const seqs = [...this.#sequences.values()].filter((s) => s.loaded);
+    const seqs = [...this.#sequences.values()].filter((s) => s.loaded && s.reservedHere);
     for (let i = 0; i < seqs.length; i += BATCH_MAX_ROOMS) {
       const op = this.#history.kv.atomic();
       for (const seq of seqs.slice(i, i + BATCH_MAX_ROOMS)) {

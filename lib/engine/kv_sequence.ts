@@ -5,7 +5,7 @@
  */
 import { highWater, type Meta, number, type Pending } from "./kv_format.ts";
 import type { CachedMeta } from "./kv_history.ts";
-import { type Holes, keptHoles, newEpoch, withHole } from "./store.ts";
+import { type Holes, keptHoles, withHole } from "./store.ts";
 
 /** Offsets a local sequencer reserves beyond what it has handed out, at least and at most: twice
  * what the room used since its last reservation. A crash skips at most this many offsets more than
@@ -38,7 +38,12 @@ export class Sequence {
   /** When it was last appended to or asked for (clock ms). */
   used = 0;
 
-  constructor(readonly room: string) {}
+  /** Whether this process has stored a reservation in the room's meta (so has a meta to give
+   * back); a room only read has not. */
+  reservedHere = false;
+
+  /** `firstEpoch`: the room's epoch while it has no meta. */
+  constructor(readonly room: string, readonly firstEpoch: string) {}
 
   /** An append can have its offset now: the room is loaded, nothing waits before it, and offsets
    * are reserved. */
@@ -66,7 +71,7 @@ export class Sequence {
         this.holes = withHole(this.holes, value?.holes?.[i] as number, value?.holes?.[i + 1] as number);
       }
     } else {
-      this.epoch = value?.epoch ?? newEpoch();
+      this.epoch = value?.epoch ?? this.firstEpoch;
       this.assigned = high;
       this.durable = value?.offset ?? 0;
       this.holes = value?.holes ?? [];
@@ -97,6 +102,7 @@ export class Sequence {
 
   /** A commit stored `meta` (from `reservation`) as of `versionstamp`. */
   reservationStored(meta: Required<Meta>, versionstamp: string | null): void {
+    this.reservedHere = true;
     this.versionstamp = versionstamp;
     this.step = meta.reserved - this.reserved;
     this.sinceReserved = 0;

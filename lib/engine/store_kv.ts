@@ -87,6 +87,7 @@ export class KvStore implements Store {
    * hand it a KV that fails on purpose. */
   static async over(kv: Deno.Kv, options: KvStoreOptions, lock?: Deno.FsFile): Promise<KvStore> {
     const store = new KvStore(kv, options, lock);
+    await store.#history.loadSalt();
     await store.#local?.start();
     return store;
   }
@@ -137,7 +138,10 @@ export class KvStore implements Store {
           const cached = this.#meta.get(room);
           op.check({ key: metaKey(room), versionstamp: cached?.versionstamp ?? null });
           const value = cached?.value;
-          const meta: Meta = { epoch: value?.epoch ?? newEpoch(), offset: value ? highWater(value) : 0 };
+          const meta: Meta = {
+            epoch: value?.epoch ?? this.#history.firstEpoch(room),
+            offset: value ? highWater(value) : 0,
+          };
           if (value?.holes?.length) meta.holes = value.holes;
           next.set(room, meta);
         }
@@ -205,23 +209,14 @@ export class KvStore implements Store {
     return settled;
   }
 
+  /** Reads the room's meta; writes nothing (a room without one has its `firstEpoch`). */
   async position(room: string): Promise<Position> {
     if (this.#local) return await this.#local.position(room);
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await retryLocked(() => this.#kv.get(metaKey(room)));
-      const stored = isMeta(entry.value) ? entry.value : null;
-      const value = await this.#cache(room, { value: stored, versionstamp: entry.versionstamp });
-      if (value) return { epoch: value.epoch, offset: value.offset };
-      const fresh: Meta = { epoch: newEpoch(), offset: 0 };
-      const result = await retryLocked(() =>
-        this.#kv.atomic().check({ key: metaKey(room), versionstamp: null }).set(metaKey(room), fresh).commit()
-      );
-      if (result.ok) {
-        this.#meta.set(room, { value: fresh, versionstamp: result.versionstamp });
-        return fresh;
-      }
-    }
-    throw new Error(`KV position of room ${room} conflicted ${MAX_ATTEMPTS} times`);
+    const entry = await retryLocked(() => this.#kv.get(metaKey(room)));
+    const stored = isMeta(entry.value) ? entry.value : null;
+    if (!stored) return { epoch: this.#history.firstEpoch(room), offset: 0 };
+    const value = await this.#cache(room, { value: stored, versionstamp: entry.versionstamp }) as Meta;
+    return { epoch: value.epoch, offset: value.offset };
   }
 
   async read(room: string, options: ReadOptions): Promise<Page> {

@@ -55,7 +55,7 @@ Deno.test("local sequencer: resolves at once, stores right after, and says when"
   withKvFile(async (path) => {
     const store = await openLocal(path);
     try {
-      await store.position("r"); // a join reserves offsets before the first publish
+      await store.position("r"); // a join reads the room (the first publish reserves offsets)
       const events: string[] = [];
       const first = store.append(message("r", 1), () => events.push("durable 1"));
       const second = store.append(message("r", 2), () => events.push("durable 2"));

@@ -6,6 +6,7 @@ import type { Clock } from "../clock.ts";
 import { rememberJson } from "../peer.ts";
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
 import {
+  firstEpoch,
   newEpoch,
   oldestKept,
   type OnDurable,
@@ -33,13 +34,21 @@ export class MemoryStore implements Store {
     this.#clock = clock;
   }
 
+  /** Derives the epoch of rooms without history (`firstEpoch`). */
+  readonly #salt = newEpoch();
+
   #log(room: string): RoomLog {
     let log = this.#rooms.get(room);
     if (!log) {
-      log = { epoch: newEpoch(), offset: 0, messages: [] };
+      log = this.#empty(room);
       this.#rooms.set(room, log);
     }
     return log;
+  }
+
+  /** A room without history, as a read sees it: nothing is kept for it. */
+  #empty(room: string): RoomLog {
+    return { epoch: firstEpoch(this.#salt, room), offset: 0, messages: [] };
   }
 
   append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
@@ -68,12 +77,12 @@ export class MemoryStore implements Store {
   }
 
   position(room: string): Promise<Position> {
-    const { epoch, offset } = this.#log(room);
+    const { epoch, offset } = this.#rooms.get(room) ?? this.#empty(room);
     return Promise.resolve({ epoch, offset });
   }
 
   read(room: string, options: ReadOptions): Promise<Page> {
-    const log = this.#log(room);
+    const log = this.#rooms.get(room) ?? this.#empty(room);
     const floor = Math.max(oldestKept(log.offset, this.#retention.historyLimit), (options.after ?? 0) + 1);
     const ceiling = Math.min(log.offset, (options.before ?? Infinity) - 1);
     const ttl = this.#retention.historyTtlMs;
