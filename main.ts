@@ -26,6 +26,17 @@ const server = await startServer({
   Deno.exit(1);
 });
 
+// Last resort: an error no code path handled is a bug. It is logged and counted, and the process
+// goes on serving its other connections instead of dropping them all.
+const unexpected = (what: string) => (event: Event) => {
+  event.preventDefault();
+  const error = event instanceof PromiseRejectionEvent ? event.reason : (event as ErrorEvent).error;
+  server.metrics.unexpected.inc();
+  console.error(`roomcast: ${what} (a bug: please report it):`, error);
+};
+addEventListener("unhandledrejection", unexpected("unhandled rejection"));
+addEventListener("error", unexpected("uncaught exception"));
+
 let stopping = false;
 function stop(signal: string): void {
   if (stopping) return;

@@ -91,6 +91,10 @@ export class Metrics {
     "WebSocket and SSE connections refused before they opened, by reason (full, address, rate)",
     "reason",
   );
+  readonly unexpected = new Counter(
+    "roomcast_unexpected_errors_total",
+    "Errors that no code path handled (bugs): logged, and the process went on",
+  );
   readonly acceptErrors = new Counter(
     "roomcast_accept_errors_total",
     "Times the server stopped accepting connections (out of file descriptors) and listened again",
@@ -127,6 +131,7 @@ export class Metrics {
       this.closes,
       this.refused,
       this.acceptErrors,
+      this.unexpected,
       this.dropped,
       this.storeAppends,
       this.storeAppendSeconds,
