@@ -59,8 +59,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     node: nodeId(),
   });
   const state: ServerState = { draining: false };
+  const maxConnections = config.maxConnections ?? defaultMaxConnections(fdLimit());
+  metrics.gauge("roomcast_connections_max", "WebSocket and SSE connections allowed at once", () => maxConnections);
   const admission = new Admission({
-    maxConnections: config.maxConnections ?? defaultMaxConnections(fdLimit()),
+    maxConnections,
     maxPerAddress: config.maxConnectionsPerIp,
     connectBurst: config.connectBurst,
     connectWindowMs: config.connectWindowMs,

@@ -32,18 +32,24 @@ export interface MainProcess {
 }
 
 /** Runs main.ts (as `deno task start` does) with `env` and waits for its "listening on" line.
- * `ulimit` runs it under that file-descriptor limit (through `sh`). */
+ * `ulimit` runs it under that file-descriptor limit (soft and hard), `softUlimit` under that soft
+ * limit only (through `sh`). */
 export async function startMain(
   env: Record<string, string>,
-  options: { ulimit?: number; stderr?: "inherit" | "piped" } = {},
+  options: { ulimit?: number; softUlimit?: number; stderr?: "inherit" | "piped" } = {},
 ): Promise<MainProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
   const deno = [Deno.execPath(), "run", "--unstable-kv", "-A", main];
   const stderr = options.stderr ?? "inherit";
-  const command = options.ulimit === undefined
+  const limit = options.ulimit !== undefined
+    ? `ulimit -n ${options.ulimit}`
+    : options.softUlimit !== undefined
+    ? `ulimit -Sn ${options.softUlimit}`
+    : undefined;
+  const command = limit === undefined
     ? new Deno.Command(deno[0] as string, { args: deno.slice(1), env, stdout: "piped", stderr })
     : new Deno.Command("sh", {
-      args: ["-c", `ulimit -n ${options.ulimit} && exec "$@"`, "sh", ...deno],
+      args: ["-c", `${limit} && exec "$@"`, "sh", ...deno],
       env,
       stdout: "piped",
       stderr,

@@ -207,3 +207,22 @@ Deno.test("under ulimit -n 256: connections past the cap get 1013, a flood of ba
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a soft descriptor limit below the hard one is raised (by Deno) and the cap follows the hard one", async () => {
+  const hard = Number(
+    new TextDecoder().decode((await new Deno.Command("sh", { args: ["-c", "ulimit -Hn"] }).output()).stdout),
+  );
+  const dir = await Deno.makeTempDir();
+  const server = await startMain({ PORT: "0", HOSTNAME: "127.0.0.1", ROOMCAST_KV_PATH: `${dir}/rc.kv` }, {
+    softUlimit: 256,
+  });
+  try {
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const max = Number(/^roomcast_connections_max (\d+)$/m.exec(metrics)?.[1]);
+    assert.ok(Number.isFinite(hard) && hard > 256, `hard limit ${hard}`);
+    assert.equal(max, Math.max(16, Math.floor(hard * 0.8) - 64), `main.ts runs with its soft limit raised to ${hard}`);
+  } finally {
+    await stopMain(server);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
