@@ -5,7 +5,7 @@
  * IPv6 addresses count by their /64 prefix, which one client typically holds whole.
  */
 import type { Clock } from "./clock.ts";
-import { TokenBucket } from "./limits.ts";
+import { IdleMap, TokenBucket } from "./limits.ts";
 
 export interface AdmissionOptions {
   /** Open connections at most, all addresses together. */
@@ -39,12 +39,18 @@ export class Admission {
   readonly #options: AdmissionOptions;
   #open = 0;
   readonly #perAddress = new Map<string, number>();
-  readonly #rates = new Map<string, TokenBucket>();
-  #swept: number;
+  /** New-connection buckets per address, forgotten once refilled. */
+  readonly #rates: IdleMap<TokenBucket>;
 
   constructor(options: AdmissionOptions) {
     this.#options = options;
-    this.#swept = options.clock.now();
+    const { connectBurst, connectWindowMs, clock } = options;
+    this.#rates = new IdleMap(
+      () => new TokenBucket(connectBurst, connectWindowMs, clock),
+      (bucket) => bucket.full,
+      connectWindowMs,
+      clock,
+    );
   }
 
   /** Connections open now. */
@@ -55,14 +61,9 @@ export class Admission {
   /** Takes a slot for a new connection from `address`, or says why not. Every slot taken must be
    * given back once with `release`. */
   admit(address: string): Refused | undefined {
-    const { maxConnections, maxPerAddress, connectBurst, connectWindowMs, clock } = this.#options;
+    const { maxConnections, maxPerAddress, connectBurst } = this.#options;
     const key = addressKey(address);
-    this.#sweep();
-    if (connectBurst > 0) {
-      let bucket = this.#rates.get(key);
-      if (!bucket) this.#rates.set(key, bucket = new TokenBucket(connectBurst, connectWindowMs, clock));
-      if (!bucket.take()) return "rate";
-    }
+    if (connectBurst > 0 && !this.#rates.get(key).take()) return "rate";
     if (this.#open >= maxConnections) return "full";
     const mine = this.#perAddress.get(key) ?? 0;
     if (maxPerAddress > 0 && mine >= maxPerAddress) return "address";
@@ -79,15 +80,5 @@ export class Admission {
     this.#open--;
     if (mine === 1) this.#perAddress.delete(key);
     else this.#perAddress.set(key, mine - 1);
-  }
-
-  /** Forgets the rate buckets that have filled up again (they hold nothing an address could
-   * gain by being forgotten), at most once per window, so that memory follows the addresses seen
-   * lately, not every address ever seen. */
-  #sweep(): void {
-    const now = this.#options.clock.now();
-    if (now - this.#swept < this.#options.connectWindowMs) return;
-    this.#swept = now;
-    for (const [key, bucket] of this.#rates) if (bucket.full) this.#rates.delete(key);
   }
 }

@@ -3,11 +3,11 @@
  * HTTP does not multiply a rate limit: publishes (with directs) and signals per user (a JWT's
  * `sub`, across its connections and its HTTP publishes) or per address for guests (IPv6 by /64,
  * across every guest from there). Each connection also has its own, smaller limits
- * (lib/connection.ts). Budgets nobody holds are forgotten once they have refilled.
+ * (lib/connection.ts).
  */
 import { addressKey } from "./admission.ts";
 import type { Clock } from "./clock.ts";
-import { TokenBucket } from "./limits.ts";
+import { IdleMap, TokenBucket } from "./limits.ts";
 
 export interface BudgetOptions {
   /** Publishes and directs per principal per `windowMs`. */
@@ -31,13 +31,21 @@ export const userPrincipal = (sub: string): string => `user:${sub}`;
 export const guestPrincipal = (address: string): string => `guest:${addressKey(address)}`;
 
 export class Budgets {
-  readonly #options: BudgetOptions;
-  readonly #budgets = new Map<string, Budget>();
-  #swept: number;
+  /** Budgets nobody holds are forgotten once refilled. */
+  readonly #budgets: IdleMap<Budget>;
 
-  constructor(options: BudgetOptions) {
-    this.#options = options;
-    this.#swept = options.clock.now();
+  constructor({ publishBurst, signalBurst, windowMs, clock }: BudgetOptions) {
+    this.#budgets = new IdleMap(
+      (key) => ({
+        key,
+        publishes: new TokenBucket(publishBurst, windowMs, clock),
+        signals: new TokenBucket(signalBurst, windowMs, clock),
+        holders: 0,
+      }),
+      (budget) => budget.holders === 0 && budget.publishes.full && budget.signals.full,
+      windowMs,
+      clock,
+    );
   }
 
   /** Principals with a budget in memory. */
@@ -47,19 +55,7 @@ export class Budgets {
 
   /** The principal's budget (made on first use). */
   of(key: string): Budget {
-    this.#sweep();
-    let budget = this.#budgets.get(key);
-    if (!budget) {
-      const { publishBurst, signalBurst, windowMs, clock } = this.#options;
-      budget = {
-        key,
-        publishes: new TokenBucket(publishBurst, windowMs, clock),
-        signals: new TokenBucket(signalBurst, windowMs, clock),
-        holders: 0,
-      };
-      this.#budgets.set(key, budget);
-    }
-    return budget;
+    return this.#budgets.get(key);
   }
 
   /** A connection of the principal opens: its budget is kept while the connection lives. */
@@ -71,16 +67,5 @@ export class Budgets {
 
   release(budget: Budget): void {
     budget.holders = Math.max(0, budget.holders - 1);
-  }
-
-  /** Forgets, at most once per window, the budgets nobody holds that have refilled: forgetting
-   * them changes nothing, and memory follows the principals active lately. */
-  #sweep(): void {
-    const now = this.#options.clock.now();
-    if (now - this.#swept < this.#options.windowMs) return;
-    this.#swept = now;
-    for (const [key, budget] of this.#budgets) {
-      if (budget.holders === 0 && budget.publishes.full && budget.signals.full) this.#budgets.delete(key);
-    }
   }
 }

@@ -57,3 +57,36 @@ export class FloodGuard {
     this.#strikes = 0;
   }
 }
+
+/** State per key (an address, a user) made on first use and forgotten once idle, so that memory
+ * follows the keys seen lately, not every key ever seen. Idle entries are looked for at most once
+ * per `windowMs`, when an entry is asked for. */
+export class IdleMap<V> {
+  readonly #entries = new Map<string, V>();
+  #swept: number;
+
+  constructor(
+    readonly make: (key: string) => V,
+    /** Whether forgetting the entry changes nothing (a refilled bucket nobody holds). */
+    readonly idle: (value: V) => boolean,
+    readonly windowMs: number,
+    readonly clock: Clock,
+  ) {
+    this.#swept = clock.now();
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(key: string): V {
+    const now = this.clock.now();
+    if (now - this.#swept >= this.windowMs) {
+      this.#swept = now;
+      for (const [k, value] of this.#entries) if (this.idle(value)) this.#entries.delete(k);
+    }
+    let value = this.#entries.get(key);
+    if (value === undefined) this.#entries.set(key, value = this.make(key));
+    return value;
+  }
+}
