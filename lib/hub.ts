@@ -236,7 +236,8 @@ export class Hub {
     });
   }
 
-  /** Takes a token from `bucket`, or answers `rate_limited` (and closes a flooding connection). */
+  /** Takes a token from the connection's `kind` bucket and, for publishes and signals, from its
+   * user's (or guest address's) budget; or answers `rate_limited` (and closes a flooding connection). */
   #allow(connection: Connection, kind: "publishes" | "signals" | "joins", ref: Ref | undefined): boolean {
     const shared = kind === "joins" ? undefined : connection.budget?.[kind];
     if (connection[kind].take() && (!shared || shared.take())) {

@@ -1,7 +1,8 @@
 /**
  * A real Deno KV whose commits fail on purpose, for the paths that handle a failed commit and a
  * commit of unknown outcome: `"fail"` throws before the commit is applied, `"unknown"` applies it
- * and then throws (what a storage layer that dies before answering looks like).
+ * and then throws (what a storage layer that dies before answering looks like). Its reads can be
+ * made slow, to widen the windows in which other work arrives.
  */
 
 export type Fault = "fail" | "unknown";
@@ -12,6 +13,8 @@ export interface FaultyKv {
   faults: Fault[];
   /** Commits attempted so far. */
   commits: number;
+  /** Reads (`get`, `getMany`) answer this much later (ms): a slow disk. */
+  readDelayMs: number;
 }
 
 /** Forwards every property of `target` to it, methods bound; `override` replaces some. A method
@@ -32,8 +35,15 @@ function forward<T extends object>(target: T, override: Partial<Record<PropertyK
 }
 
 export function faultyKv(real: Deno.Kv): FaultyKv {
-  const state: FaultyKv = { kv: real, faults: [], commits: 0 };
+  const state: FaultyKv = { kv: real, faults: [], commits: 0, readDelayMs: 0 };
+  const slowly = <A extends unknown[], R>(read: (...args: A) => Promise<R>) => async (...args: A) => {
+    const result = await read.apply(real, args);
+    if (state.readDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, state.readDelayMs));
+    return result;
+  };
   state.kv = forward(real, {
+    get: slowly(real.get),
+    getMany: slowly(real.getMany),
     atomic: () => {
       const op = real.atomic();
       return forward(op, {

@@ -221,7 +221,8 @@ export class LocalSequencer {
     let batch = this.#queue.splice(0, batchSize(this.#queue, Infinity));
     const rooms = new Set<Sequence>();
     for (const p of batch) rooms.add(this.#sequence(p.message.room));
-    for (const seq of this.#wanting) rooms.add(seq);
+    // A room that started wanting while the loads above were awaited is loaded next time round.
+    for (const seq of this.#wanting) if (seq.loaded) rooms.add(seq);
     const started = performance.now();
     let failure: unknown = new Error("KV commit failed");
     for (let attempt = 0; attempt < MAX_ATTEMPTS && rooms.size > 0; attempt++) {

@@ -7,6 +7,7 @@ import { recover } from "./store.ts";
 import { KvStore } from "./store_kv.ts";
 import { utf8Length } from "./kv_format.ts";
 import { durable, keysOf, logged, stored } from "../../tests/_kv.ts";
+import { faultyKv } from "../../tests/_faulty_kv.ts";
 
 const clock = new ManualClock();
 const retention = { historyLimit: 1000, historyTtlMs: undefined, clock };
@@ -269,5 +270,27 @@ Deno.test("kv format: utf8Length agrees with TextEncoder on any text", () => {
     const text = Array.from({ length: Math.floor(random() * 12) }, () => pieces[Math.floor(random() * pieces.length)])
       .join("");
     assert.equal(utf8Length(text), encoder.encode(text).length, JSON.stringify(text));
+  }
+});
+
+Deno.test("local sequencer: rooms whose first message comes while other rooms load get their own epoch", async () => {
+  const faulty = faultyKv(await Deno.openKv(":memory:"));
+  const store = await KvStore.over(faulty.kv, { ...retention, sequencer: "local" });
+  try {
+    // Loading a room's meta takes 20 ms: first messages of other rooms arrive meanwhile.
+    faulty.readDelayMs = 20;
+    const appends = [];
+    for (let i = 0; i < 20; i++) {
+      appends.push(store.append(message(`first-${i}`, i)));
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    for (const [i, stored] of (await Promise.all(appends)).entries()) {
+      const position = await store.position(`first-${i}`);
+      assert.equal(stored.epoch, position.epoch, `room first-${i}`);
+      assert.equal(stored.offset, 1);
+      assert.match(stored.epoch, /^[0-9a-f]{12}$/);
+    }
+  } finally {
+    await store.close();
   }
 });
