@@ -53,6 +53,11 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
     ({ socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout }));
   } catch (error) {
     release();
+    // Deno refuses a malformed handshake (no Sec-WebSocket-Key, a wrong version…): the client's
+    // mistake, answered as such, not logged as ours.
+    if (error instanceof TypeError) {
+      return jsonError(c, "bad_request", `Not a valid WebSocket upgrade: ${error.message}`);
+    }
     throw error;
   }
   socket.addEventListener("close", release, { once: true });

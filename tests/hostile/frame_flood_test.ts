@@ -68,3 +68,23 @@ for (const path of ["/ws", "/raw/bin"]) {
     assert.deepEqual([error.code, error.message], ["bad_request", "Binary frames are not supported: send text"]);
   });
 }
+
+Deno.test("a malformed WebSocket handshake is a 400, not an internal error", async () => {
+  await using server = await startTestServer();
+  const logged: unknown[] = [];
+  const error = console.error;
+  console.error = (...args: unknown[]) => void logged.push(args);
+  try {
+    for (const headers of [{ upgrade: "websocket" }, { upgrade: "websocket", connection: "upgrade" }]) {
+      for (const path of ["/ws", "/raw/r", "/"]) {
+        const response = await server.fetch(path, { headers });
+        assert.equal(response.status, 400, `${path} ${JSON.stringify(headers)}`);
+        assert.match((await response.json()).error.message, /Not a valid WebSocket upgrade/);
+      }
+    }
+  } finally {
+    console.error = error;
+  }
+  assert.deepEqual(logged, [], "nothing logged: it is the client's mistake");
+  assert.equal(server.admission.open, 0, "and no connection slot kept");
+});
