@@ -6,7 +6,7 @@ import { ManualClock } from "../lib/clock.ts";
 import { decodeClientFrame } from "../lib/codec.ts";
 import { configWith } from "../lib/config.ts";
 import { LocalBackplane } from "../lib/engine/backplane_local.ts";
-import { KvStore } from "../lib/engine/store_kv.ts";
+import { openKvStore } from "../lib/engine/store_kv.ts";
 import { MemoryStore } from "../lib/engine/store_memory.ts";
 import { Hub } from "../lib/hub.ts";
 import { Metrics } from "../lib/metrics.ts";
@@ -71,7 +71,7 @@ Deno.bench("hub: fan one stored message out to 1000 peers", { group: "fanout" },
     data: { text: "hello" },
     ts: 0,
   };
-  fan.backplane.publish({ kind: "message", message });
+  fan.backplane.publish({ kind: "message", message, json: JSON.stringify(message) });
 });
 
 const direct = Array.from({ length: 1000 }, (_, i) => new NullPeer(`d${i}`));
@@ -90,7 +90,7 @@ Deno.bench("floor: one JSON.stringify, 1000 no-op sends (no hub)", { group: "fan
   for (const peer of direct) peer.send(text);
 });
 
-const kv = await KvStore.open(":memory:", { historyLimit: 1000, historyTtlMs: undefined, clock: new ManualClock() });
+const kv = await openKvStore(":memory:", { historyLimit: 1000, historyTtlMs: undefined, clock: new ManualClock() });
 const newMessage = (room: string): NewMessage => ({
   type: "message",
   room,

@@ -10,10 +10,10 @@ import { decodeClientFrame, exceedsBytes } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
 import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
-import type { OnDurable, Page, ReadOptions, Store } from "./engine/store.ts";
+import type { Appended, OnDurable, Page, ReadOptions, Store } from "./engine/store.ts";
 import { messageId } from "./ids.ts";
 import type { Metrics } from "./metrics.ts";
-import { Outbound, type Peer } from "./peer.ts";
+import { Outbound, type Peer, rememberJson } from "./peer.ts";
 import {
   type ClientFrame,
   CloseCode,
@@ -329,7 +329,7 @@ export class Hub {
     if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before publishing`, ref);
     if (!this.#allow(connection, "publishes", ref)) return;
     const message = this.#message(room, connection.peer.user, data);
-    let now: StoredMessage | undefined;
+    let now: Appended | undefined;
     try {
       now = this.#options.store.appendNow?.(message);
     } catch {
@@ -339,7 +339,7 @@ export class Hub {
       // Numbered at once (this process sequences): delivered now, no promise to wait for.
       connection.expectAck(message.id, room, ref, SETTLED);
       this.#published(now);
-      connection.stored(now);
+      connection.stored(now.message);
       return;
     }
     const appended = this.#append(message);
@@ -373,14 +373,14 @@ export class Hub {
   /** Stores and delivers; resolves when delivered, which with the local sequencer comes before
    * the message is stored (`onDurable` says when). */
   async #append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
-    const stored = await this.#options.store.append(message, onDurable);
-    this.#published(stored);
-    return stored;
+    const appended = await this.#options.store.append(message, onDurable);
+    this.#published(appended);
+    return appended.message;
   }
 
-  #published(stored: StoredMessage): void {
+  #published({ message, json }: Appended): void {
     this.#options.metrics.messagesIn.inc();
-    this.#options.backplane.publish({ kind: "message", message: stored });
+    this.#options.backplane.publish({ kind: "message", message, json });
   }
 
   #direct(connection: Connection, to: string, data: unknown, ref: Ref | undefined): void {
@@ -416,6 +416,8 @@ export class Hub {
   #onEvent(event: BackplaneEvent): void {
     switch (event.kind) {
       case "message":
+        // Its JSON, made once by the store that numbered it, is what every JSON receiver is sent.
+        rememberJson(event.message, event.json);
         this.#rooms.get(event.message.room)?.receive(event.message);
         return;
       case "signal": {

@@ -91,17 +91,17 @@ Deno.test("hub: a gap from the backplane is filled from the store; duplicates ar
   const m1 = await store.append(message("g", 1));
   const m2 = await store.append(message("g", 2));
   const m3 = await store.append(message("g", 3));
-  backplane.publish({ kind: "message", message: m1 });
-  backplane.publish({ kind: "message", message: m3 }); // 2 is late
+  backplane.publish({ kind: "message", ...m1 });
+  backplane.publish({ kind: "message", ...m3 }); // 2 is late
   await settle();
-  backplane.publish({ kind: "message", message: m2 }); // arrives after it was filled in
-  backplane.publish({ kind: "message", message: m3 }); // and a duplicate
+  backplane.publish({ kind: "message", ...m2 }); // arrives after it was filled in
+  backplane.publish({ kind: "message", ...m3 }); // and a duplicate
   const m4 = await store.append(message("g", 4)); // never crosses the backplane
   const m5 = await store.append(message("g", 5));
-  backplane.publish({ kind: "message", message: m5 });
+  backplane.publish({ kind: "message", ...m5 });
   await settle();
   assert.deepEqual(reader.peer.of("message").map((f) => f.offset), [1, 2, 3, 4, 5]);
-  assert.equal(reader.peer.of("message")[3]?.id, m4.id);
+  assert.equal(reader.peer.of("message")[3]?.id, m4.message.id);
 });
 
 Deno.test("hub: a history reset tells subscribers with joined recovered:false", async () => {

@@ -5,12 +5,12 @@
  * Usage: deno run -A --unstable-kv tests/_crash_writer.ts <kv path> <durable> <lost>
  */
 import { ManualClock } from "../lib/clock.ts";
-import { KvStore } from "../lib/engine/store_kv.ts";
+import { openKvStore } from "../lib/engine/store_kv.ts";
 import type { NewMessage } from "../lib/protocol.ts";
 
 const [path = "", durable = "0", lost = "0"] = Deno.args;
 const clock = new ManualClock();
-const store = await KvStore.open(path, { historyLimit: 1000, historyTtlMs: undefined, clock, sequencer: "local" });
+const store = await openKvStore(path, { historyLimit: 1000, historyTtlMs: undefined, clock, sequencer: "local" });
 const message = (i: number): NewMessage => ({
   type: "message",
   room: "c",
@@ -22,10 +22,10 @@ const message = (i: number): NewMessage => ({
 const offsets: number[] = [];
 for (let i = 1; i <= Number(durable); i++) {
   const stored = Promise.withResolvers<void>();
-  const m = await store.append(message(i), (error) => error ? stored.reject(error) : stored.resolve());
+  const m = (await store.append(message(i), (error) => error ? stored.reject(error) : stored.resolve())).message;
   await stored.promise;
   offsets.push(m.offset);
 }
-for (let i = 1; i <= Number(lost); i++) offsets.push((await store.append(message(1000 + i))).offset);
+for (let i = 1; i <= Number(lost); i++) offsets.push((await store.append(message(1000 + i))).message.offset);
 console.log(JSON.stringify({ offsets }));
 Deno.exit(0);

@@ -49,14 +49,14 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
         const empty = await store.position("r");
         assert.equal(empty.offset, 0);
         assert.deepEqual(await store.position("r"), empty, "an empty room keeps the epoch it was given");
-        const a = await store.append(message("r", "a", clock.now()));
-        const b = await store.append(message("r", { n: 2 }, clock.now()));
+        const a = (await store.append(message("r", "a", clock.now()))).message;
+        const b = (await store.append(message("r", { n: 2 }, clock.now()))).message;
         assert.deepEqual([a.offset, b.offset], [1, 2]);
         assert.equal(a.epoch, empty.epoch);
         assert.equal(b.type, "message");
         assert.deepEqual(b.data, { n: 2 });
         assert.deepEqual(await store.position("r"), { epoch: empty.epoch, offset: 2 });
-        const other = await store.append(message("other", "x", clock.now()));
+        const other = (await store.append(message("other", "x", clock.now()))).message;
         assert.equal(other.offset, 1, "offsets are per room");
       }));
 
@@ -64,9 +64,9 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
       "concurrent appends: no holes, no duplicates, call order kept",
       () =>
         withStore({}, async ({ store }, clock) => {
-          const stored = await Promise.all(
+          const stored = (await Promise.all(
             Array.from({ length: 200 }, (_, i) => store.append(message("c", i, clock.now()))),
-          );
+          )).map((appended) => appended.message);
           assert.deepEqual(offsets(stored), Array.from({ length: 200 }, (_, i) => i + 1));
           assert.deepEqual(stored.map((m) => m.data), Array.from({ length: 200 }, (_, i) => i));
         }),
@@ -148,7 +148,7 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
           assert.notEqual(after.epoch, before.epoch);
           assert.equal(after.offset, 0);
           assert.deepEqual((await store.read("z", { limit: 10 })).messages, []);
-          const next = await store.append(message("z", "fresh", clock.now()));
+          const next = (await store.append(message("z", "fresh", clock.now()))).message;
           assert.deepEqual([next.epoch, next.offset], [after.epoch, 1]);
           assert.equal((await recover(store, "z", before, 1000)).recovered, false);
         }),
@@ -159,10 +159,10 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
       () =>
         withStore({}, async ({ store }, clock) => {
           const tricky = { text: 'quote " backslash \\ newline \n ü 😀 </script>', n: [1.5, null, true] };
-          const stored = await store.append({
+          const stored = (await store.append({
             ...message("json", tricky, clock.now()),
             from: { id: 'u"1', name: "Zoë" },
-          });
+          })).message;
           assert.equal(new Outbound(stored).text(jsonEncoder), JSON.stringify(stored));
           const read = (await store.read("json", { limit: 1 })).messages[0];
           assert.deepEqual(read, stored);
@@ -172,7 +172,7 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
     await t.step("large and non-ASCII messages round-trip", () =>
       withStore({}, async ({ store }, clock) => {
         const big = { text: "ü€😀".repeat(20_000), n: [1, 2, 3] };
-        const stored = await store.append(message("big", big, clock.now()));
+        const stored = (await store.append(message("big", big, clock.now()))).message;
         await store.append(message("big", "small", clock.now()));
         const page = await store.read("big", { limit: 10 });
         assert.deepEqual(page.messages[0]?.data, big);
@@ -189,12 +189,12 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
           assert.ok(fixture.sibling, "a shared store's fixture gives a sibling");
           const other = await fixture.sibling();
           try {
-            const both = await Promise.all(
+            const both = (await Promise.all(
               Array.from(
                 { length: 100 },
                 (_, i) => (i % 2 ? other : fixture.store).append(message("s", i, clock.now())),
               ),
-            );
+            )).map((appended) => appended.message);
             assert.deepEqual(
               offsets(both).sort((a, b) => a - b),
               Array.from({ length: 100 }, (_, i) => i + 1),
@@ -219,7 +219,7 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
         try {
           assert.deepEqual(await again.position("keep"), position);
           assert.deepEqual((await again.read("keep", { limit: 10 })).messages.map((m) => m.data), [1, 2, 3]);
-          assert.equal((await again.append(message("keep", 4, clock.now()))).offset, 4);
+          assert.equal((await again.append(message("keep", 4, clock.now()))).message.offset, 4);
         } finally {
           await again.close();
         }

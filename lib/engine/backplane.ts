@@ -6,7 +6,7 @@
 import type { StoredMessage, User } from "../protocol.ts";
 
 export type BackplaneEvent =
-  | { kind: "message"; message: StoredMessage }
+  | { kind: "message"; message: StoredMessage; json: string }
   | { kind: "signal"; room: string; from: User; event: string; data: unknown; origin: string }
   | { kind: "direct"; to: string; id: string; from: User; data: unknown; ts: number }
   | { kind: "broadcast"; id: string; data: unknown; ts: number }

@@ -8,7 +8,7 @@ import type { Metrics } from "../metrics.ts";
 import type { Backplane } from "./backplane.ts";
 import { LocalBackplane } from "./backplane_local.ts";
 import type { Store } from "./store.ts";
-import { KvStore } from "./store_kv.ts";
+import { openKvStore } from "./store_kv.ts";
 import { MemoryStore } from "./store_memory.ts";
 
 export interface Engine {
@@ -26,7 +26,7 @@ export interface EngineOptions {
 
 export async function createEngine(config: Config, options: EngineOptions): Promise<Engine> {
   const retention = { historyLimit: config.historyLimit, historyTtlMs: config.historyTtlMs };
-  const store: Store = options.memory ? new MemoryStore(retention, options.clock) : await KvStore.open(config.kvPath, {
+  const store: Store = options.memory ? new MemoryStore(retention, options.clock) : await openKvStore(config.kvPath, {
     ...retention,
     clock: options.clock,
     sequencer: config.sequencer,

@@ -9,8 +9,7 @@
  * encoding) files a block per room.
  */
 import type { NewMessage, StoredMessage } from "../protocol.ts";
-import { rememberJson } from "../peer.ts";
-import { type OnDurable, stamp } from "./store.ts";
+import { type Appended, type OnDurable, stamp } from "./store.ts";
 
 export const NS = "rc1";
 const CHUNK_BYTES = 60_000;
@@ -54,7 +53,7 @@ export function highWater(meta: Meta): number {
  * and encoded to UTF-8 with the rest of its commit (one encoding per commit, not per message). */
 export interface Pending {
   message: NewMessage;
-  resolve(stored: StoredMessage): void;
+  resolve(appended: Appended): void;
   reject(error: unknown): void;
   onDurable: OnDurable | undefined;
   /** Set once numbered: the stored message and its JSON. */
@@ -112,14 +111,19 @@ export function pendingSize(p: Pending): number {
   return p.size ??= utf8Length(JSON.stringify(p.message)) + 128;
 }
 
-/** Gives the append its offset: the stored message, and its JSON, remembered for the fan-out. */
+/** Gives the append its offset: the stored message and its JSON (throws, changing nothing, for a
+ * message that can't be encoded). */
 export function number(p: Pending, epoch: string, offset: number): StoredMessage {
   const stored = stamp(p.message, epoch, offset);
   const json = JSON.stringify(stored);
-  rememberJson(stored, json);
   p.stored = stored;
   p.json = json;
   return stored;
+}
+
+/** What the append of a numbered `p` resolves with. */
+export function appended(p: Pending): Appended {
+  return { message: p.stored as StoredMessage, json: p.json as string };
 }
 
 /** Chunks a message needs. */

@@ -16,11 +16,11 @@
  * Each room's state and its reservation arithmetic: kv_sequence.ts.
  */
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
-import { type Meta, metaKey, type Pending, pending, retryLocked } from "./kv_format.ts";
+import { appended, type Meta, metaKey, type Pending, pending, retryLocked } from "./kv_format.ts";
 import { BATCH_MAX_ROOMS, batchSize, type CachedMeta, type KvHistory } from "./kv_history.ts";
 import { CommitLog, type LogRecord } from "./kv_log.ts";
 import { Sequence } from "./kv_sequence.ts";
-import { newEpoch } from "./store.ts";
+import { type Appended, newEpoch } from "./store.ts";
 
 const MAX_ATTEMPTS = 50;
 /** An append numbered at once has nobody waiting for its promise. */
@@ -83,12 +83,12 @@ export class LocalSequencer {
 
   /** Numbers the message if that needs no commit first (see `append`): the stored message, or
    * `undefined` and nothing done (also when it can't be numbered: `append` then says why). */
-  appendNow(message: NewMessage): StoredMessage | undefined {
+  appendNow(message: NewMessage): Appended | undefined {
     const seq = this.#sequences.get(message.room);
     if (!seq?.numberable) return undefined;
     const p = pending(message, ignore, ignore, undefined);
     this.append(p);
-    return p.stored;
+    return p.stored ? appended(p) : undefined;
   }
 
   /** The room's epoch and the last offset handed out; reserves offsets for a room about to be used. */
@@ -172,7 +172,7 @@ export class LocalSequencer {
       return;
     }
     this.#queue.push(p);
-    p.resolve(p.stored as StoredMessage);
+    p.resolve(appended(p));
   }
 
   /** Reads the meta of rooms not loaded yet; numbering continues above its reservation. */

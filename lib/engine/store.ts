@@ -33,6 +33,13 @@ export interface RetentionOptions {
   historyTtlMs: number | undefined;
 }
 
+/** A message as the store numbered it, and its JSON, made once when it got its offset: what the
+ * fan-out sends to every JSON receiver and what was (or will be) stored. */
+export interface Appended {
+  message: StoredMessage;
+  json: string;
+}
+
 /** Called once an append is durable (`undefined`) or definitely not stored (the error). */
 export type OnDurable = (error?: unknown) => void;
 
@@ -55,12 +62,12 @@ export type OnDurable = (error?: unknown) => void;
  * - A join reads: `position` and `read` write nothing to storage.
  */
 export interface Store {
-  append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage>;
+  append(message: NewMessage, onDurable?: OnDurable): Promise<Appended>;
   /** `append` without waiting, when the message can have its offset at once (this process
    * sequences and the room's state is at hand): the stored message, or `undefined` and nothing
    * done (call `append`). It may also throw for a message that can't be stored (nothing done, no
    * offset used up). Spares a publish its promises. */
-  appendNow?(message: NewMessage): StoredMessage | undefined;
+  appendNow?(message: NewMessage): Appended | undefined;
   /** The room's epoch and latest offset handed out (0 when it has no messages yet). */
   position(room: string): Promise<Position>;
   read(room: string, options: ReadOptions): Promise<Page>;

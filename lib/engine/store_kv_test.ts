@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../clock.ts";
 import type { NewMessage } from "../protocol.ts";
 import { recover } from "./store.ts";
-import { KvStore } from "./store_kv.ts";
+import { type KvStore, kvStoreOver, openKvStore } from "./store_kv.ts";
 import { utf8Length } from "./kv_format.ts";
 import { durable, keysOf, logged, stored } from "../../tests/_kv.ts";
 import { faultyKv } from "../../tests/_faulty_kv.ts";
@@ -31,12 +31,12 @@ async function withKvFile(body: (path: string) => Promise<void>): Promise<void> 
   }
 }
 
-const openLocal = (path: string) => KvStore.open(path, { ...retention, sequencer: "local" });
+const openLocal = (path: string) => openKvStore(path, { ...retention, sequencer: "local" });
 
 /** Appends and waits until the store says the message is durable. */
 async function appendDurably(store: KvStore, m: NewMessage) {
   const durable = Promise.withResolvers<void>();
-  const stored = await store.append(m, (error) => error ? durable.reject(error) : durable.resolve());
+  const stored = (await store.append(m, (error) => error ? durable.reject(error) : durable.resolve())).message;
   await durable.promise;
   return stored;
 }
@@ -60,7 +60,7 @@ Deno.test("local sequencer: resolves at once, stores right after, and says when"
       const events: string[] = [];
       const first = store.append(message("r", 1), () => events.push("durable 1"));
       const second = store.append(message("r", 2), () => events.push("durable 2"));
-      const [a, b] = await Promise.all([first, second]);
+      const [{ message: a }, { message: b }] = await Promise.all([first, second]);
       events.push("resolved");
       assert.deepEqual([a.offset, b.offset], [1, 2]);
       assert.deepEqual(events, ["resolved"], "both resolve before either is stored");
@@ -135,12 +135,12 @@ Deno.test("local sequencer: after a crash, numbering continues above anything ha
 Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed; no offset is used twice", () =>
   withKvFile(async (path) => {
     const local = await openLocal(path);
-    const shared = await KvStore.open(path, { ...retention, sequencer: "kv" });
+    const shared = await openKvStore(path, { ...retention, sequencer: "kv" });
     const warn = console.warn;
     console.warn = () => {};
     try {
       for (let i = 1; i <= 3; i++) await appendDurably(local, message("x", i));
-      const theirs = await shared.append(message("x", "kv"));
+      const theirs = (await shared.append(message("x", "kv"))).message;
       assert.ok(theirs.offset > 3, `the kv writer numbers above the local reservation (got ${theirs.offset})`);
       // The local store goes on inside its reservation, then needs a new one and finds the meta changed:
       // what it numbered meanwhile and has not stored is lost, and it numbers above the other writer.
@@ -148,7 +148,8 @@ Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed
       const handed: number[] = [];
       for (let i = 0; i < 200; i++) {
         let offset = 0;
-        const m = await local.append(message("x", `l${i}`), (error) => outcomes.set(offset, error ?? "stored"));
+        const m = (await local.append(message("x", `l${i}`), (error) =>
+          outcomes.set(offset, error ?? "stored"))).message;
         offset = m.offset;
         handed.push(m.offset);
       }
@@ -174,7 +175,7 @@ Deno.test("local sequencer: another writer on the file (sequencer kv) is noticed
 Deno.test("local sequencer: a room idle for a minute gives its reservation back and leaves memory", () =>
   withKvFile(async (path) => {
     const time = new ManualClock();
-    const store = await KvStore.open(path, { ...retention, clock: time, sequencer: "local" });
+    const store = await openKvStore(path, { ...retention, clock: time, sequencer: "local" });
     const meta = async (room: string) => {
       const kv = await Deno.openKv(path);
       const entry = await kv.get<{ offset: number; reserved: number }>(["rc1", "meta", room]);
@@ -253,9 +254,9 @@ Deno.test("local sequencer: a start files what an unclean stop left in the log, 
       left.close();
       assert.deepEqual(logKeys, [], "every record deleted, the empty one too");
       assert.deepEqual((await store.read("kept", { limit: 10 })).messages.map((m) => m.offset), [1, 2]);
-      const next = await store.append(message("kept", "next"));
+      const next = (await store.append(message("kept", "next"))).message;
       assert.equal(next.offset, 65, "numbering continues above the reservation");
-      assert.equal((await store.append(message("reset", "new"))).epoch, "fresh");
+      assert.equal((await store.append(message("reset", "new"))).message.epoch, "fresh");
     } finally {
       await store.close();
     }
@@ -275,7 +276,7 @@ Deno.test("kv format: utf8Length agrees with TextEncoder on any text", () => {
 
 Deno.test("local sequencer: rooms whose first message comes while other rooms load get their own epoch", async () => {
   const faulty = faultyKv(await Deno.openKv(":memory:"));
-  const store = await KvStore.over(faulty.kv, { ...retention, sequencer: "local" });
+  const store = await kvStoreOver(faulty.kv, { ...retention, sequencer: "local" });
   try {
     // Loading a room's meta takes 20 ms: first messages of other rooms arrive meanwhile.
     faulty.readDelayMs = 20;
@@ -284,7 +285,7 @@ Deno.test("local sequencer: rooms whose first message comes while other rooms lo
       appends.push(store.append(message(`first-${i}`, i)));
       await new Promise((resolve) => setTimeout(resolve, 3));
     }
-    for (const [i, stored] of (await Promise.all(appends)).entries()) {
+    for (const [i, { message: stored }] of (await Promise.all(appends)).entries()) {
       const position = await store.position(`first-${i}`);
       assert.equal(stored.epoch, position.epoch, `room first-${i}`);
       assert.equal(stored.offset, 1);

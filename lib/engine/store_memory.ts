@@ -3,9 +3,9 @@
  * `ROOMCAST_KV_PATH=:memory:`-style throwaway runs; one process only.
  */
 import type { Clock } from "../clock.ts";
-import { rememberJson } from "../peer.ts";
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
 import {
+  type Appended,
   firstEpoch,
   newEpoch,
   oldestKept,
@@ -51,8 +51,8 @@ export class MemoryStore implements Store {
     return { epoch: firstEpoch(this.#salt, room), offset: 0, messages: [] };
   }
 
-  append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
-    let stored: StoredMessage;
+  append(message: NewMessage, onDurable?: OnDurable): Promise<Appended> {
+    let stored: Appended;
     try {
       stored = this.appendNow(message);
     } catch (error) {
@@ -64,16 +64,16 @@ export class MemoryStore implements Store {
   }
 
   /** Throws for a message that can't be encoded, having numbered nothing. */
-  appendNow(message: NewMessage): StoredMessage {
+  appendNow(message: NewMessage): Appended {
     const log = this.#log(message.room);
     const stored = stamp(message, log.epoch, log.offset + 1);
-    // Encoded once, here, like the KV store does: the fan-out reuses it.
-    rememberJson(stored, JSON.stringify(stored));
+    // Encoded once, here, like the KV store does: the fan-out sends it.
+    const json = JSON.stringify(stored);
     log.offset += 1;
     log.messages.push(stored);
     const limit = this.#retention.historyLimit;
     if (log.messages.length > limit + 64) log.messages.splice(0, log.messages.length - limit);
-    return stored;
+    return { message: stored, json };
   }
 
   position(room: string): Promise<Position> {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../clock.ts";
 import { storeContract } from "../../tests/store_contract.ts";
-import { KvStore } from "./store_kv.ts";
+import { openKvStore } from "./store_kv.ts";
 import { stored } from "../../tests/_kv.ts";
 import { MemoryStore } from "./store_memory.ts";
 import { keptHoles, oldestKept, withHole } from "./store.ts";
@@ -13,7 +13,7 @@ storeContract("MemoryStore", (retention, clock) => {
 }, { shared: false, durable: false });
 
 storeContract("KvStore :memory:", async (retention, clock) => {
-  const store = await KvStore.open(":memory:", { ...retention, clock });
+  const store = await openKvStore(":memory:", { ...retention, clock });
   return { store, cleanup: () => store.close() };
 }, { shared: false, durable: false });
 
@@ -21,10 +21,10 @@ storeContract("KvStore file", async (retention, clock) => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/sub/dir/roomcast.kv`;
   const options = { ...retention, clock };
-  const store = await KvStore.open(path, options);
+  const store = await openKvStore(path, options);
   const opened = [store];
   const open = async () => {
-    const another = await KvStore.open(path, options);
+    const another = await openKvStore(path, options);
     opened.push(another);
     return another;
   };
@@ -43,12 +43,12 @@ storeContract("KvStore file, local sequencer", async (retention, clock) => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/local.kv`;
   const options = { ...retention, clock, sequencer: "local" as const };
-  const store = await KvStore.open(path, options);
+  const store = await openKvStore(path, options);
   const opened = [store];
   return {
     store,
     async reopen() {
-      const again = await KvStore.open(path, options);
+      const again = await openKvStore(path, options);
       opened.push(again);
       return again;
     },
@@ -72,7 +72,7 @@ for (const sequencer of ["kv", "local"] as const) {
       data: i % 10 === 0 ? "x".repeat(70_000) : i, // some messages span two chunks
       ts: clock.now(),
     });
-    const big = await KvStore.open(path, { historyLimit: 50, historyTtlMs: undefined, clock, sequencer });
+    const big = await openKvStore(path, { historyLimit: 50, historyTtlMs: undefined, clock, sequencer });
     for (let i = 1; i <= 120; i++) await big.append(message(i));
     const window = (await big.read("t", { limit: 100 })).messages.map((m) => m.offset);
     assert.deepEqual(window, Array.from({ length: 50 }, (_, i) => 71 + i), "reads show the last 50 only");
@@ -96,7 +96,7 @@ for (const sequencer of ["kv", "local"] as const) {
     }
 
     // Restart with a smaller limit: the first append sweeps what the old limit kept.
-    const small = await KvStore.open(path, { historyLimit: 10, historyTtlMs: undefined, clock, sequencer });
+    const small = await openKvStore(path, { historyLimit: 10, historyTtlMs: undefined, clock, sequencer });
     await small.append(message(121));
     await small.close();
     run((await stored(path, "t")).offsets, 121, 10);

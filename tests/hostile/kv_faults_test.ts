@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../../lib/clock.ts";
 import type { Sequencer } from "../../lib/config.ts";
 import { recover } from "../../lib/engine/store.ts";
-import { KvStore } from "../../lib/engine/store_kv.ts";
+import { type KvStore, kvStoreOver } from "../../lib/engine/store_kv.ts";
 import { Counter } from "../../lib/metrics.ts";
 import type { NewMessage, StoredMessage } from "../../lib/protocol.ts";
 import { type Fault, faultyKv } from "../_faulty_kv.ts";
@@ -27,14 +27,14 @@ const message = (data: unknown): NewMessage => ({
 async function open(sequencer: Sequencer, historyLimit = 1000) {
   const faulty = faultyKv(await Deno.openKv(":memory:"));
   const lost = new Counter("lost", "lost");
-  const store = await KvStore.over(faulty.kv, { historyLimit, historyTtlMs: undefined, clock, sequencer, lost });
+  const store = await kvStoreOver(faulty.kv, { historyLimit, historyTtlMs: undefined, clock, sequencer, lost });
   return { faulty, store, lost };
 }
 
 /** Appends; resolves with the stored message and whether (and how) it became durable. */
 async function append(store: KvStore, m: NewMessage): Promise<{ stored: StoredMessage; durable: Promise<unknown> }> {
   const durable = Promise.withResolvers<unknown>();
-  const stored = await store.append(m, (error) => durable.resolve(error ?? "durable"));
+  const stored = (await store.append(m, (error) => durable.resolve(error ?? "durable"))).message;
   return { stored, durable: durable.promise };
 }
 
@@ -80,7 +80,7 @@ for (const fault of ["fail", "unknown"] as Fault[]) {
         assert.equal(third.stored.offset, 2, "the failed message used no offset anybody saw");
         assert.deepEqual(await ids(store), [[1, first.stored.id], [2, third.stored.id]]);
       } else {
-        const stored = await second;
+        const { message: stored } = await second;
         assert.equal(stored.offset, 2, "the commit applied: found, and answered as stored");
         const third = await append(store, message(3));
         assert.deepEqual(await ids(store), [[1, first.stored.id], [2, stored.id], [3, third.stored.id]]);

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../../lib/clock.ts";
-import { KvStore } from "../../lib/engine/store_kv.ts";
+import { openKvStore } from "../../lib/engine/store_kv.ts";
 import { recover } from "../../lib/engine/store.ts";
 import type { NewMessage } from "../../lib/protocol.ts";
 import { signToken } from "../../lib/auth.ts";
@@ -75,9 +75,9 @@ Deno.test("a damaged block of history is logged once and skipped; the rest stays
   const dir = await Deno.makeTempDir();
   const path = `${dir}/rc.kv`;
   const options = { historyLimit: 100, historyTtlMs: undefined, clock, sequencer: "kv" as const };
-  let store = await KvStore.open(path, options);
+  let store = await openKvStore(path, options);
   const stored = [];
-  for (let i = 1; i <= 5; i++) stored.push(await store.append(message("d", i)));
+  for (let i = 1; i <= 5; i++) stored.push((await store.append(message("d", i))).message);
   await store.close();
   // Overwrite offset 3's block (sequencer kv: one block per message) with bytes that are not JSON.
   const kv = await Deno.openKv(path);
@@ -85,7 +85,7 @@ Deno.test("a damaged block of history is logged once and skipped; the rest stays
   await kv.set(["rc1", "msg", "d", epoch, 3, 0], new Uint8Array([0xff, 0xfe, 0x7b]));
   kv.close();
 
-  store = await KvStore.open(path, options);
+  store = await openKvStore(path, options);
   const logged: string[] = [];
   const error = console.error;
   console.error = (...args: unknown[]) => void logged.push(args.join(" "));
@@ -119,13 +119,13 @@ Deno.test("a damaged commit-log record is moved aside at start-up, which goes on
   console.error = (...args: unknown[]) => void errors.push(args.join(" "));
   let store;
   try {
-    store = await KvStore.open(path, { historyLimit: 100, historyTtlMs: undefined, clock, sequencer: "local" });
+    store = await openKvStore(path, { historyLimit: 100, historyTtlMs: undefined, clock, sequencer: "local" });
   } finally {
     console.error = error;
   }
   try {
     assert.match(errors.join("\n"), /commit log record 7 can't be read/);
-    assert.equal((await store.append(message("l", 1))).offset, 1, "the store works");
+    assert.equal((await store.append(message("l", 1))).message.offset, 1, "the store works");
   } finally {
     await store.close();
   }

@@ -1,0 +1,61 @@
+/**
+ * What the two Deno KV stores share (store_kv.ts opens the right one): the KV and its history
+ * code (kv_history.ts), the store's salt, reading a page once the room's messages are in place,
+ * dropping old epochs on a reset, and closing. How messages are numbered is each subclass's:
+ * `LocalKvStore` (this process numbers, store_kv_local.ts) or `SharedKvStore` (the KV commit
+ * numbers, store_kv_shared.ts).
+ */
+import type { NewMessage, Position } from "../protocol.ts";
+import { NS, retryLocked } from "./kv_format.ts";
+import { KvHistory, type KvStoreOptions } from "./kv_history.ts";
+import type { Appended, OnDurable, Page, ReadOptions, Store } from "./store.ts";
+
+export abstract class KvStore implements Store {
+  protected readonly kv: Deno.Kv;
+  protected readonly history: KvHistory;
+  readonly #lock: Deno.FsFile | undefined;
+  #closed = false;
+
+  constructor(kv: Deno.Kv, options: KvStoreOptions, lock?: Deno.FsFile) {
+    this.kv = kv;
+    this.history = new KvHistory(kv, options);
+    this.#lock = lock;
+  }
+
+  /** Before anything else: reads (or makes) the store's salt. */
+  async start(): Promise<void> {
+    await this.history.loadSalt();
+  }
+
+  abstract append(message: NewMessage, onDurable?: OnDurable): Promise<Appended>;
+  abstract position(room: string): Promise<Position>;
+
+  /** Resolves once every message of `room` handed out so far is where a read finds it. */
+  protected abstract flush(room: string): Promise<void>;
+  /** Starts a new epoch for the room; returns it. */
+  protected abstract startEpoch(room: string): Promise<string>;
+  /** Stops numbering and stores what is pending. */
+  protected abstract stop(): Promise<void>;
+
+  async read(room: string, options: ReadOptions): Promise<Page> {
+    await this.flush(room);
+    const position = await this.position(room);
+    return await retryLocked(() => this.history.read(room, position, options));
+  }
+
+  async reset(room: string): Promise<Position> {
+    const epoch = await this.startEpoch(room);
+    // Only older epochs: messages of the new one may already be arriving.
+    await retryLocked(() => this.history.deleteRange([NS, "msg", room], undefined, (key) => key[3] === epoch));
+    return { epoch, offset: 0 };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.stop();
+    await this.history.settle();
+    this.kv.close();
+    this.#lock?.close();
+  }
+}
