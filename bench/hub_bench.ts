@@ -5,6 +5,7 @@
 import { ManualClock } from "../lib/clock.ts";
 import { decodeClientFrame } from "../lib/codec.ts";
 import { configWith } from "../lib/config.ts";
+import { MemoryPresence } from "../lib/engine/presence_memory.ts";
 import { LocalBackplane } from "../lib/engine/backplane_local.ts";
 import { openKvStore } from "../lib/engine/store_kv.ts";
 import { MemoryStore } from "../lib/engine/store_memory.ts";
@@ -43,6 +44,7 @@ async function hubWith(peers: number) {
   const hub = new Hub({
     store,
     backplane,
+    presence: new MemoryPresence(),
     clock,
     metrics: new Metrics(),
     limits: config.limits,
@@ -71,7 +73,7 @@ Deno.bench("hub: fan one stored message out to 1000 peers", { group: "fanout" },
     data: { text: "hello" },
     ts: 0,
   };
-  fan.backplane.publish({ kind: "message", message, json: JSON.stringify(message) });
+  fan.backplane.publish({ kind: "message", room: "fan", message, json: JSON.stringify(message) });
 });
 
 const direct = Array.from({ length: 1000 }, (_, i) => new NullPeer(`d${i}`));

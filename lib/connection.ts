@@ -287,6 +287,14 @@ export class Connection {
     else this.sendOut(out);
   }
 
+  /** Ends a subscription's hold (a recovery's replay was sent, or the epoch's `joined`): the live
+   * messages that waited meanwhile go out, in order. */
+  release(sub: Subscription): void {
+    const held = sub.held ?? [];
+    sub.held = undefined;
+    for (const message of held) this.deliver(sub, message, new Outbound(message));
+  }
+
   /** Removes a subscription, sending the acks that were waiting on its deliveries. */
   unsubscribe(room: string): void {
     this.rooms.delete(room);

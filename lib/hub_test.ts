@@ -5,6 +5,7 @@ import { configWith } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import { LocalBackplane } from "./engine/backplane_local.ts";
 import type { Store } from "./engine/store.ts";
+import { MemoryPresence } from "./engine/presence_memory.ts";
 import { MemoryStore } from "./engine/store_memory.ts";
 import { Hub } from "./hub.ts";
 import { Metrics } from "./metrics.ts";
@@ -37,10 +38,12 @@ function setup(limits: Parameters<typeof configWith>[0] = {}, wrap?: (store: Mem
   const clock = new ManualClock();
   const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: undefined }, clock);
   const backplane = new LocalBackplane();
+  const presence = new MemoryPresence();
   const metrics = new Metrics();
   const hub = new Hub({
     store: wrap ? wrap(store) : store,
     backplane,
+    presence,
     clock,
     metrics,
     limits: config.limits,
@@ -59,7 +62,7 @@ function setup(limits: Parameters<typeof configWith>[0] = {}, wrap?: (store: Mem
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 async function join(hub: Hub, connection: Connection, room: string) {
-  hub.receive(connection, JSON.stringify({ type: "join", room }));
+  hub.frames.receive(connection, JSON.stringify({ type: "join", room }));
   await settle();
 }
 
@@ -74,8 +77,8 @@ Deno.test("hub: the publisher's ack comes in offset order with the room's messag
   await join(hub, a.connection, "r");
   await join(hub, b.connection, "r");
   for (let i = 0; i < 5; i++) {
-    hub.receive(a.connection, JSON.stringify({ type: "publish", room: "r", data: `a${i}`, ref: i }));
-    hub.receive(b.connection, JSON.stringify({ type: "publish", room: "r", data: `b${i}` }));
+    hub.frames.receive(a.connection, JSON.stringify({ type: "publish", room: "r", data: `a${i}`, ref: i }));
+    hub.frames.receive(b.connection, JSON.stringify({ type: "publish", room: "r", data: `b${i}` }));
   }
   await settle();
   const seenByA = a.peer.frames.filter((f) => f.type === "ack" || f.type === "message").map((f) => f.offset);
@@ -91,14 +94,14 @@ Deno.test("hub: a gap from the backplane is filled from the store; duplicates ar
   const m1 = await store.append(message("g", 1));
   const m2 = await store.append(message("g", 2));
   const m3 = await store.append(message("g", 3));
-  backplane.publish({ kind: "message", ...m1 });
-  backplane.publish({ kind: "message", ...m3 }); // 2 is late
+  backplane.publish({ kind: "message", room: "g", ...m1 });
+  backplane.publish({ kind: "message", room: "g", ...m3 }); // 2 is late
   await settle();
-  backplane.publish({ kind: "message", ...m2 }); // arrives after it was filled in
-  backplane.publish({ kind: "message", ...m3 }); // and a duplicate
+  backplane.publish({ kind: "message", room: "g", ...m2 }); // arrives after it was filled in
+  backplane.publish({ kind: "message", room: "g", ...m3 }); // and a duplicate
   const m4 = await store.append(message("g", 4)); // never crosses the backplane
   const m5 = await store.append(message("g", 5));
-  backplane.publish({ kind: "message", ...m5 });
+  backplane.publish({ kind: "message", room: "g", ...m5 });
   await settle();
   assert.deepEqual(reader.peer.of("message").map((f) => f.offset), [1, 2, 3, 4, 5]);
   assert.equal(reader.peer.of("message")[3]?.id, m4.message.id);
@@ -126,12 +129,14 @@ Deno.test("hub: member events for a user's first connection in and last out", as
   await join(hub, tab1, "m");
   await join(hub, tab2, "m");
   assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join"], "one join for two tabs");
-  assert.deepEqual(hub.presence("m").find((m) => m.id === "same-user")?.connections, 2);
+  assert.deepEqual((await hub.presence("m")).find((m) => m.id === "same-user")?.connections, 2);
   hub.disconnect(tab1);
+  await settle();
   assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join"]);
   hub.disconnect(tab2);
+  await settle();
   assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join", "leave"]);
-  assert.deepEqual(hub.presence("m").map((m) => m.id), ["u-w"]);
+  assert.deepEqual((await hub.presence("m")).map((m) => m.id), ["u-w"]);
 });
 
 Deno.test("hub: a peer still over its send-queue cap a turn later is closed with 4008; others get everything", async () => {
@@ -143,13 +148,15 @@ Deno.test("hub: a peer still over its send-queue cap a turn later is closed with
   // The queue is measured at most every 10 ms: a burst within one turn is not a slow consumer.
   slow.peer.queuedBytes = 50_000;
   clock.advance(10);
-  for (let i = 0; i < 3; i++) hub.receive(pub.connection, JSON.stringify({ type: "publish", room: "q", data: i }));
+  for (let i = 0; i < 3; i++) {
+    hub.frames.receive(pub.connection, JSON.stringify({ type: "publish", room: "q", data: i }));
+  }
   await settle();
   assert.deepEqual(slow.peer.closed, { code: 4008, reason: "Slow consumer: send queue over its cap" });
   assert.equal(slow.peer.of("message").length, 0);
   assert.deepEqual(fast.peer.of("message").map((f) => f.data), [0, 1, 2]);
   assert.equal(metrics.closes.get("slow_consumer"), 1);
-  assert.deepEqual(hub.presence("q").map((m) => m.name).sort(), ["fast", "pub"]);
+  assert.deepEqual((await hub.presence("q")).map((m) => m.name).sort(), ["fast", "pub"]);
 });
 
 Deno.test("hub: heartbeat pings app peers and closes those silent for two intervals", () => {
@@ -158,10 +165,10 @@ Deno.test("hub: heartbeat pings app peers and closes those silent for two interv
   const mute = connect("mute");
   hub.tick();
   clock.advance(config.heartbeatMs);
-  hub.receive(talker.connection, '{"type":"pong"}');
+  hub.frames.receive(talker.connection, '{"type":"pong"}');
   hub.tick();
   clock.advance(config.heartbeatMs);
-  hub.receive(talker.connection, '{"type":"pong"}');
+  hub.frames.receive(talker.connection, '{"type":"pong"}');
   hub.tick();
   assert.equal(talker.peer.closed, undefined);
   assert.equal(talker.peer.of("ping").length, 3);
@@ -173,9 +180,9 @@ Deno.test("hub: heartbeat pings app peers and closes those silent for two interv
 Deno.test("hub: frames of one connection take effect in order, even across an async join", async () => {
   const { hub, connect } = setup();
   const a = connect("a");
-  hub.receive(a.connection, '{"type":"join","room":"o","ref":1}');
-  hub.receive(a.connection, '{"type":"publish","room":"o","data":"right after join","ref":2}');
-  hub.receive(a.connection, '{"type":"leave","room":"o","ref":3}');
+  hub.frames.receive(a.connection, '{"type":"join","room":"o","ref":1}');
+  hub.frames.receive(a.connection, '{"type":"publish","room":"o","data":"right after join","ref":2}');
+  hub.frames.receive(a.connection, '{"type":"leave","room":"o","ref":3}');
   await settle();
   const types = a.peer.frames.filter((f) => f.ref !== undefined).map((f) => `${f.type}:${f.ref}`);
   assert.deepEqual(types, ["joined:1", "ack:2", "left:3"]);
@@ -187,10 +194,12 @@ Deno.test("hub: rooms over memberEventsMax send no member events and cap joined.
   for (const x of [a, b, c]) await join(hub, x.connection, "big");
   assert.deepEqual(a.peer.of("member").map((f) => f.user.name), ["b"], "c was the third member: no event");
   assert.equal(c.peer.of("joined")[0]?.members.length, 2);
-  assert.equal(hub.presence("big").length, 3, "presence still lists everyone");
+  assert.equal((await hub.presence("big")).length, 3, "presence still lists everyone");
   hub.disconnect(c.connection);
+  await settle();
   assert.deepEqual(a.peer.of("member").map((f) => `${f.event}:${f.user.name}`), ["join:b"], "3 → 2: still too big");
   hub.disconnect(b.connection);
+  await settle();
   assert.deepEqual(a.peer.of("member").map((f) => `${f.event}:${f.user.name}`), ["join:b", "leave:b"]);
 });
 
@@ -201,7 +210,7 @@ Deno.test("hub: recent recoveries are served from the room's memory, older ones 
   const publisher = connect("pub");
   await join(hub, publisher.connection, "mem");
   for (let i = 1; i <= 5; i++) {
-    hub.receive(publisher.connection, JSON.stringify({ type: "publish", room: "mem", data: i }));
+    hub.frames.receive(publisher.connection, JSON.stringify({ type: "publish", room: "mem", data: i }));
   }
   await settle();
   const { epoch } = await store.position("mem");
@@ -212,14 +221,17 @@ Deno.test("hub: recent recoveries are served from the room's memory, older ones 
     return read(room, options);
   };
   const late = connect("late");
-  hub.receive(late.connection, JSON.stringify({ type: "join", room: "mem", since: { epoch, offset: 2 } }));
+  hub.frames.receive(late.connection, JSON.stringify({ type: "join", room: "mem", since: { epoch, offset: 2 } }));
   await settle();
   assert.deepEqual(late.peer.of("joined").map((f) => [f.recovered, f.offset]), [[true, 5]]);
   assert.deepEqual(late.peer.of("message").map((f) => f.offset), [3, 4, 5]);
   assert.equal(reads, 0, "no store read for a recent position");
   // A room nobody here is in has no memory: the store answers.
   const fresh = connect("fresh");
-  hub.receive(fresh.connection, JSON.stringify({ type: "join", room: "cold", since: { epoch: "x", offset: 0 } }));
+  hub.frames.receive(
+    fresh.connection,
+    JSON.stringify({ type: "join", room: "cold", since: { epoch: "x", offset: 0 } }),
+  );
   await settle();
   assert.deepEqual(fresh.peer.of("joined").map((f) => f.recovered), [false]);
 });
@@ -241,7 +253,7 @@ Deno.test("hub: a publish the store refuses gets an internal error; the others a
   console.error = () => {};
   try {
     for (const [ref, data] of [[1, "one"], [2, "refuse"], [3, "three"], [4, "refuse"], [5, "five"]] as const) {
-      hub.receive(a.connection, JSON.stringify({ type: "publish", room: "r", data, ref }));
+      hub.frames.receive(a.connection, JSON.stringify({ type: "publish", room: "r", data, ref }));
     }
     await settle();
   } finally {
@@ -259,18 +271,22 @@ Deno.test("hub: a direct message reaches every connection of the user, however m
   const user = { id: "u-pat", name: "Pat" };
   const peers = ["p1", "p2", "p3"].map((id) => new FakePeer(id, user));
   const connections = peers.map((peer) => hub.connect(peer));
-  const direct = (data: string) => hub.sendDirect(sender.peer.user, "u-pat", data).delivered;
+  const direct = async (data: string) => (await hub.directAs(sender.peer.user, "u-pat", data)).delivered;
   await settle();
-  assert.equal(direct("three"), 3);
+  assert.equal(await direct("three"), 3);
   hub.disconnect(connections[1] as Connection);
-  assert.equal(direct("two"), 2);
+  await settle();
+  assert.equal(await direct("two"), 2);
   hub.disconnect(connections[0] as Connection);
-  assert.equal(direct("one"), 1);
+  await settle();
+  assert.equal(await direct("one"), 1);
   const again = hub.connect(new FakePeer("p4", user));
-  assert.equal(direct("two again"), 2);
+  assert.equal(await direct("two again"), 2);
   hub.disconnect(connections[2] as Connection);
+  await settle();
   hub.disconnect(again);
-  assert.equal(direct("none"), 0);
+  await settle();
+  assert.equal(await direct("none"), 0);
   const got = (peer: FakePeer) => peer.of("direct").map((f) => f.data);
   assert.deepEqual(peers.map(got), [["three", "two"], ["three"], ["three", "two", "one", "two again"]]);
 });

@@ -95,6 +95,10 @@ export class Metrics {
     "roomcast_unexpected_errors_total",
     "Errors that no code path handled (bugs): logged, and the process went on",
   );
+  readonly backplaneTrouble = new Counter(
+    "roomcast_backplane_trouble_total",
+    "Times the backplane said events between isolates may have been lost (rooms then caught up from the store)",
+  );
   readonly acceptErrors = new Counter(
     "roomcast_accept_errors_total",
     "Times the server stopped accepting connections (out of file descriptors) and listened again",
@@ -131,6 +135,7 @@ export class Metrics {
       this.closes,
       this.refused,
       this.acceptErrors,
+      this.backplaneTrouble,
       this.unexpected,
       this.dropped,
       this.storeAppends,

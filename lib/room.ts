@@ -1,21 +1,21 @@
 /**
- * One room as this isolate sees it: its local subscribers, who is present, and the ordered feed
- * of stored messages. The feed keeps a cursor (the last offset handed to subscribers); a message
+ * One room as this isolate sees it: its local subscribers and the ordered feed of stored messages
+ * (who is present, across isolates, is the engine's `Presence`). The feed keeps a cursor (the last offset handed to subscribers); a message
  * that skips ahead of it makes the room read the missing ones from the store first, so
  * subscribers see every offset once and in order whatever order the backplane brings them in.
  */
-import type { Connection } from "./connection.ts";
+import type { Connection, Subscription } from "./connection.ts";
 import { contiguous, oldestKept, recover, type Recovery, type Store } from "./engine/store.ts";
 import { Outbound } from "./peer.ts";
-import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage, type User } from "./protocol.ts";
+import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage } from "./protocol.ts";
 
 export interface RoomOptions {
   store: Store;
   historyLimit: number;
-  /** See `LimitsConfig.memberEventsMax`. */
-  memberEventsMax: number;
   /** Messages kept in memory for recoveries (0: none). */
   recentMax: number;
+  /** The room's members (as `joined` lists them), from presence. */
+  members(room: string): Promise<Member[]>;
 }
 
 export class Room {
@@ -23,7 +23,6 @@ export class Room {
   readonly subscribers = new Map<string, Connection>();
   /** Resolves once the cursor is known; messages that arrive earlier wait. */
   readonly ready: Promise<Position>;
-  readonly #members = new Map<string, { user: User; connections: number }>();
   /** When the last subscriber left (ms), or Infinity while it has subscribers. */
   emptySince = Infinity;
   #backfilling: Promise<void> | undefined;
@@ -56,7 +55,7 @@ export class Room {
   }
 
   /** A stored message for this room, from the backplane, in whatever order it came. */
-  receive(message: StoredMessage): void {
+  feed(message: StoredMessage): void {
     const cursor = this.#cursor;
     if (!cursor || this.#catchingUp) {
       this.#pending.push(message);
@@ -111,10 +110,16 @@ export class Room {
     this.#replayPending();
   }
 
+  /** Looks in the store for messages the backplane may have lost (it said so). */
+  catchUpNow(): void {
+    const cursor = this.#cursor;
+    if (cursor && !this.#catchingUp) void this.#catchUp(cursor);
+  }
+
   #replayPending(): void {
     const pending = this.#pending;
     this.#pending = [];
-    for (const message of pending) this.receive(message);
+    for (const message of pending) this.feed(message);
   }
 
   #remember(message: StoredMessage): void {
@@ -187,57 +192,34 @@ export class Room {
     }
   }
 
-  /** The room's history was reset: start the new epoch and tell subscribers to reload. */
+  /** The room's history was reset (or found reset): start the new epoch and tell subscribers to
+   * reload, with a `joined` listing the members; live messages of the new epoch wait meanwhile. */
   epochChanged(epoch: string): void {
     if (!this.#cursor || this.#cursor.epoch === epoch) return;
     this.#cursor.epoch = epoch;
     this.#cursor.offset = 0;
     this.#recent = [];
-    const members = this.members(this.#options.memberEventsMax);
+    const told: [Connection, Subscription][] = [];
     for (const connection of this.subscribers.values()) {
       const sub = connection.rooms.get(this.name);
       if (!sub || sub.held) continue;
       sub.epoch = epoch;
       sub.offset = 0;
-      connection.send({ type: "joined", room: this.name, epoch, offset: 0, recovered: false, members });
+      sub.held = [];
+      told.push([connection, sub]);
     }
-  }
-
-  /** Counts a connection of `user`; true when the others must be told (`member` join): it is the
-   * user's first connection here and the room has at most `memberEventsMax` members. */
-  addMember(user: User): boolean {
-    const member = this.#members.get(user.id);
-    if (member) {
-      member.connections += 1;
-      return false;
-    }
-    this.#members.set(user.id, { user, connections: 1 });
-    return this.#members.size <= this.#options.memberEventsMax;
-  }
-
-  /** Uncounts a connection of `user`; true when the others must be told (`member` leave): it was the
-   * user's last connection here and the room had at most `memberEventsMax` members. */
-  removeMember(user: User): boolean {
-    const member = this.#members.get(user.id);
-    if (!member) return false;
-    member.connections -= 1;
-    if (member.connections > 0) return false;
-    this.#members.delete(user.id);
-    return this.#members.size < this.#options.memberEventsMax;
-  }
-
-  /** The members, or the first `max` of them. */
-  members(max = Infinity): Member[] {
-    const out: Member[] = [];
-    for (const { user, connections } of this.#members.values()) {
-      if (out.length >= max) break;
-      out.push({ id: user.id, name: user.name, connections });
-    }
-    return out;
-  }
-
-  get memberCount(): number {
-    return this.#members.size;
+    if (told.length === 0) return;
+    const tell = (members: Member[]) => {
+      for (const [connection, sub] of told) {
+        if (connection.rooms.get(this.name) !== sub) continue;
+        connection.send({ type: "joined", room: this.name, epoch, offset: 0, recovered: false, members });
+        connection.release(sub);
+      }
+    };
+    this.#options.members(this.name).then(tell, (error) => {
+      console.error(`roomcast: listing the members of ${this.name} failed:`, error);
+      tell([]);
+    });
   }
 
   /** Sends a frame to every subscriber but `except` (a connection id). */

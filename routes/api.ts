@@ -226,12 +226,14 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get("/api/rooms/:room/presence", async (c) => {
     const room = roomParam(c);
     mayUseRoom(await caller(c, deps, readers), room);
-    return c.json({ room, members: hub.presence(room) });
+    return c.json({ room, members: await hub.presence(room) });
   });
 
   app.get("/api/rooms", async (c) => {
     const who = await caller(c, deps, readers);
-    const rooms = hub.rooms().filter(({ room }) => who.kind === "backend" || roomAllowed(who.identity.rooms, room));
+    const rooms = (await hub.rooms()).filter(({ room }) =>
+      who.kind === "backend" || roomAllowed(who.identity.rooms, room)
+    );
     return c.json({ rooms });
   });
 
@@ -240,7 +242,7 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
     const to = c.req.param("user");
     if (to.length === 0 || to.length > 128) throw new ProtocolError("bad_request", "User id must be 1–128 chars");
     const body = await readJson(c, bodyLimits);
-    const result = hub.sendDirect(fromField(body.from), to, requireData(body));
+    const result = await hub.directAs(fromField(body.from), to, requireData(body));
     return c.json(result, 202);
   });
 

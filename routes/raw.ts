@@ -18,12 +18,12 @@ class RawKind implements SocketKind {
   constructor(readonly hub: Hub, readonly room: string) {}
 
   opened(connection: Connection): void {
-    this.hub.submit(connection, { type: "join", room: this.room });
+    this.hub.frames.submit(connection, { type: "join", room: this.room });
   }
 
   text(connection: Connection, text: string): void {
-    if (this.hub.inbound(connection, text)) {
-      this.hub.submit(connection, { type: "publish", room: this.room, data: text });
+    if (this.hub.frames.inbound(connection, text)) {
+      this.hub.frames.submit(connection, { type: "publish", room: this.room, data: text });
     }
   }
 }

@@ -46,17 +46,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { config } = options;
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
-  const engine = await createEngine(config, { clock, metrics, memory: options.memory ?? false });
+  const node = nodeId();
+  const engine = await createEngine(config, { clock, metrics, memory: options.memory ?? false, node });
   const hub = new Hub({
     store: engine.store,
     backplane: engine.backplane,
+    presence: engine.presence,
     clock,
     metrics,
     limits: config.limits,
     heartbeatMs: config.heartbeatMs,
     historyLimit: config.historyLimit,
     historyTtlMs: config.historyTtlMs,
-    node: nodeId(),
+    node,
   });
   const state: ServerState = { draining: false };
   const maxConnections = config.maxConnections ?? defaultMaxConnections(fdLimit());

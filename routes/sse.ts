@@ -178,7 +178,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
         track(peer, true);
         for (const room of rooms) {
           const since = resume.get(room);
-          hub.submit(connection, since ? { type: "join", room, since } : { type: "join", room });
+          hub.frames.submit(connection, since ? { type: "join", room, since } : { type: "join", room });
         }
       },
       cancel() {

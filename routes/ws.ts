@@ -18,7 +18,7 @@ export function mountWs(app: Hono<AppEnv>, deps: AppDeps): void {
     encoder: jsonEncoder,
     liveness: "app",
     opened: () => {},
-    text: (connection, text) => hub.receive(connection, text),
+    text: (connection, text) => hub.frames.receive(connection, text),
   };
   const batched: SocketKind = {
     ...plain,
@@ -38,7 +38,7 @@ function receiveBatch(hub: Hub, connection: Connection, text: string): void {
   let lines = 1;
   for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) {
     if (++lines > MAX_BATCH_FRAMES) {
-      hub.refuse(
+      hub.frames.refuse(
         connection,
         new FrameError("too_large", `A batched message may carry at most ${MAX_BATCH_FRAMES} frames`),
       );
@@ -47,6 +47,6 @@ function receiveBatch(hub: Hub, connection: Connection, text: string): void {
   }
   for (const line of text.split("\n")) {
     if (connection.closed) return;
-    if (line.trim()) hub.receive(connection, line);
+    if (line.trim()) hub.frames.receive(connection, line);
   }
 }

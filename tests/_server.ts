@@ -62,9 +62,9 @@ export function postJson(server: TestServer, path: string, body: unknown, header
 }
 
 /** Polls `pred` every few ms until it holds; throws after `ms`. For state without an event to wait on. */
-export async function until(pred: () => boolean, ms = 3000, what = "condition"): Promise<void> {
+export async function until(pred: () => boolean | Promise<boolean>, ms = 3000, what = "condition"): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!pred()) {
+  while (!await pred()) {
     if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }

@@ -42,7 +42,7 @@ Deno.test("heartbeat: pings every interval, silent /ws peers closed with 4000 an
   await t.step("the dead peer's presence is removed and others are told", async () => {
     const leave = await alive.next((f) => f.type === "member" && f.event === "leave");
     assert.equal(leave.user.name, "Silent");
-    assert.deepEqual(server.hub.presence("hb").map((m) => m.name), ["Alive"]);
+    assert.deepEqual((await server.hub.presence("hb")).map((m) => m.name), ["Alive"]);
     assert.equal(server.metrics.closes.get("heartbeat"), 1);
   });
   await alive.close();
@@ -60,10 +60,10 @@ Deno.test("raw peers that stop answering WebSocket pings are dropped with their 
   const watcher = await server.joined("lobby");
   const conn = await deadPeer(server.ws("/"));
   await watcher.next((f) => f.type === "member" && f.event === "join");
-  assert.equal(server.hub.presence("lobby").length, 2);
+  assert.equal((await server.hub.presence("lobby")).length, 2);
   const leave = await watcher.next((f) => f.type === "member" && f.event === "leave", 5000);
   assert.match(leave.user.id, /^guest-/);
-  assert.equal(server.hub.presence("lobby").length, 1);
+  assert.equal((await server.hub.presence("lobby")).length, 1);
   conn.close();
   await watcher.close();
 });
@@ -72,10 +72,10 @@ Deno.test("a consumer that stops reading is closed with 4008 once its queue pass
   await using server = await startTestServer({ limits: { sendQueueBytes: 256 * 1024 } });
   const reader = await server.joined("firehose");
   const conn = await deadPeer(server.ws("/raw/firehose"));
-  await until(() => server.hub.presence("firehose").length === 2, 3000, "the stalled peer to join");
+  await until(async () => (await server.hub.presence("firehose")).length === 2, 3000, "the stalled peer to join");
   const chunk = "y".repeat(60_000);
   let sent = 0;
-  for (; sent < 600 && server.hub.presence("firehose").length === 2; sent++) {
+  for (; sent < 600 && (await server.hub.presence("firehose")).length === 2; sent++) {
     const response = await postJson(server, "/api/rooms/firehose/messages", { data: chunk });
     assert.equal(response.status, 201);
     await response.body?.cancel();

@@ -10,7 +10,7 @@ Deno.test("raw rooms", async (t) => {
     const alice = await TestClient.raw(server.ws("/"));
     const bob = await TestClient.raw(server.ws("/"));
     const carol = await TestClient.raw(server.ws(""));
-    await until(() => server.hub.presence("lobby").length === 3, 3000, "three raw members in lobby");
+    await until(async () => (await server.hub.presence("lobby")).length === 3, 3000, "three raw members in lobby");
     alice.send("hello from alice");
     assert.equal(await bob.next(), "hello from alice");
     assert.equal(await carol.next(), "hello from alice");
@@ -70,7 +70,7 @@ Deno.test("raw rooms", async (t) => {
     assert.equal(error.type, "error");
     assert.equal(error.code, "too_large");
     const peer = await TestClient.raw(server.ws("/raw/big"));
-    await until(() => server.hub.presence("big").length === 2, 3000, "two raw members in big");
+    await until(async () => (await server.hub.presence("big")).length === 2, 3000, "two raw members in big");
     raw.send("small");
     assert.equal(await peer.next(), "small");
     await Promise.all([raw.close(), peer.close()]);

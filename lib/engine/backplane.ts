@@ -1,29 +1,52 @@
 /**
- * The backplane interface: fan-out of room events between isolates (and, with Redis, processes).
- * Implementations: `LocalBackplane` (one isolate). The store is the truth; the backplane is the
- * fast path and may lose or reorder what crosses isolates, which the hub repairs from the store.
+ * The backplane interface: fan-out of events between isolates (Workers of one process, processes,
+ * instances). Implementations: `LocalBackplane` (one isolate) and `BroadcastChannelBackplane`
+ * (the Workers of one process). The store is the truth; the backplane is the fast path and may
+ * lose or reorder what crosses isolates, which the hub repairs from the store (by offsets).
  */
 import type { StoredMessage, User } from "../protocol.ts";
 
-export type BackplaneEvent =
-  | { kind: "message"; message: StoredMessage; json: string }
+/** Events about one room; they reach the isolates interested in it (`subscribe`). */
+export type RoomEvent =
+  | { kind: "message"; room: string; message: StoredMessage; json: string }
   | { kind: "signal"; room: string; from: User; event: string; data: unknown; origin: string }
-  | { kind: "direct"; to: string; id: string; from: User; data: unknown; ts: number }
-  | { kind: "broadcast"; id: string; data: unknown; ts: number }
+  | { kind: "member"; room: string; event: "join" | "leave"; user: User; origin: string }
   | { kind: "reset"; room: string; epoch: string };
 
-export type BackplaneHandler = (event: BackplaneEvent) => void;
+/** Events for every isolate. */
+export type GlobalEvent =
+  | { kind: "direct"; to: string; id: string; from: User; data: unknown; ts: number }
+  | { kind: "broadcast"; id: string; data: unknown; ts: number };
+
+/** What `publish` takes; `origin` in a signal or member event is the connection it came from (it
+ * is not sent back to that connection). */
+export type BackplaneEvent = RoomEvent | GlobalEvent;
+
+/** Receives an event with the node (isolate) that published it. */
+export type BackplaneHandler = (event: BackplaneEvent, node: string) => void;
 
 /**
  * Guarantees:
- * - `publish` hands the event to this isolate's handler synchronously, before it returns,
- *   exactly once and in call order.
- * - Other isolates get it at most once, usually in order, but may miss it (a redeploy, a full
- *   buffer) or see it after a later one: receivers must tolerate loss and reordering.
+ * - `publish` hands the event to this isolate's handler synchronously, before it returns, exactly
+ *   once and in call order, with this node's id.
+ * - Other isolates get a room's events while they are subscribed to that room (and may get others:
+ *   interest is a filter of traffic, not of correctness), every global event, each at most once,
+ *   usually in order, but may miss one (a full buffer, a redeploy) or see it after a later one:
+ *   receivers tolerate loss and reordering. An event never comes back to its own node.
+ * - Trouble that may have lost events (a receiver that could not keep up, a lost connection) is
+ *   reported to `onTrouble`, so that the hub can check its rooms against the store.
  */
 export interface Backplane {
+  /** This isolate's id, on every event it publishes. */
+  readonly node: string;
   publish(event: BackplaneEvent): void;
-  /** Sets the one handler (the hub) that receives every event. */
-  subscribe(handler: BackplaneHandler): void;
+  /** Sets the one handler (the hub) that receives every event: this isolate's and the others'. */
+  onEvent(handler: BackplaneHandler): void;
+  /** This isolate has local subscribers in `room` (counted: one `unsubscribe` undoes one
+   * `subscribe`): the room's events from other isolates must reach it. */
+  subscribe(room: string): void;
+  unsubscribe(room: string): void;
+  /** Sets the handler of trouble (events may have been lost on the way in). */
+  onTrouble(handler: (error: unknown) => void): void;
   close(): Promise<void>;
 }

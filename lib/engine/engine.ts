@@ -7,6 +7,8 @@ import type { Config } from "../config.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Backplane } from "./backplane.ts";
 import { LocalBackplane } from "./backplane_local.ts";
+import type { Presence } from "./presence.ts";
+import { MemoryPresence } from "./presence_memory.ts";
 import type { Store } from "./store.ts";
 import { openKvStore } from "./store_kv.ts";
 import { MemoryStore } from "./store_memory.ts";
@@ -14,6 +16,7 @@ import { MemoryStore } from "./store_memory.ts";
 export interface Engine {
   store: Store;
   backplane: Backplane;
+  presence: Presence;
   close(): Promise<void>;
 }
 
@@ -22,6 +25,8 @@ export interface EngineOptions {
   metrics: Metrics;
   /** Use an in-process store instead of Deno KV (tests). @default false */
   memory?: boolean;
+  /** This isolate's id (`welcome.node`, and on every backplane event). */
+  node: string;
 }
 
 export async function createEngine(config: Config, options: EngineOptions): Promise<Engine> {
@@ -34,12 +39,15 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
     appendLatency: options.metrics.storeAppendSeconds,
     appends: options.metrics.storeAppends,
   });
-  const backplane = new LocalBackplane();
+  const backplane = new LocalBackplane(options.node);
+  const presence = new MemoryPresence();
   return {
     store,
     backplane,
+    presence,
     async close() {
       await backplane.close();
+      await presence.close();
       await store.close();
     },
   };

@@ -1,0 +1,50 @@
+/**
+ * The presence interface: who is connected and who is in which room, across every isolate,
+ * process or instance that serves one set of rooms. Implementations: `MemoryPresence` (one
+ * isolate: presence_memory.ts). Each node (isolate) tells it about its own connections; what a
+ * node holds lives as long as that node renews its lease.
+ */
+import type { Member, User } from "../protocol.ts";
+
+/** A room as `GET /api/rooms` lists it. */
+export interface RoomCount {
+  room: string;
+  members: number;
+  connections: number;
+}
+
+/** What a join or a leave changed: whether the user's first connection in the room arrived (or
+ * its last one left), on any node, and how many members the room has now. */
+export interface MemberChange {
+  changed: boolean;
+  members: number;
+}
+
+/**
+ * Guarantees:
+ * - A user is one member of a room however many connections, on however many nodes, it has there:
+ *   `join` answers `changed: true` for its first connection (a member join to tell, once) and
+ *   `leave` for its last (a member leave, once); in between, `members` lists it once, with its
+ *   connection count.
+ * - Calls from one node take effect in the order they were made.
+ * - A node renews what it holds while it lives (`renewMs`); what a node that stopped (crashed, was
+ *   evicted) held is dropped at most `leaseMs` later, as if its connections had left. Where the
+ *   implementation sees a node end (a Worker that exits), sooner. `MemoryPresence` has one node.
+ * - Counts never go below zero: a leave without its join, or twice, changes nothing.
+ */
+export interface Presence {
+  /** A connection of `user` opened on this node. */
+  connect(user: User, connection: string): Promise<void>;
+  disconnect(user: User, connection: string): Promise<void>;
+  /** The user's open connections on every node. */
+  connections(user: string): Promise<number>;
+  /** Counts a connection of `user` in `room`. */
+  join(room: string, user: User, connection: string): Promise<MemberChange>;
+  /** Uncounts it (`leave` of the room, or the connection closed). */
+  leave(room: string, user: User, connection: string): Promise<MemberChange>;
+  /** The room's members, or the first `max` of them. */
+  members(room: string, max?: number): Promise<Member[]>;
+  /** Rooms with at least one member. */
+  rooms(): Promise<RoomCount[]>;
+  close(): Promise<void>;
+}
