@@ -53,6 +53,10 @@ export interface HubOptions {
   historyTtlMs?: number | undefined;
   /** This isolate's id, sent in `welcome`. */
   node: string;
+  /** Where the backplane may lose events between isolates (BroadcastChannel drops when a receiver
+   * lags, and is missing on some platforms): how often (ms) rooms with subscribers check the
+   * store's latest position and catch up. `undefined`: never (one isolate). */
+  pollMs?: number | undefined;
 }
 
 export type { RoomCount as RoomSummary };
@@ -68,6 +72,7 @@ export class Hub {
   readonly #rooms = new Map<string, Room>();
   readonly #context: ConnectionContext;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #poller: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -398,15 +403,28 @@ export class Hub {
     checkLiveness(this.#connections, now, this.#options.heartbeatMs);
   }
 
-  /** Calls `tick()` every heartbeat interval until `close()`. */
+  /** Calls `tick()` every heartbeat interval until `close()`, and checks rooms against the store
+   * every `pollMs` where that is set. */
   startHeartbeat(): void {
     this.#heartbeat ??= setInterval(() => this.tick(), this.#options.heartbeatMs);
+    const pollMs = this.#options.pollMs;
+    if (pollMs !== undefined) this.#poller ??= setInterval(() => this.checkRooms(), pollMs);
   }
 
-  /** Closes every connection (1001 by default) and stops the heartbeat. */
+  /** Every room with subscribers here checks the store for what the backplane did not bring. */
+  checkRooms(): void {
+    for (const room of this.#rooms.values()) {
+      if (room.subscribers.size === 0) continue;
+      room.checkHead().catch((error) => console.error(`roomcast: checking room ${room.name} failed:`, error));
+    }
+  }
+
+  /** Closes every connection (1001 by default) and stops the timers. */
   close(code: number = CloseCode.goingAway, reason = "Server shutting down"): void {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    if (this.#poller !== undefined) clearInterval(this.#poller);
     this.#heartbeat = undefined;
+    this.#poller = undefined;
     for (const connection of [...this.#connections.values()]) connection.close(code, reason, "shutdown");
   }
 }

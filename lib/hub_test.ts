@@ -9,29 +9,8 @@ import { MemoryPresence } from "./engine/presence_memory.ts";
 import { MemoryStore } from "./engine/store_memory.ts";
 import { Hub } from "./hub.ts";
 import { Metrics } from "./metrics.ts";
-import { jsonEncoder, type Peer } from "./peer.ts";
 import type { NewMessage } from "./protocol.ts";
-
-// deno-lint-ignore no-explicit-any
-type Frame = Record<string, any>;
-
-class FakePeer implements Peer {
-  readonly frames: Frame[] = [];
-  readonly encoder = jsonEncoder;
-  readonly liveness = "app" as const;
-  queuedBytes = 0;
-  closed: { code: number; reason: string } | undefined;
-  constructor(readonly id: string, readonly user = { id: `u-${id}`, name: id }) {}
-  send(text: string): void {
-    this.frames.push(JSON.parse(text));
-  }
-  close(code: number, reason: string): void {
-    this.closed = { code, reason };
-  }
-  of(type: string): Frame[] {
-    return this.frames.filter((f) => f.type === type);
-  }
-}
+import { FakePeer } from "../tests/_fake_peer.ts";
 
 function setup(limits: Parameters<typeof configWith>[0] = {}, wrap?: (store: MemoryStore) => Store) {
   const config = configWith(limits);

@@ -116,6 +116,15 @@ export class Room {
     if (cursor && !this.#catchingUp) void this.#catchUp(cursor);
   }
 
+  /** Asks the store for the room's latest position and catches up if the backplane did not bring
+   * everything up to it (a dropped event, the last of a burst, would otherwise wait for the next). */
+  async checkHead(): Promise<void> {
+    const cursor = this.#cursor;
+    if (!cursor || this.#catchingUp) return;
+    const head = await this.#options.store.position(this.name);
+    if (head.epoch !== cursor.epoch || head.offset > cursor.offset) this.catchUpNow();
+  }
+
   #replayPending(): void {
     const pending = this.#pending;
     this.#pending = [];

@@ -1,0 +1,138 @@
+/**
+ * The backplane contract for every backplane, and the hub's repair of what a backplane loses:
+ * hubs of several "isolates" (here in one, sharing a store as the isolates of a process share
+ * their coordinator's) deliver every message once, in order, through a backplane that drops
+ * and reorders, and through none at all.
+ */
+import assert from "node:assert/strict";
+import { ManualClock } from "../clock.ts";
+import { configWith } from "../config.ts";
+import { Hub } from "../hub.ts";
+import { Metrics } from "../metrics.ts";
+import { backplaneContract } from "../../tests/backplane_contract.ts";
+import { FakePeer } from "../../tests/_fake_peer.ts";
+import { LossyBackplane } from "../../tests/_lossy_backplane.ts";
+import type { Backplane } from "./backplane.ts";
+import { BroadcastChannelBackplane } from "./backplane_broadcast.ts";
+import { LocalBackplane } from "./backplane_local.ts";
+import { MemoryPresence } from "./presence_memory.ts";
+import { MemoryStore } from "./store_memory.ts";
+
+backplaneContract("LocalBackplane", () => {
+  const nodes = [new LocalBackplane("n1")];
+  return Promise.resolve({ nodes, cleanup: async () => await nodes[0]?.close() });
+}, { crosses: false });
+
+backplaneContract("BroadcastChannelBackplane", (n) => {
+  const namespace = `contract-${crypto.randomUUID()}`;
+  const nodes = Array.from({ length: n }, (_, i) => new BroadcastChannelBackplane({ node: `n${i}`, namespace }));
+  return Promise.resolve({ nodes, cleanup: async () => void await Promise.all(nodes.map((b) => b.close())) });
+}, { crosses: true });
+
+/** Two hubs as two isolates: one store and one presence (the coordinator's), each its backplane. */
+function isolates(backplanes: [Backplane, Backplane], pollMs?: number) {
+  const clock = new ManualClock();
+  const config = configWith({ limits: { publishBurst: 10_000, userPublishBurst: 10_000 } });
+  const store = new MemoryStore({ historyLimit: 1000, historyTtlMs: undefined }, clock);
+  const presence = new MemoryPresence();
+  const hubs = backplanes.map((backplane, i) =>
+    new Hub({
+      store,
+      backplane,
+      presence,
+      clock,
+      metrics: new Metrics(),
+      limits: config.limits,
+      heartbeatMs: 25_000,
+      historyLimit: 1000,
+      node: `n${i}`,
+      pollMs,
+    })
+  ) as [Hub, Hub];
+  return { hubs, store };
+}
+
+async function joined(hub: Hub, id: string, room: string) {
+  const peer = new FakePeer(id);
+  const connection = hub.connect(peer);
+  await hub.join(connection, room);
+  return { peer, connection };
+}
+
+async function eventually(pred: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+const MESSAGES = 200;
+
+for (
+  const [name, make, pollMs] of [
+    [
+      "a backplane that drops every other event and reorders",
+      (namespace: string, node: string) => new LossyBackplane(new BroadcastChannelBackplane({ node, namespace })),
+      20,
+    ],
+    [
+      "no backplane between isolates at all (no BroadcastChannel)",
+      (_: string, node: string) => new LocalBackplane(node),
+      20,
+    ],
+  ] as const
+) {
+  Deno.test(`hubs on two isolates, ${name}: every message once, in order, from the store`, async () => {
+    const namespace = `lossy-${crypto.randomUUID()}`;
+    const { hubs: [a, b] } = isolates([make(namespace, "a"), make(namespace, "b")], pollMs);
+    a.startHeartbeat();
+    b.startHeartbeat();
+    try {
+      const reader = await joined(b, "reader", "room");
+      const publisher = await joined(a, "publisher", "room");
+      for (let i = 1; i <= MESSAGES; i++) {
+        a.frames.receive(publisher.connection, JSON.stringify({ type: "publish", room: "room", data: i, ref: i }));
+        if (i % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      await eventually(() => reader.peer.of("message").length >= MESSAGES);
+      const got = reader.peer.of("message").map((f) => f.offset);
+      assert.deepEqual(got, Array.from({ length: MESSAGES }, (_, i) => i + 1));
+      assert.deepEqual(publisher.peer.of("ack").map((f) => f.ref), Array.from({ length: MESSAGES }, (_, i) => i + 1));
+      // Presence is shared; its member events travel on the backplane (like signals, they are not
+      // stored: with no backplane at all they stay on their isolate).
+      const members = reader.peer.of("member").map((f) => `${f.event}:${f.user.name}`);
+      assert.deepEqual(members, name.startsWith("no backplane") ? [] : ["join:publisher"]);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+}
+
+Deno.test("a room's member events and signals cross isolates; a user on two isolates is one member", async () => {
+  const namespace = `members-${crypto.randomUUID()}`;
+  const { hubs: [a, b] } = isolates([
+    new BroadcastChannelBackplane({ node: "a", namespace }),
+    new BroadcastChannelBackplane({ node: "b", namespace }),
+  ]);
+  try {
+    const watcher = await joined(a, "watcher", "m");
+    const sam = { id: "sam", name: "Sam" };
+    const tab1 = a.connect(new FakePeer("tab1", sam));
+    const tab2 = b.connect(new FakePeer("tab2", sam));
+    await a.join(tab1, "m");
+    await b.join(tab2, "m");
+    b.frames.receive(tab2, JSON.stringify({ type: "signal", room: "m", event: "typing" }));
+    await eventually(() => watcher.peer.of("signal").length === 1);
+    assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join"], "one join for two isolates");
+    assert.equal((await a.presence("m")).find((m) => m.id === "sam")?.connections, 2);
+    a.disconnect(tab1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join"], "still there on b");
+    b.disconnect(tab2);
+    await eventually(() => watcher.peer.of("member").length === 2);
+    assert.deepEqual(watcher.peer.of("member").map((f) => f.event), ["join", "leave"]);
+    assert.deepEqual((await b.rooms()).map((r) => [r.room, r.members]), [["m", 1]]);
+  } finally {
+    a.close();
+    b.close();
+  }
+});

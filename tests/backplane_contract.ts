@@ -1,0 +1,140 @@
+/**
+ * The backplane contract (lib/engine/backplane.ts), run against every implementation
+ * (lib/engine/backplane_test.ts). A factory gives `nodes` connected backplanes, as isolates would
+ * have; `crosses: false` (one isolate only) runs the single-node steps.
+ */
+import assert from "node:assert/strict";
+import type { Backplane, BackplaneEvent } from "../lib/engine/backplane.ts";
+import type { StoredMessage } from "../lib/protocol.ts";
+
+export type BackplaneFactory = (nodes: number) => Promise<{ nodes: Backplane[]; cleanup(): Promise<void> }>;
+
+interface Heard {
+  event: BackplaneEvent;
+  node: string;
+}
+
+function listen(backplane: Backplane): Heard[] {
+  const heard: Heard[] = [];
+  backplane.onEvent((event, node) => heard.push({ event, node }));
+  return heard;
+}
+
+/** Waits until `pred` holds (events cross isolates asynchronously), at most `ms`. */
+async function eventually(pred: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+const message = (room: string, offset: number): BackplaneEvent => {
+  const stored: StoredMessage = {
+    type: "message",
+    room,
+    id: `m${offset}`,
+    epoch: "e",
+    offset,
+    from: { id: "u", name: "U" },
+    data: offset,
+    ts: 0,
+  };
+  return { kind: "message", room, message: stored, json: JSON.stringify(stored) };
+};
+
+export function backplaneContract(name: string, factory: BackplaneFactory, can: { crosses: boolean }): void {
+  Deno.test(`${name}: backplane contract`, async (t) => {
+    await t.step("publish reaches this isolate's handler at once, once, in order, with its node", async () => {
+      const { nodes: [a], cleanup } = await factory(1);
+      try {
+        const heard = listen(a as Backplane);
+        for (let i = 1; i <= 3; i++) a?.publish(message("r", i));
+        assert.deepEqual(heard.map((h) => [(h.event as { message: StoredMessage }).message.offset, h.node]), [
+          [1, a?.node],
+          [2, a?.node],
+          [3, a?.node],
+        ]);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    if (!can.crosses) return;
+
+    await t.step("a room's events reach the isolates subscribed to it, not the others, never back", async () => {
+      const { nodes, cleanup } = await factory(3);
+      const [a, b, c] = nodes as [Backplane, Backplane, Backplane];
+      try {
+        const [ha, hb, hc] = [listen(a), listen(b), listen(c)];
+        b.subscribe("r");
+        a.publish(message("r", 1));
+        a.publish({
+          kind: "signal",
+          room: "r",
+          from: { id: "u", name: "U" },
+          event: "typing",
+          data: null,
+          origin: "c1",
+        });
+        await eventually(() => hb.length === 2);
+        assert.deepEqual(hb.map((h) => [h.event.kind, h.node]), [["message", a.node], ["signal", a.node]]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(hc.length, 0, "c is not subscribed to r");
+        assert.equal(ha.length, 2, "a heard its own events once, not echoed back");
+      } finally {
+        await cleanup();
+      }
+    });
+
+    await t.step("directs and broadcasts reach every isolate", async () => {
+      const { nodes, cleanup } = await factory(3);
+      const [a, b, c] = nodes as [Backplane, Backplane, Backplane];
+      try {
+        const [hb, hc] = [listen(b), listen(c)];
+        listen(a);
+        a.publish({ kind: "direct", to: "u", id: "d1", from: { id: "s", name: "S" }, data: 1, ts: 0 });
+        a.publish({ kind: "broadcast", id: "b1", data: "all", ts: 0 });
+        await eventually(() => hb.length === 2 && hc.length === 2);
+        assert.deepEqual(hb.map((h) => h.event.kind), ["direct", "broadcast"]);
+        assert.deepEqual(hc.map((h) => h.event.kind), ["direct", "broadcast"]);
+      } finally {
+        await cleanup();
+      }
+    });
+
+    await t.step("interest is counted: one unsubscribe undoes one subscribe", async () => {
+      const { nodes, cleanup } = await factory(2);
+      const [a, b] = nodes as [Backplane, Backplane];
+      try {
+        const hb = listen(b);
+        listen(a);
+        b.subscribe("r");
+        b.subscribe("r");
+        b.unsubscribe("r");
+        a.publish(message("r", 1));
+        await eventually(() => hb.length === 1);
+        assert.equal(hb.length, 1, "still subscribed once");
+        b.unsubscribe("r");
+        a.publish(message("r", 2));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(hb.length, 1, "no longer subscribed");
+      } finally {
+        await cleanup();
+      }
+    });
+
+    await t.step("a message event's JSON and fields cross intact", async () => {
+      const { nodes, cleanup } = await factory(2);
+      const [a, b] = nodes as [Backplane, Backplane];
+      try {
+        const hb = listen(b);
+        listen(a);
+        b.subscribe("é-room");
+        const event = message("é-room", 7);
+        a.publish(event);
+        await eventually(() => hb.length === 1);
+        assert.deepEqual(hb[0]?.event, event);
+      } finally {
+        await cleanup();
+      }
+    });
+  });
+}
