@@ -3,6 +3,7 @@
  * (healthz 503, sockets closed with 1001, history flushed) and exits within 5 s.
  */
 import { ConfigError, loadConfig } from "./lib/config.ts";
+import { startCluster } from "./routes/cluster.ts";
 import { startServer } from "./routes/server.ts";
 
 let config;
@@ -14,17 +15,20 @@ try {
   Deno.exit(2);
 }
 
-const server = await startServer({
-  config,
-  onListen: ({ hostname, port }) => {
-    const shown = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
-    const kv = config.kvPath ?? "platform default";
-    console.log(`roomcast listening on http://${shown}:${port} (history: ${kv}, sequencer: ${config.sequencer})`);
-  },
-}).catch((error) => {
-  console.error(`roomcast: could not start: ${error instanceof Error ? error.message : error}`);
-  Deno.exit(1);
-});
+const onListen = ({ hostname, port }: Deno.NetAddr) => {
+  const shown = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
+  const kv = config.kvPath ?? "platform default";
+  const workers = config.workers > 1 ? `, ${config.workers} workers` : "";
+  console.log(
+    `roomcast listening on http://${shown}:${port} (history: ${kv}, sequencer: ${config.sequencer}${workers})`,
+  );
+};
+// One isolate, or a coordinator and its Workers (ROOMCAST_WORKERS).
+const server = await (config.workers > 1 ? startCluster({ config, onListen }) : startServer({ config, onListen }))
+  .catch((error) => {
+    console.error(`roomcast: could not start: ${error instanceof Error ? error.message : error}`);
+    Deno.exit(1);
+  });
 
 // Last resort: an error no code path handled is a bug. It is logged and counted, and the process
 // goes on serving its other connections instead of dropping them all.

@@ -115,7 +115,7 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     ? [deno, "run", "-A", `${root}bench/bare_server.ts`]
     : target === "socketio"
     ? ["node", `${root}bench/node/socketio_server.mjs`]
-    : [deno, "run", "-A", "--unstable-kv", `${root}main.ts`];
+    : [deno, "run", "-A", "--unstable-kv", "--unstable-net", `${root}main.ts`];
   const env = {
     PORT: "0",
     HOSTNAME: "127.0.0.1",

@@ -51,7 +51,8 @@ export interface Config {
    * one process per KV file), or `"kv"`, a KV commit before delivery (any number of processes or
    * isolates share the KV). @default "local" for a local KV file, "kv" on Deno Deploy */
   sequencer: Sequencer;
-  /** Isolates in this process. @default 1 */
+  /** Isolates serving the port: 1, or N Workers and their coordinator (`auto`: one per core).
+   * @default 1 */
   workers: number;
   /** @default undefined */
   redisUrl: string | undefined;
@@ -174,8 +175,9 @@ export function hostName(host: string): string {
   return name.toLowerCase().replace(/\.$/, "");
 }
 
-/** Builds the configuration from an environment map (`Deno.env.toObject()` in main.ts). */
-export function loadConfig(env: Env): Config {
+/** Builds the configuration from an environment map (`Deno.env.toObject()` in main.ts);
+ * `cores` is what `ROOMCAST_WORKERS=auto` means. */
+export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1): Config {
   const read = new Reader(env);
   const onDeploy = read.string("DENO_DEPLOYMENT_ID") !== undefined;
   const kvPath = read.string("ROOMCAST_KV_PATH") ?? (onDeploy ? undefined : "./data/roomcast.kv");
@@ -192,7 +194,7 @@ export function loadConfig(env: Env): Config {
     hostname: read.string("HOSTNAME") ?? "0.0.0.0",
     kvPath,
     sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], kvPath === undefined ? "kv" : "local"),
-    workers: read.int("ROOMCAST_WORKERS", 1, 1, 64),
+    workers: read.string("ROOMCAST_WORKERS") === "auto" ? cores : read.int("ROOMCAST_WORKERS", 1, 1, 64),
     redisUrl: read.string("ROOMCAST_REDIS_URL"),
     maxConnections: maxConnections > 0 ? maxConnections : undefined,
     maxConnectionsPerIp: read.int("ROOMCAST_MAX_CONNECTIONS_PER_IP", 256, 0, 10_000_000),

@@ -25,6 +25,9 @@ export interface ServerOptions {
   /** Start the heartbeat timer (tests with a manual clock call `hub.tick()` instead). @default true */
   heartbeat?: boolean;
   onListen?: (addr: Deno.NetAddr) => void;
+  /** A Worker of a cluster (routes/worker.ts): the engine it was given, its node id, its share of
+   * the port (`reusePort`) and how often its rooms check the store. @default undefined */
+  isolate?: { engine: Engine; node: string; pollMs: number };
 }
 
 export interface RunningServer {
@@ -46,8 +49,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { config } = options;
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
-  const node = nodeId();
-  const engine = await createEngine(config, { clock, metrics, memory: options.memory ?? false, node });
+  const node = options.isolate?.node ?? nodeId();
+  const engine = options.isolate?.engine ??
+    await createEngine(config, { clock, metrics, memory: options.memory ?? false, node });
   const hub = new Hub({
     store: engine.store,
     backplane: engine.backplane,
@@ -59,6 +63,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     historyLimit: config.historyLimit,
     historyTtlMs: config.historyTtlMs,
     node,
+    pollMs: options.isolate?.pollMs,
   });
   const state: ServerState = { draining: false };
   const maxConnections = config.maxConnections ?? defaultMaxConnections(fdLimit());
@@ -71,7 +76,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     clock,
   });
   const app = createApp({ hub, admission, config, metrics, clock, state });
-  const server = new Listener(config, serveHandler(app), metrics, options.onListen);
+  const server = new Listener(config, serveHandler(app), metrics, options.onListen, options.isolate !== undefined);
   if (options.heartbeat ?? true) hub.startHeartbeat();
   const host = server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname;
   let drained: Promise<void> | undefined;
@@ -147,6 +152,8 @@ class Listener {
     readonly handler: Deno.ServeHandler<Deno.NetAddr>,
     readonly metrics: Metrics,
     onListen?: (addr: Deno.NetAddr) => void,
+    /** Share the port with the other Workers of this process (SO_REUSEPORT). */
+    readonly reusePort = false,
   ) {
     // The first listen may fail (port in use): start-up fails with it.
     this.#server = this.#serve(config.port, (addr) => onListen?.(addr));
@@ -154,7 +161,8 @@ class Listener {
   }
 
   #serve(port: number, onListen: (addr: Deno.NetAddr) => void): Deno.HttpServer<Deno.NetAddr> {
-    const server = Deno.serve({ hostname: this.config.hostname, port, onListen }, this.handler);
+    const { hostname } = this.config;
+    const server = Deno.serve({ hostname, port, onListen, reusePort: this.reusePort }, this.handler);
     server.finished.catch((error) => this.#failed(error));
     return server;
   }

@@ -39,7 +39,7 @@ export async function startMain(
   options: { ulimit?: number; softUlimit?: number; stderr?: "inherit" | "piped" } = {},
 ): Promise<MainProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const deno = [Deno.execPath(), "run", "--unstable-kv", "-A", main];
+  const deno = [Deno.execPath(), "run", "--unstable-kv", "--unstable-net", "-A", main];
   const stderr = options.stderr ?? "inherit";
   const limit = options.ulimit !== undefined
     ? `ulimit -n ${options.ulimit}`

@@ -1,6 +1,6 @@
 /**
- * Builds the engine the configuration asks for: the store (Deno KV at `kvPath`, or the platform's
- * KV) and the backplane that fans events out between isolates.
+ * Builds the engine of a single isolate: the store (Deno KV at `kvPath`, or the platform's KV), a
+ * backplane and presence of its own. A cluster's Workers get theirs from routes/worker.ts.
  */
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
@@ -29,9 +29,11 @@ export interface EngineOptions {
   node: string;
 }
 
-export async function createEngine(config: Config, options: EngineOptions): Promise<Engine> {
+/** The store the configuration asks for: Deno KV at `kvPath` (or the platform's), or memory. */
+export async function createStore(config: Config, options: Omit<EngineOptions, "node">): Promise<Store> {
   const retention = { historyLimit: config.historyLimit, historyTtlMs: config.historyTtlMs };
-  const store: Store = options.memory ? new MemoryStore(retention, options.clock) : await openKvStore(config.kvPath, {
+  if (options.memory) return new MemoryStore(retention, options.clock);
+  return await openKvStore(config.kvPath, {
     ...retention,
     clock: options.clock,
     sequencer: config.sequencer,
@@ -39,6 +41,11 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
     appendLatency: options.metrics.storeAppendSeconds,
     appends: options.metrics.storeAppends,
   });
+}
+
+/** One isolate's engine: the store, a backplane to itself, presence in its memory. */
+export async function createEngine(config: Config, options: EngineOptions): Promise<Engine> {
+  const store = await createStore(config, options);
   const backplane = new LocalBackplane(options.node);
   const presence = new MemoryPresence();
   return {

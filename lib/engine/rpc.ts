@@ -1,0 +1,106 @@
+/**
+ * Calls between the isolates of one process over `postMessage` (a Worker and its parent): ordered
+ * and reliable, unlike BroadcastChannel. A `RpcClient` calls named operations on the other side's
+ * `serveRpc`, which answers each call once and may send notices for it later (an append that
+ * becomes durable). Errors cross as their message.
+ */
+
+/** What `postMessage` needs: a Worker, or the worker's own global scope. */
+export interface Port {
+  postMessage(message: unknown): void;
+  addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+  removeEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+}
+
+type Wire =
+  | { rpc: "call"; id: number; op: string; args: unknown[] }
+  | { rpc: "reply"; id: number; ok: true; value: unknown }
+  | { rpc: "reply"; id: number; ok: false; error: string }
+  | { rpc: "notice"; id: number; value: unknown };
+
+function isWire(value: unknown): value is Wire {
+  return typeof value === "object" && value !== null && "rpc" in value;
+}
+
+export class RpcError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RpcError";
+  }
+}
+
+export class RpcClient {
+  readonly #port: Port;
+  #next = 1;
+  readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>();
+  readonly #notices = new Map<number, (value: unknown) => void>();
+  readonly #listener = (event: MessageEvent) => this.#receive(event.data);
+  #closed = false;
+
+  constructor(port: Port) {
+    this.#port = port;
+    port.addEventListener("message", this.#listener);
+  }
+
+  /** Calls `op`; `onNotice` receives what the other side sends about this call later. */
+  call<T>(op: string, args: unknown[], onNotice?: (value: unknown) => void): Promise<T> {
+    if (this.#closed) return Promise.reject(new RpcError(`${op}: the connection to the coordinator is closed`));
+    const id = this.#next++;
+    if (onNotice) this.#notices.set(id, onNotice);
+    return new Promise<T>((resolve, reject) => {
+      this.#calls.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#port.postMessage({ rpc: "call", id, op, args } satisfies Wire);
+    });
+  }
+
+  /** Stops waiting for notices of call `id`. */
+  forget(id: number): void {
+    this.#notices.delete(id);
+  }
+
+  #receive(data: unknown): void {
+    if (!isWire(data)) return;
+    if (data.rpc === "reply") {
+      const call = this.#calls.get(data.id);
+      this.#calls.delete(data.id);
+      if (data.ok) call?.resolve(data.value);
+      else call?.reject(new RpcError(data.error));
+    } else if (data.rpc === "notice") {
+      const notice = this.#notices.get(data.id);
+      this.#notices.delete(data.id);
+      notice?.(data.value);
+    }
+  }
+
+  /** Fails every call still waiting. */
+  close(): void {
+    this.#closed = true;
+    this.#port.removeEventListener("message", this.#listener);
+    for (const { reject } of this.#calls.values()) reject(new RpcError("the connection to the coordinator closed"));
+    this.#calls.clear();
+    this.#notices.clear();
+  }
+}
+
+/** An operation: its arguments, and `notify` to send one later notice about this call. */
+export type RpcHandler = (args: unknown[], notify: (value: unknown) => void) => unknown | Promise<unknown>;
+
+/** Answers the calls that come on `port` with `handlers`; returns a function that stops. */
+export function serveRpc(port: Port, handlers: Record<string, RpcHandler>): () => void {
+  const listener = async (event: MessageEvent) => {
+    const data = event.data;
+    if (!isWire(data) || data.rpc !== "call") return;
+    const { id, op, args } = data;
+    const notify = (value: unknown) => port.postMessage({ rpc: "notice", id, value } satisfies Wire);
+    try {
+      const handler = handlers[op];
+      if (!handler) throw new RpcError(`no operation ${op}`);
+      const value = await handler(args, notify);
+      port.postMessage({ rpc: "reply", id, ok: true, value } satisfies Wire);
+    } catch (error) {
+      port.postMessage({ rpc: "reply", id, ok: false, error: error instanceof Error ? error.message : String(error) });
+    }
+  };
+  port.addEventListener("message", listener);
+  return () => port.removeEventListener("message", listener);
+}

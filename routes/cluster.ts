@@ -1,0 +1,210 @@
+/**
+ * `ROOMCAST_WORKERS=N` (N > 1): this isolate is the coordinator and N Workers serve the port
+ * together (SO_REUSEPORT: the kernel spreads connections over them). The coordinator owns the
+ * store (one sequencer numbers every room's messages, whichever Worker publishes) and the shared
+ * presence; Workers call them over `postMessage` and keep each other's rooms in sync over
+ * BroadcastChannel (or through the coordinator where BroadcastChannel is missing). A Worker that
+ * dies, or stops renewing its presence lease, is replaced, and its connections leave its rooms.
+ */
+import { type Clock, systemClock } from "../lib/clock.ts";
+import type { Config } from "../lib/config.ts";
+import { BroadcastChannelBackplane, hasBroadcastChannel } from "../lib/engine/backplane_broadcast.ts";
+import { LocalBackplane } from "../lib/engine/backplane_local.ts";
+import type { Backplane } from "../lib/engine/backplane.ts";
+import { Relay } from "../lib/engine/backplane_relay.ts";
+import { createStore } from "../lib/engine/engine.ts";
+import { NodePresence } from "../lib/engine/presence_nodes.ts";
+import { serveRpc } from "../lib/engine/rpc.ts";
+import { storeHandlers } from "../lib/engine/store_remote.ts";
+import type { Store } from "../lib/engine/store.ts";
+import { nodeId, randomId } from "../lib/ids.ts";
+import { Metrics } from "../lib/metrics.ts";
+import type { WorkerReport, WorkerStart } from "./worker.ts";
+
+/** How often Workers renew their presence lease, and how long a lapsed one lasts. */
+export const RENEW_MS = 1000;
+export const LEASE_MS = 5000;
+/** How often a Worker's rooms check the store for what BroadcastChannel dropped. */
+const POLL_MS = 1000;
+/** How long a Worker has to start listening. */
+const START_TIMEOUT_MS = 20_000;
+/** The least time between two replacements of Workers that died (a Worker that fails at once
+ * must not be restarted in a loop). */
+const RESPAWN_MS = 1000;
+
+export interface ClusterOptions {
+  config: Config;
+  clock?: Clock;
+  /** Keep history in process memory instead of Deno KV (tests). @default false */
+  memory?: boolean;
+  onListen?: (addr: Deno.NetAddr) => void;
+}
+
+export interface RunningCluster {
+  url: string;
+  metrics: Metrics;
+  store: Store;
+  /** The Workers' node ids, as `welcome.node` names them. */
+  nodes(): string[];
+  /** Ends a Worker as a crash would (tests): it is replaced, and its connections leave. */
+  kill(node: string): void;
+  drain(timeoutMs?: number): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+interface Member {
+  node: string;
+  worker: Worker;
+  stop(): void;
+}
+
+/** A free port on `hostname`, for Workers that share it (each binding port 0 would get its own). */
+function freePort(hostname: string): number {
+  const listener = Deno.listen({ hostname, port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+export async function startCluster(options: ClusterOptions): Promise<RunningCluster> {
+  const { config } = options;
+  const metrics = new Metrics();
+  const store = await createStore(config, {
+    clock: options.clock ?? systemClock,
+    metrics,
+    memory: options.memory ?? false,
+  });
+  const port = config.port === 0 ? freePort(config.hostname) : config.port;
+  const namespace = `roomcast-${randomId(10)}`;
+  const presence = new NodePresence(LEASE_MS);
+  const relay = new Relay();
+  // The coordinator tells the member leaves of a Worker that ended.
+  const backplane: Backplane = hasBroadcastChannel()
+    ? new BroadcastChannelBackplane({ node: "coordinator", namespace })
+    : new LocalBackplane("coordinator");
+  const handlers = { ...storeHandlers(store), ...presence.handlers(), ...relay.handlers() };
+  const members = new Map<string, Member>();
+  /** Workers are replaced only once the cluster has started, never faster than every RESPAWN_MS. */
+  let running = false;
+  let draining = false;
+  let lastSpawn = 0;
+
+  const expired = (node: string) => {
+    relay.remove(node);
+    presence.expire(node, (room, user, connection, change) => {
+      const max = config.limits.memberEventsMax;
+      if (!change.changed || change.members >= max) return;
+      const event = { kind: "member" as const, room, event: "leave" as const, user, origin: connection };
+      backplane.publish(event);
+      relay.forward(event, "coordinator");
+    });
+  };
+
+  const spawn = (): Promise<Member> => {
+    const node = nodeId();
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const stop = serveRpc(worker, handlers);
+    const member: Member = { node, worker, stop };
+    members.set(node, member);
+    relay.add(node, worker);
+    const started = Promise.withResolvers<Member>();
+    const timer = setTimeout(() => started.reject(new Error(`worker ${node} did not start`)), START_TIMEOUT_MS);
+    worker.addEventListener("message", (event: MessageEvent) => {
+      const report = event.data as Partial<WorkerReport>;
+      if (report.control === "listening") started.resolve(member);
+      if (report.control === "failed") started.reject(new Error(`worker ${node}: ${report.error}`));
+    });
+    worker.addEventListener("error", (event) => {
+      event.preventDefault();
+      console.error(`roomcast: worker ${node} failed: ${event.message}; starting another`);
+      replace(node);
+    });
+    const start: WorkerStart = {
+      control: "start",
+      config: { ...config, port },
+      node,
+      namespace,
+      renewMs: RENEW_MS,
+      pollMs: POLL_MS,
+    };
+    worker.postMessage(start);
+    return started.promise.finally(() => clearTimeout(timer));
+  };
+
+  /** Ends a Worker (crashed, lapsed, killed) and starts another in its place. */
+  const replace = (node: string) => {
+    const member = members.get(node);
+    if (!member) return;
+    members.delete(node);
+    member.stop();
+    member.worker.terminate();
+    expired(node);
+    if (!running || draining) return;
+    const wait = Math.max(0, lastSpawn + RESPAWN_MS - Date.now());
+    lastSpawn = Date.now() + wait;
+    setTimeout(() => {
+      if (!draining) spawn().catch((error) => console.error("roomcast: replacing a worker failed:", error));
+    }, wait);
+  };
+
+  const lapses = setInterval(() => {
+    for (const node of presence.lapsed()) {
+      if (members.has(node)) {
+        console.error(`roomcast: worker ${node} stopped renewing its lease; starting another`);
+        replace(node);
+      } else expired(node);
+    }
+  }, LEASE_MS / 2);
+
+  try {
+    await Promise.all(Array.from({ length: config.workers }, () => spawn()));
+    running = true;
+  } catch (error) {
+    clearInterval(lapses);
+    for (const member of members.values()) member.worker.terminate();
+    await backplane.close();
+    await store.close();
+    throw error;
+  }
+  const hostname = config.hostname;
+  options.onListen?.({ transport: "tcp", hostname, port });
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+
+  let drained: Promise<void> | undefined;
+  const drain = (timeoutMs = 5000): Promise<void> => {
+    drained ??= (async () => {
+      draining = true;
+      clearInterval(lapses);
+      const all = [...members.values()];
+      await Promise.race([
+        Promise.all(all.map((member) =>
+          new Promise<void>((resolve) => {
+            member.worker.addEventListener("message", (event: MessageEvent) => {
+              if ((event.data as Partial<WorkerReport>).control === "drained") resolve();
+            });
+            member.worker.postMessage({ control: "drain", node: member.node });
+          })
+        )),
+        new Promise((resolve) => setTimeout(resolve, timeoutMs)),
+      ]);
+      for (const member of all) {
+        member.stop();
+        member.worker.terminate();
+      }
+      members.clear();
+      await backplane.close();
+      await store.close();
+    })();
+    return drained;
+  };
+
+  return {
+    url: `http://${host}:${port}`,
+    metrics,
+    store,
+    nodes: () => [...members.keys()],
+    kill: (node) => replace(node),
+    drain,
+    [Symbol.asyncDispose]: () => drain(),
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * One Worker of a cluster (routes/cluster.ts): a whole server on its share of the port
+ * (`reusePort`), whose store and presence are the coordinator's (over `postMessage`) and whose
+ * backplane is BroadcastChannel. It starts when the coordinator says so, and drains when told.
+ */
+/// <reference lib="deno.worker" />
+import type { Config } from "../lib/config.ts";
+import { BroadcastChannelBackplane, hasBroadcastChannel } from "../lib/engine/backplane_broadcast.ts";
+import type { Backplane } from "../lib/engine/backplane.ts";
+import { RelayBackplane } from "../lib/engine/backplane_relay.ts";
+import { RemotePresence } from "../lib/engine/presence_nodes.ts";
+import { RpcClient } from "../lib/engine/rpc.ts";
+import { RemoteStore } from "../lib/engine/store_remote.ts";
+import { type RunningServer, startServer } from "./server.ts";
+
+/** What the coordinator sends to start a Worker. */
+export interface WorkerStart {
+  control: "start";
+  config: Config;
+  node: string;
+  namespace: string;
+  renewMs: number;
+  pollMs: number;
+}
+
+/** What a Worker says back. */
+export type WorkerReport =
+  | { control: "listening"; node: string; port: number }
+  | { control: "failed"; node: string; error: string }
+  | { control: "drained"; node: string };
+
+let server: RunningServer | undefined;
+
+async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart): Promise<void> {
+  const rpc = new RpcClient(self);
+  const backplane: Backplane = hasBroadcastChannel()
+    ? new BroadcastChannelBackplane({ node, namespace })
+    : new RelayBackplane(rpc, node);
+  const presence = new RemotePresence(rpc, node, renewMs);
+  const engine = {
+    store: new RemoteStore(rpc),
+    backplane,
+    presence,
+    async close() {
+      await backplane.close();
+      await presence.close();
+      rpc.close();
+    },
+  };
+  try {
+    server = await startServer({ config, isolate: { engine, node, pollMs } });
+    self.postMessage({ control: "listening", node, port: Number(new URL(server.url).port) } satisfies WorkerReport);
+  } catch (error) {
+    self.postMessage({ control: "failed", node, error: String(error) } satisfies WorkerReport);
+  }
+}
+
+// An error no code path handled is a bug: logged, and this Worker goes on serving its connections
+// (main.ts does the same for the coordinator).
+for (const type of ["error", "unhandledrejection"] as const) {
+  self.addEventListener(type, (event: Event) => {
+    event.preventDefault();
+    const error = event instanceof PromiseRejectionEvent ? event.reason : (event as ErrorEvent).error;
+    server?.metrics.unexpected.inc();
+    console.error(`roomcast: ${type === "error" ? "uncaught exception" : "unhandled rejection"} (a bug):`, error);
+  });
+}
+
+self.addEventListener("message", (event: MessageEvent) => {
+  const data = event.data as { control?: string };
+  if (data?.control === "start") void start(event.data as WorkerStart);
+  if (data?.control === "drain") {
+    const node = (event.data as { node: string }).node;
+    void (server?.drain(4000) ?? Promise.resolve()).finally(() =>
+      self.postMessage({ control: "drained", node } satisfies WorkerReport)
+    );
+  }
+});

@@ -1,0 +1,171 @@
+/**
+ * `ROOMCAST_WORKERS=2`: real Workers in one process share the port; clients that land on different
+ * Workers are in one room exactly as on one isolate: delivery, one offset sequence, acks, member
+ * events, presence, directs with their count, broadcasts, HTTP push, history, recovery, the rooms
+ * list. A Worker that dies is replaced and its connections leave their rooms.
+ */
+import assert from "node:assert/strict";
+import { configWith } from "../lib/config.ts";
+import { startCluster } from "../routes/cluster.ts";
+import { type Frame, isType, TestClient } from "./_client.ts";
+import { startMain, stopMain } from "./_process.ts";
+
+/** Clients until there is one on each Worker (the kernel picks; a few tries suffice). */
+async function onEachWorker(url: string, nodes: number, query = ""): Promise<TestClient<Frame>[]> {
+  const byNode = new Map<string, TestClient<Frame>>();
+  const spare: TestClient<Frame>[] = [];
+  for (let i = 0; i < 60 && byNode.size < nodes; i++) {
+    const c = await TestClient.json(`${url.replace("http", "ws")}/ws${query}`);
+    const welcome = await c.next(isType("welcome"));
+    c.welcome = welcome;
+    if (byNode.has(welcome.node)) spare.push(c);
+    else byNode.set(welcome.node, c);
+  }
+  await Promise.all(spare.map((c) => c.close()));
+  assert.equal(byNode.size, nodes, "clients landed on every Worker");
+  return [...byNode.values()];
+}
+
+const post = (url: string, path: string, body: unknown) =>
+  fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+const cluster = (memory: boolean, dir?: string) =>
+  startCluster({
+    config: configWith({
+      port: 0,
+      hostname: "127.0.0.1",
+      workers: 2,
+      kvPath: dir ? `${dir}/rc.kv` : ":memory:",
+      connectBurst: 0,
+      maxConnectionsPerIp: 0,
+    }),
+    memory,
+  });
+
+Deno.test({
+  name:
+    "two Workers serve one set of rooms: delivery, offsets, members, presence, directs, broadcast, HTTP, history, recovery",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    await using server = await cluster(false, dir);
+    const [a, b] = await onEachWorker(server.url, 2, "?name=Ann") as [TestClient<Frame>, TestClient<Frame>];
+    assert.notEqual(a.welcome?.node, b.welcome?.node);
+
+    const joinedA = await a.request({ type: "join", room: "x" });
+    const joinedB = await b.request({ type: "join", room: "x" });
+    assert.equal(joinedA.epoch, joinedB.epoch, "one room, one epoch");
+    assert.equal((await a.next(isType("member"))).user.id, b.welcome?.user.id, "a member join crossed Workers");
+    assert.equal(joinedB.members.length, 2, "joined lists members of both Workers");
+
+    // One offset sequence, whichever Worker publishes; each side gets the other's messages in order.
+    const acks = [];
+    for (let i = 1; i <= 10; i++) {
+      acks.push(await (i % 2 ? a : b).request({ type: "publish", room: "x", data: i }));
+    }
+    assert.deepEqual(acks.map((ack) => ack.offset), Array.from({ length: 10 }, (_, i) => i + 1));
+    const fromA = [];
+    const fromB = [];
+    for (let i = 0; i < 5; i++) fromB.push((await b.next(isType("message"))).offset);
+    for (let i = 0; i < 5; i++) fromA.push((await a.next(isType("message"))).offset);
+    assert.deepEqual(fromB, [1, 3, 5, 7, 9]);
+    assert.deepEqual(fromA, [2, 4, 6, 8, 10]);
+
+    // Presence, the rooms list and a direct's count see both Workers.
+    const presence = await (await fetch(`${server.url}/api/rooms/x/presence`)).json();
+    assert.equal(presence.members.length, 2);
+    const rooms = await (await fetch(`${server.url}/api/rooms`)).json();
+    assert.deepEqual(rooms.rooms, [{ room: "x", members: 2, connections: 2 }]);
+    const direct = await (await post(server.url, `/api/users/${b.welcome?.user.id}/messages`, { data: "psst" })).json();
+    assert.equal(direct.delivered, 1);
+    assert.equal((await b.next(isType("direct"))).data, "psst");
+    const broadcast = await post(server.url, "/api/broadcast", { data: "all" });
+    assert.equal(broadcast.status, 202);
+    await broadcast.body?.cancel();
+    assert.equal((await a.next(isType("broadcast"))).data, "all");
+    assert.equal((await b.next(isType("broadcast"))).data, "all");
+
+    // HTTP publishes are in the same sequence; history is one.
+    const pushed = await (await post(server.url, "/api/rooms/x/messages", { data: "http" })).json();
+    assert.equal(pushed.offset, 11);
+    assert.equal((await a.next(isType("message"))).offset, 11);
+    assert.equal((await b.next(isType("message"))).offset, 11);
+    const history = await (await fetch(`${server.url}/api/rooms/x/messages?limit=100`)).json();
+    assert.deepEqual(
+      history.messages.map((m: { offset: number }) => m.offset),
+      Array.from({ length: 11 }, (_, i) => i + 1),
+    );
+
+    // A client that comes back on the other Worker recovers exactly what it missed.
+    await a.close();
+    await post(server.url, "/api/rooms/x/messages", { data: "missed" }).then((r) => r.body?.cancel());
+    const [again] = await onEachWorker(server.url, 1);
+    const rejoined = await (again as TestClient<Frame>).request({
+      type: "join",
+      room: "x",
+      since: { epoch: joinedA.epoch, offset: 11 },
+    });
+    assert.equal(rejoined.recovered, true);
+    assert.equal((await (again as TestClient<Frame>).next(isType("message"))).data, "missed");
+    await Promise.all([b.close(), again?.close()]);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "a Worker that dies is replaced; its connections leave their rooms and the others are told",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await cluster(true);
+    const [a, b] = await onEachWorker(server.url, 2) as [TestClient<Frame>, TestClient<Frame>];
+    await a.request({ type: "join", room: "d" });
+    await b.request({ type: "join", room: "d" });
+    await a.next(isType("member"));
+    const doomed = b.welcome?.node as string;
+    server.kill(doomed);
+    const closed = await b.closed;
+    assert.notEqual(closed.code, 1000, "its client was cut off");
+    const left = await a.next((f) => f.type === "member" && f.event === "leave", 6000);
+    assert.equal(left.user.id, b.welcome?.user.id);
+    const presence = await (await fetch(`${server.url}/api/rooms/d/presence`)).json();
+    assert.deepEqual(presence.members.map((m: { id: string }) => m.id), [a.welcome?.user.id]);
+    // Another Worker takes its place: two serve again.
+    const deadline = Date.now() + 10_000;
+    while (server.nodes().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(server.nodes().length, 2);
+    assert.ok(!server.nodes().includes(doomed));
+    assert.equal((await a.request({ type: "publish", room: "d", data: "still here" })).type, "ack");
+    await a.close();
+  },
+});
+
+Deno.test("main.ts with ROOMCAST_WORKERS=2: both Workers serve, SIGTERM drains them and exits, history stays", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = {
+    PORT: "0",
+    HOSTNAME: "127.0.0.1",
+    ROOMCAST_KV_PATH: `${dir}/rc.kv`,
+    ROOMCAST_WORKERS: "2",
+    ROOMCAST_CONNECT_RATE: "0",
+  };
+  const main = await startMain(env, { stderr: "piped" });
+  const [a, b] = await onEachWorker(main.url, 2) as [TestClient<Frame>, TestClient<Frame>];
+  await a.request({ type: "join", room: "m" });
+  await b.request({ type: "join", room: "m" });
+  assert.equal((await a.request({ type: "publish", room: "m", data: "from a" })).offset, 1);
+  assert.equal((await b.next(isType("message"))).data, "from a");
+  const started = Date.now();
+  const stopped = stopMain(main);
+  assert.equal((await a.closed).code, 1001);
+  assert.equal((await b.closed).code, 1001);
+  assert.equal((await stopped).code, 0);
+  assert.ok(Date.now() - started < 5000, "drained within 5 s");
+  assert.doesNotMatch(main.stderr(), /Uncaught|bug/);
+  const again = await startMain({ ...env, ROOMCAST_WORKERS: "1" });
+  const history = await (await fetch(`${again.url}/api/rooms/m/messages`)).json();
+  assert.deepEqual(history.messages.map((m: { data: string }) => m.data), ["from a"]);
+  await stopMain(again);
+  await Deno.remove(dir, { recursive: true });
+});
