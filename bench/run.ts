@@ -5,7 +5,8 @@
  * with ratios to the bare server and writes bench/RESULTS.md.
  *
  * Options: --quick (shorter, smaller), --scale=N (multiply client counts), --rounds=N (median of N),
- * --only=fanout20,chat, --targets=bare,roomcast, --no-write (don't touch RESULTS.md).
+ * --only=fanout20,chat, --targets=bare,roomcast, --no-write (don't touch RESULTS.md), --workers=N
+ * (roomcast with ROOMCAST_WORKERS=N).
  */
 import type { Result, Scenario, Spec } from "./loadgen.ts";
 import type { Target } from "./clients.ts";
@@ -129,6 +130,7 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     ROOMCAST_JOIN_RATE: "1000000/1s",
     ROOMCAST_CONNECT_RATE: "0",
     ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
+    ROOMCAST_WORKERS: args.get("workers") ?? "1",
   };
   const child = new Deno.Command("sh", {
     args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
