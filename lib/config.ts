@@ -83,6 +83,9 @@ export interface Config {
   metricsKey: string | undefined;
   /** Server ping interval; a `/ws` peer silent for two intervals is closed with 4000. @default 25000 */
   heartbeatMs: number;
+  /** Where several processes or instances share the KV (`ROOMCAST_SEQUENCER=kv`, Deno Deploy): how
+   * often (ms) each reads it for what the others published. @default 200 */
+  kvPollMs: number;
   /** Interval of keep-alive comments on SSE streams. @default 15000 */
   sseKeepAliveMs: number;
   /** How long an HTTP request body may take to arrive before the request is answered 408. @default 10000 */
@@ -209,6 +212,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     metricsKey: read.string("ROOMCAST_METRICS_KEY"),
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
+    kvPollMs: read.duration("ROOMCAST_KV_POLL", 200) ?? 200,
     bodyTimeoutMs: read.duration("ROOMCAST_BODY_TIMEOUT", 10_000) ?? 10_000,
     historyLimit: read.int("ROOMCAST_HISTORY_LIMIT", 1000, 1, 100_000),
     historyTtlMs: read.duration("ROOMCAST_HISTORY_TTL", undefined),

@@ -73,6 +73,7 @@ export class Hub {
   readonly #context: ConnectionContext;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #poller: ReturnType<typeof setInterval> | undefined;
+  readonly #updates = new Set<Promise<unknown>>();
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -123,7 +124,7 @@ export class Hub {
     const connection = new Connection(peer, this.#context, grant);
     if (grant.principal !== undefined) connection.budget = this.budgets.hold(grant.principal);
     this.#connections.add(connection);
-    this.#options.presence.connect(peer.user, peer.id).catch((error) => this.#presenceFailed(error));
+    this.#track(this.#options.presence.connect(peer.user, peer.id));
     this.#options.metrics.connectionsOpened.inc();
     connection.send({
       type: "welcome",
@@ -141,11 +142,19 @@ export class Hub {
     connection.closed = true;
     if (connection.budget) this.budgets.release(connection.budget);
     for (const room of [...connection.rooms.keys()]) this.#unsubscribe(connection, room);
-    this.#options.presence.disconnect(connection.peer.user, connection.id).catch((e) => this.#presenceFailed(e));
+    this.#track(this.#options.presence.disconnect(connection.peer.user, connection.id));
   }
 
-  #presenceFailed(error: unknown): void {
-    console.error("roomcast: presence failed:", error);
+  /** Presence updates nobody waits for: failures are logged, and `settled` waits for them all. */
+  #track(update: Promise<unknown>): void {
+    const tracked = update.catch((error) => console.error("roomcast: presence failed:", error))
+      .finally(() => this.#updates.delete(tracked));
+    this.#updates.add(tracked);
+  }
+
+  /** Resolves once the presence updates under way are done (a clean stop leaves none behind). */
+  async settled(): Promise<void> {
+    while (this.#updates.size > 0) await Promise.all([...this.#updates]);
   }
 
   // ── rooms ───────────────────────────────────────────────────────────────────
@@ -219,9 +228,10 @@ export class Hub {
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
     const user = connection.peer.user;
-    this.#options.presence.leave(name, user, connection.id).then(
-      (change) => this.#memberChanged(name, user, connection.id, "leave", change),
-      (error) => this.#presenceFailed(error),
+    this.#track(
+      this.#options.presence.leave(name, user, connection.id).then((change) =>
+        this.#memberChanged(name, user, connection.id, "leave", change)
+      ),
     );
     if (room.subscribers.size > 0) return;
     // An empty room lingers (see `tick`), keeping its recent messages for clients that come back;
@@ -235,6 +245,8 @@ export class Hub {
   #memberChanged(room: string, user: User, origin: string, event: "join" | "leave", change: MemberChange): void {
     const max = this.#options.limits.memberEventsMax;
     if (!change.changed || (event === "join" ? change.members > max : change.members >= max)) return;
+    // Alone in the room (the joiner, or nobody after the leave): nobody to tell.
+    if (event === "join" ? change.members <= 1 : change.members === 0) return;
     this.#options.backplane.publish({ kind: "member", room, event, user, origin });
   }
 

@@ -63,7 +63,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     historyLimit: config.historyLimit,
     historyTtlMs: config.historyTtlMs,
     node,
-    pollMs: options.isolate?.pollMs,
+    pollMs: options.isolate?.pollMs ?? engine.pollMs,
   });
   const state: ServerState = { draining: false };
   const maxConnections = config.maxConnections ?? defaultMaxConnections(fdLimit());
@@ -88,6 +88,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
       await Promise.race([server.shutdown(), timeout]);
+      clearTimeout(timer);
+      // The closed connections' presence is removed (a shared presence must not keep them), within a second.
+      await Promise.race([hub.settled(), new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
       clearTimeout(timer);
       await engine.close();
     })();

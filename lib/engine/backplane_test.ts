@@ -15,6 +15,7 @@ import { LossyBackplane } from "../../tests/_lossy_backplane.ts";
 import type { Backplane } from "./backplane.ts";
 import { BroadcastChannelBackplane } from "./backplane_broadcast.ts";
 import { LocalBackplane } from "./backplane_local.ts";
+import { KvBackplane } from "./backplane_kv.ts";
 import { MemoryPresence } from "./presence_memory.ts";
 import { MemoryStore } from "./store_memory.ts";
 
@@ -28,6 +29,18 @@ backplaneContract("BroadcastChannelBackplane", (n) => {
   const nodes = Array.from({ length: n }, (_, i) => new BroadcastChannelBackplane({ node: `n${i}`, namespace }));
   return Promise.resolve({ nodes, cleanup: async () => void await Promise.all(nodes.map((b) => b.close())) });
 }, { crosses: true });
+
+backplaneContract("KvBackplane (instances sharing one KV)", async (n) => {
+  const kv = await Deno.openKv(":memory:");
+  const nodes = Array.from({ length: n }, (_, i) => new KvBackplane({ kv, node: `n${i}`, pollMs: 10 }));
+  return {
+    nodes,
+    async cleanup() {
+      await Promise.all(nodes.map((b) => b.close()));
+      kv.close();
+    },
+  };
+}, { crosses: true, messages: false });
 
 /** Two hubs as two isolates: one store and one presence (the coordinator's), each its backplane. */
 function isolates(backplanes: [Backplane, Backplane], pollMs?: number) {

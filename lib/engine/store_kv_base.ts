@@ -11,7 +11,8 @@ import { KvHistory, type KvStoreOptions } from "./kv_history.ts";
 import type { Appended, OnDurable, Page, ReadOptions, Store } from "./store.ts";
 
 export abstract class KvStore implements Store {
-  protected readonly kv: Deno.Kv;
+  /** The KV (a shared one also carries presence and events: backplane_kv.ts, presence_kv.ts). */
+  readonly kv: Deno.Kv;
   protected readonly history: KvHistory;
   readonly #lock: Deno.FsFile | undefined;
   #closed = false;

@@ -1,0 +1,178 @@
+/**
+ * Presence in a Deno KV shared by processes or instances (Deno Deploy): each connection is a key
+ * whose lease runs out unless the node holding it renews it (`leaseMs`, renewed every
+ * `leaseMs / 3`), so an instance that is evicted or killed leaves presence within the lease. The
+ * lease's end is in the value and reads skip what is past it (a KV deletes expired keys only
+ * eventually: locally, much later). A member is one key per
+ * room and user, made by an atomic check when its first connection joins (whoever makes it tells
+ * the member join) and deleted when its last connection leaves (whoever deletes it tells the
+ * leave). Members of an instance that died are dropped by the leases without a member leave.
+ */
+import type { Member, User } from "../protocol.ts";
+import { NS, retryLocked } from "./kv_format.ts";
+import type { MemberChange, Presence, RoomCount } from "./presence.ts";
+
+export interface KvPresenceOptions {
+  kv: Deno.Kv;
+  node: string;
+  /** How long what this node holds outlives its last renewal. @default 15000 */
+  leaseMs?: number;
+}
+
+const connectionKey = (user: string, node: string, connection: string): Deno.KvKey => [
+  NS,
+  "conn",
+  user,
+  node,
+  connection,
+];
+const joinKey = (room: string, user: string, node: string, connection: string): Deno.KvKey => [
+  NS,
+  "pres",
+  room,
+  user,
+  node,
+  connection,
+];
+const memberKey = (room: string, user: string): Deno.KvKey => [NS, "member", room, user];
+
+/** Mutations per atomic renewal, under KV's 1000. */
+const RENEW_BATCH = 500;
+
+/** A held key's value: the user, and when its lease ends (ms). */
+interface Leased {
+  user: User;
+  until: number;
+}
+
+const live = (value: unknown): value is Leased =>
+  typeof value === "object" && value !== null && "until" in value && (value as Leased).until > Date.now();
+
+export class KvPresence implements Presence {
+  readonly #kv: Deno.Kv;
+  readonly #node: string;
+  readonly #leaseMs: number;
+  /** What this node holds, to renew: key → its user. */
+  readonly #held = new Map<string, { key: Deno.KvKey; user: User }>();
+  readonly #renewal: ReturnType<typeof setInterval>;
+
+  constructor({ kv, node, leaseMs = 15_000 }: KvPresenceOptions) {
+    this.#kv = kv;
+    this.#node = node;
+    this.#leaseMs = leaseMs;
+    this.#renewal = setInterval(() => this.#renew().catch(() => {}), leaseMs / 3);
+  }
+
+  #leased(user: User): Leased {
+    return { user, until: Date.now() + this.#leaseMs };
+  }
+
+  async #set(key: Deno.KvKey, user: User): Promise<void> {
+    this.#held.set(JSON.stringify(key), { key, user });
+    await retryLocked(() => this.#kv.set(key, this.#leased(user), { expireIn: this.#leaseMs }));
+  }
+
+  async #delete(key: Deno.KvKey): Promise<void> {
+    this.#held.delete(JSON.stringify(key));
+    await retryLocked(() => this.#kv.delete(key));
+  }
+
+  /** Renews every key this node holds (members included), in batches. */
+  async #renew(): Promise<void> {
+    const all = [...this.#held.values()];
+    for (let i = 0; i < all.length; i += RENEW_BATCH) {
+      const op = this.#kv.atomic();
+      for (const { key, user } of all.slice(i, i + RENEW_BATCH)) {
+        op.set(key, this.#leased(user), { expireIn: this.#leaseMs });
+      }
+      await retryLocked(() => op.commit());
+    }
+  }
+
+  connect(user: User, connection: string): Promise<void> {
+    return this.#set(connectionKey(user.id, this.#node, connection), user);
+  }
+
+  disconnect(user: User, connection: string): Promise<void> {
+    return this.#delete(connectionKey(user.id, this.#node, connection));
+  }
+
+  /** How many live keys under `prefix`. */
+  async #count(prefix: Deno.KvKey): Promise<number> {
+    let n = 0;
+    for await (const { value } of this.#kv.list({ prefix })) if (live(value)) n++;
+    return n;
+  }
+
+  connections(user: string): Promise<number> {
+    return this.#count([NS, "conn", user]);
+  }
+
+  #members(room: string): Promise<number> {
+    return this.#count([NS, "member", room]);
+  }
+
+  async join(room: string, user: User, connection: string): Promise<MemberChange> {
+    await this.#set(joinKey(room, user.id, this.#node, connection), user);
+    const key = memberKey(room, user.id);
+    // Made by whoever comes first (a lapsed one counts as gone): that node tells the member join.
+    const member = await retryLocked(() => this.#kv.get(key));
+    const made = !live(member.value) &&
+      (await retryLocked(() =>
+        this.#kv.atomic().check(member).set(key, this.#leased(user), { expireIn: this.#leaseMs }).commit()
+      )).ok;
+    // The member key is renewed by every node with a connection of the user in the room.
+    this.#held.set(JSON.stringify(key), { key, user });
+    return { changed: made, members: await this.#members(room) };
+  }
+
+  async leave(room: string, user: User, connection: string): Promise<MemberChange> {
+    const mine = joinKey(room, user.id, this.#node, connection);
+    if (!this.#held.has(JSON.stringify(mine))) return { changed: false, members: await this.#members(room) };
+    await this.#delete(mine);
+    let others = 0;
+    let ownOthers = 0;
+    for await (const { key, value } of this.#kv.list({ prefix: [NS, "pres", room, user.id] })) {
+      if (!live(value)) continue;
+      others++;
+      if (key[4] === this.#node) ownOthers++;
+    }
+    const key = memberKey(room, user.id);
+    if (ownOthers === 0) this.#held.delete(JSON.stringify(key));
+    if (others > 0) return { changed: false, members: await this.#members(room) };
+    const member = await retryLocked(() => this.#kv.get(key));
+    const gone = live(member.value) &&
+      (await retryLocked(() => this.#kv.atomic().check(member).delete(key).commit())).ok;
+    return { changed: gone, members: await this.#members(room) };
+  }
+
+  async members(room: string, max = Infinity): Promise<Member[]> {
+    const byUser = new Map<string, Member>();
+    for await (const { key, value } of this.#kv.list({ prefix: [NS, "pres", room] })) {
+      if (!live(value)) continue;
+      const id = key[3] as string;
+      const member = byUser.get(id);
+      if (member) member.connections++;
+      else if (byUser.size < max) byUser.set(id, { id, name: value.user.name, connections: 1 });
+    }
+    return [...byUser.values()];
+  }
+
+  async rooms(): Promise<RoomCount[]> {
+    const rooms = new Map<string, { users: Set<string>; connections: number }>();
+    for await (const { key, value } of this.#kv.list({ prefix: [NS, "pres"] })) {
+      if (!live(value)) continue;
+      const room = key[2] as string;
+      let entry = rooms.get(room);
+      if (!entry) rooms.set(room, entry = { users: new Set(), connections: 0 });
+      entry.users.add(key[3] as string);
+      entry.connections++;
+    }
+    return [...rooms].map(([room, { users, connections }]) => ({ room, members: users.size, connections }));
+  }
+
+  close(): Promise<void> {
+    clearInterval(this.#renewal);
+    return Promise.resolve();
+  }
+}
