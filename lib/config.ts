@@ -86,6 +86,9 @@ export interface Config {
   /** Where several processes or instances share the KV (`ROOMCAST_SEQUENCER=kv`, Deno Deploy): how
    * often (ms) each reads it for what the others published. @default 200 */
   kvPollMs: number;
+  /** Where the KV is shared: how long an instance's presence outlives its last renewal (it
+   * renews every third of that). @default 15000 */
+  kvLeaseMs: number;
   /** Interval of keep-alive comments on SSE streams. @default 15000 */
   sseKeepAliveMs: number;
   /** How long an HTTP request body may take to arrive before the request is answered 408. @default 10000 */
@@ -196,8 +199,10 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     port: read.int("PORT", 8000, 0, 65535),
     hostname: read.string("HOSTNAME") ?? "0.0.0.0",
     kvPath,
-    sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], kvPath === undefined ? "kv" : "local"),
-    workers: read.string("ROOMCAST_WORKERS") === "auto" ? cores : read.int("ROOMCAST_WORKERS", 1, 1, 64),
+    // On Deno Deploy instances share the KV whatever its path: its commits number the messages.
+    sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], onDeploy || kvPath === undefined ? "kv" : "local"),
+    // Deno Deploy runs many instances of one isolate each: no Workers there.
+    workers: onDeploy ? 1 : read.string("ROOMCAST_WORKERS") === "auto" ? cores : read.int("ROOMCAST_WORKERS", 1, 1, 64),
     redisUrl: read.string("ROOMCAST_REDIS_URL"),
     maxConnections: maxConnections > 0 ? maxConnections : undefined,
     maxConnectionsPerIp: read.int("ROOMCAST_MAX_CONNECTIONS_PER_IP", 256, 0, 10_000_000),
@@ -213,6 +218,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     kvPollMs: read.duration("ROOMCAST_KV_POLL", 200) ?? 200,
+    kvLeaseMs: read.duration("ROOMCAST_KV_LEASE", 15_000) ?? 15_000,
     bodyTimeoutMs: read.duration("ROOMCAST_BODY_TIMEOUT", 10_000) ?? 10_000,
     historyLimit: read.int("ROOMCAST_HISTORY_LIMIT", 1000, 1, 100_000),
     historyTtlMs: read.duration("ROOMCAST_HISTORY_TTL", undefined),

@@ -36,10 +36,12 @@ export interface MainProcess {
  * limit only (through `sh`). */
 export async function startMain(
   env: Record<string, string>,
-  options: { ulimit?: number; softUlimit?: number; stderr?: "inherit" | "piped" } = {},
+  options: { ulimit?: number; softUlimit?: number; stderr?: "inherit" | "piped"; noFlags?: boolean } = {},
 ): Promise<MainProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const deno = [Deno.execPath(), "run", "--unstable-kv", "--unstable-net", "-A", main];
+  // `noFlags`: as Deno Deploy runs it, with no --unstable-* flag (deno.json lists what it uses).
+  const flags = options.noFlags ? [] : ["--unstable-kv", "--unstable-net"];
+  const deno = [Deno.execPath(), "run", ...flags, "-A", main];
   const stderr = options.stderr ?? "inherit";
   const limit = options.ulimit !== undefined
     ? `ulimit -n ${options.ulimit}`

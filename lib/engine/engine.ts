@@ -65,7 +65,7 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
   if (sharedKv(config, options.memory) && store instanceof KvStore) {
     pollMs = config.kvPollMs;
     backplane = new KvBackplane({ kv: store.kv, node: options.node, pollMs });
-    presence = new KvPresence({ kv: store.kv, node: options.node });
+    presence = new KvPresence({ kv: store.kv, node: options.node, leaseMs: config.kvLeaseMs });
   }
   return {
     store,

@@ -1,0 +1,100 @@
+/**
+ * Deno Deploy's shape, locally (`deno task deploy-check`): several instances of the app that share
+ * nothing but one Deno KV, run as Deploy runs them (no Workers, no --unstable-* flags: deno.json
+ * lists the unstable APIs; DENO_DEPLOYMENT_ID set, so the KV's commits number messages). Two real
+ * processes on one KV file serve one room: delivery both ways within the poll interval, one offset
+ * sequence, member events, presence, exact recovery on the other instance, and an instance that is
+ * killed leaves presence within its lease.
+ */
+import assert from "node:assert/strict";
+import { type Frame, isType, TestClient } from "./_client.ts";
+import { type MainProcess, startMain, stopMain } from "./_process.ts";
+
+async function client(instance: MainProcess, name: string): Promise<TestClient<Frame>> {
+  const c = await TestClient.json(`${instance.url.replace("http", "ws")}/ws?name=${name}`);
+  c.welcome = await c.next(isType("welcome"));
+  return c;
+}
+
+const members = async (instance: MainProcess, room: string): Promise<string[]> =>
+  (await (await fetch(`${instance.url}/api/rooms/${room}/presence`)).json()).members.map((m: { name: string }) =>
+    m.name
+  )
+    .sort();
+
+Deno.test("two instances on one KV, as on Deno Deploy, serve one room", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = {
+    DENO_DEPLOYMENT_ID: "local-check",
+    PORT: "0",
+    HOSTNAME: "127.0.0.1",
+    ROOMCAST_KV_PATH: `${dir}/platform.kv`,
+    ROOMCAST_KV_POLL: "100ms",
+    ROOMCAST_KV_LEASE: "1500ms",
+    ROOMCAST_CONNECT_RATE: "0",
+  };
+  const one = await startMain(env, { noFlags: true, stderr: "piped" });
+  const two = await startMain(env, { noFlags: true, stderr: "piped" });
+  try {
+    const ann = await client(one, "Ann");
+    const bob = await client(two, "Bob");
+    assert.notEqual(ann.welcome?.node, bob.welcome?.node);
+    const joinedAnn = await ann.request({ type: "join", room: "d" });
+    await bob.request({ type: "join", room: "d" });
+    assert.equal((await ann.next(isType("member"), 2000)).user.name, "Bob", "a member join crossed instances");
+
+    // One offset sequence, both ways, each within about the poll interval.
+    const started = performance.now();
+    const acks = [];
+    for (let i = 1; i <= 6; i++) acks.push(await (i % 2 ? ann : bob).request({ type: "publish", room: "d", data: i }));
+    assert.deepEqual(acks.map((a) => a.offset), [1, 2, 3, 4, 5, 6]);
+    const atBob = [];
+    const atAnn = [];
+    for (let i = 0; i < 3; i++) atBob.push((await bob.next(isType("message"), 3000)).offset);
+    for (let i = 0; i < 3; i++) atAnn.push((await ann.next(isType("message"), 3000)).offset);
+    assert.deepEqual(atBob, [1, 3, 5]);
+    assert.deepEqual(atAnn, [2, 4, 6]);
+    const took = performance.now() - started;
+    assert.ok(took < 3000, `six publishes crossed in ${Math.round(took)} ms`);
+
+    // Presence is the same on both instances.
+    assert.deepEqual(await members(one, "d"), ["Ann", "Bob"]);
+    assert.deepEqual(await members(two, "d"), ["Ann", "Bob"]);
+
+    // Bob comes back on the other instance and recovers exactly what he missed.
+    await bob.close();
+    const http = await fetch(`${two.url}/api/rooms/d/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ data: "missed" }),
+    });
+    assert.equal((await http.json()).offset, 7, "an HTTP publish on either instance joins the sequence");
+    assert.equal((await ann.next(isType("message"), 3000)).data, "missed");
+    const back = await client(one, "Bob");
+    const rejoined = await back.request({ type: "join", room: "d", since: { epoch: joinedAnn.epoch, offset: 6 } });
+    assert.equal(rejoined.recovered, true);
+    assert.equal((await back.next(isType("message"))).data, "missed");
+    await back.close();
+
+    // An instance that is killed (evicted) leaves presence within its lease.
+    const carl = await client(two, "Carl");
+    await carl.request({ type: "join", room: "d" });
+    assert.deepEqual(await members(one, "d"), ["Ann", "Carl"]);
+    await stopMain(two, "SIGKILL");
+    await carl.closed;
+    const deadline = Date.now() + 5000;
+    let seen: string[] = [];
+    while (Date.now() < deadline) {
+      seen = await members(one, "d");
+      if (seen.length === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(seen, ["Ann"]);
+    await ann.close();
+    assert.doesNotMatch(one.stderr(), /Uncaught|bug/);
+  } finally {
+    await stopMain(one);
+    await stopMain(two, "SIGKILL");
+    await Deno.remove(dir, { recursive: true });
+  }
+});
