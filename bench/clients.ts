@@ -5,7 +5,9 @@
  * little CPU as it can on the 2 cores it shares with the server.
  */
 
-export type Target = "roomcast" | "roomcast-batch" | "bare" | "socketio";
+/** roomcast-2w: with ROOMCAST_WORKERS=2; roomcast-kv2: two processes sharing one KV
+ * (ROOMCAST_SEQUENCER=kv, Deno Deploy's shape), clients spread over both. */
+export type Target = "roomcast" | "roomcast-batch" | "roomcast-2w" | "roomcast-kv2" | "bare" | "socketio";
 
 export interface BenchClient {
   /** Resolves once the connection is open and the room joined (or connected, with no room). */
@@ -177,6 +179,8 @@ class SocketIoClient implements BenchClient {
 export function createClient(options: ClientOptions): BenchClient {
   switch (options.target) {
     case "roomcast":
+    case "roomcast-2w":
+    case "roomcast-kv2":
       return new RoomcastClient(options, false);
     case "roomcast-batch":
       return new RoomcastClient(options, true);

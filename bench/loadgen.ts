@@ -12,9 +12,13 @@ export type Scenario = "fanout" | "maxfanout" | "chat" | "idle" | "storm";
 export interface Spec {
   target: Target;
   base: string;
+  /** Where there are several servers (roomcast-kv2): clients alternate between them. */
+  bases?: string[];
   scenario: Scenario;
   /** Server process id, to read its RSS. */
   pid: number;
+  /** Every server process, for CPU time (`pid` if absent). */
+  pids?: number[];
   clients: number;
   /** fanout: messages/s from the publisher; chat: messages/s per client. */
   rate: number;
@@ -50,6 +54,10 @@ export interface Result {
   kvAppendMs: number;
   published: number;
   seconds: number;
+  /** Server CPU time (user + system, every process of the target) while the load ran, and per
+   * delivery: what moves least on a shared box. */
+  cpuMs: number;
+  cpuUsPerDelivery: number;
 }
 
 const SETUP_CONCURRENCY = 100;
@@ -60,15 +68,33 @@ function rssKb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
+/** CPU time (ms) of the server processes so far: utime + stime from /proc (every thread, so every
+ * Worker), in clock ticks of 10 ms. */
+function cpuMs(spec: Spec): number {
+  let ticks = 0;
+  for (const pid of spec.pids ?? [spec.pid]) {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Opens `n` clients, `SETUP_CONCURRENCY` at a time, and waits for each to be ready. */
 async function openClients(spec: Spec, n: number, room: (i: number) => string | undefined): Promise<BenchClient[]> {
   const clients: BenchClient[] = [];
+  // With several bases, each room's clients take turns over them, so that every room spans them all.
+  const turns = new Map<string | undefined, number>();
   for (let i = 0; i < n; i += SETUP_CONCURRENCY) {
     const wave = [];
     for (let j = i; j < Math.min(n, i + SETUP_CONCURRENCY); j++) {
-      const client = createClient({ target: spec.target, base: spec.base, room: room(j) });
+      const name = room(j);
+      const turn = turns.get(name) ?? 0;
+      turns.set(name, turn + 1);
+      const base = spec.bases ? spec.bases[turn % spec.bases.length] as string : spec.base;
+      const client = createClient({ target: spec.target, base, room: name });
       clients.push(client);
       wave.push(client.ready);
     }
@@ -153,6 +179,8 @@ function base(partial: Partial<Result>): Result {
     kvAppendMs: 0,
     published: 0,
     seconds: 0,
+    cpuMs: 0,
+    cpuUsPerDelivery: 0,
     ...partial,
   };
 }
@@ -188,6 +216,7 @@ async function fanout(spec: Spec, paced: boolean): Promise<Result> {
   }
 
   const start = performance.now();
+  const cpuBefore = cpuMs(spec);
   const end = start + spec.seconds * 1000;
   let sent = 0;
   while (performance.now() < end && sent < maxMessages) {
@@ -203,6 +232,7 @@ async function fanout(spec: Spec, paced: boolean): Promise<Result> {
   const sendingEnded = performance.now();
   const expected = sent * spec.clients;
   await waitFor(() => delivered >= expected, paced ? DRAIN_MS : 2000);
+  const cpu = cpuMs(spec) - cpuBefore;
   const rss = rssKb(spec.pid);
   const elapsed = paced ? (last - start) / 1000 : (sendingEnded - start) / 1000;
   const reconnects = receivers.reduce((n, r) => n + r.reconnects, 0);
@@ -218,6 +248,8 @@ async function fanout(spec: Spec, paced: boolean): Promise<Result> {
     publisherReconnects: publisher.reconnects,
     published: sent,
     seconds: elapsed,
+    cpuMs: cpu,
+    cpuUsPerDelivery: delivered ? (cpu * 1000) / delivered : 0,
   });
 }
 
@@ -240,6 +272,7 @@ async function chat(spec: Spec): Promise<Result> {
     };
   }
   const start = performance.now();
+  const cpuBefore = cpuMs(spec);
   const interval = 1000 / spec.rate;
   let seq = 0;
   let sent = 0;
@@ -251,6 +284,7 @@ async function chat(spec: Spec): Promise<Result> {
     await sleep(2);
   }
   await waitFor(() => delivered >= expected, DRAIN_MS);
+  const cpu = cpuMs(spec) - cpuBefore;
   const rss = rssKb(spec.pid);
   const reconnects = clients.reduce((n, c) => n + c.reconnects, 0);
   for (const c of clients) c.close();
@@ -265,13 +299,18 @@ async function chat(spec: Spec): Promise<Result> {
     reconnects,
     published: sent,
     seconds: elapsed,
+    cpuMs: cpu,
+    cpuUsPerDelivery: delivered ? (cpu * 1000) / delivered : 0,
   });
 }
+
+/** Idle connections as users hold them: each joined to a room, rooms of 10. */
+const tenPerRoom = (spec: Spec) => (i: number) => `idle-${i % Math.max(1, Math.ceil(spec.clients / 10))}`;
 
 async function idle(spec: Spec): Promise<Result> {
   await sleep(500);
   const before = rssKb(spec.pid);
-  const clients = await openClients(spec, spec.clients, () => undefined);
+  const clients = await openClients(spec, spec.clients, tenPerRoom(spec));
   // Idle means idle: give the server's GC time to settle after the connect burst.
   await sleep(spec.seconds * 1000);
   const after = rssKb(spec.pid);
@@ -281,7 +320,8 @@ async function idle(spec: Spec): Promise<Result> {
 
 async function storm(spec: Spec): Promise<Result> {
   const start = performance.now();
-  const clients = await openClients(spec, spec.clients, () => undefined);
+  // Connect and join, as a user's tab does.
+  const clients = await openClients(spec, spec.clients, tenPerRoom(spec));
   const seconds = (performance.now() - start) / 1000;
   for (const c of clients) c.close();
   return base({ connectsPerSec: spec.clients / seconds, seconds, rssMb: rssKb(spec.pid) / 1024 });

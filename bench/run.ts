@@ -106,32 +106,20 @@ const scenarios = SCENARIOS.filter((sc) => !only || only.includes(sc.key));
 interface Server {
   base: string;
   pid: number;
+  /** Every server there is (roomcast-kv2 runs two). */
+  bases: string[];
+  pids: number[];
   stop(): Promise<void>;
 }
 
 /** Starts a server child with a raised file-descriptor limit and waits for its "listening" line. */
-async function startServer(target: Target, kvDir: string): Promise<Server> {
+async function startProcess(target: Target, env: Record<string, string>): Promise<Server> {
   const deno = Deno.execPath();
   const command: string[] = target === "bare"
     ? [deno, "run", "-A", `${root}bench/bare_server.ts`]
     : target === "socketio"
     ? ["node", `${root}bench/node/socketio_server.mjs`]
     : [deno, "run", "-A", "--unstable-kv", "--unstable-net", `${root}main.ts`];
-  const env = {
-    PORT: "0",
-    HOSTNAME: "127.0.0.1",
-    ROOMCAST_KV_PATH: args.get("kv") ?? `${kvDir}/bench-${crypto.randomUUID()}.kv`,
-    // Every load-generator client comes from 127.0.0.1: the per-address limits would throttle
-    // the bench, not an attacker.
-    ROOMCAST_PUBLISH_RATE: "1000000/1s",
-    ROOMCAST_SIGNAL_BURST: "100000",
-    ROOMCAST_USER_PUBLISH_RATE: "1000000/1s",
-    ROOMCAST_USER_SIGNAL_BURST: "10000000",
-    ROOMCAST_JOIN_RATE: "1000000/1s",
-    ROOMCAST_CONNECT_RATE: "0",
-    ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
-    ROOMCAST_WORKERS: args.get("workers") ?? "1",
-  };
   const child = new Deno.Command("sh", {
     args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
     env,
@@ -144,9 +132,12 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
   (async () => {
     while (!(await reader.read()).done) { /* discard */ }
   })().catch(() => {});
+  const base = url.replace(/^http/, "ws");
   return {
-    base: url.replace(/^http/, "ws"),
+    base,
     pid: child.pid,
+    bases: [base],
+    pids: [child.pid],
     async stop() {
       try {
         child.kill("SIGTERM");
@@ -159,6 +150,36 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
       await child.status;
       clearTimeout(timer);
     },
+  };
+}
+
+/** The target's server: one process, or (roomcast-kv2) two on one KV file. */
+async function startServer(target: Target, kvDir: string): Promise<Server> {
+  const env: Record<string, string> = {
+    PORT: "0",
+    HOSTNAME: "127.0.0.1",
+    ROOMCAST_KV_PATH: args.get("kv") ?? `${kvDir}/bench-${crypto.randomUUID()}.kv`,
+    // Every load-generator client comes from 127.0.0.1: the per-address limits would throttle
+    // the bench, not an attacker.
+    ROOMCAST_PUBLISH_RATE: "1000000/1s",
+    ROOMCAST_SIGNAL_BURST: "100000",
+    ROOMCAST_USER_PUBLISH_RATE: "1000000/1s",
+    ROOMCAST_USER_SIGNAL_BURST: "10000000",
+    ROOMCAST_JOIN_RATE: "1000000/1s",
+    ROOMCAST_CONNECT_RATE: "0",
+    ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
+    ROOMCAST_WORKERS: target === "roomcast-2w" ? "2" : args.get("workers") ?? "1",
+  };
+  if (target !== "roomcast-kv2") return await startProcess(target, env);
+  const shared = { ...env, ROOMCAST_SEQUENCER: "kv", ROOMCAST_WORKERS: "1" };
+  const servers = [await startProcess(target, shared), await startProcess(target, shared)];
+  const [first] = servers as [Server];
+  return {
+    base: first.base,
+    pid: first.pid,
+    bases: servers.map((s) => s.base),
+    pids: servers.map((s) => s.pid),
+    stop: async () => void await Promise.all(servers.map((s) => s.stop())),
   };
 }
 
@@ -237,6 +258,7 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
     case "maxfanout":
       return [
         row("deliveries/s", (r) => r.deliveriesPerSec, "/s", "higher"),
+        row("server CPU per delivery", (r) => r.cpuUsPerDelivery, "µs", "lower", 2),
         row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
       ];
     case "chat":
@@ -244,15 +266,16 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
         row("deliveries/s", (r) => r.deliveriesPerSec, "/s", "higher"),
         row("not received 15 s after the end", (r) => r.lost, "", "lower"),
         row("p99 latency", (r) => r.p99, "ms", "lower", 1),
+        row("server CPU per delivery", (r) => r.cpuUsPerDelivery, "µs", "lower", 2),
         row("server RSS at end", (r) => r.rssMb, "MB", "lower"),
         row("KV appends/s", (r) => r.kvAppends / (r.seconds || 1), "/s", "higher"),
         row("KV appends per commit", (r) => r.kvBatches ? r.kvAppends / r.kvBatches : 0, "", "higher", 1),
         row("KV mean commit", (r) => r.kvAppendMs, "ms", "lower", 2),
       ];
     case "idle":
-      return [row("server RSS per connection", (r) => r.kbPerConnection, "KiB", "lower", 1)];
+      return [row("server RSS per connection (joined, rooms of 10)", (r) => r.kbPerConnection, "KiB", "lower", 1)];
     case "storm":
-      return [row("connections/s", (r) => r.connectsPerSec, "/s", "higher")];
+      return [row("connections/s (each with its join)", (r) => r.connectsPerSec, "/s", "higher")];
   }
 }
 
@@ -294,7 +317,14 @@ async function main(): Promise<void> {
         for (const target of order) {
           const server = await startServer(target, kvDir);
           try {
-            const spec: Spec = { ...sc, target, base: server.base, pid: server.pid };
+            const spec: Spec = {
+              ...sc,
+              target,
+              base: server.base,
+              bases: server.bases,
+              pid: server.pid,
+              pids: server.pids,
+            };
             const result = await runLoad(spec);
             all.set(target, [...(all.get(target) ?? []), result]);
             console.log(`${sc.key.padEnd(10)} ${target.padEnd(15)} ${JSON.stringify(result)}`);

@@ -179,7 +179,9 @@ export class Hub {
   }
 
   #dropRoom(name: string): void {
-    if (!this.#rooms.delete(name)) return;
+    const room = this.#rooms.get(name);
+    if (!room || !this.#rooms.delete(name)) return;
+    room.stop();
     this.#options.backplane.unsubscribe(name);
   }
 
@@ -438,5 +440,6 @@ export class Hub {
     this.#heartbeat = undefined;
     this.#poller = undefined;
     for (const connection of [...this.#connections.values()]) connection.close(code, reason, "shutdown");
+    for (const room of this.#rooms.values()) room.stop();
   }
 }

@@ -9,6 +9,10 @@ import { contiguous, oldestKept, recover, type Recovery, type Store } from "./en
 import { Outbound } from "./peer.ts";
 import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage } from "./protocol.ts";
 
+/** How long a gap in a room's offsets waits for the missing messages on the fast path before the
+ * store is read for them. */
+const GAP_WAIT_MS = 30;
+
 export interface RoomOptions {
   store: Store;
   historyLimit: number;
@@ -30,6 +34,8 @@ export class Room {
   #cursor: Position | undefined;
   #pending: StoredMessage[] = [];
   #catchingUp = false;
+  /** Set while a gap waits for its missing messages to come (see `feed`). */
+  #gapTimer: ReturnType<typeof setTimeout> | undefined;
   /** The last messages delivered here, contiguous, oldest first: recoveries of recent positions
    * are served from it, sharing the message objects instead of reading the store per client. */
   #recent: StoredMessage[] = [];
@@ -66,11 +72,45 @@ export class Room {
       if (message.offset === cursor.offset + 1) {
         cursor.offset = message.offset;
         this.#deliver(message);
+        if (this.#pending.length > 0) this.#deliverPending(cursor);
         return;
       }
     }
     this.#pending.push(message);
-    void this.#catchUp(cursor);
+    // A later message came first. The missing ones are usually a moment behind on the fast path
+    // (another isolate published them): only if they don't come in GAP_WAIT_MS does the store
+    // answer. A new epoch is read at once.
+    if (this.#gapTimer === undefined) {
+      const wait = message.epoch === cursor.epoch ? GAP_WAIT_MS : 0;
+      this.#gapTimer = setTimeout(() => {
+        this.#gapTimer = undefined;
+        if (this.#pending.length > 0 && !this.#catchingUp) void this.#catchUp(cursor);
+      }, wait);
+    }
+  }
+
+  /** Delivers the waiting messages that now follow the cursor, in order; stops the gap's timer
+   * once none wait. */
+  #deliverPending(cursor: Position): void {
+    const pending = this.#pending.filter((m) => m.epoch === cursor.epoch && m.offset > cursor.offset)
+      .sort((a, b) => a.offset - b.offset);
+    let i = 0;
+    for (; i < pending.length && pending[i]?.offset === cursor.offset + 1; i++) {
+      const message = pending[i] as StoredMessage;
+      cursor.offset = message.offset;
+      this.#deliver(message);
+    }
+    this.#pending = [...pending.slice(i), ...this.#pending.filter((m) => m.epoch !== cursor.epoch)];
+    if (this.#pending.length === 0 && this.#gapTimer !== undefined) {
+      clearTimeout(this.#gapTimer);
+      this.#gapTimer = undefined;
+    }
+  }
+
+  /** Stops the gap's timer: the room is being dropped or the hub closed. */
+  stop(): void {
+    if (this.#gapTimer !== undefined) clearTimeout(this.#gapTimer);
+    this.#gapTimer = undefined;
   }
 
   #deliver(message: StoredMessage): void {
