@@ -80,7 +80,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const relay = new Relay();
   // The coordinator tells the member leaves of a Worker that ended.
   const backplane: Backplane = hasBroadcastChannel()
-    ? new BroadcastChannelBackplane({ node: "coordinator", namespace })
+    ? new BroadcastChannelBackplane({ node: "coordinator", namespace, listen: false })
     : new LocalBackplane("coordinator");
   const handlers = { ...storeHandlers(store), ...presence.handlers(), ...relay.handlers() };
   const members = new Map<string, Member>();

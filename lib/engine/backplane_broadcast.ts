@@ -1,23 +1,31 @@
 /**
  * A backplane over `BroadcastChannel`: the Workers of one process (and a process's isolates under
- * `deno serve --parallel`) hear each other. A room's events go on that room's channel, which only
- * isolates subscribed to the room listen to; directs and broadcasts go on one channel all listen
- * to. BroadcastChannel is a fast path that may drop (a receiver that lags) and never crosses
- * processes: the store is the truth, and the hub repairs gaps from it.
+ * `deno serve --parallel`) hear each other. BroadcastChannel is a fast path that may drop (a
+ * receiver that lags) and never crosses processes: the store is the truth, and the hub repairs
+ * gaps from it.
+ *
+ * In Deno every isolate with any channel open receives every message posted on any channel (names
+ * are matched after arrival, channel by channel), and each arrival wakes the isolate's thread, about
+ * 60 µs of CPU on this machine whatever it carries. So one channel carries everything, what an
+ * isolate publishes in one turn of its event loop crosses as one message, rooms this isolate is not
+ * subscribed to are dropped on arrival (the interest `subscribe` records), and an isolate that only
+ * speaks (the cluster's coordinator) keeps no channel open.
  */
-import type { Backplane, BackplaneEvent, BackplaneHandler, RoomEvent } from "./backplane.ts";
+import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
 
-/** What crosses the channel: the event and the node that published it. */
+/** What crosses the channel: the events one node published in one turn. */
 interface Envelope {
   node: string;
-  event: BackplaneEvent;
+  events: BackplaneEvent[];
 }
 
 export interface BroadcastOptions {
   /** This isolate's id. */
   node: string;
-  /** Channel names start with it: one per server (several can run in one process, as in tests). */
+  /** The channel's name: one per server (several can run in one process, as in tests). */
   namespace: string;
+  /** false: send only, hear nothing (no channel stays open). @default true */
+  listen?: boolean;
 }
 
 /** Whether this runtime has BroadcastChannel (Deno does; some embedders don't). */
@@ -28,48 +36,52 @@ export function hasBroadcastChannel(): boolean {
 export class BroadcastChannelBackplane implements Backplane {
   readonly node: string;
   readonly #namespace: string;
-  readonly #all: BroadcastChannel;
-  /** The channels of the rooms this isolate is subscribed to, and how many subscriptions each. */
-  readonly #rooms = new Map<string, { channel: BroadcastChannel; count: number }>();
+  readonly #channel: BroadcastChannel | undefined;
+  /** The rooms this isolate is subscribed to, and how many subscriptions each. */
+  readonly #rooms = new Map<string, number>();
+  #outbox: BackplaneEvent[] = [];
   #handler: BackplaneHandler | undefined;
   #trouble: ((error: unknown) => void) | undefined;
   #closed = false;
 
-  constructor({ node, namespace }: BroadcastOptions) {
+  constructor({ node, namespace, listen = true }: BroadcastOptions) {
     this.node = node;
     this.#namespace = namespace;
-    this.#all = this.#listen(`${namespace}:all`);
-  }
-
-  #listen(name: string): BroadcastChannel {
-    const channel = new BroadcastChannel(name);
-    channel.onmessage = (e: MessageEvent<Envelope>) => {
-      const { node, event } = e.data;
-      if (node !== this.node) this.#handler?.(event, node);
-    };
+    if (!listen) return;
+    const channel = new BroadcastChannel(namespace);
+    channel.onmessage = (e: MessageEvent<Envelope>) => this.#arrived(e.data);
     channel.onmessageerror = (e) => this.#trouble?.(new Error(`a backplane event could not be read: ${e.type}`));
-    return channel;
+    this.#channel = channel;
   }
 
-  #roomChannel(room: string): string {
-    return `${this.#namespace}:room:${room}`;
+  #arrived({ node, events }: Envelope): void {
+    if (node === this.node || !Array.isArray(events)) return;
+    for (const event of events) {
+      if ("room" in event && !this.#rooms.has(event.room)) continue;
+      this.#handler?.(event, node);
+    }
   }
 
   publish(event: BackplaneEvent): void {
     this.#handler?.(event, this.node);
     if (this.#closed) return;
-    const envelope: Envelope = { node: this.node, event };
+    if (this.#outbox.length === 0) queueMicrotask(() => this.#flush());
+    this.#outbox.push(event);
+  }
+
+  #flush(): void {
+    const events = this.#outbox;
+    this.#outbox = [];
+    if (events.length === 0 || this.#closed) return;
+    const envelope: Envelope = { node: this.node, events };
     try {
-      if (!("room" in event)) return this.#all.postMessage(envelope);
-      const room = (event as RoomEvent).room;
-      const subscribed = this.#rooms.get(room)?.channel;
-      if (subscribed) return subscribed.postMessage(envelope);
-      // Not a room this isolate listens to (an HTTP publish): a channel just to say it.
-      const channel = new BroadcastChannel(this.#roomChannel(room));
+      if (this.#channel) return this.#channel.postMessage(envelope);
+      // A speaker only: a channel just to say it.
+      const channel = new BroadcastChannel(this.#namespace);
       channel.postMessage(envelope);
       channel.close();
     } catch (error) {
-      // The event can't be sent (it can't be cloned): the others repair from the store.
+      // The events can't be sent (one can't be cloned): the others repair from the store.
       this.#trouble?.(error);
     }
   }
@@ -79,16 +91,14 @@ export class BroadcastChannelBackplane implements Backplane {
   }
 
   subscribe(room: string): void {
-    const entry = this.#rooms.get(room);
-    if (entry) entry.count++;
-    else if (!this.#closed) this.#rooms.set(room, { channel: this.#listen(this.#roomChannel(room)), count: 1 });
+    this.#rooms.set(room, (this.#rooms.get(room) ?? 0) + 1);
   }
 
   unsubscribe(room: string): void {
-    const entry = this.#rooms.get(room);
-    if (!entry || --entry.count > 0) return;
-    entry.channel.close();
-    this.#rooms.delete(room);
+    const count = this.#rooms.get(room);
+    if (count === undefined) return;
+    if (count > 1) this.#rooms.set(room, count - 1);
+    else this.#rooms.delete(room);
   }
 
   onTrouble(handler: (error: unknown) => void): void {
@@ -96,9 +106,9 @@ export class BroadcastChannelBackplane implements Backplane {
   }
 
   close(): Promise<void> {
+    this.#flush();
     this.#closed = true;
-    this.#all.close();
-    for (const { channel } of this.#rooms.values()) channel.close();
+    this.#channel?.close();
     this.#rooms.clear();
     this.#handler = undefined;
     return Promise.resolve();

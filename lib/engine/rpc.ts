@@ -3,6 +3,9 @@
  * and reliable, unlike BroadcastChannel. A `RpcClient` calls named operations on the other side's
  * `serveRpc`, which answers each call once and may send notices for it later (an append that
  * becomes durable). Errors cross as their message.
+ *
+ * What one side sends in one turn of its event loop crosses as one `postMessage`: each message
+ * wakes the other isolate's thread, which costs far more CPU than the message's own work.
  */
 
 /** What `postMessage` needs: a Worker, or the worker's own global scope. */
@@ -22,6 +25,34 @@ function isWire(value: unknown): value is Wire {
   return typeof value === "object" && value !== null && "rpc" in value;
 }
 
+/** The wires of a message: one, or a batch (an array). */
+function wires(data: unknown): Wire[] {
+  if (Array.isArray(data)) return data.filter(isWire);
+  return isWire(data) ? [data] : [];
+}
+
+/** Collects what is sent in one turn and posts it once, at the end of the turn. */
+class Outbox {
+  #queue: Wire[] = [];
+  readonly #port: Port;
+
+  constructor(port: Port) {
+    this.#port = port;
+  }
+
+  send(wire: Wire): void {
+    if (this.#queue.length === 0) queueMicrotask(() => this.flush());
+    this.#queue.push(wire);
+  }
+
+  flush(): void {
+    const queue = this.#queue;
+    if (queue.length === 0) return;
+    this.#queue = [];
+    this.#port.postMessage(queue.length === 1 ? queue[0] : queue);
+  }
+}
+
 export class RpcError extends Error {
   constructor(message: string) {
     super(message);
@@ -31,6 +62,7 @@ export class RpcError extends Error {
 
 export class RpcClient {
   readonly #port: Port;
+  readonly #outbox: Outbox;
   #next = 1;
   readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>();
   readonly #notices = new Map<number, (value: unknown) => void>();
@@ -39,6 +71,7 @@ export class RpcClient {
 
   constructor(port: Port) {
     this.#port = port;
+    this.#outbox = new Outbox(port);
     port.addEventListener("message", this.#listener);
   }
 
@@ -49,7 +82,7 @@ export class RpcClient {
     if (onNotice) this.#notices.set(id, onNotice);
     return new Promise<T>((resolve, reject) => {
       this.#calls.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.#port.postMessage({ rpc: "call", id, op, args } satisfies Wire);
+      this.#outbox.send({ rpc: "call", id, op, args });
     });
   }
 
@@ -58,8 +91,11 @@ export class RpcClient {
     this.#notices.delete(id);
   }
 
-  #receive(data: unknown): void {
-    if (!isWire(data)) return;
+  #receive(message: unknown): void {
+    for (const data of wires(message)) this.#one(data);
+  }
+
+  #one(data: Wire): void {
     if (data.rpc === "reply") {
       const call = this.#calls.get(data.id);
       this.#calls.delete(data.id);
@@ -87,19 +123,21 @@ export type RpcHandler = (args: unknown[], notify: (value: unknown) => void) => 
 
 /** Answers the calls that come on `port` with `handlers`; returns a function that stops. */
 export function serveRpc(port: Port, handlers: Record<string, RpcHandler>): () => void {
-  const listener = async (event: MessageEvent) => {
-    const data = event.data;
-    if (!isWire(data) || data.rpc !== "call") return;
-    const { id, op, args } = data;
-    const notify = (value: unknown) => port.postMessage({ rpc: "notice", id, value } satisfies Wire);
+  const outbox = new Outbox(port);
+  const answer = async ({ id, op, args }: { id: number; op: string; args: unknown[] }) => {
+    const notify = (value: unknown) => outbox.send({ rpc: "notice", id, value });
     try {
       const handler = handlers[op];
       if (!handler) throw new RpcError(`no operation ${op}`);
       const value = await handler(args, notify);
-      port.postMessage({ rpc: "reply", id, ok: true, value } satisfies Wire);
+      outbox.send({ rpc: "reply", id, ok: true, value });
     } catch (error) {
-      port.postMessage({ rpc: "reply", id, ok: false, error: error instanceof Error ? error.message : String(error) });
+      outbox.send({ rpc: "reply", id, ok: false, error: error instanceof Error ? error.message : String(error) });
     }
+  };
+  const listener = (event: MessageEvent) => {
+    // Calls in one batch are answered in order of arrival (each handler starts before the next).
+    for (const data of wires(event.data)) if (data.rpc === "call") void answer(data);
   };
   port.addEventListener("message", listener);
   return () => port.removeEventListener("message", listener);
