@@ -63,9 +63,14 @@ export interface Result {
 const SETUP_CONCURRENCY = 100;
 const DRAIN_MS = 15_000;
 
-function rssKb(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+/** Resident memory of the server processes (all of them when clients are spread over several). */
+function rssKb(spec: Spec): number {
+  let kb = 0;
+  for (const pid of spec.pids ?? [spec.pid]) {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  }
+  return kb;
 }
 
 /** CPU time (ms) of the server processes so far: utime + stime from /proc (every thread, so every
@@ -233,7 +238,7 @@ async function fanout(spec: Spec, paced: boolean): Promise<Result> {
   const expected = sent * spec.clients;
   await waitFor(() => delivered >= expected, paced ? DRAIN_MS : 2000);
   const cpu = cpuMs(spec) - cpuBefore;
-  const rss = rssKb(spec.pid);
+  const rss = rssKb(spec);
   const elapsed = paced ? (last - start) / 1000 : (sendingEnded - start) / 1000;
   const reconnects = receivers.reduce((n, r) => n + r.reconnects, 0);
   for (const c of [...receivers, publisher]) c.close();
@@ -285,7 +290,7 @@ async function chat(spec: Spec): Promise<Result> {
   }
   await waitFor(() => delivered >= expected, DRAIN_MS);
   const cpu = cpuMs(spec) - cpuBefore;
-  const rss = rssKb(spec.pid);
+  const rss = rssKb(spec);
   const reconnects = clients.reduce((n, c) => n + c.reconnects, 0);
   for (const c of clients) c.close();
   const elapsed = (last - start) / 1000;
@@ -309,11 +314,11 @@ const tenPerRoom = (spec: Spec) => (i: number) => `idle-${i % Math.max(1, Math.c
 
 async function idle(spec: Spec): Promise<Result> {
   await sleep(500);
-  const before = rssKb(spec.pid);
+  const before = rssKb(spec);
   const clients = await openClients(spec, spec.clients, tenPerRoom(spec));
   // Idle means idle: give the server's GC time to settle after the connect burst.
   await sleep(spec.seconds * 1000);
-  const after = rssKb(spec.pid);
+  const after = rssKb(spec);
   for (const c of clients) c.close();
   return base({ rssMb: after / 1024, kbPerConnection: (after - before) / spec.clients });
 }
@@ -324,7 +329,7 @@ async function storm(spec: Spec): Promise<Result> {
   const clients = await openClients(spec, spec.clients, tenPerRoom(spec));
   const seconds = (performance.now() - start) / 1000;
   for (const c of clients) c.close();
-  return base({ connectsPerSec: spec.clients / seconds, seconds, rssMb: rssKb(spec.pid) / 1024 });
+  return base({ connectsPerSec: spec.clients / seconds, seconds, rssMb: rssKb(spec) / 1024 });
 }
 
 async function scenario(spec: Spec): Promise<Result> {
