@@ -1,0 +1,201 @@
+/**
+ * An Engine.IO server for a fetch-style runtime: `handle(request)` answers every request under its
+ * path (handshakes, polls, posts, WebSocket upgrades through `Deno.upgradeWebSocket`) for
+ * protocol 4 and, if allowed, 3. It emits `connection` with each new session (`EngineSocket`),
+ * which is what the official `socket.io` Server takes: `io.bind(engine)`. Errors are Engine.IO's:
+ * `{"code": n, "message": "…"}` with status 400 (403 for code 4).
+ */
+import { EventEmitter } from "node:events";
+import { codecFor, type Protocol } from "./parser.ts";
+import { type EngineRequest, EngineSocket, type SessionOptions } from "./socket.ts";
+import { PollingTransport, type Transport, WebSocketTransport } from "./transports.ts";
+
+export interface EngineOptions extends SessionOptions {
+  /** The protocol versions served: [4], or [3, 4]. */
+  protocols: readonly Protocol[];
+  /** How long a POST body may take to arrive. @default 10000 */
+  bodyTimeoutMs?: number;
+  /** How long a closing polling session waits for the GET that carries its close packet. @default 30000 */
+  closeTimeoutMs?: number;
+  /** Headers for every response to `request` (CORS), or none. */
+  headers?: (request: Request) => Headers;
+  /** Runs before a session is made: a Response refuses it (and ends there). `release` is called when
+   * a session it let through ends. */
+  admit?: (request: Request, remoteAddress: string) => Response | undefined | Promise<Response | undefined>;
+  release?: (remoteAddress: string) => void;
+  /** A session id: unguessable. @default 15 random bytes, base64url */
+  generateId?: () => string;
+}
+
+export interface RequestInfo {
+  remoteAddress: string;
+}
+
+const ERRORS = {
+  0: "Transport unknown",
+  1: "Session ID unknown",
+  2: "Bad handshake method",
+  3: "Bad request",
+  4: "Forbidden",
+  5: "Unsupported protocol version",
+} as const;
+
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(15));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+}
+
+export class EngineServer extends EventEmitter {
+  readonly clients = new Map<string, EngineSocket>();
+  readonly options: EngineOptions;
+
+  constructor(options: EngineOptions) {
+    super();
+    this.options = options;
+  }
+
+  get clientsCount(): number {
+    return this.clients.size;
+  }
+
+  #headers(request: Request): Headers {
+    return this.options.headers?.(request) ?? new Headers();
+  }
+
+  #error(request: Request, code: keyof typeof ERRORS): Response {
+    const headers = this.#headers(request);
+    headers.set("content-type", "application/json");
+    return new Response(JSON.stringify({ code, message: ERRORS[code] }), { status: code === 4 ? 403 : 400, headers });
+  }
+
+  /** Answers one request under the engine's path. */
+  async handle(request: Request, info: RequestInfo): Promise<Response> {
+    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: this.#headers(request) });
+    const query = new URL(request.url).searchParams;
+    const transport = query.get("transport");
+    if (transport !== "polling" && transport !== "websocket") return this.#error(request, 0);
+    const upgrade = request.headers.get("upgrade")?.toLowerCase() === "websocket";
+    const sid = query.get("sid");
+    if (sid !== null) {
+      const socket = this.clients.get(sid);
+      if (!socket) return this.#error(request, 1);
+      if (transport === "websocket") return this.#upgrade(request, socket, upgrade);
+      if (socket.transport.name !== "polling" || socket.upgraded) return this.#error(request, 3);
+      const polling = socket.transport as PollingTransport;
+      if (request.method === "GET") return await polling.get(request, this.#headers(request));
+      if (request.method === "POST") return await polling.post(request, this.#headers(request));
+      return new Response(null, { status: 400, headers: this.#headers(request) });
+    }
+    if (request.method !== "GET") return this.#error(request, 2);
+    const eio = query.get("EIO");
+    const protocol = eio === "4" ? 4 : eio === "3" ? 3 : undefined;
+    if (protocol === undefined || !this.options.protocols.includes(protocol)) return this.#error(request, 5);
+    if (transport === "websocket" && !upgrade) return this.#error(request, 3);
+    const refused = await this.options.admit?.(request, info.remoteAddress);
+    if (refused) return refused;
+    try {
+      return this.#handshake(request, info, protocol, transport, query);
+    } catch (error) {
+      this.options.release?.(info.remoteAddress);
+      if (error instanceof TypeError) return this.#error(request, 3); // a malformed WebSocket handshake
+      throw error;
+    }
+  }
+
+  #handshake(
+    request: Request,
+    info: RequestInfo,
+    protocol: Protocol,
+    name: "polling" | "websocket",
+    query: URLSearchParams,
+  ): Response | Promise<Response> {
+    const codec = codecFor(protocol);
+    const supportsBinary = !query.has("b64");
+    const id = (this.options.generateId ?? randomId)();
+    const { maxPayload } = this.options;
+    // Read before an upgrade: after it, the request's headers are gone.
+    const described = engineRequest(request, query);
+    let transport: Transport;
+    let response: Response | undefined;
+    if (name === "websocket") {
+      const upgraded = Deno.upgradeWebSocket(request);
+      response = upgraded.response;
+      transport = new WebSocketTransport(upgraded.socket, { codec, supportsBinary, maxPayload });
+    } else {
+      transport = this.#polling(codec.protocol, supportsBinary);
+    }
+    const socket = new EngineSocket(id, protocol, described, info.remoteAddress, transport, this.options);
+    this.clients.set(id, socket);
+    const { remoteAddress } = info;
+    socket.once("close", () => {
+      this.clients.delete(id);
+      this.options.release?.(remoteAddress);
+    });
+    socket.open(name === "polling" ? ["websocket"] : []);
+    try {
+      this.emit("connection", socket);
+    } catch (error) {
+      // A listener's bug ends this session, not the server (after an upgrade, its response must
+      // still be returned).
+      console.error(`roomcast: Engine.IO session ${id} failed to start:`, error);
+      socket.destroy("server error");
+    }
+    if (response) return response;
+    // The open packet waits in the buffer: this first GET carries it.
+    return (transport as PollingTransport).get(request, this.#headers(request));
+  }
+
+  #polling(protocol: Protocol, supportsBinary: boolean): PollingTransport {
+    return new PollingTransport({
+      codec: codecFor(protocol),
+      supportsBinary,
+      maxPayload: this.options.maxPayload,
+      bodyTimeoutMs: this.options.bodyTimeoutMs ?? 10_000,
+      closeTimeoutMs: this.options.closeTimeoutMs ?? 30_000,
+    });
+  }
+
+  /** A WebSocket for a polling session: it is probed, then takes over (`EngineSocket.probe`). */
+  #upgrade(request: Request, socket: EngineSocket, upgrade: boolean): Response {
+    if (!upgrade) return this.#error(request, 3);
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(request);
+    } catch {
+      return this.#error(request, 3);
+    }
+    if (socket.transport.name !== "polling" || socket.upgrading || socket.upgraded) {
+      // Another WebSocket for a session that has one, or is getting one: accepted and closed, as
+      // the reference server does (a client library reports a refused upgrade as an error).
+      upgraded.socket.onopen = () => upgraded.socket.close();
+      return upgraded.response;
+    }
+    const query = new URL(request.url).searchParams;
+    socket.probe(
+      new WebSocketTransport(upgraded.socket, {
+        codec: codecFor(socket.protocol),
+        supportsBinary: !query.has("b64"),
+        maxPayload: this.options.maxPayload,
+      }),
+    );
+    return upgraded.response;
+  }
+
+  /** Ends every session. */
+  close(): this {
+    for (const socket of [...this.clients.values()]) socket.destroy("server close");
+    return this;
+  }
+}
+
+/** What socket.io reads of the handshake request, node-style. */
+function engineRequest(request: Request, query: URLSearchParams): EngineRequest {
+  const url = new URL(request.url);
+  return {
+    headers: Object.fromEntries(request.headers),
+    url: url.pathname + url.search,
+    method: request.method,
+    _query: Object.fromEntries(query),
+    connection: { encrypted: url.protocol === "https:" },
+  };
+}

@@ -1,0 +1,287 @@
+/**
+ * An Engine.IO session: what the official `socket.io` Server calls a `conn`. It owns a transport
+ * (polling, then perhaps a WebSocket after an upgrade), a write buffer, and the heartbeat, which
+ * runs in each protocol's direction: in EIO=4 the server pings and the client must pong within
+ * `pingTimeout`; in EIO=3 the client pings and the server must hear one within `pingInterval +
+ * pingTimeout`. Events (a node EventEmitter, as socket.io expects): `data` (a message: string or
+ * ArrayBuffer), `close` (reason, description), `upgrade`, `drain`, `packet`, `heartbeat`.
+ */
+import { EventEmitter } from "node:events";
+import type { Packet, PacketData, Protocol } from "./parser.ts";
+import type { PollingTransport, Transport, TransportOwner, WebSocketTransport } from "./transports.ts";
+
+export type ReadyState = "opening" | "open" | "closing" | "closed";
+
+/** The parts of a node `IncomingMessage` socket.io reads to build a handshake. */
+export interface EngineRequest {
+  headers: Record<string, string>;
+  url: string;
+  method: string;
+  _query: Record<string, string>;
+  connection: { encrypted: boolean };
+}
+
+export interface SessionOptions {
+  pingInterval: number;
+  pingTimeout: number;
+  upgradeTimeout: number;
+  maxPayload: number;
+  /** Looks at a text message before anyone parses it: false ends the session (a parse error). */
+  inspect?: ((text: string) => boolean) | undefined;
+}
+
+/** The data a caller may write: text, or binary in any of its usual shapes. */
+export type WriteData = string | ArrayBuffer | ArrayBufferView;
+
+function toPacketData(data: WriteData): PacketData {
+  if (typeof data === "string") return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+export class EngineSocket extends EventEmitter implements TransportOwner {
+  readonly id: string;
+  readonly protocol: Protocol;
+  readonly request: EngineRequest;
+  readonly remoteAddress: string;
+  readyState: ReadyState = "opening";
+  transport: Transport;
+  upgrading = false;
+  upgraded = false;
+  readonly #options: SessionOptions;
+  #buffer: Packet[] = [];
+  #pingTimer: ReturnType<typeof setTimeout> | undefined;
+  #pongTimer: ReturnType<typeof setTimeout> | undefined;
+  #upgradeTimer: ReturnType<typeof setTimeout> | undefined;
+  #probe: WebSocketTransport | undefined;
+
+  constructor(
+    id: string,
+    protocol: Protocol,
+    request: EngineRequest,
+    remoteAddress: string,
+    transport: Transport,
+    options: SessionOptions,
+  ) {
+    super();
+    this.id = id;
+    this.protocol = protocol;
+    this.request = request;
+    this.remoteAddress = remoteAddress;
+    this.transport = transport;
+    this.#options = options;
+    transport.owner = this;
+  }
+
+  /** Sends the open packet and starts the heartbeat. */
+  open(upgrades: string[]): void {
+    const { pingInterval, pingTimeout, maxPayload } = this.#options;
+    this.readyState = "open";
+    this.#sendPacket({
+      type: "open",
+      data: JSON.stringify({ sid: this.id, upgrades, pingInterval, pingTimeout, maxPayload }),
+    });
+    this.emit("open");
+    if (this.protocol === 4) this.#schedulePing();
+    else this.#expectPing();
+  }
+
+  // ── heartbeat ───────────────────────────────────────────────────────────────
+
+  /** EIO=4: a ping every `pingInterval`, answered within `pingTimeout` (counted from when it is queued). */
+  #schedulePing(): void {
+    clearTimeout(this.#pingTimer);
+    this.#pingTimer = setTimeout(() => {
+      this.#sendPacket({ type: "ping" });
+      this.#pongTimer = setTimeout(() => this.#onClose("ping timeout"), this.#options.pingTimeout);
+    }, this.#options.pingInterval);
+  }
+
+  /** EIO=3: the client's ping must come within `pingInterval + pingTimeout`. */
+  #expectPing(): void {
+    clearTimeout(this.#pongTimer);
+    this.#pongTimer = setTimeout(
+      () => this.#onClose("ping timeout"),
+      this.#options.pingInterval + this.#options.pingTimeout,
+    );
+  }
+
+  // ── packets in ─────────────────────────────────────────────────────────────
+
+  onPacket(packet: Packet): void {
+    if (this.readyState !== "open") return;
+    this.emit("packet", packet);
+    switch (packet.type) {
+      case "ping":
+        if (this.protocol === 4) return this.#onError("invalid heartbeat direction");
+        this.#expectPing();
+        this.#sendPacket({ type: "pong" });
+        this.emit("heartbeat");
+        return;
+      case "pong":
+        if (this.protocol === 3) return this.#onError("invalid heartbeat direction");
+        clearTimeout(this.#pongTimer);
+        this.#pongTimer = undefined;
+        this.#schedulePing();
+        this.emit("heartbeat");
+        return;
+      case "message": {
+        const data = packet.data ?? "";
+        if (typeof data === "string") {
+          if (this.#options.inspect && !this.#options.inspect(data)) return this.#onError("parse error");
+          this.emit("data", data);
+          this.emit("message", data);
+        } else {
+          const copy = data.slice().buffer;
+          this.emit("data", copy);
+          this.emit("message", copy);
+        }
+        return;
+      }
+      case "close":
+        return this.#onClose("transport close");
+      default:
+        // open, upgrade and noop mean nothing from a client on an open transport.
+        return this.#onError("parse error");
+    }
+  }
+
+  onTransportError(reason: string, description?: string): void {
+    this.#onError(reason, description);
+  }
+
+  onTransportClose(): void {
+    this.#onClose("transport close");
+  }
+
+  onWritable(): void {
+    this.flush();
+  }
+
+  #onError(reason: string, description?: string): void {
+    this.#onClose(reason === "parse error" ? "parse error" : "transport error", description ?? reason);
+  }
+
+  // ── packets out ────────────────────────────────────────────────────────────
+
+  /** Queues a message (socket.io's `conn.write`). */
+  write(data: WriteData, _options?: unknown, callback?: () => void): this {
+    this.#sendPacket({ type: "message", data: toPacketData(data) });
+    if (callback) queueMicrotask(callback);
+    return this;
+  }
+
+  send(data: WriteData, options?: unknown, callback?: () => void): this {
+    return this.write(data, options, callback);
+  }
+
+  #sendPacket(packet: Packet): void {
+    if (this.readyState === "closing" || this.readyState === "closed") return;
+    this.emit("packetCreate", packet);
+    this.#buffer.push(packet);
+    this.flush();
+  }
+
+  /** Hands the buffer to the transport if it can take it now. */
+  flush(): void {
+    if (this.readyState === "closed" || !this.transport.writable || this.#buffer.length === 0) return;
+    const packets = this.#buffer;
+    this.#buffer = [];
+    this.transport.send(packets);
+    this.emit("drain");
+  }
+
+  /** What waits to be sent: the buffer (an estimate of its bytes) plus what the transport holds. */
+  get bufferedAmount(): number {
+    let bytes = this.transport.bufferedAmount;
+    for (const packet of this.#buffer) {
+      const data = packet.data;
+      bytes += 1 + (data === undefined ? 0 : typeof data === "string" ? data.length : data.byteLength);
+    }
+    return bytes;
+  }
+
+  // ── upgrade ────────────────────────────────────────────────────────────────
+
+  /** A WebSocket came for this polling session: it probes, then takes over. */
+  probe(transport: WebSocketTransport): void {
+    const polling = this.transport as PollingTransport;
+    this.upgrading = true;
+    this.#probe = transport;
+    const abort = (why: string) => {
+      if (this.#probe !== transport) return;
+      this.#probe = undefined;
+      this.upgrading = false;
+      polling.upgrading = false;
+      clearTimeout(this.#upgradeTimer);
+      transport.owner = undefined;
+      transport.close();
+      void why;
+    };
+    this.#upgradeTimer = setTimeout(() => abort("upgrade timeout"), this.#options.upgradeTimeout);
+    transport.owner = {
+      onPacket: (packet) => {
+        if (packet.type === "ping" && packet.data === "probe") {
+          transport.send([{ type: "pong", data: "probe" }]);
+          this.emit("upgrading", transport);
+          // A held poll must return so that the client can send the upgrade: a noop does it.
+          polling.upgrading = true;
+          if (polling.writable) polling.send([{ type: "noop" }]);
+        } else if (packet.type === "upgrade" && this.readyState !== "closed" && this.readyState !== "closing") {
+          clearTimeout(this.#upgradeTimer);
+          this.#probe = undefined;
+          this.upgrading = false;
+          this.upgraded = true;
+          polling.owner = undefined;
+          polling.discard();
+          transport.owner = this;
+          this.transport = transport;
+          if (this.protocol === 3) this.#expectPing();
+          this.emit("upgrade", transport);
+          this.flush();
+        } else {
+          abort("unexpected packet during upgrade");
+        }
+      },
+      onTransportError: () => abort("transport error"),
+      onTransportClose: () => abort("transport closed"),
+      onWritable: () => {},
+    };
+  }
+
+  // ── closing ────────────────────────────────────────────────────────────────
+
+  /** Closes after what is buffered is sent (socket.io's `conn.close()`): with a WebSocket at once,
+   * with polling on the next GET, which carries the close packet too. */
+  close(): this {
+    if (this.readyState !== "open") return this;
+    this.readyState = "closing";
+    const last = this.#buffer;
+    this.#buffer = [];
+    this.transport.close(() => this.#onClose("forced close"), last);
+    return this;
+  }
+
+  #onClose(reason: string, description?: string): void {
+    if (this.readyState === "closed") return;
+    this.readyState = "closed";
+    clearTimeout(this.#pingTimer);
+    clearTimeout(this.#pongTimer);
+    clearTimeout(this.#upgradeTimer);
+    if (this.#probe) {
+      this.#probe.owner = undefined;
+      this.#probe.close();
+      this.#probe = undefined;
+    }
+    this.#buffer = [];
+    this.transport.owner = undefined;
+    this.transport.abort();
+    this.emit("close", reason, description);
+    this.removeAllListeners();
+  }
+
+  /** Ends the session now, with `reason` (the server is shutting down, or gave up on the client). */
+  destroy(reason = "forced close"): void {
+    this.#onClose(reason);
+  }
+}
