@@ -97,6 +97,10 @@ export interface Config {
   historyLimit: number;
   /** Age after which messages are dropped from history; `undefined` keeps them by count only. @default undefined */
   historyTtlMs: number | undefined;
+  /** Socket.IO (`/socket.io/`): Engine.IO's ping interval, ping timeout, the largest payload (a
+   * polling POST or a WebSocket message, bytes), and whether EIO=3 clients (socket.io-client 2.x)
+   * are served. */
+  socketIo: { pingIntervalMs: number; pingTimeoutMs: number; maxPayload: number; eio3: boolean };
   limits: LimitsConfig;
 }
 
@@ -222,6 +226,12 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     bodyTimeoutMs: read.duration("ROOMCAST_BODY_TIMEOUT", 10_000) ?? 10_000,
     historyLimit: read.int("ROOMCAST_HISTORY_LIMIT", 1000, 1, 100_000),
     historyTtlMs: read.duration("ROOMCAST_HISTORY_TTL", undefined),
+    socketIo: {
+      pingIntervalMs: read.duration("ROOMCAST_SIO_PING_INTERVAL", 25_000) ?? 25_000,
+      pingTimeoutMs: read.duration("ROOMCAST_SIO_PING_TIMEOUT", 20_000) ?? 20_000,
+      maxPayload: read.int("ROOMCAST_SIO_MAX_PAYLOAD", 1_000_000, 1024, 100_000_000),
+      eio3: read.choice("ROOMCAST_SIO_EIO3", ["on", "off"], "on") === "on",
+    },
     limits: {
       maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),
       maxJsonDepth: read.int("ROOMCAST_MAX_JSON_DEPTH", 32, 2, 1000),

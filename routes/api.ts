@@ -3,6 +3,7 @@
  * pushes, token minting and history reset. Writes need the API key (or a loopback caller when no
  * key is set); room publishes and reads also take a user's JWT when auth is on.
  */
+import { readBody } from "./body.ts";
 import type { Hono } from "hono";
 import {
   bearer,
@@ -76,48 +77,13 @@ export interface BodyLimits extends JsonLimits {
   timeoutMs: number;
 }
 
-/** Reads the request body as bytes: at most `maxBytes`, within `timeoutMs`. */
-async function readBody(c: AppContext, { maxBytes, timeoutMs }: BodyLimits): Promise<Uint8Array> {
-  const tooLarge = () => new ProtocolError("too_large", `Body is larger than ${maxBytes} bytes`);
-  if (Number(c.req.header("content-length")) > maxBytes) throw tooLarge();
-  const body = c.req.raw.body;
-  if (!body) throw new ProtocolError("bad_request", "A JSON body is required");
-  const reader = body.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new ProtocolError("timeout", `Body was not received within ${timeoutMs / 1000} s`)),
-      timeoutMs,
-    );
-  });
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  try {
-    while (true) {
-      const { value, done } = await Promise.race([reader.read(), late]);
-      if (done) break;
-      size += value.length;
-      if (size > maxBytes) throw tooLarge();
-      parts.push(value);
-    }
-  } catch (error) {
-    reader.cancel().catch(() => {});
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-  const bytes = new Uint8Array(size);
-  parts.reduce((at, part) => (bytes.set(part, at), at + part.length), 0);
-  return bytes;
-}
-
 /** Reads a JSON object body: `Content-Type: application/json` (what a page on another site can't
  * send without a CORS preflight), within `limits`. */
 export async function readJson(c: AppContext, limits: BodyLimits): Promise<Record<string, unknown>> {
   if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
     throw new ProtocolError("unsupported_media_type", "Send the body as JSON, with Content-Type: application/json");
   }
-  const text = new TextDecoder().decode(await readBody(c, limits));
+  const text = new TextDecoder().decode(await readBody(c.req.raw, limits));
   const shape = jsonShape(text, limits);
   if (shape !== undefined) throw new ProtocolError("bad_request", `Body ${shape.replace(/^JSON /, "")}`);
   let value: unknown;

@@ -8,6 +8,7 @@ import { mountApi } from "./api.ts";
 import { mountHealth } from "./health.ts";
 import { isWebSocketUpgrade } from "./identity.ts";
 import { acceptRaw, mountRaw } from "./raw.ts";
+import { mountSocketIo } from "./socketio.ts";
 import { mountSse } from "./sse.ts";
 import { staticFile } from "./static.ts";
 import { mountWs } from "./ws.ts";
@@ -22,6 +23,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   mountRaw(app, deps);
   mountSse(app, deps);
   mountApi(app, deps);
+  const socketIo = mountSocketIo(app, deps);
+  (deps.state.stops ??= []).push(() => socketIo.close());
   app.get("/", async (c) => {
     if (isWebSocketUpgrade(c)) return acceptRaw(c, deps, "lobby");
     return await staticFile(c, "index.html") ?? jsonError(c, "not_found", "No chat page");

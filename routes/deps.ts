@@ -9,6 +9,8 @@ import type { Metrics } from "../lib/metrics.ts";
 export interface ServerState {
   /** True once shutdown began: `/healthz` answers 503, new connections are refused. */
   draining: boolean;
+  /** What routes ask to be stopped when the server drains (after every connection was closed). */
+  stops?: (() => void)[];
 }
 
 export interface AppDeps {

@@ -69,13 +69,24 @@ export async function identify(
   name: string | undefined,
   address: string,
 ): Promise<Identity> {
+  return await identifyToken(deps, c.req.query("token"), name, address, "connect with ?token=<JWT>");
+}
+
+/** The user a token (when auth is on) or a fresh guest identity stands for; `how` tells a client
+ * without a token where to put it. */
+export async function identifyToken(
+  deps: Pick<AppDeps, "config" | "clock">,
+  token: string | undefined,
+  name: string | undefined,
+  address: string,
+  how: string,
+): Promise<Identity> {
   const secret = deps.config.authSecret;
   if (!secret) {
     const user = { id: guestId(), name: name ?? guestName() };
     return { user, rooms: undefined, expiresAt: undefined, principal: guestPrincipal(address) };
   }
-  const token = c.req.query("token");
-  if (!token) throw new ProtocolError("unauthorized", "A token is required: connect with ?token=<JWT>");
+  if (!token) throw new ProtocolError("unauthorized", `A token is required: ${how}`);
   return identityFromClaims(await verifyToken(token, secret, deps.clock), name);
 }
 

@@ -85,6 +85,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     drained ??= (async () => {
       state.draining = true;
       hub.close(CloseCode.goingAway, "Server shutting down");
+      for (const stop of state.stops ?? []) stop();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
       await Promise.race([server.shutdown(), timeout]);

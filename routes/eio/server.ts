@@ -21,7 +21,7 @@ export interface EngineOptions extends SessionOptions {
   headers?: (request: Request) => Headers;
   /** Runs before a session is made: a Response refuses it (and ends there). `release` is called when
    * a session it let through ends. */
-  admit?: (request: Request, remoteAddress: string) => Response | undefined | Promise<Response | undefined>;
+  admit?: (request: Request, info: RequestInfo) => Response | undefined | Promise<Response | undefined>;
   release?: (remoteAddress: string) => void;
   /** A session id: unguessable. @default 15 random bytes, base64url */
   generateId?: () => string;
@@ -29,6 +29,8 @@ export interface EngineOptions extends SessionOptions {
 
 export interface RequestInfo {
   remoteAddress: string;
+  /** Whatever the caller passes along (the web framework's context), for `admit`. */
+  context?: unknown;
 }
 
 const ERRORS = {
@@ -91,7 +93,7 @@ export class EngineServer extends EventEmitter {
     const protocol = eio === "4" ? 4 : eio === "3" ? 3 : undefined;
     if (protocol === undefined || !this.options.protocols.includes(protocol)) return this.#error(request, 5);
     if (transport === "websocket" && !upgrade) return this.#error(request, 3);
-    const refused = await this.options.admit?.(request, info.remoteAddress);
+    const refused = await this.options.admit?.(request, info);
     if (refused) return refused;
     try {
       return this.#handshake(request, info, protocol, transport, query);
