@@ -14,12 +14,20 @@ import type { Backplane } from "../lib/engine/backplane.ts";
 import { Relay } from "../lib/engine/backplane_relay.ts";
 import { createStore } from "../lib/engine/engine.ts";
 import { NodePresence } from "../lib/engine/presence_nodes.ts";
-import { serveRpc } from "../lib/engine/rpc.ts";
+import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { storeHandlers } from "../lib/engine/store_remote.ts";
 import type { Store } from "../lib/engine/store.ts";
 import { nodeId, randomId } from "../lib/ids.ts";
 import { Metrics } from "../lib/metrics.ts";
 import type { WorkerReport, WorkerStart } from "./worker.ts";
+import type { ForwardedRequest, ForwardedResponse } from "./eio/forward.ts";
+
+/** The answer to a request for a session whose Worker is gone. */
+const UNKNOWN_SESSION: ForwardedResponse = {
+  status: 400,
+  headers: [["content-type", "application/json"]],
+  body: new TextEncoder().encode(JSON.stringify({ code: 1, message: "Session ID unknown" })),
+};
 
 /** How often Workers renew their presence lease, and how long a lapsed one lasts. */
 export const RENEW_MS = 1000;
@@ -55,6 +63,8 @@ export interface RunningCluster {
 interface Member {
   node: string;
   worker: Worker;
+  /** Calls into the Worker (Socket.IO requests forwarded to it). */
+  client: RpcClient;
   stop(): void;
 }
 
@@ -82,7 +92,19 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const backplane: Backplane = hasBroadcastChannel()
     ? new BroadcastChannelBackplane({ node: "coordinator", namespace, listen: false })
     : new LocalBackplane("coordinator");
-  const handlers = { ...storeHandlers(store), ...presence.handlers(), ...relay.handlers() };
+  // Socket.IO polling requests that reached a Worker other than their session's go to that one.
+  const sessions: Record<string, RpcHandler> = {
+    "eio.forward": ([owner, request]) => {
+      const member = members.get(owner as string);
+      if (!member) return UNKNOWN_SESSION;
+      return member.client.call<ForwardedResponse>("eio.request", [request as ForwardedRequest])
+        .catch(() => UNKNOWN_SESSION);
+    },
+    "eio.abort": ([owner, id]) => {
+      members.get(owner as string)?.client.call("eio.abort", [id]).catch(() => {});
+    },
+  };
+  const handlers = { ...storeHandlers(store), ...presence.handlers(), ...relay.handlers(), ...sessions };
   const members = new Map<string, Member>();
   /** Workers are replaced only once the cluster has started, never faster than every RESPAWN_MS. */
   let running = false;
@@ -103,8 +125,13 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const spawn = (): Promise<Member> => {
     const node = nodeId();
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-    const stop = serveRpc(worker, handlers);
-    const member: Member = { node, worker, stop };
+    const serving = serveRpc(worker, handlers);
+    const client = new RpcClient(worker);
+    const stop = () => {
+      serving();
+      client.close();
+    };
+    const member: Member = { node, worker, client, stop };
     members.set(node, member);
     relay.add(node, worker);
     const started = Promise.withResolvers<Member>();

@@ -5,6 +5,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import type { Hub } from "../lib/hub.ts";
 import type { Metrics } from "../lib/metrics.ts";
+import type { SessionRouting } from "./eio/forward.ts";
 
 export interface ServerState {
   /** True once shutdown began: `/healthz` answers 503, new connections are refused. */
@@ -20,6 +21,8 @@ export interface AppDeps {
   metrics: Metrics;
   clock: Clock;
   state: ServerState;
+  /** With several Workers: how Socket.IO polling reaches sessions other Workers hold. */
+  sessions?: SessionRouting | undefined;
 }
 
 /** `Deno.serve` passes its handler info as Hono's `env`. */

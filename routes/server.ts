@@ -3,6 +3,7 @@
  * `drain()` (healthz 503, close every socket with 1001, flush the store, stop listening).
  * main.ts and the integration tests start the server the same way.
  */
+import type { SessionRouting } from "./eio/forward.ts";
 import { Admission } from "../lib/admission.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
@@ -27,7 +28,7 @@ export interface ServerOptions {
   onListen?: (addr: Deno.NetAddr) => void;
   /** A Worker of a cluster (routes/worker.ts): the engine it was given, its node id, its share of
    * the port (`reusePort`) and how often its rooms check the store. @default undefined */
-  isolate?: { engine: Engine; node: string; pollMs: number };
+  isolate?: { engine: Engine; node: string; pollMs: number; sessions?: SessionRouting };
 }
 
 export interface RunningServer {
@@ -75,7 +76,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     connectWindowMs: config.connectWindowMs,
     clock,
   });
-  const app = createApp({ hub, admission, config, metrics, clock, state });
+  const app = createApp({ hub, admission, config, metrics, clock, state, sessions: options.isolate?.sessions });
   const server = new Listener(config, serveHandler(app), metrics, options.onListen, options.isolate !== undefined);
   if (options.heartbeat ?? true) hub.startHeartbeat();
   const host = server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname;

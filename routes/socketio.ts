@@ -326,6 +326,7 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
       return undefined;
     },
     release: (address) => deps.admission.release(address),
+    routing: deps.sessions,
   });
   deps.metrics.gauge(
     "roomcast_socketio_sessions",

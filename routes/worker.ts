@@ -9,9 +9,55 @@ import { BroadcastChannelBackplane, hasBroadcastChannel } from "../lib/engine/ba
 import type { Backplane } from "../lib/engine/backplane.ts";
 import { RelayBackplane } from "../lib/engine/backplane_relay.ts";
 import { RemotePresence } from "../lib/engine/presence_nodes.ts";
-import { RpcClient } from "../lib/engine/rpc.ts";
+import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { RemoteStore } from "../lib/engine/store_remote.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import {
+  type ForwardedRequest,
+  type ForwardedResponse,
+  forwardedResponse,
+  type SessionRouting,
+} from "./eio/forward.ts";
+
+/** Socket.IO sessions across Workers: forwards go through the coordinator, which calls the owner. */
+class WorkerRouting implements SessionRouting {
+  readonly #controllers = new Map<string, AbortController>();
+  #handler: ((request: ForwardedRequest, signal: AbortSignal) => Promise<Response>) | undefined;
+
+  constructor(readonly node: string, readonly rpc: RpcClient) {}
+
+  forward(owner: string, request: ForwardedRequest): Promise<ForwardedResponse> {
+    return this.rpc.call("eio.forward", [owner, request]);
+  }
+
+  abort(owner: string, id: string): void {
+    this.rpc.call("eio.abort", [owner, id]).catch(() => {});
+  }
+
+  serve(handler: (request: ForwardedRequest, signal: AbortSignal) => Promise<Response>): void {
+    this.#handler = handler;
+  }
+
+  /** What the coordinator calls on this Worker. */
+  handlers(): Record<string, RpcHandler> {
+    return {
+      "eio.request": async ([request]) => {
+        const forwarded = request as ForwardedRequest;
+        if (!this.#handler) throw new Error("this Worker serves no Socket.IO sessions");
+        const controller = new AbortController();
+        this.#controllers.set(forwarded.id, controller);
+        try {
+          return await forwardedResponse(await this.#handler(forwarded, controller.signal));
+        } finally {
+          this.#controllers.delete(forwarded.id);
+        }
+      },
+      "eio.abort": ([id]) => {
+        this.#controllers.get(id as string)?.abort();
+      },
+    };
+  }
+}
 
 /** What the coordinator sends to start a Worker. */
 export interface WorkerStart {
@@ -37,6 +83,8 @@ async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart):
     ? new BroadcastChannelBackplane({ node, namespace })
     : new RelayBackplane(rpc, node);
   const presence = new RemotePresence(rpc, node, renewMs);
+  const sessions = new WorkerRouting(node, rpc);
+  serveRpc(self, sessions.handlers());
   const engine = {
     store: new RemoteStore(rpc),
     backplane,
@@ -48,7 +96,7 @@ async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart):
     },
   };
   try {
-    server = await startServer({ config, isolate: { engine, node, pollMs } });
+    server = await startServer({ config, isolate: { engine, node, pollMs, sessions } });
     self.postMessage({ control: "listening", node, port: Number(new URL(server.url).port) } satisfies WorkerReport);
   } catch (error) {
     self.postMessage({ control: "failed", node, error: String(error) } satisfies WorkerReport);

@@ -234,3 +234,48 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "Socket.IO polling across Workers: requests of one session land on either Worker and all work",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await cluster(true);
+    // A new connection for every request: the kernel spreads them over both Workers.
+    const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+    const base = `${server.url}/socket.io/?EIO=4&transport=polling`;
+    const request = async (method: "GET" | "POST", body?: string) => {
+      const response = await fetch(`${base}&sid=${sid}`, { method, client, ...(body ? { body } : {}) });
+      const text = await response.text();
+      assert.equal(response.status, 200, `${method} ${body ?? ""} → ${response.status} ${text}`);
+      return text;
+    };
+    const open = await (await fetch(base, { client })).text();
+    const sid = JSON.parse(open.slice(1)).sid as string;
+    const owner = sid.slice(sid.lastIndexOf(".") + 1);
+    assert.ok(server.nodes().includes(owner), "the session id names its Worker");
+
+    assert.equal(await request("POST", "40"), "ok");
+    let received = "";
+    const next = async (pattern: RegExp) => {
+      for (let i = 0; i < 20 && !pattern.test(received); i++) received += "\x1e" + await request("GET");
+      const match = pattern.exec(received);
+      assert.ok(match, `${pattern} in ${received}`);
+      return match;
+    };
+    await next(/40\{"sid"/);
+    await next(/42\["joined",\{"room":"lobby"/);
+    for (let i = 1; i <= 10; i++) {
+      assert.equal(await request("POST", `42${i}["message","m${i}"]`), "ok");
+      const [ack] = await next(new RegExp(`43${i}\\[\\{[^\\]]*"offset":${i}`));
+      assert.ok(ack);
+    }
+    const history = await (await fetch(`${server.url}/api/rooms/lobby/messages`, { client })).json();
+    assert.deepEqual(
+      history.messages.map((m: { data: string }) => m.data),
+      Array.from({ length: 10 }, (_, i) => `m${i + 1}`),
+    );
+    assert.equal(await request("POST", "1"), "ok");
+    client.close();
+  },
+});

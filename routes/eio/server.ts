@@ -6,6 +6,9 @@
  * `{"code": n, "message": "…"}` with status 400 (403 for code 4).
  */
 import { EventEmitter } from "node:events";
+import { readBody } from "../body.ts";
+import { ProtocolError } from "../../lib/protocol.ts";
+import { forwardedRequest, ownerOf, requestFrom, responseFrom, type SessionRouting } from "./forward.ts";
 import { codecFor, type Protocol } from "./parser.ts";
 import { type EngineRequest, EngineSocket, type SessionOptions } from "./socket.ts";
 import { PollingTransport, type Transport, WebSocketTransport } from "./transports.ts";
@@ -25,6 +28,9 @@ export interface EngineOptions extends SessionOptions {
   release?: (remoteAddress: string) => void;
   /** A session id: unguessable. @default 15 random bytes, base64url */
   generateId?: () => string;
+  /** Several isolates on one port: session ids name their isolate, and a request for another
+   * isolate's session is forwarded to it (routes/eio/forward.ts). */
+  routing?: SessionRouting | undefined;
 }
 
 export interface RequestInfo {
@@ -51,9 +57,14 @@ export class EngineServer extends EventEmitter {
   readonly clients = new Map<string, EngineSocket>();
   readonly options: EngineOptions;
 
+  #forwards = 0;
+
   constructor(options: EngineOptions) {
     super();
     this.options = options;
+    options.routing?.serve((forwarded, signal) =>
+      this.handle(requestFrom(forwarded, signal), { remoteAddress: forwarded.remoteAddress })
+    );
   }
 
   get clientsCount(): number {
@@ -80,7 +91,14 @@ export class EngineServer extends EventEmitter {
     const sid = query.get("sid");
     if (sid !== null) {
       const socket = this.clients.get(sid);
-      if (!socket) return this.#error(request, 1);
+      if (!socket) {
+        const owner = ownerOf(sid);
+        const routing = this.options.routing;
+        if (routing && owner && owner !== routing.node) {
+          return await this.#forward(request, info, routing, owner, transport);
+        }
+        return this.#error(request, 1);
+      }
       if (transport === "websocket") return this.#upgrade(request, socket, upgrade);
       if (socket.transport.name !== "polling" || socket.upgraded) return this.#error(request, 3);
       const polling = socket.transport as PollingTransport;
@@ -113,7 +131,8 @@ export class EngineServer extends EventEmitter {
   ): Response | Promise<Response> {
     const codec = codecFor(protocol);
     const supportsBinary = !query.has("b64");
-    const id = (this.options.generateId ?? randomId)();
+    const routing = this.options.routing;
+    const id = (this.options.generateId ?? randomId)() + (routing ? `.${routing.node}` : "");
     const { maxPayload } = this.options;
     // Read before an upgrade: after it, the request's headers are gone.
     const described = engineRequest(request, query);
@@ -155,6 +174,48 @@ export class EngineServer extends EventEmitter {
       bodyTimeoutMs: this.options.bodyTimeoutMs ?? 10_000,
       closeTimeoutMs: this.options.closeTimeoutMs ?? 30_000,
     });
+  }
+
+  /** A request for a session another isolate holds: sent there, its answer returned. A WebSocket
+   * can't follow (the session stays on polling). */
+  async #forward(
+    request: Request,
+    info: RequestInfo,
+    routing: SessionRouting,
+    owner: string,
+    transport: "polling" | "websocket",
+  ): Promise<Response> {
+    if (transport === "websocket" || (request.method !== "GET" && request.method !== "POST")) {
+      return this.#error(request, 3);
+    }
+    let body: Uint8Array | null = null;
+    if (request.method === "POST") {
+      try {
+        body = await readBody(request, {
+          maxBytes: this.options.maxPayload,
+          timeoutMs: this.options.bodyTimeoutMs ?? 10_000,
+        });
+      } catch (error) {
+        const status = error instanceof ProtocolError && error.code === "too_large"
+          ? 413
+          : error instanceof ProtocolError && error.code === "timeout"
+          ? 408
+          : 400;
+        return new Response(null, { status, headers: this.#headers(request) });
+      }
+    }
+    const forwarded = forwardedRequest(`${routing.node}:${++this.#forwards}`, request, body, info.remoteAddress);
+    let answered = false;
+    request.signal.addEventListener("abort", () => {
+      if (!answered) routing.abort(owner, forwarded.id);
+    }, { once: true });
+    try {
+      return responseFrom(await routing.forward(owner, forwarded));
+    } catch {
+      return this.#error(request, 1);
+    } finally {
+      answered = true;
+    }
   }
 
   /** A WebSocket for a polling session: it is probed, then takes over (`EngineSocket.probe`). */
