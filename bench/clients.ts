@@ -7,7 +7,17 @@
 
 /** roomcast-2w: with ROOMCAST_WORKERS=2; roomcast-kv2: two processes sharing one KV
  * (ROOMCAST_SEQUENCER=kv, Deno Deploy's shape), clients spread over both. */
-export type Target = "roomcast" | "roomcast-batch" | "roomcast-2w" | "roomcast-kv2" | "bare" | "socketio";
+/** roomcast-socketio: Socket.IO clients on roomcast's /socket.io/ (the official socket.io Server
+ * bound to roomcast's Engine.IO); roomcast-sio-own: the same with ROOMCAST_SIO_LAYER=own. */
+export type Target =
+  | "roomcast"
+  | "roomcast-batch"
+  | "roomcast-2w"
+  | "roomcast-kv2"
+  | "roomcast-socketio"
+  | "roomcast-sio-own"
+  | "bare"
+  | "socketio";
 
 export interface BenchClient {
   /** Resolves once the connection is open and the room joined (or connected, with no room). */
@@ -176,6 +186,42 @@ class SocketIoClient implements BenchClient {
   }
 }
 
+/** Socket.IO over Engine.IO v4's websocket transport against roomcast's room mapping: join with an
+ * ack, `message` to a room as `{room, data}`, received as `["message", {room, data, …}]`. */
+class RoomcastSocketIoClient implements BenchClient {
+  onPayload: (payload: string) => void = () => {};
+  reconnects = 0;
+  readonly ready: Promise<void>;
+  readonly #socket: WebSocket;
+
+  constructor(private readonly options: ClientOptions) {
+    const joined = deferred();
+    this.ready = joined.promise;
+    const socket = this.#socket = new WebSocket(`${options.base}/socket.io/?EIO=4&transport=websocket`);
+    socket.onerror = () => joined.reject(new Error("socket.io socket error"));
+    socket.onmessage = (e) => {
+      const text = e.data as string;
+      if (text.startsWith('42["message",{')) {
+        const at = text.indexOf('"data":"') + 8;
+        this.onPayload(text.slice(at, text.indexOf('"', at)));
+      } else if (text === "2") socket.send("3");
+      else if (text.startsWith("0{")) socket.send("40");
+      else if (text.startsWith("40")) {
+        if (options.room === undefined) joined.resolve();
+        else socket.send(`421["join","${options.room}"]`);
+      } else if (text.startsWith("431")) joined.resolve();
+    };
+  }
+
+  publish(payload: string): void {
+    this.#socket.send(`42["message",{"room":"${this.options.room}","data":"${payload}"}]`);
+  }
+
+  close(): void {
+    this.#socket.close(1000);
+  }
+}
+
 export function createClient(options: ClientOptions): BenchClient {
   switch (options.target) {
     case "roomcast":
@@ -188,5 +234,8 @@ export function createClient(options: ClientOptions): BenchClient {
       return new BareClient(options);
     case "socketio":
       return new SocketIoClient(options);
+    case "roomcast-socketio":
+    case "roomcast-sio-own":
+      return new RoomcastSocketIoClient(options);
   }
 }

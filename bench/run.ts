@@ -98,7 +98,7 @@ const SCENARIOS: ScenarioSpec[] = [
   },
 ];
 
-const ALL_TARGETS: Target[] = ["bare", "roomcast", "roomcast-batch", "socketio"];
+const ALL_TARGETS: Target[] = ["bare", "roomcast", "roomcast-batch", "roomcast-socketio", "socketio"];
 const targets = (args.get("targets")?.split(",") ?? ALL_TARGETS) as Target[];
 const only = args.get("only")?.split(",");
 const scenarios = SCENARIOS.filter((sc) => !only || only.includes(sc.key));
@@ -169,6 +169,7 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     ROOMCAST_CONNECT_RATE: "0",
     ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
     ROOMCAST_WORKERS: target === "roomcast-2w" ? "2" : args.get("workers") ?? "1",
+    ROOMCAST_SIO_LAYER: target === "roomcast-sio-own" ? "own" : "official",
   };
   if (target !== "roomcast-kv2") return await startProcess(target, env);
   const shared = { ...env, ROOMCAST_SEQUENCER: "kv", ROOMCAST_WORKERS: "1" };

@@ -99,8 +99,15 @@ export interface Config {
   historyTtlMs: number | undefined;
   /** Socket.IO (`/socket.io/`): Engine.IO's ping interval, ping timeout, the largest payload (a
    * polling POST or a WebSocket message, bytes), and whether EIO=3 clients (socket.io-client 2.x)
-   * are served. */
-  socketIo: { pingIntervalMs: number; pingTimeoutMs: number; maxPayload: number; eio3: boolean };
+   * are served; `layer` picks who speaks Socket.IO: the official `socket.io` Server, or roomcast's
+   * own layer on `socket.io-parser` (routes/socketio_own.ts, kept for comparison). */
+  socketIo: {
+    pingIntervalMs: number;
+    pingTimeoutMs: number;
+    maxPayload: number;
+    eio3: boolean;
+    layer: "official" | "own";
+  };
   limits: LimitsConfig;
 }
 
@@ -231,6 +238,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
       pingTimeoutMs: read.duration("ROOMCAST_SIO_PING_TIMEOUT", 20_000) ?? 20_000,
       maxPayload: read.int("ROOMCAST_SIO_MAX_PAYLOAD", 1_000_000, 1024, 100_000_000),
       eio3: read.choice("ROOMCAST_SIO_EIO3", ["on", "off"], "on") === "on",
+      layer: read.choice("ROOMCAST_SIO_LAYER", ["official", "own"], "official"),
     },
     limits: {
       maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),

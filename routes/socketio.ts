@@ -14,7 +14,7 @@
  * - roomcast's own events: `joined`, `member`, `direct`, `broadcast`, `roomcast:error`.
  */
 import type { Hono } from "hono";
-import { Server, type Socket } from "socket.io";
+import { Server } from "socket.io";
 import type { Identity } from "../lib/auth.ts";
 import { jsonShape } from "../lib/codec.ts";
 import { connectionId } from "../lib/ids.ts";
@@ -27,6 +27,25 @@ import { EngineServer } from "./eio/server.ts";
 import { mountEngine } from "./eio/mount.ts";
 import type { EngineSocket } from "./eio/socket.ts";
 import { originAllowed } from "./trust.ts";
+import { OwnSocketIo } from "./socketio_own.ts";
+
+/** What the bridge uses of a Socket.IO socket: the official Server's, or routes/socketio_own.ts'. */
+interface BridgeSocket {
+  readonly conn: unknown;
+  readonly connected: boolean;
+  readonly handshake: { auth?: Record<string, unknown>; query?: Record<string, unknown> };
+  readonly data: Record<string, unknown>;
+  emit(event: string, ...args: unknown[]): unknown;
+  onAny(listener: (event: string, ...args: unknown[]) => void): unknown;
+  on(event: "disconnect", listener: () => void): unknown;
+  disconnect(close?: boolean): unknown;
+}
+
+/** What mountSocketIo uses of a Socket.IO server. */
+interface BridgeServer {
+  use(middleware: (socket: BridgeSocket, next: (error?: Error) => void) => void | Promise<void>): unknown;
+  on(event: "connection", listener: (socket: BridgeSocket) => void): unknown;
+}
 
 export const LOBBY = "lobby";
 
@@ -140,7 +159,7 @@ class SocketIoPeer implements Peer {
   readonly #acks = new Map<string, Ack>();
   #next = 0;
 
-  constructor(readonly socket: Socket, readonly user: Identity["user"]) {}
+  constructor(readonly socket: BridgeSocket, readonly user: Identity["user"]) {}
 
   get #conn(): EngineSocket {
     return this.socket.conn as unknown as EngineSocket;
@@ -222,7 +241,7 @@ function position(value: unknown): Position | undefined {
 }
 
 /** One Socket.IO socket in the hub: what it emits becomes frames, checked as `/ws` frames are. */
-function bridge(deps: AppDeps, socket: Socket, identity: Identity): void {
+function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
   const { hub } = deps;
   const peer = new SocketIoPeer(socket, identity.user);
   const connection = hub.connect(peer, identity);
@@ -293,7 +312,6 @@ function corsHeaders(deps: AppDeps, request: Request): Headers {
 
 export interface SocketIoService {
   engine: EngineServer;
-  io: Server;
   close(): void;
 }
 
@@ -333,8 +351,14 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
     "Engine.IO sessions open (Socket.IO clients)",
     () => engine.clientsCount,
   );
-  const io = new Server({ serveClient: false, connectTimeout: 45_000 });
-  io.bind(engine);
+  let io: BridgeServer;
+  if (config.socketIo.layer === "own") {
+    io = new OwnSocketIo(engine, { connectTimeoutMs: 45_000 }) as unknown as BridgeServer;
+  } else {
+    const server = new Server({ serveClient: false, connectTimeout: 45_000 });
+    server.bind(engine);
+    io = server as unknown as BridgeServer;
+  }
   io.use(async (socket, next) => {
     const conn = socket.conn as unknown as EngineSocket;
     const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
@@ -360,5 +384,5 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
     }
   });
   mountEngine(app, "/socket.io/", engine, (c: AppContext) => addressOf(c, deps));
-  return { engine, io, close: () => engine.close() };
+  return { engine, close: () => engine.close() };
 }

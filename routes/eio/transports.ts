@@ -278,6 +278,14 @@ export class WebSocketTransport implements Transport {
   abort(): void {
     // A socket still opening can't be closed yet in Deno: it is, as soon as it opens.
     if (this.socket.readyState === WebSocket.CONNECTING) this.#closeWanted = true;
-    else if (this.socket.readyState === WebSocket.OPEN) this.socket.close();
+    else if (this.socket.readyState === WebSocket.OPEN) this.#closeWhenSent(Date.now() + 1000);
+  }
+
+  /** Deno may write a close frame before messages sent just before it: what was sent goes first
+   * (for at most a second). */
+  #closeWhenSent(deadline: number): void {
+    if (this.socket.readyState !== WebSocket.OPEN) return;
+    if (this.socket.bufferedAmount === 0 || Date.now() > deadline) return this.socket.close();
+    setTimeout(() => this.#closeWhenSent(deadline), 5);
   }
 }

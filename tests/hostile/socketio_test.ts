@@ -102,7 +102,7 @@ Deno.test({
   ...opts,
   async fn() {
     await using server = await startTestServer({
-      socketIo: { pingIntervalMs: 25_000, pingTimeoutMs: 20_000, maxPayload: 4096, eio3: true },
+      socketIo: { pingIntervalMs: 25_000, pingTimeoutMs: 20_000, maxPayload: 4096, eio3: true, layer: "official" },
       bodyTimeoutMs: 300,
     });
     const sid = await handshake(server);
@@ -171,7 +171,7 @@ Deno.test({
   ...opts,
   async fn() {
     await using server = await startTestServer({
-      socketIo: { pingIntervalMs: 100, pingTimeoutMs: 100, maxPayload: 100_000, eio3: true },
+      socketIo: { pingIntervalMs: 100, pingTimeoutMs: 100, maxPayload: 100_000, eio3: true, layer: "official" },
       maxConnectionsPerIp: 10,
     });
     for (let i = 0; i < 5; i++) await handshake(server);
