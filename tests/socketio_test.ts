@@ -220,6 +220,43 @@ for (const layer of ["official", "own"] as const) {
   });
 
   Deno.test({
+    name: `[${layer}] automatic reconnection: auth as a function hands the last position back, nothing is missed`,
+    ...opts,
+    async fn() {
+      await using server = await start();
+      const { io } = await import("socket.io-client");
+      let last: { epoch: string; offset: number } | undefined;
+      const got: string[] = [];
+      const socket = io(server.url, {
+        transports: ["websocket"],
+        forceNew: true,
+        reconnectionDelay: 50,
+        reconnectionDelayMax: 100,
+        // Called before every (re)connection: the position of the last message received.
+        auth: (cb: (auth: object) => void) => cb(last ? { since: last } : {}),
+      });
+      socket.on("message", (data: string, meta: { epoch: string; offset: number }) => {
+        got.push(data);
+        last = { epoch: meta.epoch, offset: meta.offset };
+      });
+      const recoveries: boolean[] = [];
+      socket.on("joined", (joined: { recovered: boolean }) => recoveries.push(joined.recovered));
+      await until(() => recoveries.length === 1, 4000, "the first lobby join");
+      const writer = await server.joined("lobby");
+      writer.send({ type: "publish", room: "lobby", data: "one" });
+      await until(() => got.length === 1, 4000, "the first message");
+      // The network drops: the client reconnects by itself while messages keep coming.
+      socket.io.engine.close();
+      for (const data of ["two", "three", "four"]) writer.send({ type: "publish", room: "lobby", data });
+      await until(() => got.length === 4, 6000, "the missed messages after the reconnect");
+      assert.deepEqual(got, ["one", "two", "three", "four"]);
+      assert.deepEqual(recoveries, [false, true]);
+      socket.close();
+      await writer.close();
+    },
+  });
+
+  Deno.test({
     name: `[${layer}] auth: with ROOMCAST_AUTH_SECRET a Socket.IO client needs auth.token (2.x: ?token=)`,
     ...opts,
     async fn() {

@@ -87,6 +87,9 @@ export class EngineServer extends EventEmitter {
     const query = new URL(request.url).searchParams;
     const transport = query.get("transport");
     if (transport !== "polling" && transport !== "websocket") return this.#error(request, 0);
+    // EIO=3's JSONP polling (`j=`, for browsers without XHR2/CORS) is not served: a clear refusal
+    // rather than answers such a client can't read.
+    if (query.has("j")) return this.#error(request, 3);
     const upgrade = request.headers.get("upgrade")?.toLowerCase() === "websocket";
     const sid = query.get("sid");
     if (sid !== null) {
@@ -251,11 +254,20 @@ export class EngineServer extends EventEmitter {
   }
 }
 
+/** The handshake's headers a session keeps (socket.io shows them as `handshake.headers`): a few,
+ * since every session holds its copy for as long as it lasts. */
+const KEPT_HEADERS = ["host", "origin", "user-agent", "referer", "accept-language"];
+
 /** What socket.io reads of the handshake request, node-style. */
 function engineRequest(request: Request, query: URLSearchParams): EngineRequest {
   const url = new URL(request.url);
+  const headers: Record<string, string> = {};
+  for (const name of KEPT_HEADERS) {
+    const value = request.headers.get(name);
+    if (value !== null) headers[name] = value;
+  }
   return {
-    headers: Object.fromEntries(request.headers),
+    headers,
     url: url.pathname + url.search,
     method: request.method,
     _query: Object.fromEntries(query),

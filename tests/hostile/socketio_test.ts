@@ -68,6 +68,10 @@ Deno.test({
       message: "Unsupported protocol version",
     }]);
     assert.deepEqual(await error("/socket.io/?EIO=4&transport=websocket"), [400, { code: 3, message: "Bad request" }]);
+    assert.deepEqual(await error("/socket.io/?EIO=3&transport=polling&j=0"), [400, {
+      code: 3,
+      message: "Bad request",
+    }]);
     await stillServes(server);
   },
 });
