@@ -153,21 +153,45 @@ class BareClient implements BenchClient {
   }
 }
 
-/** Socket.IO 4 over Engine.IO v4's websocket transport, spoken directly. */
+/** How a Socket.IO server maps rooms: the bench's Node server takes `publish` with the room,
+ * roomcast takes `message` with `{room, data}` and sends `{room, data, …}` back. */
+interface SocketIoDialect {
+  publish(room: string | undefined, payload: string): string;
+  /** The payload of a received frame, or undefined when it is not a message. */
+  payload(text: string): string | undefined;
+}
+
+const NODE_DIALECT: SocketIoDialect = {
+  publish: (room, payload) => `42["publish","${room}","${payload}"]`,
+  payload: (text) => text.startsWith('42["message","') ? text.slice(14, -2) : undefined,
+};
+
+const ROOMCAST_DIALECT: SocketIoDialect = {
+  publish: (room, payload) => `42["message",{"room":"${room}","data":"${payload}"}]`,
+  payload(text) {
+    if (!text.startsWith('42["message",{')) return undefined;
+    const at = text.indexOf('"data":"') + 8;
+    return text.slice(at, text.indexOf('"', at));
+  },
+};
+
+/** Socket.IO 4 over Engine.IO v4's websocket transport, spoken directly: join with an ack, then
+ * publish and receive in the server's dialect. */
 class SocketIoClient implements BenchClient {
   onPayload: (payload: string) => void = () => {};
   reconnects = 0;
   readonly ready: Promise<void>;
   readonly #socket: WebSocket;
 
-  constructor(private readonly options: ClientOptions) {
+  constructor(private readonly options: ClientOptions, private readonly dialect: SocketIoDialect) {
     const joined = deferred();
     this.ready = joined.promise;
     const socket = this.#socket = new WebSocket(`${options.base}/socket.io/?EIO=4&transport=websocket`);
     socket.onerror = () => joined.reject(new Error("socket.io socket error"));
     socket.onmessage = (e) => {
       const text = e.data as string;
-      if (text.startsWith('42["message","')) this.onPayload(text.slice(14, -2));
+      const payload = dialect.payload(text);
+      if (payload !== undefined) this.onPayload(payload);
       else if (text === "2") socket.send("3");
       else if (text.startsWith("0{")) socket.send("40");
       else if (text.startsWith("40")) {
@@ -178,43 +202,7 @@ class SocketIoClient implements BenchClient {
   }
 
   publish(payload: string): void {
-    this.#socket.send(`42["publish","${this.options.room}","${payload}"]`);
-  }
-
-  close(): void {
-    this.#socket.close(1000);
-  }
-}
-
-/** Socket.IO over Engine.IO v4's websocket transport against roomcast's room mapping: join with an
- * ack, `message` to a room as `{room, data}`, received as `["message", {room, data, …}]`. */
-class RoomcastSocketIoClient implements BenchClient {
-  onPayload: (payload: string) => void = () => {};
-  reconnects = 0;
-  readonly ready: Promise<void>;
-  readonly #socket: WebSocket;
-
-  constructor(private readonly options: ClientOptions) {
-    const joined = deferred();
-    this.ready = joined.promise;
-    const socket = this.#socket = new WebSocket(`${options.base}/socket.io/?EIO=4&transport=websocket`);
-    socket.onerror = () => joined.reject(new Error("socket.io socket error"));
-    socket.onmessage = (e) => {
-      const text = e.data as string;
-      if (text.startsWith('42["message",{')) {
-        const at = text.indexOf('"data":"') + 8;
-        this.onPayload(text.slice(at, text.indexOf('"', at)));
-      } else if (text === "2") socket.send("3");
-      else if (text.startsWith("0{")) socket.send("40");
-      else if (text.startsWith("40")) {
-        if (options.room === undefined) joined.resolve();
-        else socket.send(`421["join","${options.room}"]`);
-      } else if (text.startsWith("431")) joined.resolve();
-    };
-  }
-
-  publish(payload: string): void {
-    this.#socket.send(`42["message",{"room":"${this.options.room}","data":"${payload}"}]`);
+    this.#socket.send(this.dialect.publish(this.options.room, payload));
   }
 
   close(): void {
@@ -233,9 +221,9 @@ export function createClient(options: ClientOptions): BenchClient {
     case "bare":
       return new BareClient(options);
     case "socketio":
-      return new SocketIoClient(options);
+      return new SocketIoClient(options, NODE_DIALECT);
     case "roomcast-socketio":
     case "roomcast-sio-own":
-      return new RoomcastSocketIoClient(options);
+      return new SocketIoClient(options, ROOMCAST_DIALECT);
   }
 }
