@@ -40,6 +40,19 @@ export interface Appended {
   json: string;
 }
 
+/** The engine's storage can't be reached (Redis went away): nothing was stored, and the service
+ * comes back by itself when the storage does. Clients get `unavailable` (HTTP 503). */
+export class EngineUnavailable extends Error {
+  override name = "EngineUnavailable";
+}
+
+/** What a publish may ask of its append. */
+export interface AppendOptions {
+  /** A retried publish with the same key (in the same room, within a day) gets the first one's
+   * result, and nothing is stored twice (HTTP `Idempotency-Key`). */
+  idempotencyKey?: string;
+}
+
 /** Called once an append is durable (`undefined`) or definitely not stored (the error). */
 export type OnDurable = (error?: unknown) => void;
 
@@ -62,7 +75,7 @@ export type OnDurable = (error?: unknown) => void;
  * - A join reads: `position` and `read` write nothing to storage.
  */
 export interface Store {
-  append(message: NewMessage, onDurable?: OnDurable): Promise<Appended>;
+  append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended>;
   /** `append` without waiting, when the message can have its offset at once (this process
    * sequences and the room's state is at hand): the stored message, or `undefined` and nothing
    * done (call `append`). It may also throw for a message that can't be stored (nothing done, no

@@ -6,6 +6,9 @@ import { openKvStore } from "./store_kv.ts";
 import { stored } from "../../tests/_kv.ts";
 import { MemoryStore } from "./store_memory.ts";
 import { keptHoles, oldestKept, withHole } from "./store.ts";
+import { RedisLink } from "./redis.ts";
+import { RedisStore } from "./store_redis.ts";
+import { startRedis } from "../../tests/_redis.ts";
 
 storeContract("MemoryStore", (retention, clock) => {
   const store = new MemoryStore(retention, clock);
@@ -120,3 +123,24 @@ Deno.test("retention counts messages: offsets in holes don't count", () => {
   assert.deepEqual(keptHoles([1, 2, 50, 60], 100, 10), [], "holes below the window go");
   assert.deepEqual(keptHoles([1, 2, 95, 96], 100, 10), [95, 96]);
 });
+
+storeContract("RedisStore", async (retention, clock) => {
+  const redis = await startRedis();
+  const links: RedisLink[] = [];
+  const open = async () => {
+    const link = new RedisLink({ url: redis.url });
+    await link.open();
+    links.push(link);
+    return new RedisStore({ ...retention, clock, link, node: `n${links.length}` });
+  };
+  const store = await open();
+  return {
+    store,
+    sibling: open,
+    reopen: open,
+    async cleanup() {
+      for (const link of links) await link.close();
+      await redis[Symbol.asyncDispose]();
+    },
+  };
+}, { shared: true, durable: true });

@@ -1,0 +1,169 @@
+/**
+ * The connection to Redis that the Redis engine shares (store_redis.ts, backplane_redis.ts,
+ * presence_redis.ts): the official `redis` client (node-redis), one connection for commands and
+ * one for pub/sub, both reconnecting by themselves. Commands never wait in a queue while Redis is
+ * away: they fail at once with `EngineUnavailable`, so that nothing is acknowledged that was not
+ * stored, and the service comes back by itself when Redis does.
+ *
+ * Keys: everything about a room lives under `rc:{<room>}:…`, the room in braces as a hash tag, so
+ * that a room's keys share one slot and its Lua scripts run on one node of a Redis Cluster.
+ */
+import { createClient, ErrorReply } from "redis";
+import { EngineUnavailable } from "./store.ts";
+
+type Client = ReturnType<typeof createClient>;
+
+export type LinkState = "up" | "down";
+
+/** A Lua script run by its SHA1 (loaded again after a Redis restart forgot it). */
+export class Script {
+  #sha: string | undefined;
+  constructor(readonly source: string) {}
+
+  async sha(): Promise<string> {
+    if (this.#sha) return this.#sha;
+    const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(this.source));
+    this.#sha = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+    return this.#sha;
+  }
+}
+
+/** A room's keys: `rc:{room}:<what>`. Braces in a room name would end the hash tag early: they
+ * are escaped. */
+export function roomKey(room: string, what: string): string {
+  return `rc:{${room.replaceAll("{", "%7B").replaceAll("}", "%7D")}}:${what}`;
+}
+
+export interface RedisLinkOptions {
+  url: string;
+  /** How long a command may take before it fails (Redis stalled). @default 5000 */
+  commandTimeoutMs?: number;
+}
+
+export class RedisLink {
+  readonly client: Client;
+  readonly #options: RedisLinkOptions;
+  #subscriber: Client | undefined;
+  #state: LinkState = "down";
+  readonly #listeners = new Set<(state: LinkState) => void>();
+  #closed = false;
+
+  constructor(options: RedisLinkOptions) {
+    this.#options = options;
+    this.client = this.#client();
+    this.#watch(this.client, true);
+  }
+
+  #client(): Client {
+    return createClient({
+      url: this.#options.url,
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: 2000,
+        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 6), 2000),
+      },
+    });
+  }
+
+  /** Follows a connection's state (the command connection's is the link's). */
+  #watch(client: Client, main: boolean): void {
+    // node-redis throws if nobody listens to "error"; each failure is also a state change.
+    client.on("error", () => {
+      if (main) this.#set("down");
+    });
+    client.on("end", () => {
+      if (main) this.#set("down");
+    });
+    client.on("ready", () => {
+      if (main) this.#set("up");
+    });
+  }
+
+  #set(state: LinkState): void {
+    if (this.#state === state || this.#closed) return;
+    this.#state = state;
+    for (const listener of this.#listeners) listener(state);
+  }
+
+  get state(): LinkState {
+    return this.#state;
+  }
+
+  /** Calls `listener` on every change of state (down when Redis went away, up when it is back). */
+  onState(listener: (state: LinkState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Connects, waiting at most `waitMs` for Redis (it may come later: the link keeps trying). */
+  async open(waitMs = 3000): Promise<void> {
+    const connected = this.client.connect().then(() => {}, () => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([connected, new Promise((resolve) => timer = setTimeout(resolve, waitMs))]);
+    clearTimeout(timer);
+  }
+
+  /** The pub/sub connection, made on first use. */
+  async subscriber(): Promise<Client> {
+    if (!this.#subscriber) {
+      const subscriber = this.#subscriber = this.client.duplicate();
+      this.#watch(subscriber, false);
+      subscriber.connect().catch(() => {});
+    }
+    return this.#subscriber;
+  }
+
+  /** Runs a command; fails with `EngineUnavailable` while Redis is away or too slow. */
+  async command<T = unknown>(args: string[]): Promise<T> {
+    if (this.#closed) throw new EngineUnavailable("The Redis engine is closed");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeoutMs = this.#options.commandTimeoutMs ?? 5000;
+    try {
+      return await Promise.race([
+        this.client.sendCommand(args) as Promise<T>,
+        new Promise<never>((_, reject) =>
+          timer = setTimeout(
+            () => reject(new EngineUnavailable(`Redis did not answer within ${timeoutMs} ms`)),
+            timeoutMs,
+          )
+        ),
+      ]);
+    } catch (error) {
+      if (error instanceof EngineUnavailable) throw error;
+      if (isReplyError(error)) throw error;
+      throw new EngineUnavailable(`Redis is unavailable: ${(error as Error)?.message ?? error}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Runs a script by SHA1, loading it first where Redis doesn't know it. */
+  async eval<T = unknown>(script: Script, keys: string[], args: string[]): Promise<T> {
+    const sha = await script.sha();
+    try {
+      return await this.command<T>(["EVALSHA", sha, String(keys.length), ...keys, ...args]);
+    } catch (error) {
+      if (!isReplyError(error) || !/NOSCRIPT/.test(String((error as Error).message))) throw error;
+      return await this.command<T>(["EVAL", script.source, String(keys.length), ...keys, ...args]);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#listeners.clear();
+    for (const client of [this.#subscriber, this.client]) {
+      if (!client) continue;
+      try {
+        if (client.isOpen) await client.close();
+        else client.destroy();
+      } catch {
+        client.destroy();
+      }
+    }
+  }
+}
+
+/** An error Redis answered (a wrong command, a script's error): not a lost connection. */
+function isReplyError(error: unknown): boolean {
+  return error instanceof ErrorReply;
+}

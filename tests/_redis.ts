@@ -1,0 +1,125 @@
+/**
+ * A real `redis-server` (Debian's) for tests: on a free port on 127.0.0.1, in a temp dir, with
+ * append-only persistence (fsync on every write) so that a stop and a restart keep what it had.
+ * `redisTest` skips a test where redis-server is missing, except in CI (CI=true), where it fails.
+ */
+const REDIS = "/usr/bin/redis-server";
+export const haveRedis = (() => {
+  try {
+    return Deno.statSync(REDIS).isFile;
+  } catch {
+    return false;
+  }
+})();
+const inCI = Deno.env.get("CI") === "true";
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  /** Stops it (SIGTERM: it saves what it has) and waits. */
+  stop(): Promise<void>;
+  /** Kills it (SIGKILL): what its append-only file has is what it keeps. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and dir. */
+  start(): Promise<void>;
+  /** Stops it and removes its dir. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+async function ready(port: number, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode("PING\r\n"));
+      const buf = new Uint8Array(64);
+      const n = await conn.read(buf);
+      conn.close();
+      if (n && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG")) return;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`redis-server on ${port} did not start`);
+}
+
+export async function startRedis(): Promise<RedisServer> {
+  if (!haveRedis) {
+    throw new Error(`${REDIS} is missing: install Debian's redis-server (apt-get install -y redis-server)`);
+  }
+  const dir = await Deno.makeTempDir({ prefix: "roomcast-redis-" });
+  const port = freePort();
+  let child: Deno.ChildProcess | undefined;
+  const start = async () => {
+    child = new Deno.Command(REDIS, {
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir,
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--protected-mode",
+        "no",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await ready(port);
+  };
+  const end = async (signal: Deno.Signal) => {
+    if (!child) return;
+    const running = child;
+    child = undefined;
+    try {
+      running.kill(signal);
+    } catch {
+      // already gone
+    }
+    await running.status;
+  };
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: () => end("SIGTERM"),
+    kill: () => end("SIGKILL"),
+    start,
+    async [Symbol.asyncDispose]() {
+      await end("SIGKILL");
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** A test that needs Redis: skipped where redis-server is missing, failing in CI. */
+export function redisTest(
+  name: string,
+  fn: (redis: RedisServer) => Promise<void>,
+  options: { sanitize?: boolean } = {},
+): void {
+  Deno.test({
+    name,
+    ignore: !haveRedis && !inCI,
+    sanitizeOps: options.sanitize ?? false,
+    sanitizeResources: options.sanitize ?? false,
+    async fn() {
+      await using redis = await startRedis();
+      await fn(redis);
+    },
+  });
+}
