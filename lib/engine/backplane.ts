@@ -46,6 +46,9 @@ export interface Backplane {
    * `subscribe`): the room's events from other isolates must reach it. */
   subscribe(room: string): void;
   unsubscribe(room: string): void;
+  /** Resolves once the subscriptions asked for so far are in effect (where making one takes a
+   * round trip, as with Redis); absent: at once. */
+  settled?(): Promise<void>;
   /** Sets the handler of trouble (events may have been lost on the way in). */
   onTrouble(handler: (error: unknown) => void): void;
   close(): Promise<void>;

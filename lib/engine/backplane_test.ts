@@ -12,8 +12,13 @@ import { Metrics } from "../metrics.ts";
 import { backplaneContract } from "../../tests/backplane_contract.ts";
 import { FakePeer } from "../../tests/_fake_peer.ts";
 import { LossyBackplane } from "../../tests/_lossy_backplane.ts";
-import type { Backplane } from "./backplane.ts";
+import type { Backplane, BackplaneEvent } from "./backplane.ts";
+import type { StoredMessage } from "../protocol.ts";
 import { BroadcastChannelBackplane } from "./backplane_broadcast.ts";
+import { RedisBackplane } from "./backplane_redis.ts";
+import { RedisLink } from "./redis.ts";
+import { redisTest, startRedis } from "../../tests/_redis.ts";
+import { RedisStore } from "./store_redis.ts";
 import { LocalBackplane } from "./backplane_local.ts";
 import { KvBackplane } from "./backplane_kv.ts";
 import { MemoryPresence } from "./presence_memory.ts";
@@ -29,6 +34,25 @@ backplaneContract("BroadcastChannelBackplane", (n) => {
   const nodes = Array.from({ length: n }, (_, i) => new BroadcastChannelBackplane({ node: `n${i}`, namespace }));
   return Promise.resolve({ nodes, cleanup: async () => void await Promise.all(nodes.map((b) => b.close())) });
 }, { crosses: true });
+
+backplaneContract("RedisBackplane (processes on one Redis)", async (n) => {
+  const redis = await startRedis();
+  const links = await Promise.all(Array.from({ length: n }, async () => {
+    const link = new RedisLink({ url: redis.url });
+    await link.open();
+    return link;
+  }));
+  const nodes = links.map((link, i) => new RedisBackplane(link, `n${i}`));
+  await Promise.all(nodes.map((node) => node.settled()));
+  return {
+    nodes,
+    async cleanup() {
+      await Promise.all(nodes.map((node) => node.close()));
+      await Promise.all(links.map((link) => link.close()));
+      await redis[Symbol.asyncDispose]();
+    },
+  };
+}, { crosses: true, messages: false });
 
 backplaneContract("KvBackplane (instances sharing one KV)", async (n) => {
   const kv = await Deno.openKv(":memory:");
@@ -149,3 +173,49 @@ Deno.test("a room's member events and signals cross isolates; a user on two isol
     b.close();
   }
 });
+
+redisTest(
+  "Redis: what the store's script publishes arrives as message and reset events, on subscribed nodes only",
+  async (redis) => {
+    const clock = new ManualClock();
+    const open = async (node: string) => {
+      const link = new RedisLink({ url: redis.url });
+      await link.open();
+      return {
+        link,
+        store: new RedisStore({ link, clock, node, historyLimit: 100, historyTtlMs: undefined }),
+        backplane: new RedisBackplane(link, node),
+      };
+    };
+    const [a, b, c] = [await open("a"), await open("b"), await open("c")];
+    const heard: Record<string, BackplaneEvent[]> = { a: [], b: [], c: [] };
+    for (const [name, n] of [["a", a], ["b", b], ["c", c]] as const) {
+      n.backplane.onEvent((event) => heard[name]?.push(event));
+    }
+    b.backplane.subscribe("room");
+    await b.backplane.settled();
+    const first = await a.store.append({
+      type: "message",
+      room: "room",
+      id: "x1",
+      from: { id: "u", name: "U" },
+      data: "é",
+      ts: 1,
+    });
+    await a.store.append({ type: "message", room: "room", id: "x2", from: { id: "u", name: "U" }, data: 2, ts: 2 });
+    const { epoch } = await a.store.reset("room");
+    const deadline = Date.now() + 3000;
+    while (heard.b?.length !== 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(heard.b?.map((e) => e.kind), ["message", "message", "reset"]);
+    const m1 = heard.b?.[0] as { kind: "message"; message: StoredMessage; json: string };
+    assert.deepEqual(m1.message, first.message);
+    assert.equal(m1.json, first.json);
+    assert.equal((heard.b?.[2] as { epoch: string }).epoch, epoch);
+    assert.equal(heard.a?.length, 0, "the publisher's own echo is dropped");
+    assert.equal(heard.c?.length, 0, "c has nobody in the room");
+    for (const n of [a, b, c]) {
+      await n.backplane.close();
+      await n.link.close();
+    }
+  },
+);

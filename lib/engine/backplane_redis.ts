@@ -1,0 +1,146 @@
+/**
+ * A backplane over Redis pub/sub, for processes (and their isolates) on one Redis. Each room has a
+ * channel, `rc:{room}:ch`, on sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`: in a Redis Cluster a
+ * room's channel lives on its slot's node, and only that node carries it); a process subscribes to
+ * the rooms it has members in (`subscribe`, counted), so a process with nobody in a room receives
+ * nothing for it. Directs and broadcasts go on `rc:all`, which every process hears.
+ *
+ * Stored messages and resets are published by the store's own scripts (store_redis.ts), in the
+ * same step as they are stored: this backplane turns them into `message` and `reset` events and
+ * publishes nothing for them. What pub/sub drops (a subscriber that reconnected) the hub repairs
+ * from the stream, told by `onTrouble` and by its periodic check of rooms against the store.
+ *
+ * On the wire: `m<node>\n<stored JSON>`, `r<node>\n<epoch>`, `e<{node, event} as JSON>`.
+ */
+import type { Backplane, BackplaneEvent, BackplaneHandler, RoomEvent } from "./backplane.ts";
+import { type RedisLink, roomKey } from "./redis.ts";
+import type { StoredMessage } from "../protocol.ts";
+
+export const GLOBAL_CHANNEL = "rc:all";
+
+export class RedisBackplane implements Backplane {
+  readonly node: string;
+  readonly #link: RedisLink;
+  readonly #rooms = new Map<string, number>();
+  /** Channel → room, for the rooms subscribed to. */
+  readonly #channels = new Map<string, string>();
+  #handler: BackplaneHandler | undefined;
+  #trouble: ((error: unknown) => void) | undefined;
+  #closed = false;
+  readonly #ready: Promise<void>;
+  readonly #unwatch: () => void;
+  #wasDown = false;
+  /** The subscription changes under way, in order. */
+  #changes: Promise<void> = Promise.resolve();
+
+  constructor(link: RedisLink, node: string) {
+    this.#link = link;
+    this.node = node;
+    this.#ready = this.#start();
+    this.#changes = this.#ready.catch(() => {});
+    // Back after Redis went away: what was published meanwhile never reached us.
+    this.#unwatch = link.onState((state) => {
+      if (state === "down") this.#wasDown = true;
+      else if (this.#wasDown) {
+        this.#wasDown = false;
+        this.#trouble?.(new Error("the connection to Redis was lost and is back"));
+      }
+    });
+  }
+
+  async #start(): Promise<void> {
+    const subscriber = await this.#link.subscriber();
+    await subscriber.subscribe(GLOBAL_CHANNEL, (message: string) => this.#arrived(message, undefined)).catch(
+      () => {},
+    );
+  }
+
+  #arrived(payload: string, channel: string | undefined): void {
+    const handler = this.#handler;
+    if (!handler || this.#closed) return;
+    try {
+      const kind = payload[0];
+      if (kind === "e") {
+        const { node, event } = JSON.parse(payload.slice(1)) as { node: string; event: BackplaneEvent };
+        if (node === this.node) return;
+        if ("room" in event && !this.#rooms.has(event.room)) return;
+        return handler(event, node);
+      }
+      const at = payload.indexOf("\n");
+      const node = payload.slice(1, at);
+      if (node === this.node || at < 0) return;
+      const room = channel === undefined ? undefined : this.#channels.get(channel);
+      if (room === undefined) return;
+      if (kind === "m") {
+        const json = payload.slice(at + 1);
+        const message = JSON.parse(json) as StoredMessage;
+        return handler({ kind: "message", room, message, json }, node);
+      }
+      if (kind === "r") return handler({ kind: "reset", room, epoch: payload.slice(at + 1) }, node);
+    } catch (error) {
+      this.#trouble?.(error);
+    }
+  }
+
+  publish(event: BackplaneEvent): void {
+    this.#handler?.(event, this.node);
+    if (this.#closed || event.kind === "message" || event.kind === "reset") return;
+    const payload = "e" + JSON.stringify({ node: this.node, event });
+    const command = "room" in event
+      ? ["SPUBLISH", roomKey((event as RoomEvent).room, "ch"), payload]
+      : ["PUBLISH", GLOBAL_CHANNEL, payload];
+    // An ephemeral event lost while Redis is away stays lost: nothing to repair it from.
+    this.#link.command(command).catch(() => {});
+  }
+
+  onEvent(handler: BackplaneHandler): void {
+    this.#handler = handler;
+  }
+
+  subscribe(room: string): void {
+    const count = this.#rooms.get(room) ?? 0;
+    this.#rooms.set(room, count + 1);
+    if (count > 0 || this.#closed) return;
+    const channel = roomKey(room, "ch");
+    this.#channels.set(channel, room);
+    this.#change(async () => {
+      if (!this.#rooms.has(room)) return;
+      const subscriber = await this.#link.subscriber();
+      await subscriber.sSubscribe(channel, (message: string, ch: string) => this.#arrived(message, ch));
+    });
+  }
+
+  /** Subscription changes run one after another (a subscribe then an unsubscribe stay in order). */
+  #change(work: () => Promise<void>): void {
+    this.#changes = this.#changes.then(() => this.#ready).then(work).catch((error) => this.#trouble?.(error));
+  }
+
+  settled(): Promise<void> {
+    return this.#changes;
+  }
+
+  unsubscribe(room: string): void {
+    const count = this.#rooms.get(room);
+    if (count === undefined) return;
+    if (count > 1) return void this.#rooms.set(room, count - 1);
+    this.#rooms.delete(room);
+    const channel = roomKey(room, "ch");
+    this.#channels.delete(channel);
+    this.#change(async () => {
+      if (this.#rooms.has(room)) return;
+      const subscriber = await this.#link.subscriber();
+      await subscriber.sUnsubscribe(channel);
+    });
+  }
+
+  onTrouble(handler: (error: unknown) => void): void {
+    this.#trouble = handler;
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#unwatch();
+    this.#handler = undefined;
+    return Promise.resolve();
+  }
+}
