@@ -1,0 +1,271 @@
+/**
+ * Presence in Redis, for processes (and their isolates) on one Redis. A room's presence is one
+ * hash, `rc:{room}:pres`, changed only by Lua scripts: a field per connection in the room
+ * (`c:<node>:<connection>` → user), a count and a name per user (`u:<user>`, `n:<user>`), and
+ * the room's totals (`#members`, `#conns`), so a join or a leave is one round trip and a count is
+ * one field read whatever the room's size: listing members is the only thing that grows with a
+ * room, and it stops at `max`. A user's connections for directs are `rc:user:{user}`.
+ *
+ * Leases: each node renews its entry in the `rc:nodes` sorted set (score: when its lease ends, by
+ * Redis' clock) every third of `leaseMs`, and remembers what it holds in `rc:node:{node}`. Every
+ * node looks for lapsed leases every half lease; one of them (a lock decides) removes what the
+ * dead node held, room by room, and tells the member leaves through `onExpired`. So a process
+ * killed with `kill -9` leaves presence within about 1.5 × `leaseMs`, and its members' leaves are
+ * told. When Redis comes back after being away (or restarted empty), every node writes again what
+ * it holds (the scripts make that idempotent).
+ */
+import type { Member, User } from "../protocol.ts";
+import type { MemberChange, Presence, RoomCount } from "./presence.ts";
+import { type RedisLink, roomKey, Script } from "./redis.ts";
+
+const NODES = "rc:nodes";
+const ROOMS = "rc:rooms";
+const userKey = (user: string) => `rc:user:{${user.replaceAll("{", "%7B").replaceAll("}", "%7D")}}`;
+const nodeKey = (node: string) => `rc:node:{${node}}`;
+
+/** KEYS: the room's hash. ARGV: node, connection, user id, user name. → {changed, members}. */
+const JOIN = new Script(`
+local field = "c:" .. ARGV[1] .. ":" .. ARGV[2]
+if redis.call("HSETNX", KEYS[1], field, ARGV[3]) == 0 then
+  return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0")}
+end
+redis.call("HINCRBY", KEYS[1], "#conns", 1)
+local n = redis.call("HINCRBY", KEYS[1], "u:" .. ARGV[3], 1)
+redis.call("HSET", KEYS[1], "n:" .. ARGV[3], ARGV[4])
+if n == 1 then
+  return {1, redis.call("HINCRBY", KEYS[1], "#members", 1)}
+end
+return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0")}
+`);
+
+/** KEYS: the room's hash. ARGV: node, connection. → {changed, members, user id, user name}. */
+const LEAVE = new Script(`
+local field = "c:" .. ARGV[1] .. ":" .. ARGV[2]
+local user = redis.call("HGET", KEYS[1], field)
+if not user then return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0"), "", ""} end
+local name = redis.call("HGET", KEYS[1], "n:" .. user) or user
+redis.call("HDEL", KEYS[1], field)
+redis.call("HINCRBY", KEYS[1], "#conns", -1)
+local n = redis.call("HINCRBY", KEYS[1], "u:" .. user, -1)
+local members = tonumber(redis.call("HGET", KEYS[1], "#members") or "0")
+if n <= 0 then
+  redis.call("HDEL", KEYS[1], "u:" .. user, "n:" .. user)
+  members = redis.call("HINCRBY", KEYS[1], "#members", -1)
+end
+if members <= 0 then redis.call("DEL", KEYS[1]) end
+return {n <= 0 and 1 or 0, members, user, name}
+`);
+
+/** KEYS: rc:nodes. ARGV: node, lease (ms). Renews the node's lease by Redis' clock. */
+const RENEW = new Script(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return now
+`);
+
+/** KEYS: rc:nodes. The nodes whose lease has lapsed, by Redis' clock. */
+const LAPSED = new Script(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now)
+`);
+
+export interface RedisPresenceOptions {
+  link: RedisLink;
+  node: string;
+  /** How long what this node holds outlives its last renewal. @default 15000 */
+  leaseMs?: number;
+  /** A member that left because its node's lease lapsed (told by whichever node cleaned up). */
+  onExpired?: (room: string, user: User, change: MemberChange) => void;
+}
+
+type Held = { kind: "p"; room: string; user: User; connection: string } | {
+  kind: "c";
+  user: User;
+  connection: string;
+};
+
+export class RedisPresence implements Presence {
+  readonly #link: RedisLink;
+  readonly #node: string;
+  readonly #leaseMs: number;
+  readonly #onExpired: RedisPresenceOptions["onExpired"];
+  /** What this node holds, to write again if Redis forgot it. */
+  readonly #held = new Map<string, Held>();
+  readonly #timers: ReturnType<typeof setInterval>[];
+  readonly #unwatch: () => void;
+  #wasDown = false;
+  #closed = false;
+
+  constructor({ link, node, leaseMs = 15_000, onExpired }: RedisPresenceOptions) {
+    this.#link = link;
+    this.#node = node;
+    this.#leaseMs = leaseMs;
+    this.#onExpired = onExpired;
+    this.#timers = [
+      setInterval(() => void this.#renew(), Math.max(50, Math.floor(leaseMs / 3))),
+      setInterval(() => void this.#sweep(), Math.max(50, Math.floor(leaseMs / 2))),
+    ];
+    void this.#renew();
+    this.#unwatch = link.onState((state) => {
+      if (state === "down") this.#wasDown = true;
+      else if (this.#wasDown) {
+        this.#wasDown = false;
+        void this.#reassert();
+      }
+    });
+  }
+
+  async #renew(): Promise<void> {
+    try {
+      await this.#link.eval(RENEW, [NODES], [this.#node, String(this.#leaseMs)]);
+    } catch {
+      // Redis is away: renewed when it is back.
+    }
+  }
+
+  /** Writes again everything this node holds (idempotent: the scripts skip what is there). */
+  async #reassert(): Promise<void> {
+    await this.#renew();
+    for (const held of [...this.#held.values()]) {
+      try {
+        if (held.kind === "p") await this.#join(held.room, held.user, held.connection);
+        else await this.#connect(held.user, held.connection);
+      } catch {
+        return; // away again: the next return tries again
+      }
+    }
+  }
+
+  /** Removes what nodes whose lease lapsed held, telling their members' leaves. */
+  async #sweep(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      const lapsed = await this.#link.eval<string[]>(LAPSED, [NODES], []);
+      for (const dead of lapsed) {
+        if (dead === this.#node) continue;
+        const lock = await this.#link.command(["SET", `rc:sweep:${dead}`, this.#node, "NX", "PX", "30000"]);
+        if (lock === null) continue;
+        const entries = await this.#link.command<string[]>(["SMEMBERS", nodeKey(dead)]);
+        for (const entry of entries) {
+          const [kind, a, b] = JSON.parse(entry) as [string, string, string];
+          if (kind === "p") {
+            const [changed, members, id, name] = await this.#link.eval<[number, number, string, string]>(
+              LEAVE,
+              [roomKey(a, "pres")],
+              [dead, b],
+            );
+            if (members <= 0) await this.#link.command(["SREM", ROOMS, a]);
+            if (changed === 1) this.#onExpired?.(a, { id, name }, { changed: true, members: Math.max(0, members) });
+          } else {
+            await this.#link.command(["HDEL", userKey(a), `${dead}:${b}`]);
+          }
+        }
+        await this.#link.command(["DEL", nodeKey(dead)]);
+        await this.#link.command(["ZREM", NODES, dead]);
+      }
+    } catch {
+      // Redis is away, or a sweep of another node raced this one: the next sweep goes on.
+    }
+  }
+
+  async #connect(user: User, connection: string): Promise<void> {
+    await this.#link.command(["HSET", userKey(user.id), `${this.#node}:${connection}`, "1"]);
+    await this.#link.command(["SADD", nodeKey(this.#node), JSON.stringify(["c", user.id, connection])]);
+  }
+
+  async connect(user: User, connection: string): Promise<void> {
+    this.#held.set(`c\u0000${connection}`, { kind: "c", user, connection });
+    await this.#connect(user, connection);
+  }
+
+  async disconnect(user: User, connection: string): Promise<void> {
+    this.#held.delete(`c\u0000${connection}`);
+    await this.#link.command(["HDEL", userKey(user.id), `${this.#node}:${connection}`]);
+    await this.#link.command(["SREM", nodeKey(this.#node), JSON.stringify(["c", user.id, connection])]);
+  }
+
+  async connections(user: string): Promise<number> {
+    return Number(await this.#link.command(["HLEN", userKey(user)]));
+  }
+
+  async #join(room: string, user: User, connection: string): Promise<MemberChange> {
+    const [changed, members] = await this.#link.eval<[number, number]>(JOIN, [roomKey(room, "pres")], [
+      this.#node,
+      connection,
+      user.id,
+      user.name,
+    ]);
+    await this.#link.command(["SADD", nodeKey(this.#node), JSON.stringify(["p", room, connection])]);
+    if (changed === 1 && members === 1) await this.#link.command(["SADD", ROOMS, room]);
+    return { changed: changed === 1, members };
+  }
+
+  async join(room: string, user: User, connection: string): Promise<MemberChange> {
+    this.#held.set(`p\u0000${room}\u0000${connection}`, { kind: "p", room, user, connection });
+    return await this.#join(room, user, connection);
+  }
+
+  async leave(room: string, _user: User, connection: string): Promise<MemberChange> {
+    this.#held.delete(`p\u0000${room}\u0000${connection}`);
+    const [changed, members] = await this.#link.eval<[number, number, string, string]>(
+      LEAVE,
+      [roomKey(room, "pres")],
+      [this.#node, connection],
+    );
+    await this.#link.command(["SREM", nodeKey(this.#node), JSON.stringify(["p", room, connection])]);
+    if (members <= 0) await this.#link.command(["SREM", ROOMS, room]);
+    return { changed: changed === 1, members: Math.max(0, members) };
+  }
+
+  async members(room: string, max = Infinity): Promise<Member[]> {
+    const key = roomKey(room, "pres");
+    const counts: [string, number][] = [];
+    let cursor = "0";
+    do {
+      const [next, pairs] = await this.#link.command<[string, string[]]>([
+        "HSCAN",
+        key,
+        cursor,
+        "MATCH",
+        "u:*",
+        "COUNT",
+        "1000",
+      ]);
+      cursor = next;
+      for (let i = 0; i + 1 < pairs.length && counts.length < max; i += 2) {
+        counts.push([(pairs[i] as string).slice(2), Number(pairs[i + 1])]);
+      }
+    } while (cursor !== "0" && counts.length < max);
+    if (counts.length === 0) return [];
+    counts.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+    const names = await this.#link.command<(string | null)[]>(["HMGET", key, ...counts.map(([id]) => `n:${id}`)]);
+    return counts.map(([id, connections], i) => ({ id, name: names[i] ?? id, connections }));
+  }
+
+  async rooms(): Promise<RoomCount[]> {
+    const rooms = (await this.#link.command<string[]>(["SMEMBERS", ROOMS])).sort();
+    const counts: RoomCount[] = [];
+    for (const room of rooms) {
+      const [members, connections] = await this.#link.command<(string | null)[]>([
+        "HMGET",
+        roomKey(room, "pres"),
+        "#members",
+        "#conns",
+      ]);
+      if (Number(members ?? 0) > 0) {
+        counts.push({ room, members: Number(members), connections: Number(connections ?? 0) });
+      }
+    }
+    return counts;
+  }
+
+  close(): Promise<void> {
+    // What this node holds stays until its lease lapses (a clean stop has left its rooms already).
+    this.#closed = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#unwatch();
+    return Promise.resolve();
+  }
+}
