@@ -15,13 +15,23 @@ try {
   Deno.exit(2);
 }
 
+function redisHost(url: string): string {
+  try {
+    const { hostname, port } = new URL(url);
+    return `${hostname}:${port || 6379}`;
+  } catch {
+    return "(an unreadable URL)";
+  }
+}
+
 const onListen = ({ hostname, port }: Deno.NetAddr) => {
   const shown = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
-  const kv = config.kvPath ?? "platform default";
   const workers = config.workers > 1 ? `, ${config.workers} workers` : "";
-  console.log(
-    `roomcast listening on http://${shown}:${port} (history: ${kv}, sequencer: ${config.sequencer}${workers})`,
-  );
+  // The Redis URL may carry a password: only its host is shown.
+  const where = config.redisUrl
+    ? `history: redis at ${redisHost(config.redisUrl)}`
+    : `history: ${config.kvPath ?? "platform default"}, sequencer: ${config.sequencer}`;
+  console.log(`roomcast listening on http://${shown}:${port} (${where}${workers})`);
 };
 // One isolate, or a coordinator and its Workers (ROOMCAST_WORKERS).
 const server = await (config.workers > 1 ? startCluster({ config, onListen }) : startServer({ config, onListen }))

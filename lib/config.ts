@@ -89,6 +89,9 @@ export interface Config {
   /** Where the KV is shared: how long an instance's presence outlives its last renewal (it
    * renews every third of that). @default 15000 */
   kvLeaseMs: number;
+  /** With Redis (`redisUrl`): how long a process's presence outlives its last renewal; a killed
+   * process's members leave within about 1.5 × this. @default 15000 */
+  redisLeaseMs: number;
   /** Interval of keep-alive comments on SSE streams. @default 15000 */
   sseKeepAliveMs: number;
   /** How long an HTTP request body may take to arrive before the request is answered 408. @default 10000 */
@@ -230,6 +233,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     kvPollMs: read.duration("ROOMCAST_KV_POLL", 200) ?? 200,
     kvLeaseMs: read.duration("ROOMCAST_KV_LEASE", 15_000) ?? 15_000,
+    redisLeaseMs: read.duration("ROOMCAST_REDIS_LEASE", 15_000) ?? 15_000,
     bodyTimeoutMs: read.duration("ROOMCAST_BODY_TIMEOUT", 10_000) ?? 10_000,
     historyLimit: read.int("ROOMCAST_HISTORY_LIMIT", 1000, 1, 100_000),
     historyTtlMs: read.duration("ROOMCAST_HISTORY_TTL", undefined),

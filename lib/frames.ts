@@ -3,6 +3,7 @@
  * them close the connection), rate limits, and the hub call each frame stands for, one frame at a
  * time per connection, in the order they came.
  */
+import { EngineUnavailable } from "./engine/store.ts";
 import type { Clock } from "./clock.ts";
 import { decodeClientFrame, exceedsBytes } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
@@ -123,6 +124,9 @@ export class Frames {
 
   #guard(connection: Connection, ref: Ref | undefined, work: Promise<void>): Promise<void> {
     return work.catch((error) => {
+      if (error instanceof EngineUnavailable) {
+        return connection.error("unavailable", "The store is unavailable: try again shortly", ref);
+      }
       console.error(`roomcast: request of ${connection.id} failed:`, error);
       connection.error("internal", "Internal error", ref);
     });

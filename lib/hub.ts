@@ -13,7 +13,15 @@ import { Connection, type ConnectionContext, type Grant, type Subscription } fro
 import { Connections } from "./connections.ts";
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
 import type { MemberChange, Presence, RoomCount } from "./engine/presence.ts";
-import type { Appended, OnDurable, Page, ReadOptions, Store } from "./engine/store.ts";
+import {
+  type Appended,
+  type AppendOptions,
+  EngineUnavailable,
+  type OnDurable,
+  type Page,
+  type ReadOptions,
+  type Store,
+} from "./engine/store.ts";
 import { Frames, withRef } from "./frames.ts";
 import { messageId } from "./ids.ts";
 import { checkLiveness } from "./liveness.ts";
@@ -147,7 +155,10 @@ export class Hub {
 
   /** Presence updates nobody waits for: failures are logged, and `settled` waits for them all. */
   #track(update: Promise<unknown>): void {
-    const tracked = update.catch((error) => console.error("roomcast: presence failed:", error))
+    const tracked = update.catch((error) => {
+      // While the storage is away, every update fails alike: that is reported once, by /healthz.
+      if (!(error instanceof EngineUnavailable)) console.error("roomcast: presence failed:", error);
+    })
       .finally(() => this.#updates.delete(tracked));
     this.#updates.add(tracked);
   }
@@ -277,20 +288,24 @@ export class Hub {
       (stored) => connection.stored(stored),
       (error) => {
         connection.dropAck(message.id);
+        if (error instanceof EngineUnavailable) {
+          return connection.error("unavailable", "Message not stored: the store is unavailable; try again", ref);
+        }
         console.error(`roomcast: storing a message of ${connection.id} in ${room} failed:`, error);
         connection.error("internal", "Message could not be stored", ref);
       },
     );
   }
 
-  /** Publishes on behalf of a backend (HTTP API); resolves once the message is stored. */
-  async publishAs(room: string, data: unknown, from: User): Promise<StoredMessage> {
+  /** Publishes on behalf of a backend (HTTP API); resolves once the message is stored. With an
+   * idempotency key, a retry gets the first publish's message and stores nothing. */
+  async publishAs(room: string, data: unknown, from: User, options: AppendOptions = {}): Promise<StoredMessage> {
     const durable = Promise.withResolvers<void>();
     durable.promise.catch(() => {});
     const stored = await this.#append(this.#message(room, from, data), (error) => {
       if (error === undefined) durable.resolve();
       else durable.reject(error);
-    });
+    }, options);
     await durable.promise;
     return stored;
   }
@@ -301,8 +316,8 @@ export class Hub {
 
   /** Stores and delivers; resolves when delivered, which with the local sequencer comes before
    * the message is stored (`onDurable` says when). */
-  async #append(message: NewMessage, onDurable?: OnDurable): Promise<StoredMessage> {
-    const appended = await this.#options.store.append(message, onDurable);
+  async #append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<StoredMessage> {
+    const appended = await this.#options.store.append(message, onDurable, options);
     this.#published(appended);
     return appended.message;
   }
@@ -429,7 +444,9 @@ export class Hub {
   checkRooms(): void {
     for (const room of this.#rooms.values()) {
       if (room.subscribers.size === 0) continue;
-      room.checkHead().catch((error) => console.error(`roomcast: checking room ${room.name} failed:`, error));
+      room.checkHead().catch((error) => {
+        if (!(error instanceof EngineUnavailable)) console.error(`roomcast: checking room ${room.name} failed:`, error);
+      });
     }
   }
 

@@ -18,7 +18,7 @@ import {
 } from "../lib/auth.ts";
 import { historyLimit, type JsonLimits, jsonShape } from "../lib/codec.ts";
 import { isCleanId, normalizeName } from "../lib/names.ts";
-import type { ReadOptions } from "../lib/engine/store.ts";
+import type { AppendOptions, ReadOptions } from "../lib/engine/store.ts";
 import { FrameError, isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
@@ -107,6 +107,17 @@ function pageSize(value: number | undefined): number {
   }
 }
 
+/** `Idempotency-Key`: 1–128 visible ASCII characters. A retried publish with the key gets the
+ * first one's answer (same id and offset) and stores nothing, for a day. */
+function idempotency(c: AppContext): AppendOptions {
+  const key = c.req.header("idempotency-key");
+  if (key === undefined) return {};
+  if (!/^[\x21-\x7e]{1,128}$/.test(key)) {
+    throw new ProtocolError("bad_request", "Idempotency-Key must be 1–128 visible ASCII characters");
+  }
+  return { idempotencyKey: key };
+}
+
 function requireData(body: Record<string, unknown>): unknown {
   if (!("data" in body)) throw new ProtocolError("bad_request", "Field data is required");
   return body.data;
@@ -166,7 +177,7 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
     const body = await readJson(c, bodyLimits);
     const data = requireData(body);
     const from = who.kind === "user" ? who.identity.user : fromField(body.from);
-    const stored = await hub.publishAs(room, data, from);
+    const stored = await hub.publishAs(room, data, from, idempotency(c));
     return c.json({ id: stored.id, room, offset: stored.offset, epoch: stored.epoch }, 201);
   });
 

@@ -35,7 +35,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 }
 
 const CORS_METHODS = "GET, POST, DELETE";
-const CORS_HEADERS = "authorization, content-type, last-event-id";
+const CORS_HEADERS = "authorization, content-type, last-event-id, idempotency-key";
 
 /** CORS for the sites `ROOMCAST_ORIGINS` lists (`*`: any), preflights included; no credentials
  * (roomcast uses bearer tokens, never cookies). A preflight from another site is refused. */

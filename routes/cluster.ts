@@ -79,10 +79,11 @@ function freePort(hostname: string): number {
 export async function startCluster(options: ClusterOptions): Promise<RunningCluster> {
   const { config } = options;
   const metrics = new Metrics();
+  // With Redis the Workers reach it themselves: the coordinator's store is a placeholder.
   const store = await createStore(config, {
     clock: options.clock ?? systemClock,
     metrics,
-    memory: options.memory ?? false,
+    memory: (options.memory ?? false) || config.redisUrl !== undefined,
   });
   const port = config.port === 0 ? freePort(config.hostname) : config.port;
   const namespace = `roomcast-${randomId(10)}`;

@@ -21,6 +21,8 @@ export interface AppDeps {
   metrics: Metrics;
   clock: Clock;
   state: ServerState;
+  /** The engine's storage state (Redis: up or down), for `/healthz`. */
+  engineHealth?: (() => { engine: string; state: "up" | "down" }) | undefined;
   /** With several Workers: how Socket.IO polling reaches sessions other Workers hold. */
   sessions?: SessionRouting | undefined;
 }

@@ -1,6 +1,7 @@
 /** JSON error bodies `{error: {code, message}}` with the status the contract gives each code. */
 import type { Context } from "hono";
 import { type ErrorCode, errorStatus, ProtocolError } from "../lib/protocol.ts";
+import { EngineUnavailable } from "../lib/engine/store.ts";
 
 export function jsonError(c: Context, code: ErrorCode, message: string): Response {
   return c.json({ error: { code, message } }, errorStatus[code]);
@@ -9,6 +10,11 @@ export function jsonError(c: Context, code: ErrorCode, message: string): Respons
 /** Turns anything thrown in a route into a JSON error; unexpected ones are logged once. */
 export function onError(error: unknown, c: Context): Response {
   if (error instanceof ProtocolError) return jsonError(c, error.code, error.message);
+  if (error instanceof EngineUnavailable) {
+    const response = jsonError(c, "unavailable", "The store is unavailable: nothing was done; try again shortly");
+    response.headers.set("retry-after", "1");
+    return response;
+  }
   console.error(`roomcast: ${c.req.method} ${new URL(c.req.url).pathname} failed:`, error);
   return jsonError(c, "internal", "Internal error");
 }

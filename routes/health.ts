@@ -17,7 +17,15 @@ function processMetrics(): string {
 }
 
 export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
-  app.get("/healthz", (c) => deps.state.draining ? c.json({ status: "draining" }, 503) : c.json({ status: "ok" }));
+  // A storage that can't be reached (Redis away) is reported, with 503: this process can hold its
+  // connections but store nothing; load balancers send new clients elsewhere if they can.
+  app.get("/healthz", (c) => {
+    if (deps.state.draining) return c.json({ status: "draining" }, 503);
+    const health = deps.engineHealth?.();
+    if (!health) return c.json({ status: "ok" });
+    const status = health.state === "up" ? "ok" : "degraded";
+    return c.json({ status, engine: health }, health.state === "up" ? 200 : 503);
+  });
   app.get("/metrics", (c) => {
     const key = deps.config.metricsKey;
     const token = bearer(c.req.header("authorization"));

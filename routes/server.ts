@@ -76,7 +76,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     connectWindowMs: config.connectWindowMs,
     clock,
   });
-  const app = createApp({ hub, admission, config, metrics, clock, state, sessions: options.isolate?.sessions });
+  const app = createApp({
+    hub,
+    admission,
+    config,
+    metrics,
+    clock,
+    state,
+    sessions: options.isolate?.sessions,
+    engineHealth: engine.health ? () => engine.health?.() ?? { engine: "local", state: "up" } : undefined,
+  });
   const server = new Listener(config, serveHandler(app), metrics, options.onListen, options.isolate !== undefined);
   if (options.heartbeat ?? true) hub.startHeartbeat();
   const host = server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname;

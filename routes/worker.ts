@@ -12,6 +12,9 @@ import { RemotePresence } from "../lib/engine/presence_nodes.ts";
 import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { RemoteStore } from "../lib/engine/store_remote.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { createRedisEngine, type Engine } from "../lib/engine/engine.ts";
+import { systemClock } from "../lib/clock.ts";
+import { Metrics } from "../lib/metrics.ts";
 import {
   type ForwardedRequest,
   type ForwardedResponse,
@@ -79,24 +82,38 @@ let server: RunningServer | undefined;
 
 async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart): Promise<void> {
   const rpc = new RpcClient(self);
-  const backplane: Backplane = hasBroadcastChannel()
-    ? new BroadcastChannelBackplane({ node, namespace })
-    : new RelayBackplane(rpc, node);
-  const presence = new RemotePresence(rpc, node, renewMs);
   const sessions = new WorkerRouting(node, rpc);
   serveRpc(self, sessions.handlers());
-  const engine = {
-    store: new RemoteStore(rpc),
-    backplane,
-    presence,
-    async close() {
-      await backplane.close();
-      await presence.close();
-      rpc.close();
-    },
-  };
+  let engine: Engine;
+  if (config.redisUrl) {
+    // With Redis every Worker is a process of its own to the engine: its store, backplane and
+    // presence are Redis', reached directly.
+    const redis = await createRedisEngine(config, { clock: systemClock, metrics: new Metrics(), node });
+    engine = {
+      ...redis,
+      async close() {
+        await redis.close();
+        rpc.close();
+      },
+    };
+  } else {
+    const backplane: Backplane = hasBroadcastChannel()
+      ? new BroadcastChannelBackplane({ node, namespace })
+      : new RelayBackplane(rpc, node);
+    const presence = new RemotePresence(rpc, node, renewMs);
+    engine = {
+      store: new RemoteStore(rpc),
+      backplane,
+      presence,
+      async close() {
+        await backplane.close();
+        await presence.close();
+        rpc.close();
+      },
+    };
+  }
   try {
-    server = await startServer({ config, isolate: { engine, node, pollMs, sessions } });
+    server = await startServer({ config, isolate: { engine, node, pollMs: engine.pollMs ?? pollMs, sessions } });
     self.postMessage({ control: "listening", node, port: Number(new URL(server.url).port) } satisfies WorkerReport);
   } catch (error) {
     self.postMessage({ control: "failed", node, error: String(error) } satisfies WorkerReport);

@@ -15,6 +15,10 @@ import { MemoryPresence } from "./presence_memory.ts";
 import type { Store } from "./store.ts";
 import { openKvStore } from "./store_kv.ts";
 import { MemoryStore } from "./store_memory.ts";
+import { RedisLink } from "./redis.ts";
+import { RedisStore } from "./store_redis.ts";
+import { RedisBackplane } from "./backplane_redis.ts";
+import { RedisPresence } from "./presence_redis.ts";
 
 export interface Engine {
   store: Store;
@@ -23,6 +27,8 @@ export interface Engine {
   /** How often (ms) rooms with subscribers check the store for messages the backplane did not
    * carry; `undefined`: never (everything is in this isolate). */
   pollMs?: number | undefined;
+  /** The storage's state, for `/healthz`: `up`, or `down` while it can't be reached. */
+  health?(): { engine: string; state: "up" | "down" };
   close(): Promise<void>;
 }
 
@@ -55,9 +61,53 @@ export function sharedKv(config: Config, memory = false): boolean {
   return !memory && config.sequencer === "kv" && config.kvPath !== ":memory:";
 }
 
-/** One isolate's engine: the store, and a backplane and presence of its own; or, where the KV is
- * shared (`sharedKv`), a backplane and presence through the KV, and rooms that poll it. */
+/** How often rooms with subscribers check Redis for what pub/sub did not bring. */
+const REDIS_CHECK_MS = 1000;
+
+/** The Redis engine: store, backplane and presence in the Redis at `config.redisUrl`, shared by
+ * every process and isolate pointing at it. */
+export async function createRedisEngine(config: Config, options: EngineOptions): Promise<Engine> {
+  const link = new RedisLink({ url: config.redisUrl as string });
+  await link.open();
+  const { node, clock } = options;
+  const store = new RedisStore({
+    link,
+    node,
+    clock,
+    historyLimit: config.historyLimit,
+    historyTtlMs: config.historyTtlMs,
+  });
+  const backplane = new RedisBackplane(link, node);
+  const presence = new RedisPresence({
+    link,
+    node,
+    leaseMs: config.redisLeaseMs,
+    // A killed process's members leave: told to every process (member events capped as always).
+    onExpired: (room, user, change) => {
+      if (change.members >= config.limits.memberEventsMax) return;
+      backplane.publish({ kind: "member", room, event: "leave", user, origin: "" });
+    },
+  });
+  return {
+    store,
+    backplane,
+    presence,
+    pollMs: REDIS_CHECK_MS,
+    health: () => ({ engine: "redis", state: link.state }),
+    async close() {
+      await backplane.close();
+      await presence.close();
+      await store.close();
+      await link.close();
+    },
+  };
+}
+
+/** One isolate's engine: Redis where `redisUrl` is set; else the store, and a backplane and
+ * presence of its own; or, where the KV is shared (`sharedKv`), a backplane and presence through
+ * the KV, and rooms that poll it. */
 export async function createEngine(config: Config, options: EngineOptions): Promise<Engine> {
+  if (config.redisUrl && !options.memory) return await createRedisEngine(config, options);
   const store = await createStore(config, options);
   let backplane: Backplane = new LocalBackplane(options.node);
   let presence: Presence = new MemoryPresence();

@@ -104,13 +104,13 @@ export class RedisLink {
   }
 
   /** The pub/sub connection, made on first use. */
-  async subscriber(): Promise<Client> {
+  subscriber(): Promise<Client> {
     if (!this.#subscriber) {
       const subscriber = this.#subscriber = this.client.duplicate();
       this.#watch(subscriber, false);
       subscriber.connect().catch(() => {});
     }
-    return this.#subscriber;
+    return Promise.resolve(this.#subscriber);
   }
 
   /** Runs a command; fails with `EngineUnavailable` while Redis is away or too slow. */

@@ -8,19 +8,24 @@
 import type { NewMessage, Position } from "../protocol.ts";
 import { NS, retryLocked } from "./kv_format.ts";
 import { KvHistory, type KvStoreOptions } from "./kv_history.ts";
-import type { Appended, OnDurable, Page, ReadOptions, Store } from "./store.ts";
+import type { Appended, AppendOptions, OnDurable, Page, ReadOptions, Store } from "./store.ts";
+import { Idempotency } from "./idempotency.ts";
+import { systemClock } from "../clock.ts";
 
 export abstract class KvStore implements Store {
   /** The KV (a shared one also carries presence and events: backplane_kv.ts, presence_kv.ts). */
   readonly kv: Deno.Kv;
   protected readonly history: KvHistory;
   readonly #lock: Deno.FsFile | undefined;
+  /** Idempotency keys, kept in this process. */
+  readonly #idempotency: Idempotency;
   #closed = false;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions, lock?: Deno.FsFile) {
     this.kv = kv;
     this.history = new KvHistory(kv, options);
     this.#lock = lock;
+    this.#idempotency = new Idempotency(options.clock ?? systemClock);
   }
 
   /** Before anything else: reads (or makes) the store's salt. */
@@ -28,7 +33,14 @@ export abstract class KvStore implements Store {
     await this.history.loadSalt();
   }
 
-  abstract append(message: NewMessage, onDurable?: OnDurable): Promise<Appended>;
+  append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
+    const key = options?.idempotencyKey;
+    if (key === undefined) return this.appendOnce(message, onDurable);
+    return this.#idempotency.run(message.room, key, onDurable, (done) => this.appendOnce(message, done));
+  }
+
+  /** Numbers and stores one message (`onDurable`: see `Store.append`). */
+  protected abstract appendOnce(message: NewMessage, onDurable?: OnDurable): Promise<Appended>;
   abstract position(room: string): Promise<Position>;
 
   /** Resolves once every message of `room` handed out so far is where a read finds it. */

@@ -28,7 +28,7 @@ export class LocalKvStore extends KvStore {
     return this.#sequencer.appendNow(message);
   }
 
-  append(message: NewMessage, onDurable?: OnDurable): Promise<Appended> {
+  protected appendOnce(message: NewMessage, onDurable?: OnDurable): Promise<Appended> {
     return new Promise((resolve, reject) => this.#sequencer.append(pending(message, resolve, reject, onDurable)));
   }
 

@@ -30,7 +30,7 @@ export class SharedKvStore extends KvStore {
   /** The meta of each room as last read or written. */
   readonly #meta = new Map<string, CachedMeta>();
 
-  append(message: NewMessage, onDurable?: OnDurable): Promise<Appended> {
+  protected appendOnce(message: NewMessage, onDurable?: OnDurable): Promise<Appended> {
     return new Promise((resolve, reject) => {
       const p = pending(message, resolve, reject, onDurable);
       try {

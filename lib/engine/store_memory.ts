@@ -4,8 +4,10 @@
  */
 import type { Clock } from "../clock.ts";
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
+import { Idempotency } from "./idempotency.ts";
 import {
   type Appended,
+  type AppendOptions,
   firstEpoch,
   newEpoch,
   oldestKept,
@@ -28,10 +30,12 @@ export class MemoryStore implements Store {
   readonly #rooms = new Map<string, RoomLog>();
   readonly #retention: RetentionOptions;
   readonly #clock: Clock;
+  readonly #idempotency: Idempotency;
 
   constructor(retention: RetentionOptions, clock: Clock) {
     this.#retention = retention;
     this.#clock = clock;
+    this.#idempotency = new Idempotency(clock);
   }
 
   /** Derives the epoch of rooms without history (`firstEpoch`). */
@@ -51,7 +55,11 @@ export class MemoryStore implements Store {
     return { epoch: firstEpoch(this.#salt, room), offset: 0, messages: [] };
   }
 
-  append(message: NewMessage, onDurable?: OnDurable): Promise<Appended> {
+  append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
+    const key = options?.idempotencyKey;
+    if (key !== undefined) {
+      return this.#idempotency.run(message.room, key, onDurable, (done) => this.append(message, done));
+    }
     let stored: Appended;
     try {
       stored = this.appendNow(message);

@@ -5,7 +5,7 @@
  */
 import type { NewMessage, Position } from "../protocol.ts";
 import type { RpcClient, RpcHandler } from "./rpc.ts";
-import type { Appended, OnDurable, Page, ReadOptions, Store } from "./store.ts";
+import type { Appended, AppendOptions, OnDurable, Page, ReadOptions, Store } from "./store.ts";
 
 export class RemoteStore implements Store {
   readonly #rpc: RpcClient;
@@ -14,15 +14,15 @@ export class RemoteStore implements Store {
     this.#rpc = rpc;
   }
 
-  append(message: NewMessage, onDurable?: OnDurable): Promise<Appended> {
-    if (!onDurable) return this.#rpc.call<Appended>("store.append", [message, false]);
+  append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
+    if (!onDurable) return this.#rpc.call<Appended>("store.append", [message, false, options ?? {}]);
     let told = false;
     const once: OnDurable = (error) => {
       if (!told) onDurable(error);
       told = true;
     };
     const notice = (error: unknown) => once(error === null ? undefined : new Error(String(error)));
-    const appended = this.#rpc.call<Appended>("store.append", [message, true], notice);
+    const appended = this.#rpc.call<Appended>("store.append", [message, true, options ?? {}], notice);
     // Refused before it was numbered: its durability is refused too.
     appended.catch((error) => once(error));
     return appended;
@@ -51,9 +51,12 @@ export class RemoteStore implements Store {
 export function storeHandlers(store: Store): Record<string, RpcHandler> {
   return {
     "store.append": (args, notify) => {
-      const [message, durable] = args as [NewMessage, boolean];
-      if (!durable) return store.appendNow?.(message) ?? store.append(message);
-      return store.append(message, (error) => notify(error === undefined ? null : String(error)));
+      const [message, durable, options = {}] = args as [NewMessage, boolean, AppendOptions?];
+      if (!durable) {
+        if (options.idempotencyKey !== undefined) return store.append(message, undefined, options);
+        return store.appendNow?.(message) ?? store.append(message);
+      }
+      return store.append(message, (error) => notify(error === undefined ? null : String(error)), options);
     },
     "store.position": ([room]) => store.position(room as string),
     "store.read": ([room, options]) => store.read(room as string, options as ReadOptions),
