@@ -7,13 +7,17 @@
 
 /** roomcast-2w: with ROOMCAST_WORKERS=2; roomcast-kv2: two processes sharing one KV
  * (ROOMCAST_SEQUENCER=kv, Deno Deploy's shape), clients spread over both. */
-/** roomcast-socketio: Socket.IO clients on roomcast's /socket.io/ (the official socket.io Server
+/** roomcast-redis: with ROOMCAST_REDIS_URL (a redis-server the bench starts, appendfsync everysec);
+ * roomcast-redis2: two processes on that Redis, each room's clients spread over both.
+ * roomcast-socketio: Socket.IO clients on roomcast's /socket.io/ (the official socket.io Server
  * bound to roomcast's Engine.IO); roomcast-sio-own: the same with ROOMCAST_SIO_LAYER=own. */
 export type Target =
   | "roomcast"
   | "roomcast-batch"
   | "roomcast-2w"
   | "roomcast-kv2"
+  | "roomcast-redis"
+  | "roomcast-redis2"
   | "roomcast-socketio"
   | "roomcast-sio-own"
   | "bare"
@@ -215,6 +219,8 @@ export function createClient(options: ClientOptions): BenchClient {
     case "roomcast":
     case "roomcast-2w":
     case "roomcast-kv2":
+    case "roomcast-redis":
+    case "roomcast-redis2":
       return new RoomcastClient(options, false);
     case "roomcast-batch":
       return new RoomcastClient(options, true);

@@ -11,6 +11,7 @@
 import type { Result, Scenario, Spec } from "./loadgen.ts";
 import type { Target } from "./clients.ts";
 import { listeningUrl } from "../tests/_process.ts";
+import { startRedis } from "../tests/_redis.ts";
 
 interface ScenarioSpec {
   key: string;
@@ -171,16 +172,30 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     ROOMCAST_WORKERS: target === "roomcast-2w" ? "2" : args.get("workers") ?? "1",
     ROOMCAST_SIO_LAYER: target === "roomcast-sio-own" ? "own" : "official",
   };
+  if (target === "roomcast-redis" || target === "roomcast-redis2") {
+    const redis = await startRedis({ fsync: "everysec" });
+    const withRedis = { ...env, ROOMCAST_REDIS_URL: redis.url };
+    const servers = [await startProcess(target, withRedis)];
+    if (target === "roomcast-redis2") servers.push(await startProcess(target, withRedis));
+    return several(servers, () => redis[Symbol.asyncDispose]());
+  }
   if (target !== "roomcast-kv2") return await startProcess(target, env);
   const shared = { ...env, ROOMCAST_SEQUENCER: "kv", ROOMCAST_WORKERS: "1" };
-  const servers = [await startProcess(target, shared), await startProcess(target, shared)];
+  return several([await startProcess(target, shared), await startProcess(target, shared)]);
+}
+
+/** Several server processes as one target: clients spread over them; `after` runs once they stop. */
+function several(servers: Server[], after: () => Promise<void> = () => Promise.resolve()): Server {
   const [first] = servers as [Server];
   return {
     base: first.base,
     pid: first.pid,
     bases: servers.map((s) => s.base),
     pids: servers.map((s) => s.pid),
-    stop: async () => void await Promise.all(servers.map((s) => s.stop())),
+    stop: async () => {
+      await Promise.all(servers.map((s) => s.stop()));
+      await after();
+    },
   };
 }
 

@@ -51,7 +51,9 @@ async function ready(port: number, ms = 10_000): Promise<void> {
   throw new Error(`redis-server on ${port} did not start`);
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** `fsync`: when the append-only file is synced (`always`: every write, what the tests use; the
+ * bench uses `everysec`, Redis' default for append-only). */
+export async function startRedis(options: { fsync?: "always" | "everysec" } = {}): Promise<RedisServer> {
   if (!haveRedis) {
     throw new Error(`${REDIS} is missing: install Debian's redis-server (apt-get install -y redis-server)`);
   }
@@ -72,7 +74,7 @@ export async function startRedis(): Promise<RedisServer> {
         "--appendonly",
         "yes",
         "--appendfsync",
-        "always",
+        options.fsync ?? "always",
         "--protected-mode",
         "no",
       ],
