@@ -177,7 +177,8 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     const withRedis = { ...env, ROOMCAST_REDIS_URL: redis.url };
     const servers = [await startProcess(target, withRedis)];
     if (target === "roomcast-redis2") servers.push(await startProcess(target, withRedis));
-    return several(servers, () => redis[Symbol.asyncDispose]());
+    // Redis' own CPU and memory count as the server's.
+    return several(servers, () => redis[Symbol.asyncDispose](), redis.pid);
   }
   if (target !== "roomcast-kv2") return await startProcess(target, env);
   const shared = { ...env, ROOMCAST_SEQUENCER: "kv", ROOMCAST_WORKERS: "1" };
@@ -185,13 +186,13 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
 }
 
 /** Several server processes as one target: clients spread over them; `after` runs once they stop. */
-function several(servers: Server[], after: () => Promise<void> = () => Promise.resolve()): Server {
+function several(servers: Server[], after: () => Promise<void> = () => Promise.resolve(), extra?: number): Server {
   const [first] = servers as [Server];
   return {
     base: first.base,
     pid: first.pid,
     bases: servers.map((s) => s.base),
-    pids: servers.map((s) => s.pid),
+    pids: [...servers.map((s) => s.pid), ...(extra === undefined ? [] : [extra])],
     stop: async () => {
       await Promise.all(servers.map((s) => s.stop()));
       await after();

@@ -16,12 +16,16 @@ const inCI = Deno.env.get("CI") === "true";
 export interface RedisServer {
   url: string;
   port: number;
+  /** Its process id while it runs. */
+  readonly pid: number | undefined;
   /** Stops it (SIGTERM: it saves what it has) and waits. */
   stop(): Promise<void>;
   /** Kills it (SIGKILL): what its append-only file has is what it keeps. */
   kill(): Promise<void>;
   /** Starts it again on the same port and dir. */
   start(): Promise<void>;
+  /** Kills it and starts it again with nothing: a Redis that lost its data. */
+  wipe(): Promise<void>;
   /** Stops it and removes its dir. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -98,9 +102,17 @@ export async function startRedis(options: { fsync?: "always" | "everysec" } = {}
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return child?.pid;
+    },
     stop: () => end("SIGTERM"),
     kill: () => end("SIGKILL"),
     start,
+    async wipe() {
+      await end("SIGKILL");
+      for await (const entry of Deno.readDir(dir)) await Deno.remove(`${dir}/${entry.name}`, { recursive: true });
+      await start();
+    },
     async [Symbol.asyncDispose]() {
       await end("SIGKILL");
       await Deno.remove(dir, { recursive: true }).catch(() => {});

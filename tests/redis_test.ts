@@ -274,3 +274,36 @@ redisTest("Idempotency-Key: a retried HTTP publish, on the same or another proce
     await stopMain(two);
   }
 });
+
+redisTest(
+  "a Redis that comes back empty: presence is written again, rejoins are told recovered: false, publishing goes on",
+  async (redis) => {
+    const one = await startMain(env(redis.url));
+    try {
+      const ann = await client(one, "ann");
+      const joined = await ann.request({ type: "join", room: "w" });
+      await ann.request({ type: "publish", room: "w", data: "before" });
+      await redis.wipe();
+      // The process noticed the loss and wrote its presence again.
+      await until(
+        async () => {
+          const body = await (await api(one, "/api/rooms/w/presence")).json().catch(() => ({ members: [] }));
+          return body.members?.some((m: { id: string }) => m.id === "ann") ?? false;
+        },
+        10_000,
+        "ann's presence written again",
+      );
+      const bob = await client(one, "bob");
+      const rejoined = await bob.request({ type: "join", room: "w", since: { epoch: joined.epoch, offset: 1 } });
+      assert.equal(rejoined.recovered, false, "the history was lost, and the client is told");
+      assert.notEqual(rejoined.epoch, joined.epoch, "a new epoch");
+      const ack = await bob.request({ type: "publish", room: "w", data: "after" });
+      assert.equal(ack.offset, 1);
+      assert.equal((await ann.next((f) => f.type === "message" && f.data === "after", 5000)).offset, 1);
+      await ann.close();
+      await bob.close();
+    } finally {
+      await stopMain(one);
+    }
+  },
+);

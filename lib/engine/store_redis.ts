@@ -88,6 +88,11 @@ export class RedisStore implements Store {
   constructor(options: RedisStoreOptions) {
     this.#link = options.link;
     this.#options = options;
+    // A Redis that comes back may have come back empty: its salt is read again (a new one makes
+    // new epochs, so that no client takes new messages for ones it had).
+    options.link.onState((state) => {
+      if (state === "up") this.#salt = undefined;
+    });
   }
 
   get link(): RedisLink {
