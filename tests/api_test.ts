@@ -159,3 +159,22 @@ Deno.test("HTTP API access: API key when set, loopback only when not", async (t)
     await served.body?.cancel();
   });
 });
+
+for (const kv of [false, true]) {
+  Deno.test(`Idempotency-Key (${kv ? "Deno KV" : "memory"}): a retried publish is stored once, concurrent retries too`, async () => {
+    await using server = await startTestServer({ kv });
+    const publish = (key: string, data: unknown) =>
+      postJson(server, "/api/rooms/idem/messages", { data }, { "idempotency-key": key }).then((r) => r.json());
+    const [a, b, c] = await Promise.all([publish("k1", "one"), publish("k1", "one"), publish("k1", "one")]);
+    assert.deepEqual(b, a);
+    assert.deepEqual(c, a);
+    assert.deepEqual(await publish("k1", "one"), a, "and later");
+    const other = await publish("k2", "two");
+    assert.equal(other.offset, a.offset + 1);
+    const history = await (await server.fetch("/api/rooms/idem/messages")).json();
+    assert.deepEqual(history.messages.map((m: { data: string }) => m.data), ["one", "two"]);
+    const bad = await postJson(server, "/api/rooms/idem/messages", { data: 1 }, { "idempotency-key": "x".repeat(129) });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+  });
+}

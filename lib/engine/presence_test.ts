@@ -2,7 +2,8 @@
 import { presenceContract } from "../../tests/presence_contract.ts";
 import { RedisLink } from "./redis.ts";
 import { RedisPresence } from "./presence_redis.ts";
-import { startRedis } from "../../tests/_redis.ts";
+import { redisTest, startRedis } from "../../tests/_redis.ts";
+import assert from "node:assert/strict";
 import { MemoryPresence } from "./presence_memory.ts";
 import { KvPresence } from "./presence_kv.ts";
 
@@ -48,3 +49,27 @@ presenceContract("RedisPresence (processes on one Redis)", async (n) => {
     },
   };
 }, { nodes: true });
+
+redisTest(
+  "RedisPresence: a room of 10,000 members is counted without listing, and listed only up to max",
+  async (redis) => {
+    const link = new RedisLink({ url: redis.url });
+    await link.open();
+    const presence = new RedisPresence({ link, node: "n", leaseMs: 60_000 });
+    try {
+      const users = Array.from({ length: 10_000 }, (_, i) => ({ id: `u${String(i).padStart(5, "0")}`, name: `U${i}` }));
+      for (let i = 0; i < users.length; i += 1000) {
+        await Promise.all(users.slice(i, i + 1000).map((user) => presence.join("big", user, `c-${user.id}`)));
+      }
+      const last = await presence.join("big", { id: "late", name: "Late" }, "c-late");
+      assert.deepEqual(last, { changed: true, members: 10_001 });
+      assert.deepEqual(await presence.rooms(), [{ room: "big", members: 10_001, connections: 10_001 }]);
+      const listed = await presence.members("big", 100);
+      assert.equal(listed.length, 100);
+      assert.ok(listed.every((m) => m.connections === 1));
+    } finally {
+      await presence.close();
+      await link.close();
+    }
+  },
+);
