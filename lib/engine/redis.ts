@@ -47,6 +47,9 @@ export class RedisLink {
   #state: LinkState = "down";
   readonly #listeners = new Set<(state: LinkState) => void>();
   #closed = false;
+  /** Commands sent and not answered yet, with when they were sent. */
+  readonly #pending = new Set<{ at: number; reject(error: unknown): void }>();
+  #watchdog: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: RedisLinkOptions) {
     this.#options = options;
@@ -113,27 +116,35 @@ export class RedisLink {
     return Promise.resolve(this.#subscriber);
   }
 
-  /** Runs a command; fails with `EngineUnavailable` while Redis is away or too slow. */
-  async command<T = unknown>(args: string[]): Promise<T> {
-    if (this.#closed) throw new EngineUnavailable("The Redis engine is closed");
-    let timer: ReturnType<typeof setTimeout> | undefined;
+  /** Runs a command; fails with `EngineUnavailable` while Redis is away or too slow. (One watchdog
+   * times commands out, not a timer each: a publish is a command.) */
+  command<T = unknown>(args: string[]): Promise<T> {
+    if (this.#closed) return Promise.reject(new EngineUnavailable("The Redis engine is closed"));
+    this.#watchdog ??= setInterval(() => this.#expire(), 250);
+    return new Promise<T>((resolve, reject) => {
+      const pending = { at: Date.now(), reject };
+      this.#pending.add(pending);
+      (this.client.sendCommand(args) as Promise<T>).then(
+        (value) => {
+          this.#pending.delete(pending);
+          resolve(value);
+        },
+        (error) => {
+          this.#pending.delete(pending);
+          reject(isReplyError(error) ? error : new EngineUnavailable(`Redis is unavailable: ${error?.message ?? error}`));
+        },
+      );
+    });
+  }
+
+  /** Fails the commands Redis has not answered within the timeout (it is stalled or gone). */
+  #expire(): void {
     const timeoutMs = this.#options.commandTimeoutMs ?? 5000;
-    try {
-      return await Promise.race([
-        this.client.sendCommand(args) as Promise<T>,
-        new Promise<never>((_, reject) =>
-          timer = setTimeout(
-            () => reject(new EngineUnavailable(`Redis did not answer within ${timeoutMs} ms`)),
-            timeoutMs,
-          )
-        ),
-      ]);
-    } catch (error) {
-      if (error instanceof EngineUnavailable) throw error;
-      if (isReplyError(error)) throw error;
-      throw new EngineUnavailable(`Redis is unavailable: ${(error as Error)?.message ?? error}`);
-    } finally {
-      clearTimeout(timer);
+    const late = Date.now() - timeoutMs;
+    for (const pending of this.#pending) {
+      if (pending.at > late) continue;
+      this.#pending.delete(pending);
+      pending.reject(new EngineUnavailable(`Redis did not answer within ${timeoutMs} ms`));
     }
   }
 
@@ -151,6 +162,7 @@ export class RedisLink {
   async close(): Promise<void> {
     this.#closed = true;
     this.#listeners.clear();
+    clearInterval(this.#watchdog);
     for (const client of [this.#subscriber, this.client]) {
       if (!client) continue;
       try {
