@@ -3,6 +3,8 @@
  * append-only persistence (fsync on every write) so that a stop and a restart keep what it had.
  * `redisTest` skips a test where redis-server is missing, except in CI (CI=true), where it fails.
  */
+import { RedisLink } from "../lib/engine/redis.ts";
+
 const REDIS = "/usr/bin/redis-server";
 export const haveRedis = (() => {
   try {
@@ -136,4 +138,13 @@ export function redisTest(
       await fn(redis);
     },
   });
+}
+
+/** `n` open links to `redis`, one per node (as processes would have); close them when done. */
+export async function openLinks(redis: RedisServer, n: number): Promise<RedisLink[]> {
+  return await Promise.all(Array.from({ length: n }, async () => {
+    const link = new RedisLink({ url: redis.url });
+    await link.open();
+    return link;
+  }));
 }

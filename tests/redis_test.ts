@@ -226,6 +226,7 @@ redisTest(
       })();
       await until(() => writer.unread.filter(isType("ack")).length >= 100, 5000, "some acks");
       await stopMain(doomed, "SIGKILL");
+      await pump;
       const acked = writer.unread.filter(isType("ack"));
       assert.ok(acked.length < 2000, "killed mid-stream");
       const stored = await history(other, "k");

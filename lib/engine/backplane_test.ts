@@ -17,7 +17,7 @@ import type { StoredMessage } from "../protocol.ts";
 import { BroadcastChannelBackplane } from "./backplane_broadcast.ts";
 import { RedisBackplane } from "./backplane_redis.ts";
 import { RedisLink } from "./redis.ts";
-import { redisTest, startRedis } from "../../tests/_redis.ts";
+import { openLinks, redisTest, startRedis } from "../../tests/_redis.ts";
 import { RedisStore } from "./store_redis.ts";
 import { LocalBackplane } from "./backplane_local.ts";
 import { KvBackplane } from "./backplane_kv.ts";
@@ -37,11 +37,7 @@ backplaneContract("BroadcastChannelBackplane", (n) => {
 
 backplaneContract("RedisBackplane (processes on one Redis)", async (n) => {
   const redis = await startRedis();
-  const links = await Promise.all(Array.from({ length: n }, async () => {
-    const link = new RedisLink({ url: redis.url });
-    await link.open();
-    return link;
-  }));
+  const links = await openLinks(redis, n);
   const nodes = links.map((link, i) => new RedisBackplane(link, `n${i}`));
   await Promise.all(nodes.map((node) => node.settled()));
   return {

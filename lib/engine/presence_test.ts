@@ -2,7 +2,7 @@
 import { presenceContract } from "../../tests/presence_contract.ts";
 import { RedisLink } from "./redis.ts";
 import { RedisPresence } from "./presence_redis.ts";
-import { redisTest, startRedis } from "../../tests/_redis.ts";
+import { openLinks, redisTest, startRedis } from "../../tests/_redis.ts";
 import assert from "node:assert/strict";
 import { MemoryPresence } from "./presence_memory.ts";
 import { KvPresence } from "./presence_kv.ts";
@@ -30,11 +30,7 @@ presenceContract("KvPresence (nodes sharing one KV)", async (n) => {
 
 presenceContract("RedisPresence (processes on one Redis)", async (n) => {
   const redis = await startRedis();
-  const links = await Promise.all(Array.from({ length: n }, async () => {
-    const link = new RedisLink({ url: redis.url });
-    await link.open();
-    return link;
-  }));
+  const links = await openLinks(redis, n);
   const nodes = links.map((link, i) => new RedisPresence({ link, node: `n${i}`, leaseMs: 300 }));
   return {
     nodes,

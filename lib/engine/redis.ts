@@ -131,7 +131,9 @@ export class RedisLink {
         },
         (error) => {
           this.#pending.delete(pending);
-          reject(isReplyError(error) ? error : new EngineUnavailable(`Redis is unavailable: ${error?.message ?? error}`));
+          reject(
+            isReplyError(error) ? error : new EngineUnavailable(`Redis is unavailable: ${error?.message ?? error}`),
+          );
         },
       );
     });
