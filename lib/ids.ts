@@ -31,6 +31,13 @@ export function messageId(): string {
 }
 
 export const nodeId = (): string => `n-${randomId(8)}`;
+
+/** An unguessable session id (Engine.IO sessions, Socket.IO sockets): 15 random bytes, base64url
+ * (20 characters), the form Socket.IO's own ids take. */
+export function sessionId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(15));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+}
 export const guestId = (): string => `guest-${randomId(10)}`;
 
 const ADJECTIVES = [

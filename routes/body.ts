@@ -3,7 +3,7 @@
  * byte at a time would otherwise hold its connection forever). Used by the HTTP API and by
  * Engine.IO's long-polling POSTs.
  */
-import { ProtocolError } from "../lib/protocol.ts";
+import { errorStatus, ProtocolError } from "../lib/protocol.ts";
 
 export interface BodyBounds {
   maxBytes: number;
@@ -43,4 +43,9 @@ export async function readBody(request: Request, { maxBytes, timeoutMs }: BodyBo
   const bytes = new Uint8Array(size);
   parts.reduce((at, part) => (bytes.set(part, at), at + part.length), 0);
   return bytes;
+}
+
+/** The HTTP status for what `readBody` threw: 413, 408, or 400 (no body, a broken stream). */
+export function bodyErrorStatus(error: unknown): number {
+  return error instanceof ProtocolError ? errorStatus[error.code] : 400;
 }

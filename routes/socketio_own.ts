@@ -10,6 +10,7 @@
  */
 import { Decoder, Encoder, type Packet, PacketType } from "socket.io-parser";
 import type { EngineServer } from "./eio/server.ts";
+import { sessionId } from "../lib/ids.ts";
 import type { EngineSocket } from "./eio/socket.ts";
 
 type Listener = (...args: unknown[]) => void;
@@ -17,13 +18,8 @@ type Middleware = (socket: OwnSocket, next: (error?: Error) => void) => void | P
 
 const encoder = new Encoder();
 
-function sid(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(15));
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
-}
-
 export class OwnSocket {
-  readonly id = sid();
+  readonly id = sessionId();
   readonly data: Record<string, unknown> = {};
   connected = false;
   readonly handshake: { auth: Record<string, unknown>; query: Record<string, string>; address: string };

@@ -6,8 +6,8 @@
  * `{"code": n, "message": "…"}` with status 400 (403 for code 4).
  */
 import { EventEmitter } from "node:events";
-import { readBody } from "../body.ts";
-import { ProtocolError } from "../../lib/protocol.ts";
+import { bodyErrorStatus, readBody } from "../body.ts";
+import { sessionId } from "../../lib/ids.ts";
 import { forwardedRequest, ownerOf, requestFrom, responseFrom, type SessionRouting } from "./forward.ts";
 import { codecFor, type Protocol } from "./parser.ts";
 import { type EngineRequest, EngineSocket, type SessionOptions } from "./socket.ts";
@@ -47,11 +47,6 @@ const ERRORS = {
   4: "Forbidden",
   5: "Unsupported protocol version",
 } as const;
-
-function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(15));
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
-}
 
 export class EngineServer extends EventEmitter {
   readonly clients = new Map<string, EngineSocket>();
@@ -135,7 +130,7 @@ export class EngineServer extends EventEmitter {
     const codec = codecFor(protocol);
     const supportsBinary = !query.has("b64");
     const routing = this.options.routing;
-    const id = (this.options.generateId ?? randomId)() + (routing ? `.${routing.node}` : "");
+    const id = (this.options.generateId ?? sessionId)() + (routing ? `.${routing.node}` : "");
     const { maxPayload } = this.options;
     // Read before an upgrade: after it, the request's headers are gone.
     const described = engineRequest(request, query);
@@ -199,12 +194,7 @@ export class EngineServer extends EventEmitter {
           timeoutMs: this.options.bodyTimeoutMs ?? 10_000,
         });
       } catch (error) {
-        const status = error instanceof ProtocolError && error.code === "too_large"
-          ? 413
-          : error instanceof ProtocolError && error.code === "timeout"
-          ? 408
-          : 400;
-        return new Response(null, { status, headers: this.#headers(request) });
+        return new Response(null, { status: bodyErrorStatus(error), headers: this.#headers(request) });
       }
     }
     const forwarded = forwardedRequest(`${routing.node}:${++this.#forwards}`, request, body, info.remoteAddress);

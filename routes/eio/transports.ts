@@ -3,8 +3,7 @@
  * due, POSTs carrying packets in) and a WebSocket from `Deno.upgradeWebSocket`. A transport knows
  * its wire format and its writability; the session (`EngineSocket`) decides what to send.
  */
-import { readBody } from "../body.ts";
-import { ProtocolError } from "../../lib/protocol.ts";
+import { bodyErrorStatus, readBody } from "../body.ts";
 import type { Packet, WireCodec } from "./parser.ts";
 
 /** What a transport tells its session. */
@@ -129,9 +128,7 @@ export class PollingTransport implements Transport {
     try {
       bytes = await readBody(request, { maxBytes: maxPayload, timeoutMs: bodyTimeoutMs });
     } catch (error) {
-      if (error instanceof ProtocolError && error.code === "too_large") return this.#plain(headers, 413);
-      if (error instanceof ProtocolError && error.code === "timeout") return this.#plain(headers, 408);
-      return this.#plain(headers, 400);
+      return this.#plain(headers, bodyErrorStatus(error));
     } finally {
       this.#posting = false;
     }
