@@ -29,7 +29,6 @@ export class RedisBackplane implements Backplane {
   #closed = false;
   readonly #ready: Promise<void>;
   readonly #unwatch: () => void;
-  #wasDown = false;
   /** The subscription changes under way, in order. */
   #changes: Promise<void> = Promise.resolve();
 
@@ -39,13 +38,7 @@ export class RedisBackplane implements Backplane {
     this.#ready = this.#start();
     this.#changes = this.#ready.catch(() => {});
     // Back after Redis went away: what was published meanwhile never reached us.
-    this.#unwatch = link.onState((state) => {
-      if (state === "down") this.#wasDown = true;
-      else if (this.#wasDown) {
-        this.#wasDown = false;
-        this.#trouble?.(new Error("the connection to Redis was lost and is back"));
-      }
-    });
+    this.#unwatch = link.onBack(() => this.#trouble?.(new Error("the connection to Redis was lost and is back")));
   }
 
   async #start(): Promise<void> {

@@ -16,12 +16,12 @@
  */
 import type { Member, User } from "../protocol.ts";
 import type { MemberChange, Presence, RoomCount } from "./presence.ts";
-import { type RedisLink, roomKey, Script } from "./redis.ts";
+import { hashTag, type RedisLink, roomKey, Script } from "./redis.ts";
 
 const NODES = "rc:nodes";
 const ROOMS = "rc:rooms";
-const userKey = (user: string) => `rc:user:{${user.replaceAll("{", "%7B").replaceAll("}", "%7D")}}`;
-const nodeKey = (node: string) => `rc:node:{${node}}`;
+const userKey = (user: string) => `rc:user:${hashTag(user)}`;
+const nodeKey = (node: string) => `rc:node:${hashTag(node)}`;
 
 /** KEYS: the room's hash. ARGV: node, connection, user id, user name. → {changed, members}. */
 const JOIN = new Script(`
@@ -95,7 +95,6 @@ export class RedisPresence implements Presence {
   readonly #held = new Map<string, Held>();
   readonly #timers: ReturnType<typeof setInterval>[];
   readonly #unwatch: () => void;
-  #wasDown = false;
   #closed = false;
 
   constructor({ link, node, leaseMs = 15_000, onExpired }: RedisPresenceOptions) {
@@ -108,13 +107,7 @@ export class RedisPresence implements Presence {
       setInterval(() => void this.#sweep(), Math.max(50, Math.floor(leaseMs / 2))),
     ];
     void this.#renew();
-    this.#unwatch = link.onState((state) => {
-      if (state === "down") this.#wasDown = true;
-      else if (this.#wasDown) {
-        this.#wasDown = false;
-        void this.#reassert();
-      }
-    });
+    this.#unwatch = link.onBack(() => void this.#reassert());
   }
 
   async #renew(): Promise<void> {

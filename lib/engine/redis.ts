@@ -31,7 +31,12 @@ export class Script {
 /** A room's keys: `rc:{room}:<what>`. Braces in a room name would end the hash tag early: they
  * are escaped. */
 export function roomKey(room: string, what: string): string {
-  return `rc:{${room.replaceAll("{", "%7B").replaceAll("}", "%7D")}}:${what}`;
+  return `rc:${hashTag(room)}:${what}`;
+}
+
+/** `{name}`, the hash tag that keeps a name's keys in one Cluster slot (its braces escaped). */
+export function hashTag(name: string): string {
+  return `{${name.replaceAll("{", "%7B").replaceAll("}", "%7D")}}`;
 }
 
 export interface RedisLinkOptions {
@@ -45,7 +50,8 @@ export class RedisLink {
   readonly #options: RedisLinkOptions;
   #subscriber: Client | undefined;
   #state: LinkState = "down";
-  readonly #listeners = new Set<(state: LinkState) => void>();
+  readonly #listeners = new Set<() => void>();
+  #beenUp = false;
   #closed = false;
   /** Commands sent and not answered yet, with when they were sent. */
   readonly #pending = new Set<{ at: number; reject(error: unknown): void }>();
@@ -85,15 +91,19 @@ export class RedisLink {
   #set(state: LinkState): void {
     if (this.#state === state || this.#closed) return;
     this.#state = state;
-    for (const listener of this.#listeners) listener(state);
+    if (state === "down") return;
+    // Up again after having been up: Redis was away (and may have come back empty).
+    if (this.#beenUp) { for (const listener of this.#listeners) listener(); }
+    this.#beenUp = true;
   }
 
   get state(): LinkState {
     return this.#state;
   }
 
-  /** Calls `listener` on every change of state (down when Redis went away, up when it is back). */
-  onState(listener: (state: LinkState) => void): () => void {
+  /** Calls `listener` each time the link is back after Redis went away: what was published meanwhile
+   * never arrived, and what was written may be gone. */
+  onBack(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }

@@ -90,9 +90,7 @@ export class RedisStore implements Store {
     this.#options = options;
     // A Redis that comes back may have come back empty: its salt is read again (a new one makes
     // new epochs, so that no client takes new messages for ones it had).
-    options.link.onState((state) => {
-      if (state === "up") this.#salt = undefined;
-    });
+    options.link.onBack(() => this.#salt = undefined);
   }
 
   get link(): RedisLink {
