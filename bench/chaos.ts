@@ -9,6 +9,7 @@
  *
  * Options: --seconds=60, --sequencer=local|kv, --kill-every=6 (seconds, ± half).
  */
+import { freePort } from "../routes/cluster.ts";
 import { startMain, stopMain } from "../tests/_process.ts";
 import type { MainProcess } from "../tests/_process.ts";
 
@@ -35,14 +36,6 @@ let deliveries = 0;
 let recoveredTrue = 0;
 let recoveredFalse = 0;
 let crashes = 0;
-
-/** A free port on 127.0.0.1, so that restarts keep the address clients use. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
 
 const dir = await Deno.makeTempDir();
 const port = freePort();

@@ -68,8 +68,9 @@ interface Member {
   stop(): void;
 }
 
-/** A free port on `hostname`, for Workers that share it (each binding port 0 would get its own). */
-function freePort(hostname: string): number {
+/** A free port on `hostname`: for Workers that share it (each binding port 0 would get its own),
+ * and for servers a test or the bench restarts on the same address. */
+export function freePort(hostname = "127.0.0.1"): number {
   const listener = Deno.listen({ hostname, port: 0 });
   const { port } = listener.addr;
   listener.close();

@@ -3,6 +3,7 @@
  * append-only persistence (fsync on every write) so that a stop and a restart keep what it had.
  * `redisTest` skips a test where redis-server is missing, except in CI (CI=true), where it fails.
  */
+import { freePort } from "../routes/cluster.ts";
 import { RedisLink } from "../lib/engine/redis.ts";
 
 const REDIS = "/usr/bin/redis-server";
@@ -30,13 +31,6 @@ export interface RedisServer {
   wipe(): Promise<void>;
   /** Stops it and removes its dir. */
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
 }
 
 async function ready(port: number, ms = 10_000): Promise<void> {
