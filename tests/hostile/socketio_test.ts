@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { sio4 } from "../_sio.ts";
+import { configWith } from "../../lib/config.ts";
 import { startTestServer, type TestServer, until } from "../_server.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -106,7 +107,7 @@ Deno.test({
   ...opts,
   async fn() {
     await using server = await startTestServer({
-      socketIo: { pingIntervalMs: 25_000, pingTimeoutMs: 20_000, maxPayload: 4096, eio3: true, layer: "official" },
+      socketIo: { ...configWith().socketIo, maxPayload: 4096 },
       bodyTimeoutMs: 300,
     });
     const sid = await handshake(server);
@@ -175,7 +176,7 @@ Deno.test({
   ...opts,
   async fn() {
     await using server = await startTestServer({
-      socketIo: { pingIntervalMs: 100, pingTimeoutMs: 100, maxPayload: 100_000, eio3: true, layer: "official" },
+      socketIo: { ...configWith().socketIo, pingIntervalMs: 100, pingTimeoutMs: 100, maxPayload: 100_000 },
       maxConnectionsPerIp: 10,
     });
     for (let i = 0; i < 5; i++) await handshake(server);
