@@ -239,18 +239,19 @@ export class RedisPresence implements Presence {
 
   async rooms(): Promise<RoomCount[]> {
     const rooms = (await this.#link.command<string[]>(["SMEMBERS", ROOMS])).sort();
+    // One request per room, all at once (the client pipelines them), not one round trip after another.
+    const totals = await Promise.all(
+      rooms.map((room) =>
+        this.#link.command<(string | null)[]>(["HMGET", roomKey(room, "pres"), "#members", "#conns"])
+      ),
+    );
     const counts: RoomCount[] = [];
-    for (const room of rooms) {
-      const [members, connections] = await this.#link.command<(string | null)[]>([
-        "HMGET",
-        roomKey(room, "pres"),
-        "#members",
-        "#conns",
-      ]);
+    rooms.forEach((room, i) => {
+      const [members, connections] = totals[i] ?? [];
       if (Number(members ?? 0) > 0) {
         counts.push({ room, members: Number(members), connections: Number(connections ?? 0) });
       }
-    }
+    });
     return counts;
   }
 
