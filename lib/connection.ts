@@ -115,8 +115,15 @@ export class Connection {
     return this.#badFrames ??= new TokenBucket(BAD_FRAMES_BURST, BAD_FRAMES_WINDOW_MS, this.#options.clock);
   }
 
-  get flood(): FloodGuard {
-    return this.#flood ??= new FloodGuard(this.#options.limits.floodStrikes);
+  /** Counts a refused request; true once there were `floodStrikes` in a row (the guard is made
+   * on the first refusal: a well-behaved connection never holds one). */
+  strike(): boolean {
+    return (this.#flood ??= new FloodGuard(this.#options.limits.floodStrikes)).strike();
+  }
+
+  /** A request was allowed: the refusals in a row start again. */
+  forgive(): void {
+    this.#flood?.forgive();
   }
 
   get id(): string {

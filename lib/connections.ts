@@ -1,11 +1,11 @@
 /** This isolate's connections, by id and by user. */
 import type { Connection } from "./connection.ts";
+import { type Few, fewAdd, fewDelete, fewValues } from "./few.ts";
 
 export class Connections {
   readonly #byId = new Map<string, Connection>();
-  /** Each user's connections: the connection itself while there is one (most users; an idle
-   * connection costs a Set less), a Set from two on. */
-  readonly #byUser = new Map<string, Connection | Set<Connection>>();
+  /** Each user's connections. */
+  readonly #byUser = new Map<string, Few<Connection>>();
 
   get size(): number {
     return this.#byId.size;
@@ -18,10 +18,7 @@ export class Connections {
   add(connection: Connection): void {
     this.#byId.set(connection.id, connection);
     const user = connection.peer.user.id;
-    const same = this.#byUser.get(user);
-    if (!same) this.#byUser.set(user, connection);
-    else if (same instanceof Set) same.add(connection);
-    else this.#byUser.set(user, new Set([same, connection]));
+    this.#byUser.set(user, fewAdd(this.#byUser.get(user), connection));
   }
 
   /** Forgets the connection; false when it was not here. */
@@ -29,20 +26,15 @@ export class Connections {
     if (this.#byId.get(connection.id) !== connection) return false;
     this.#byId.delete(connection.id);
     const user = connection.peer.user.id;
-    const same = this.#byUser.get(user);
-    if (same === connection) this.#byUser.delete(user);
-    else if (same instanceof Set) {
-      same.delete(connection);
-      const [only] = same;
-      if (same.size === 1 && only) this.#byUser.set(user, only);
-    }
+    const rest = fewDelete(this.#byUser.get(user), connection);
+    if (rest === undefined) this.#byUser.delete(user);
+    else this.#byUser.set(user, rest);
     return true;
   }
 
   /** The user's connections here. */
   of(user: string): Connection[] {
-    const same = this.#byUser.get(user);
-    return same instanceof Set ? [...same] : same ? [same] : [];
+    return fewValues(this.#byUser.get(user));
   }
 
   /** Memory held for unsent data: all connections, and the largest. */

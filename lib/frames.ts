@@ -137,12 +137,12 @@ export class Frames {
   #allow(connection: Connection, kind: "publishes" | "signals" | "joins", ref: Ref | undefined): boolean {
     const shared = kind === "joins" ? undefined : connection.budget?.[kind];
     if (connection[kind].take() && (!shared || shared.take())) {
-      connection.flood.forgive();
+      connection.forgive();
       return true;
     }
     const what = kind === "joins" ? "joins and leaves" : kind === "signals" ? "signals" : "messages";
     connection.error("rate_limited", `Too many ${what}: slow down`, ref);
-    if (connection.flood.strike()) connection.close(CloseCode.flood, "Flooding", "flood");
+    if (connection.strike()) connection.close(CloseCode.flood, "Flooding", "flood");
     return false;
   }
 }

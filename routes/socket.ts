@@ -36,7 +36,9 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   const address = addressOf(c, deps);
   const refusal = admit(deps, address);
   // A slot taken is given back when the socket closes, whatever happens from here.
-  const release = refusal ? () => {} : () => deps.admission.release(address);
+  const release = () => {
+    if (!refusal) deps.admission.release(address);
+  };
   let identity: Identity | ProtocolError;
   let socket: WebSocket;
   let response: Response;
@@ -60,11 +62,12 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
     }
     throw error;
   }
-  socket.addEventListener("close", release, { once: true });
   if (identity instanceof ProtocolError) {
+    socket.addEventListener("close", release, { once: true });
     refuse(socket, identity, refusal ? CloseCode.tryAgainLater : CloseCode.policy);
   } else {
-    wire(socket, deps, identity, kind);
+    // The session gives the slot back itself: an open connection holds no closure for it.
+    wire(socket, deps, identity, kind, address);
   }
   return response;
 }
@@ -88,6 +91,8 @@ class SocketSession {
     readonly deps: AppDeps,
     readonly identity: Identity,
     readonly kind: SocketKind,
+    /** Whose admission slot (lib/admission.ts) this socket holds, given back when it closes. */
+    readonly address: string,
   ) {}
 
   handleEvent(event: Event): void {
@@ -98,6 +103,7 @@ class SocketSession {
         case "message":
           return this.#message(event as MessageEvent);
         case "close":
+          this.deps.admission.release(this.address);
           if (this.#connection) this.deps.hub.disconnect(this.#connection);
           return;
           // "error": a close event always follows.
@@ -138,7 +144,7 @@ class SocketSession {
   }
 }
 
-function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind): void {
-  const session = new SocketSession(socket, deps, identity, kind);
+function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind, address: string): void {
+  const session = new SocketSession(socket, deps, identity, kind, address);
   for (const type of ["open", "message", "close"]) socket.addEventListener(type, session);
 }

@@ -2,36 +2,38 @@
  * Presence for one isolate, in its memory: the default without Workers, and what the coordinator
  * of a process's Workers keeps for all of them (one node here; see `Presence`).
  */
+import { type Few, fewAdd, fewDelete, fewHas, fewSize } from "../few.ts";
 import type { Member, User } from "../protocol.ts";
 import type { MemberChange, Presence, RoomCount } from "./presence.ts";
 
 interface Entry {
   user: User;
   /** Its connections (ids) here. */
-  connections: Set<string>;
+  connections: Few<string>;
 }
 
 const none: MemberChange = { changed: false, members: 0 };
 
 export class MemoryPresence implements Presence {
-  readonly #users = new Map<string, Set<string>>();
+  readonly #users = new Map<string, Few<string>>();
   readonly #rooms = new Map<string, Map<string, Entry>>();
 
   connect(user: User, connection: string): Promise<void> {
-    let ids = this.#users.get(user.id);
-    if (!ids) this.#users.set(user.id, ids = new Set());
-    ids.add(connection);
+    this.#users.set(user.id, fewAdd(this.#users.get(user.id), connection));
     return Promise.resolve();
   }
 
   disconnect(user: User, connection: string): Promise<void> {
     const ids = this.#users.get(user.id);
-    if (ids?.delete(connection) && ids.size === 0) this.#users.delete(user.id);
+    if (ids === undefined) return Promise.resolve();
+    const rest = fewDelete(ids, connection);
+    if (rest === undefined) this.#users.delete(user.id);
+    else if (rest !== ids) this.#users.set(user.id, rest);
     return Promise.resolve();
   }
 
   connections(user: string): Promise<number> {
-    return Promise.resolve(this.#users.get(user)?.size ?? 0);
+    return Promise.resolve(fewSize(this.#users.get(user)));
   }
 
   join(room: string, user: User, connection: string): Promise<MemberChange> {
@@ -48,10 +50,10 @@ export class MemoryPresence implements Presence {
     if (!members) this.#rooms.set(room, members = new Map());
     const entry = members.get(user.id);
     if (entry) {
-      entry.connections.add(connection);
+      entry.connections = fewAdd(entry.connections, connection);
       return { changed: false, members: members.size };
     }
-    members.set(user.id, { user, connections: new Set([connection]) });
+    members.set(user.id, { user, connections: connection });
     return { changed: true, members: members.size };
   }
 
@@ -59,8 +61,12 @@ export class MemoryPresence implements Presence {
   leaveNow(room: string, user: User, connection: string): MemberChange {
     const members = this.#rooms.get(room);
     const entry = members?.get(user.id);
-    if (!members || !entry?.connections.delete(connection)) return { ...none, members: members?.size ?? 0 };
-    if (entry.connections.size > 0) return { changed: false, members: members.size };
+    if (!members || !entry || !fewHas(entry.connections, connection)) return { ...none, members: members?.size ?? 0 };
+    const rest = fewDelete(entry.connections, connection);
+    if (rest !== undefined) {
+      entry.connections = rest;
+      return { changed: false, members: members.size };
+    }
     members.delete(user.id);
     if (members.size === 0) this.#rooms.delete(room);
     return { changed: true, members: members.size };
@@ -71,7 +77,7 @@ export class MemoryPresence implements Presence {
     const out: Member[] = [];
     for (const { user, connections } of this.#rooms.get(room)?.values() ?? []) {
       if (out.length >= max) break;
-      out.push({ id: user.id, name: user.name, connections: connections.size });
+      out.push({ id: user.id, name: user.name, connections: fewSize(connections) });
     }
     return out;
   }
@@ -84,7 +90,7 @@ export class MemoryPresence implements Presence {
     const out: RoomCount[] = [];
     for (const [room, members] of this.#rooms) {
       let connections = 0;
-      for (const entry of members.values()) connections += entry.connections.size;
+      for (const entry of members.values()) connections += fewSize(entry.connections);
       out.push({ room, members: members.size, connections });
     }
     return Promise.resolve(out);
