@@ -4,7 +4,11 @@
  * This loop is our physical limit on this stack. Usage: deno run -A bench/bare_server.ts [port]
  */
 const rooms = new Map<string, Set<WebSocket>>();
-const port = Number(Deno.args[0] ?? 0);
+const port = Number(Deno.args.find((a) => /^\d+$/.test(a)) ?? 0);
+/** `--ack`: the sender of each frame gets an ack naming the frame's offset in its room, as every
+ * protocol that confirms a publish must send: the floor for roomcast's publish and ack. */
+const ack = Deno.args.includes("--ack");
+const offsets = new Map<string, number>();
 
 Deno.serve({
   hostname: "127.0.0.1",
@@ -20,6 +24,11 @@ Deno.serve({
     members.add(socket);
   };
   socket.onmessage = (event) => {
+    if (ack) {
+      const offset = (offsets.get(room) ?? 0) + 1;
+      offsets.set(room, offset);
+      socket.send(`{"type":"ack","offset":${offset}}`);
+    }
     for (const peer of rooms.get(room) ?? []) {
       if (peer !== socket && peer.readyState === WebSocket.OPEN) peer.send(event.data);
     }

@@ -21,6 +21,7 @@ export type Target =
   | "roomcast-socketio"
   | "roomcast-sio-own"
   | "bare"
+  | "bare-ack"
   | "socketio";
 
 export interface BenchClient {
@@ -145,7 +146,10 @@ class BareClient implements BenchClient {
     this.#socket = new WebSocket(`${options.base}/${options.room ?? "idle"}`);
     this.#socket.onopen = () => opened.resolve();
     this.#socket.onerror = () => opened.reject(new Error("bare socket error"));
-    this.#socket.onmessage = (e) => this.onPayload(e.data as string);
+    this.#socket.onmessage = (e) => {
+      // bare-ack's acks are not deliveries.
+      if (!(e.data as string).startsWith('{"type":"ack"')) this.onPayload(e.data as string);
+    };
   }
 
   publish(payload: string): void {
@@ -225,6 +229,7 @@ export function createClient(options: ClientOptions): BenchClient {
     case "roomcast-batch":
       return new RoomcastClient(options, true);
     case "bare":
+    case "bare-ack":
       return new BareClient(options);
     case "socketio":
       return new SocketIoClient(options, NODE_DIALECT);

@@ -6,7 +6,7 @@
  *
  * Options: --quick (shorter, smaller), --scale=N (multiply client counts), --rounds=N (median of N),
  * --only=fanout20,chat, --targets=bare,roomcast, --no-write (don't touch RESULTS.md), --workers=N
- * (roomcast with ROOMCAST_WORKERS=N).
+ * (roomcast with ROOMCAST_WORKERS=N), --v8-flags=F|none (roomcast's V8 flags instead of the start task's).
  */
 import type { Result, Scenario, Spec } from "./loadgen.ts";
 import type { Target } from "./clients.ts";
@@ -25,8 +25,9 @@ interface ScenarioSpec {
 }
 
 const args = new Map(Deno.args.map((a) => {
-  const [k, v] = a.replace(/^--/, "").split("=");
-  return [k ?? "", v ?? "true"];
+  const arg = a.replace(/^--/, "");
+  const at = arg.indexOf("=");
+  return at === -1 ? [arg, "true"] : [arg.slice(0, at), arg.slice(at + 1)];
 }));
 const quick = args.has("quick");
 const scale = Number(args.get("scale") ?? 1);
@@ -104,6 +105,15 @@ const targets = (args.get("targets")?.split(",") ?? ALL_TARGETS) as Target[];
 const only = args.get("only")?.split(",");
 const scenarios = SCENARIOS.filter((sc) => !only || only.includes(sc.key));
 
+/** roomcast runs with the V8 flags `deno task start` gives it (deno.json), unless `--v8-flags=…`
+ * (or `--v8-flags=none`) says otherwise for an experiment. The references run with none. */
+const startTask: string = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks.start;
+const roomcastV8Flags = args.get("v8-flags") === "none"
+  ? []
+  : args.has("v8-flags")
+  ? [`--v8-flags=${args.get("v8-flags")}`]
+  : startTask.match(/--v8-flags=\S+/g) ?? [];
+
 interface Server {
   base: string;
   pid: number;
@@ -116,11 +126,11 @@ interface Server {
 /** Starts a server child with a raised file-descriptor limit and waits for its "listening" line. */
 async function startProcess(target: Target, env: Record<string, string>): Promise<Server> {
   const deno = Deno.execPath();
-  const command: string[] = target === "bare"
-    ? [deno, "run", "-A", `${root}bench/bare_server.ts`]
+  const command: string[] = target === "bare" || target === "bare-ack"
+    ? [deno, "run", "-A", `${root}bench/bare_server.ts`, ...(target === "bare-ack" ? ["--ack"] : [])]
     : target === "socketio"
     ? ["node", `${root}bench/node/socketio_server.mjs`]
-    : [deno, "run", "-A", "--unstable-kv", "--unstable-net", `${root}main.ts`];
+    : [deno, "run", "-A", "--unstable-kv", "--unstable-net", ...roomcastV8Flags, `${root}main.ts`];
   const child = new Deno.Command("sh", {
     args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
     env,

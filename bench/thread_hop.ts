@@ -1,0 +1,76 @@
+/**
+ * `deno task bench:hop`: what one message from one isolate to another costs in CPU when each
+ * message wakes the receiver (the case of chat, where messages are spread out in time), the floor
+ * under any design that serves one room from two isolates. The main thread sends one message per
+ * timer tick (about 500 a second here) to a Worker by `postMessage` and by `BroadcastChannel`; the
+ * same ticks sending nothing are the baseline. Prints the extra process CPU per message, median of
+ * three rounds of 5 s each.
+ */
+const SECONDS = 5;
+const ROUNDS = 3;
+
+/** CPU time (ms) of this process, every thread. */
+function cpuMs(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+const source = `
+  const channel = new BroadcastChannel("hop");
+  let received = 0;
+  channel.onmessage = () => { received++; };
+  self.onmessage = (e) => { if (e.data === "count") postMessage(received); else received++; };
+`;
+
+/** One Worker and one channel for every round. */
+const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), { type: "module" });
+const channel = new BroadcastChannel("hop");
+
+/** How many messages the Worker has received so far. */
+function received(): Promise<number> {
+  worker.postMessage("count");
+  return new Promise<number>((resolve) => worker.onmessage = (e) => resolve(e.data));
+}
+
+async function round(mode: "none" | "postMessage" | "BroadcastChannel"): Promise<{ sent: number; us: number }> {
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const first = await received();
+  const before = cpuMs();
+  const start = performance.now();
+  let sent = 0;
+  await new Promise<void>((done) => {
+    const timer = setInterval(() => {
+      if (mode === "postMessage") worker.postMessage(sent);
+      else if (mode === "BroadcastChannel") channel.postMessage(sent);
+      sent++;
+      if (performance.now() - start >= SECONDS * 1000) {
+        clearInterval(timer);
+        done();
+      }
+    }, 1);
+  });
+  const cpu = cpuMs() - before;
+  // BroadcastChannel and postMessage are not ordered with each other: let the last ones land.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const arrived = await received() - first;
+  if (mode !== "none" && arrived !== sent) throw new Error(`${mode}: ${arrived} of ${sent} arrived`);
+  return { sent, us: (cpu * 1000) / sent };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+
+const results: Record<string, number> = {};
+for (const mode of ["none", "postMessage", "BroadcastChannel"] as const) {
+  const rounds = [];
+  for (let i = 0; i < ROUNDS; i++) rounds.push(await round(mode));
+  results[mode] = median(rounds.map((r) => r.us));
+  console.log(`${mode}: ${rounds.map((r) => `${r.sent} ticks, ${r.us.toFixed(1)} µs`).join("; ")}`);
+}
+worker.terminate();
+channel.close();
+const base = results.none ?? 0;
+console.log(
+  `CPU per cross-isolate message, one message per wake: postMessage ${
+    ((results.postMessage ?? 0) - base).toFixed(1)
+  } µs, BroadcastChannel ${((results.BroadcastChannel ?? 0) - base).toFixed(1)} µs (median of ${ROUNDS})`,
+);
