@@ -67,7 +67,11 @@ export class Connection {
   readonly rooms = new Map<string, Subscription>();
   readonly allowedRooms: string[] | undefined;
   readonly expiresAt: number | undefined;
+  /** When the last frame came from the peer, and when the last one went to it (ms). */
   lastSeen: number;
+  lastSent: number;
+  /** A heartbeat ping went out and nothing has come from the peer since. */
+  pinged = false;
   closed = false;
   /** Publishes waiting for their ack, in publish order: the first `#ackCount` slots. Usually
    * one or none, so an array whose slots are reused: a Map, or an array that grows and shrinks,
@@ -93,7 +97,7 @@ export class Connection {
     this.#options = context;
     this.allowedRooms = grant.rooms;
     this.expiresAt = grant.expiresAt;
-    this.lastSeen = context.clock.now();
+    this.lastSeen = this.lastSent = context.clock.now();
   }
 
   get publishes(): TokenBucket {
@@ -178,6 +182,7 @@ export class Connection {
       if (slow) return this.#dropSlow("send queue over its cap");
     }
     this.#sentSinceCheck += text.length + QUEUED_MESSAGE_OVERHEAD;
+    this.lastSent = now;
     this.peer.send(text, frame);
     this.#options.metrics.deliveries.inc();
   }
@@ -190,6 +195,7 @@ export class Connection {
     let sent = 0;
     for (const message of messages) {
       if (sent >= part) {
+        this.lastSent = this.#options.clock.now();
         if (!await this.#drained(part / 2)) return false;
         sent = 0;
       }
@@ -200,6 +206,7 @@ export class Connection {
       this.#options.metrics.deliveries.inc();
       sent += text.length;
     }
+    this.lastSent = this.#options.clock.now();
     return !this.closed;
   }
 

@@ -41,6 +41,13 @@ import { Room } from "./room.ts";
 /** What a publish numbered at once waits for: nothing. */
 const SETTLED: Promise<void> = Promise.resolve();
 
+/** The hub ticks (liveness, lingering rooms) every heartbeat interval or every TICK_MS, whichever
+ * is shorter, so that pings go out when each connection falls due rather than all at once. */
+const TICK_MS = 1000;
+const tickMs = (heartbeatMs: number) => Math.min(heartbeatMs, TICK_MS);
+/** Pings one tick may always send, however few connections there are. */
+const MIN_PINGS_PER_TICK = 1000;
+
 /** Messages per room kept in memory for fast recoveries (at most the history limit). */
 const RECENT_MAX = 1000;
 /** How long a room without local subscribers is kept, with its recent messages, for clients that
@@ -422,20 +429,27 @@ export class Hub {
 
   // ── liveness and lifecycle ──────────────────────────────────────────────────
 
-  /** Lets rooms nobody came back to go, pings "app" peers, closes those silent for two intervals
-   * (4000) and those whose token expired (1008). */
+  /** Lets rooms nobody came back to go, pings "app" peers silent or not written to for an interval,
+   * closes those silent for two intervals (4000) and those whose token expired (1008): see
+   * lib/liveness.ts. */
   tick(): void {
     const now = this.#options.clock.now();
     for (const [name, room] of this.#rooms) {
       if (room.subscribers.size === 0 && now - room.emptySince >= ROOM_LINGER_MS) this.#dropRoom(name);
     }
-    checkLiveness(this.#connections, now, this.#options.heartbeatMs);
+    const { heartbeatMs } = this.#options;
+    // Twice the pings a tick would send if every connection were due once per interval.
+    const maxPings = Math.max(
+      MIN_PINGS_PER_TICK,
+      Math.ceil((2 * this.#connections.size * tickMs(heartbeatMs)) / heartbeatMs),
+    );
+    checkLiveness(this.#connections, now, heartbeatMs, maxPings);
   }
 
-  /** Calls `tick()` every heartbeat interval until `close()`, and checks rooms against the store
+  /** Calls `tick()` every second (or heartbeat, if shorter) until `close()`, and checks rooms against the store
    * every `pollMs` where that is set. */
   startHeartbeat(): void {
-    this.#heartbeat ??= setInterval(() => this.tick(), this.#options.heartbeatMs);
+    this.#heartbeat ??= setInterval(() => this.tick(), tickMs(this.#options.heartbeatMs));
     const pollMs = this.#options.pollMs;
     if (pollMs !== undefined) this.#poller ??= setInterval(() => this.checkRooms(), pollMs);
   }

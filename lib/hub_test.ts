@@ -142,22 +142,51 @@ Deno.test("hub: a peer still over its send-queue cap a turn later is closed with
   assert.deepEqual((await hub.presence("q")).map((m) => m.name).sort(), ["fast", "pub"]);
 });
 
-Deno.test("hub: heartbeat pings app peers and closes those silent for two intervals", () => {
+Deno.test("hub: heartbeat pings peers silent or not written to for an interval, closes those silent for two", () => {
   const { hub, clock, connect, config } = setup();
+  const hb = config.heartbeatMs;
   const talker = connect("talker");
+  const listener = connect("listener");
   const mute = connect("mute");
   hub.tick();
-  clock.advance(config.heartbeatMs);
-  hub.frames.receive(talker.connection, '{"type":"pong"}');
+  assert.equal(mute.peer.of("ping").length, 0, "just welcomed: nothing is due");
+  clock.advance(hb);
+  // The talker talks and is talked to (each ping gets a pong back); the listener only talks.
+  hub.frames.receive(talker.connection, '{"type":"ping"}');
+  hub.frames.receive(listener.connection, '{"type":"pong"}');
   hub.tick();
-  clock.advance(config.heartbeatMs);
-  hub.frames.receive(talker.connection, '{"type":"pong"}');
+  assert.equal(talker.peer.of("ping").length, 0, "heard from and written to within the interval: no ping");
+  assert.equal(listener.peer.of("ping").length, 1, "nothing sent to it for an interval: pinged");
+  assert.equal(mute.peer.of("ping").length, 1, "silent for an interval: pinged");
+  clock.advance(hb / 2);
+  hub.tick();
+  assert.equal(mute.peer.of("ping").length, 1, "pinged once per interval, not every tick");
+  clock.advance(hb / 2);
+  hub.frames.receive(talker.connection, '{"type":"ping"}');
+  hub.frames.receive(listener.connection, '{"type":"pong"}');
   hub.tick();
   assert.equal(talker.peer.closed, undefined);
-  assert.equal(talker.peer.of("ping").length, 3);
+  assert.equal(listener.peer.closed, undefined);
+  assert.equal(talker.peer.of("ping").length, 0);
   assert.deepEqual(mute.peer.closed, { code: 4000, reason: "Heartbeat timeout" });
-  assert.equal(mute.peer.of("ping").length, 2);
-  assert.equal(hub.connectionCount, 1);
+  assert.equal(hub.connectionCount, 2);
+});
+
+Deno.test("hub: pings of many idle connections go out a bounded number per tick, the rest at the next", () => {
+  const { hub, clock, connect, config } = setup();
+  const peers = Array.from({ length: 2500 }, (_, i) => connect(`idle-${i}`).peer);
+  clock.advance(config.heartbeatMs);
+  hub.tick();
+  const pinged = () => peers.filter((p) => p.of("ping").length > 0).length;
+  // 2,500 connections, a 25 s heartbeat and a tick a second: 200 a tick, but never fewer than 1,000.
+  assert.equal(pinged(), 1000);
+  clock.advance(1000);
+  hub.tick();
+  assert.equal(pinged(), 2000);
+  clock.advance(1000);
+  hub.tick();
+  assert.equal(pinged(), 2500, "every connection is pinged within three ticks");
+  assert.ok(peers.every((p) => p.of("ping").length === 1 && p.closed === undefined));
 });
 
 Deno.test("hub: frames of one connection take effect in order, even across an async join", async () => {
