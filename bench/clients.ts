@@ -147,8 +147,12 @@ class BareClient implements BenchClient {
     this.#socket.onopen = () => opened.resolve();
     this.#socket.onerror = () => opened.reject(new Error("bare socket error"));
     this.#socket.onmessage = (e) => {
-      // bare-ack's acks are not deliveries.
-      if (!(e.data as string).startsWith('{"type":"ack"')) this.onPayload(e.data as string);
+      const text = e.data as string;
+      // bare-ack speaks roomcast's frames: the payload is a message's data; its acks are not deliveries.
+      if (text.startsWith(MESSAGE)) {
+        const start = text.indexOf(DATA) + DATA.length;
+        this.onPayload(text.slice(start, text.indexOf('"', start)));
+      } else if (!text.startsWith('{"type":"ack"')) this.onPayload(text);
     };
   }
 
