@@ -334,9 +334,14 @@ export class Connection {
     this.close(CloseCode.policy, "Token expired", "token_expired");
   }
 
+  /** Whether the token has expired by `now`; changes nothing. */
+  expiresBy(now: number): boolean {
+    return this.expiresAt !== undefined && now >= this.expiresAt;
+  }
+
   /** Whether the token has expired by `now` (then the connection is closed, see `expire`). */
   expiredAt(now: number): boolean {
-    if (this.expiresAt === undefined || now < this.expiresAt) return false;
+    if (!this.expiresBy(now)) return false;
     this.expire();
     return true;
   }

@@ -1,6 +1,6 @@
 /** This isolate's connections, by id and by user. */
 import type { Connection } from "./connection.ts";
-import { type Few, fewAdd, fewDelete, fewValues } from "./few.ts";
+import { addTo, deleteFrom, type Few, fewValues } from "./few.ts";
 
 export class Connections {
   readonly #byId = new Map<string, Connection>();
@@ -17,18 +17,14 @@ export class Connections {
 
   add(connection: Connection): void {
     this.#byId.set(connection.id, connection);
-    const user = connection.peer.user.id;
-    this.#byUser.set(user, fewAdd(this.#byUser.get(user), connection));
+    addTo(this.#byUser, connection.peer.user.id, connection);
   }
 
   /** Forgets the connection; false when it was not here. */
   remove(connection: Connection): boolean {
     if (this.#byId.get(connection.id) !== connection) return false;
     this.#byId.delete(connection.id);
-    const user = connection.peer.user.id;
-    const rest = fewDelete(this.#byUser.get(user), connection);
-    if (rest === undefined) this.#byUser.delete(user);
-    else this.#byUser.set(user, rest);
+    deleteFrom(this.#byUser, connection.peer.user.id, connection);
     return true;
   }
 

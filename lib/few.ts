@@ -32,3 +32,16 @@ export function fewSize<T>(few: Few<T> | undefined): number {
 export function fewValues<T>(few: Few<T> | undefined): T[] {
   return few instanceof Set ? [...few] : few === undefined ? [] : [few];
 }
+
+/** Adds `item` to the `Few` that `map` holds under `key`. */
+export function addTo<K, T>(map: Map<K, Few<T>>, key: K, item: T): void {
+  map.set(key, fewAdd(map.get(key), item));
+}
+
+/** Removes `item` from the `Few` that `map` holds under `key`, and the key once it holds none. */
+export function deleteFrom<K, T>(map: Map<K, Few<T>>, key: K, item: T): void {
+  const few = map.get(key);
+  const rest = fewDelete(few, item);
+  if (rest === undefined) map.delete(key);
+  else if (rest !== few) map.set(key, rest);
+}

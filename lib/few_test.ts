@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Few, fewAdd, fewDelete, fewHas, fewSize, fewValues } from "./few.ts";
+import { addTo, deleteFrom, type Few, fewAdd, fewDelete, fewHas, fewSize, fewValues } from "./few.ts";
 
 Deno.test("few: one member is held as itself, two or more as a Set, and back", () => {
   let few: Few<string> | undefined = fewAdd(undefined, "a");
@@ -23,4 +23,19 @@ Deno.test("few: one member is held as itself, two or more as a Set, and back", (
   assert.equal(fewSize(few), 0);
   assert.deepEqual(fewValues(few), []);
   assert.ok(!fewHas(few, "b"));
+});
+
+Deno.test("few: in a map, a key holds its members until the last is deleted", () => {
+  const map = new Map<string, Few<string>>();
+  addTo(map, "ann", "c1");
+  assert.equal(map.get("ann"), "c1");
+  addTo(map, "ann", "c2");
+  assert.deepEqual(fewValues(map.get("ann")), ["c1", "c2"]);
+  deleteFrom(map, "ann", "c1");
+  assert.equal(map.get("ann"), "c2");
+  deleteFrom(map, "ann", "ghost");
+  deleteFrom(map, "bob", "c1");
+  assert.deepEqual([...map.keys()], ["ann"], "deleting what is not there changes nothing");
+  deleteFrom(map, "ann", "c2");
+  assert.equal(map.has("ann"), false);
 });

@@ -2,7 +2,7 @@
  * Presence for one isolate, in its memory: the default without Workers, and what the coordinator
  * of a process's Workers keeps for all of them (one node here; see `Presence`).
  */
-import { type Few, fewAdd, fewDelete, fewHas, fewSize } from "../few.ts";
+import { addTo, deleteFrom, type Few, fewAdd, fewDelete, fewHas, fewSize } from "../few.ts";
 import type { Member, User } from "../protocol.ts";
 import type { MemberChange, Presence, RoomCount } from "./presence.ts";
 
@@ -19,16 +19,12 @@ export class MemoryPresence implements Presence {
   readonly #rooms = new Map<string, Map<string, Entry>>();
 
   connect(user: User, connection: string): Promise<void> {
-    this.#users.set(user.id, fewAdd(this.#users.get(user.id), connection));
+    addTo(this.#users, user.id, connection);
     return Promise.resolve();
   }
 
   disconnect(user: User, connection: string): Promise<void> {
-    const ids = this.#users.get(user.id);
-    if (ids === undefined) return Promise.resolve();
-    const rest = fewDelete(ids, connection);
-    if (rest === undefined) this.#users.delete(user.id);
-    else if (rest !== ids) this.#users.set(user.id, rest);
+    deleteFrom(this.#users, user.id, connection);
     return Promise.resolve();
   }
 
