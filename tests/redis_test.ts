@@ -54,10 +54,20 @@ async function history(process: MainProcess, room: string): Promise<{ offset: nu
   return all;
 }
 
-redisTest("two processes on one Redis serve one set of rooms", async (redis) => {
-  const one = await startMain(env(redis.url));
-  const two = await startMain(env(redis.url));
+/** Two roomcast processes on one Redis for `fn`, stopped after it whatever it does. */
+async function withTwo(redisUrl: string, fn: (one: MainProcess, two: MainProcess) => Promise<void>): Promise<void> {
+  const one = await startMain(env(redisUrl));
+  const two = await startMain(env(redisUrl));
   try {
+    await fn(one, two);
+  } finally {
+    await stopMain(one);
+    await stopMain(two);
+  }
+}
+
+redisTest("two processes on one Redis serve one set of rooms", async (redis) => {
+  await withTwo(redis.url, async (one, two) => {
     const ann = await client(one, "ann");
     const bob = await client(two, "bob");
     const annToo = await client(two, "ann"); // Ann again, on the other process
@@ -129,18 +139,13 @@ redisTest("two processes on one Redis serve one set of rooms", async (redis) => 
     const rooms = await (await api(one, "/api/rooms")).json();
     assert.deepEqual(rooms.rooms.map((r: { room: string }) => r.room), ["r"]);
     for (const c of [bob, annToo, back]) await c.close();
-  } finally {
-    await stopMain(one);
-    await stopMain(two);
-  }
+  });
 });
 
 redisTest(
   "Redis stopped and started again under load: nothing acked is lost, publishes fail clearly meanwhile",
   async (redis) => {
-    const one = await startMain(env(redis.url));
-    const two = await startMain(env(redis.url));
-    try {
+    await withTwo(redis.url, async (one, two) => {
       const writer = await client(one, "writer");
       const reader = await client(two, "reader");
       await writer.request({ type: "join", room: "load" });
@@ -199,10 +204,7 @@ redisTest(
       assert.deepEqual(reader.unread.filter(isType("message")).map((m) => m.offset), stored.map((m) => m.offset));
       await writer.close();
       await reader.close();
-    } finally {
-      await stopMain(one);
-      await stopMain(two);
-    }
+    });
   },
 );
 
@@ -246,9 +248,7 @@ redisTest(
 );
 
 redisTest("Idempotency-Key: a retried HTTP publish, on the same or another process, is stored once", async (redis) => {
-  const one = await startMain(env(redis.url));
-  const two = await startMain(env(redis.url));
-  try {
+  await withTwo(redis.url, async (one, two) => {
     const publish = (process: MainProcess, key: string, data: unknown) =>
       api(process, "/api/rooms/i/messages", {
         method: "POST",
@@ -270,10 +270,7 @@ redisTest("Idempotency-Key: a retried HTTP publish, on the same or another proce
     });
     assert.equal(bad.status, 400);
     await bad.body?.cancel();
-  } finally {
-    await stopMain(one);
-    await stopMain(two);
-  }
+  });
 });
 
 redisTest(
