@@ -12,7 +12,7 @@ import type { LimitsConfig } from "./config.ts";
 import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
 import { Connections } from "./connections.ts";
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
-import type { MemberChange, Presence, RoomCount } from "./engine/presence.ts";
+import { type MemberChange, memberEvent, type Presence, type RoomCount } from "./engine/presence.ts";
 import {
   type Appended,
   type AppendOptions,
@@ -263,11 +263,8 @@ export class Hub {
   /** Tells the room's other connections, on every isolate, that a user's first connection came in
    * (or its last left), unless the room is too large for member events. */
   #memberChanged(room: string, user: User, origin: string, event: "join" | "leave", change: MemberChange): void {
-    const max = this.#options.limits.memberEventsMax;
-    if (!change.changed || (event === "join" ? change.members > max : change.members >= max)) return;
-    // Alone in the room (the joiner, or nobody after the leave): nobody to tell.
-    if (event === "join" ? change.members <= 1 : change.members === 0) return;
-    this.#options.backplane.publish({ kind: "member", room, event, user, origin });
+    const told = memberEvent(room, user, origin, event, change, this.#options.limits.memberEventsMax);
+    if (told) this.#options.backplane.publish(told);
   }
 
   // ── publishing ──────────────────────────────────────────────────────────────

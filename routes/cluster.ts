@@ -13,6 +13,7 @@ import { LocalBackplane } from "../lib/engine/backplane_local.ts";
 import type { Backplane } from "../lib/engine/backplane.ts";
 import { Relay } from "../lib/engine/backplane_relay.ts";
 import { createStore } from "../lib/engine/engine.ts";
+import { memberEvent } from "../lib/engine/presence.ts";
 import { NodePresence } from "../lib/engine/presence_nodes.ts";
 import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { storeHandlers } from "../lib/engine/store_remote.ts";
@@ -116,9 +117,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const expired = (node: string) => {
     relay.remove(node);
     presence.expire(node, (room, user, connection, change) => {
-      const max = config.limits.memberEventsMax;
-      if (!change.changed || change.members >= max) return;
-      const event = { kind: "member" as const, room, event: "leave" as const, user, origin: connection };
+      const event = memberEvent(room, user, connection, "leave", change, config.limits.memberEventsMax);
+      if (!event) return;
       backplane.publish(event);
       relay.forward(event, "coordinator");
     });

@@ -10,7 +10,7 @@ import { LocalBackplane } from "./backplane_local.ts";
 import { KvBackplane } from "./backplane_kv.ts";
 import { KvPresence } from "./presence_kv.ts";
 import { KvStore } from "./store_kv_base.ts";
-import type { Presence } from "./presence.ts";
+import { memberEvent, type Presence } from "./presence.ts";
 import { MemoryPresence } from "./presence_memory.ts";
 import type { Store } from "./store.ts";
 import { openKvStore } from "./store_kv.ts";
@@ -84,8 +84,8 @@ export async function createRedisEngine(config: Config, options: EngineOptions):
     leaseMs: config.redisLeaseMs,
     // A killed process's members leave: told to every process (member events capped as always).
     onExpired: (room, user, change) => {
-      if (change.members >= config.limits.memberEventsMax) return;
-      backplane.publish({ kind: "member", room, event: "leave", user, origin: "" });
+      const event = memberEvent(room, user, "", "leave", change, config.limits.memberEventsMax);
+      if (event) backplane.publish(event);
     },
   });
   return {

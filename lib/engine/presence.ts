@@ -5,6 +5,7 @@
  * node holds lives as long as that node renews its lease.
  */
 import type { Member, User } from "../protocol.ts";
+import type { BackplaneEvent } from "./backplane.ts";
 
 /** A room as `GET /api/rooms` lists it. */
 export interface RoomCount {
@@ -18,6 +19,23 @@ export interface RoomCount {
 export interface MemberChange {
   changed: boolean;
   members: number;
+}
+
+/** The member event a presence change calls for, or `undefined`: only a user's first connection in
+ * (or last out) is told, never in a room of more than `max` members (`ROOMCAST_MEMBER_EVENTS_MAX`),
+ * and not when nobody is there to hear it (the joiner alone, or nobody left). The hub's joins and
+ * leaves and the leaves of a node that ended (a Worker, a Redis process) all go by it. */
+export function memberEvent(
+  room: string,
+  user: User,
+  origin: string,
+  event: "join" | "leave",
+  change: MemberChange,
+  max: number,
+): Extract<BackplaneEvent, { kind: "member" }> | undefined {
+  if (!change.changed || (event === "join" ? change.members > max : change.members >= max)) return undefined;
+  if (event === "join" ? change.members <= 1 : change.members === 0) return undefined;
+  return { kind: "member", room, event, user, origin };
 }
 
 /**
