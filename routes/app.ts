@@ -11,6 +11,7 @@ import { acceptRaw, mountRaw } from "./raw.ts";
 import { mountSocketIo } from "./socketio.ts";
 import { mountSse } from "./sse.ts";
 import { staticFile } from "./static.ts";
+import { listedOrigin } from "./trust.ts";
 import { mountWs } from "./ws.ts";
 
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -40,12 +41,10 @@ const CORS_HEADERS = "authorization, content-type, last-event-id, idempotency-ke
 /** CORS for the sites `ROOMCAST_ORIGINS` lists (`*`: any), preflights included; no credentials
  * (roomcast uses bearer tokens, never cookies). A preflight from another site is refused. */
 function cors(config: Pick<Config, "origins">): MiddlewareHandler<AppEnv> {
-  const listed = (origin: string | undefined): origin is string =>
-    origin !== undefined && (config.origins?.includes("*") || config.origins?.includes(origin) || false);
   return async (c: Context<AppEnv>, next) => {
     const origin = c.req.header("origin");
     if (c.req.method === "OPTIONS") {
-      if (!listed(origin)) {
+      if (!listedOrigin(config.origins, origin)) {
         const response = jsonError(
           c,
           "forbidden",
@@ -67,7 +66,7 @@ function cors(config: Pick<Config, "origins">): MiddlewareHandler<AppEnv> {
     }
     await next();
     c.res.headers.append("vary", "Origin");
-    if (listed(origin)) {
+    if (listedOrigin(config.origins, origin)) {
       c.res.headers.set("access-control-allow-origin", origin);
       c.res.headers.set("access-control-expose-headers", "retry-after");
     }

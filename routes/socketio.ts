@@ -26,7 +26,7 @@ import { addressOf, admit, identifyToken } from "./identity.ts";
 import { EngineServer } from "./eio/server.ts";
 import { mountEngine } from "./eio/mount.ts";
 import type { EngineSocket } from "./eio/socket.ts";
-import { originAllowed } from "./trust.ts";
+import { listedOrigin, originAllowed } from "./trust.ts";
 import { OwnSocketIo } from "./socketio_own.ts";
 
 /** What the bridge uses of a Socket.IO socket: the official Server's, or routes/socketio_own.ts'. */
@@ -296,8 +296,7 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
 function corsHeaders(deps: AppDeps, request: Request): Headers {
   const headers = new Headers({ vary: "Origin" });
   const origin = request.headers.get("origin");
-  const { origins } = deps.config;
-  if (origin && origins && (origins.includes("*") || origins.includes(origin))) {
+  if (listedOrigin(deps.config.origins, origin)) {
     headers.set("access-control-allow-origin", origin);
     headers.set("access-control-allow-credentials", "true");
     if (request.method === "OPTIONS") {

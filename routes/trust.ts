@@ -31,12 +31,17 @@ export function sameOrigin(c: AppContext, origin: string, hosts: readonly string
   return host === new URL(c.req.url).host && hostAllowed(c, hosts);
 }
 
+/** Whether `origin` is one of `ROOMCAST_ORIGINS` (`*`: any): the sites given CORS. */
+export function listedOrigin(origins: Config["origins"], origin: string | null | undefined): origin is string {
+  return !!origin && !!origins && (origins.includes("*") || origins.includes(origin));
+}
+
 /** No origin (not a browser page), or one of `ROOMCAST_ORIGINS` (`*` allows any), or, when that
  * is not set, the same origin. */
 export function originAllowed(c: AppContext, config: Pick<Config, "origins" | "hosts">): boolean {
   const origin = c.req.header("origin");
   if (!origin) return true;
-  if (config.origins) return config.origins.includes("*") || config.origins.includes(origin);
+  if (config.origins) return listedOrigin(config.origins, origin);
   return sameOrigin(c, origin, config.hosts);
 }
 
