@@ -12,6 +12,7 @@
  * speaks (the cluster's coordinator) keeps no channel open.
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
+import { Interest } from "./interest.ts";
 
 /** What crosses the channel: the events one node published in one turn. */
 interface Envelope {
@@ -38,7 +39,7 @@ export class BroadcastChannelBackplane implements Backplane {
   readonly #namespace: string;
   readonly #channel: BroadcastChannel | undefined;
   /** The rooms this isolate is subscribed to, and how many subscriptions each. */
-  readonly #rooms = new Map<string, number>();
+  readonly #rooms = new Interest();
   #outbox: BackplaneEvent[] = [];
   #handler: BackplaneHandler | undefined;
   #trouble: ((error: unknown) => void) | undefined;
@@ -91,14 +92,11 @@ export class BroadcastChannelBackplane implements Backplane {
   }
 
   subscribe(room: string): void {
-    this.#rooms.set(room, (this.#rooms.get(room) ?? 0) + 1);
+    this.#rooms.add(room);
   }
 
   unsubscribe(room: string): void {
-    const count = this.#rooms.get(room);
-    if (count === undefined) return;
-    if (count > 1) this.#rooms.set(room, count - 1);
-    else this.#rooms.delete(room);
+    this.#rooms.remove(room);
   }
 
   onTrouble(handler: (error: unknown) => void): void {

@@ -13,6 +13,7 @@
  * On the wire: `m<node>\n<stored JSON>`, `r<node>\n<epoch>`, `e<{node, event} as JSON>`.
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler, RoomEvent } from "./backplane.ts";
+import { Interest } from "./interest.ts";
 import { type RedisLink, roomKey } from "./redis.ts";
 import type { StoredMessage } from "../protocol.ts";
 
@@ -21,7 +22,7 @@ export const GLOBAL_CHANNEL = "rc:all";
 export class RedisBackplane implements Backplane {
   readonly node: string;
   readonly #link: RedisLink;
-  readonly #rooms = new Map<string, number>();
+  readonly #rooms = new Interest();
   /** Channel → room, for the rooms subscribed to. */
   readonly #channels = new Map<string, string>();
   #handler: BackplaneHandler | undefined;
@@ -91,9 +92,7 @@ export class RedisBackplane implements Backplane {
   }
 
   subscribe(room: string): void {
-    const count = this.#rooms.get(room) ?? 0;
-    this.#rooms.set(room, count + 1);
-    if (count > 0 || this.#closed) return;
+    if (!this.#rooms.add(room) || this.#closed) return;
     const channel = roomKey(room, "ch");
     this.#channels.set(channel, room);
     this.#change(async () => {
@@ -113,10 +112,7 @@ export class RedisBackplane implements Backplane {
   }
 
   unsubscribe(room: string): void {
-    const count = this.#rooms.get(room);
-    if (count === undefined) return;
-    if (count > 1) return void this.#rooms.set(room, count - 1);
-    this.#rooms.delete(room);
+    if (!this.#rooms.remove(room)) return;
     const channel = roomKey(room, "ch");
     this.#channels.delete(channel);
     this.#change(async () => {

@@ -5,6 +5,7 @@
  * Worker's side, `Relay` the coordinator's.
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
+import { Interest } from "./interest.ts";
 import type { Port, RpcClient, RpcHandler } from "./rpc.ts";
 
 /** What the coordinator pushes to a Worker: an event from another node. */
@@ -18,7 +19,7 @@ export class RelayBackplane implements Backplane {
   readonly #rpc: RpcClient;
   #handler: BackplaneHandler | undefined;
   #trouble: ((error: unknown) => void) | undefined;
-  readonly #interest = new Map<string, number>();
+  readonly #interest = new Interest();
 
   constructor(rpc: RpcClient, node: string, port: Port = self as unknown as Port) {
     this.#rpc = rpc;
@@ -43,16 +44,11 @@ export class RelayBackplane implements Backplane {
   }
 
   subscribe(room: string): void {
-    const n = (this.#interest.get(room) ?? 0) + 1;
-    this.#interest.set(room, n);
-    if (n === 1) this.#send("relay.subscribe", room);
+    if (this.#interest.add(room)) this.#send("relay.subscribe", room);
   }
 
   unsubscribe(room: string): void {
-    const n = (this.#interest.get(room) ?? 0) - 1;
-    if (n > 0) return void this.#interest.set(room, n);
-    this.#interest.delete(room);
-    if (n === 0) this.#send("relay.unsubscribe", room);
+    if (this.#interest.remove(room)) this.#send("relay.unsubscribe", room);
   }
 
   onTrouble(handler: (error: unknown) => void): void {
