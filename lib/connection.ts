@@ -70,8 +70,8 @@ export class Connection {
   /** When the last frame came from the peer, and when the last one went to it (ms). */
   lastSeen: number;
   lastSent: number;
-  /** A heartbeat ping went out and nothing has come from the peer since. */
-  pinged = false;
+  /** When the last heartbeat ping went out (ms); one after `lastSeen` is unanswered. */
+  pingedAt = -Infinity;
   closed = false;
   /** Publishes waiting for their ack, in publish order: the first `#ackCount` slots. Usually
    * one or none, so an array whose slots are reused: a Map, or an array that grows and shrinks,

@@ -36,7 +36,6 @@ export class Frames {
     const now = this.#options.clock.now();
     if (connection.expiredAt(now)) return false;
     connection.lastSeen = now;
-    connection.pinged = false;
     this.#options.metrics.framesIn.inc();
     const max = this.#options.limits.maxFrameBytes;
     if (!exceedsBytes(text, max)) return true;

@@ -172,6 +172,23 @@ Deno.test("hub: heartbeat pings peers silent or not written to for an interval, 
   assert.equal(hub.connectionCount, 2);
 });
 
+Deno.test("hub: a tick that comes late pings a silent connection instead of closing it unpinged", () => {
+  const { hub, clock, connect, config } = setup();
+  const hb = config.heartbeatMs;
+  const mute = connect("mute");
+  clock.advance(2.5 * hb); // the event loop was busy: no tick for two and a half intervals
+  hub.tick();
+  assert.equal(mute.peer.closed, undefined, "never pinged: not closed yet");
+  assert.equal(mute.peer.of("ping").length, 1);
+  clock.advance(hb / 2);
+  hub.tick();
+  assert.equal(mute.peer.closed, undefined, "its ping has not had an interval yet");
+  clock.advance(hb / 2);
+  hub.tick();
+  assert.deepEqual(mute.peer.closed, { code: 4000, reason: "Heartbeat timeout" });
+  assert.equal(mute.peer.of("ping").length, 1);
+});
+
 Deno.test("hub: pings of many idle connections go out a bounded number per tick, the rest at the next", () => {
   const { hub, clock, connect, config } = setup();
   const peers = Array.from({ length: 2500 }, (_, i) => connect(`idle-${i}`).peer);
