@@ -6,6 +6,7 @@
  * Usage: deno run -A bench/loadgen.ts '{"target":"bare","base":"ws://127.0.0.1:9000","scenario":"fanout",...}'
  */
 import { type BenchClient, createClient, type Target } from "./clients.ts";
+import { cpuMs as processCpuMs, rssKb as processRssKb } from "./proc.ts";
 
 export type Scenario = "fanout" | "maxfanout" | "chat" | "idle" | "storm";
 
@@ -65,24 +66,12 @@ const DRAIN_MS = 15_000;
 
 /** Resident memory of the server processes (all of them when clients are spread over several). */
 function rssKb(spec: Spec): number {
-  let kb = 0;
-  for (const pid of spec.pids ?? [spec.pid]) {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  }
-  return kb;
+  return (spec.pids ?? [spec.pid]).reduce((kb, pid) => kb + processRssKb(pid), 0);
 }
 
-/** CPU time (ms) of the server processes so far: utime + stime from /proc (every thread, so every
- * Worker), in clock ticks of 10 ms. */
+/** CPU time (ms) of the server processes so far. */
 function cpuMs(spec: Spec): number {
-  let ticks = 0;
-  for (const pid of spec.pids ?? [spec.pid]) {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks * 10;
+  return (spec.pids ?? [spec.pid]).reduce((ms, pid) => ms + processCpuMs(pid), 0);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,7 +4,9 @@
  * counts this overhead (lib/peer.ts QUEUED_MESSAGE_OVERHEAD).
  * Usage: deno run -A bench/queue_overhead.ts [message bytes…]
  */
-const rss = () => Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))?.[1] ?? 0) * 1024;
+import { rssKb } from "./proc.ts";
+
+const rss = () => rssKb("self") * 1024;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function measure(size: number): Promise<void> {

@@ -6,14 +6,10 @@
  * same ticks sending nothing are the baseline. Prints the extra process CPU per message, median of
  * three rounds of 5 s each.
  */
+import { cpuMs } from "./proc.ts";
+
 const SECONDS = 5;
 const ROUNDS = 3;
-
-/** CPU time (ms) of this process, every thread. */
-function cpuMs(): number {
-  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]?.split(" ") ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 const source = `
   const channel = new BroadcastChannel("hop");
@@ -35,7 +31,7 @@ function received(): Promise<number> {
 async function round(mode: "none" | "postMessage" | "BroadcastChannel"): Promise<{ sent: number; us: number }> {
   await new Promise((resolve) => setTimeout(resolve, 300));
   const first = await received();
-  const before = cpuMs();
+  const before = cpuMs("self");
   const start = performance.now();
   let sent = 0;
   await new Promise<void>((done) => {
@@ -49,7 +45,7 @@ async function round(mode: "none" | "postMessage" | "BroadcastChannel"): Promise
       }
     }, 1);
   });
-  const cpu = cpuMs() - before;
+  const cpu = cpuMs("self") - before;
   // BroadcastChannel and postMessage are not ordered with each other: let the last ones land.
   await new Promise((resolve) => setTimeout(resolve, 200));
   const arrived = await received() - first;
