@@ -16,6 +16,7 @@ export type Target =
   | "roomcast-batch"
   | "roomcast-2w"
   | "roomcast-kv2"
+  | "roomcast-kv2i"
   | "roomcast-redis"
   | "roomcast-redis2"
   | "roomcast-socketio"
@@ -227,6 +228,7 @@ export function createClient(options: ClientOptions): BenchClient {
     case "roomcast":
     case "roomcast-2w":
     case "roomcast-kv2":
+    case "roomcast-kv2i":
     case "roomcast-redis":
     case "roomcast-redis2":
       return new RoomcastClient(options, false);

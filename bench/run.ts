@@ -12,6 +12,7 @@ import type { Result, Scenario, Spec } from "./loadgen.ts";
 import type { Target } from "./clients.ts";
 import { listeningUrl } from "../tests/_process.ts";
 import { startRedis } from "../tests/_redis.ts";
+import { freePort } from "../routes/cluster.ts";
 
 interface ScenarioSpec {
   key: string;
@@ -124,13 +125,17 @@ interface Server {
 }
 
 /** Starts a server child with a raised file-descriptor limit and waits for its "listening" line. */
-async function startProcess(target: Target, env: Record<string, string>): Promise<Server> {
+async function startProcess(
+  target: Target,
+  env: Record<string, string>,
+  script = [`${root}main.ts`],
+): Promise<Server> {
   const deno = Deno.execPath();
   const command: string[] = target === "bare" || target === "bare-ack"
     ? [deno, "run", "-A", `${root}bench/bare_server.ts`, ...(target === "bare-ack" ? ["--ack"] : [])]
     : target === "socketio"
     ? ["node", `${root}bench/node/socketio_server.mjs`]
-    : [deno, "run", "-A", "--unstable-kv", "--unstable-net", ...roomcastV8Flags, `${root}main.ts`];
+    : [deno, "run", "-A", "--unstable-kv", "--unstable-net", ...roomcastV8Flags, ...script];
   const child = new Deno.Command("sh", {
     args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
     env,
@@ -189,6 +194,13 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     if (target === "roomcast-redis2") servers.push(await startProcess(target, withRedis));
     // Redis' own CPU and memory count as the server's.
     return several(servers, () => redis[Symbol.asyncDispose](), redis.pid);
+  }
+  if (target === "roomcast-kv2i") {
+    // Two Deploy-mode instances as isolates of one process (bench/kv_instances.ts): their watch
+    // sees each other's writes, as on Deploy's KV.
+    const ports = [freePort(), freePort()];
+    const server = await startProcess(target, env, [`${root}bench/kv_instances.ts`, ...ports.map(String)]);
+    return { ...server, bases: ports.map((port) => `ws://127.0.0.1:${port}`) };
   }
   if (target !== "roomcast-kv2") return await startProcess(target, env);
   const shared = { ...env, ROOMCAST_SEQUENCER: "kv", ROOMCAST_WORKERS: "1" };

@@ -86,6 +86,9 @@ export interface Config {
   /** Where several processes or instances share the KV (`ROOMCAST_SEQUENCER=kv`, Deno Deploy): how
    * often (ms) each reads it for what the others published. @default 200 */
   kvPollMs: number;
+  /** There: how many rooms each process or instance watches (`kv.watch`, news at once where the
+   * platform's watch sees the others' writes), the rest only polled; 0: poll only. @default 1000 */
+  kvWatchRooms: number;
   /** Where the KV is shared: how long an instance's presence outlives its last renewal (it
    * renews every third of that). @default 15000 */
   kvLeaseMs: number;
@@ -232,6 +235,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     kvPollMs: read.duration("ROOMCAST_KV_POLL", 200) ?? 200,
+    kvWatchRooms: read.int("ROOMCAST_KV_WATCH_ROOMS", 1000, 0, 100_000),
     kvLeaseMs: read.duration("ROOMCAST_KV_LEASE", 15_000) ?? 15_000,
     redisLeaseMs: read.duration("ROOMCAST_REDIS_LEASE", 15_000) ?? 15_000,
     bodyTimeoutMs: read.duration("ROOMCAST_BODY_TIMEOUT", 10_000) ?? 10_000,

@@ -104,6 +104,7 @@ export class Hub {
     });
     backplane.onEvent((event, node) => this.#onEvent(event, node));
     backplane.onTrouble((error) => this.#trouble(error));
+    backplane.onStored?.((room, head) => this.#rooms.get(room)?.headMoved(head));
     metrics.gauge("roomcast_connections", "Open connections", () => this.#connections.size);
     metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.#roomsWithSubscribers());
     metrics.gauge(

@@ -34,6 +34,8 @@ export class Room {
   #cursor: Position | undefined;
   #pending: StoredMessage[] = [];
   #catchingUp = false;
+  /** A head heard while catching up (see `headMoved`). */
+  #headDuringCatchUp: Position | undefined;
   /** Set while a gap waits for its missing messages to come (see `feed`). */
   #gapTimer: ReturnType<typeof setTimeout> | undefined;
   /** The last messages delivered here, contiguous, oldest first: recoveries of recent positions
@@ -148,6 +150,9 @@ export class Room {
     }
     this.#pending = this.#pending.slice(seen);
     this.#replayPending();
+    const head = this.#headDuringCatchUp;
+    this.#headDuringCatchUp = undefined;
+    if (head) this.headMoved(head);
   }
 
   /** Looks in the store for messages the backplane may have lost (it said so). */
@@ -156,13 +161,24 @@ export class Room {
     if (cursor && !this.#catchingUp) void this.#catchUp(cursor);
   }
 
+  /** The store holds the room's messages up to `head`: catches up if that is past what was
+   * delivered here. Heard during a catch-up (whose read may have come before it), it is looked at
+   * again once that catch-up ends. */
+  headMoved(head: Position): void {
+    const cursor = this.#cursor;
+    if (!cursor) return;
+    if (this.#catchingUp) {
+      this.#headDuringCatchUp = head;
+      return;
+    }
+    if (head.epoch !== cursor.epoch || head.offset > cursor.offset) this.catchUpNow();
+  }
+
   /** Asks the store for the room's latest position and catches up if the backplane did not bring
    * everything up to it (a dropped event, the last of a burst, would otherwise wait for the next). */
   async checkHead(): Promise<void> {
-    const cursor = this.#cursor;
-    if (!cursor || this.#catchingUp) return;
-    const head = await this.#options.store.position(this.name);
-    if (head.epoch !== cursor.epoch || head.offset > cursor.offset) this.catchUpNow();
+    if (!this.#cursor || this.#catchingUp) return;
+    this.headMoved(await this.#options.store.position(this.name));
   }
 
   #replayPending(): void {

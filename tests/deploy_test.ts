@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { type MainProcess, startMain, stopMain } from "./_process.ts";
+import { startTestServer } from "./_server.ts";
 
 async function client(instance: MainProcess, name: string): Promise<TestClient<Frame>> {
   const c = await TestClient.json(`${instance.url.replace("http", "ws")}/ws?name=${name}`);
@@ -95,6 +96,70 @@ Deno.test("two instances on one KV, as on Deno Deploy, serve one room", async ()
   } finally {
     await stopMain(one);
     await stopMain(two, "SIGKILL");
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Two Deploy-mode instances in this process, each with its own handle on one KV file: there, as
+ * on Deno Deploy's KV, `kv.watch` sees the other's writes (between processes on a local file it
+ * does not). The poll is set to a minute, so what crosses within the test crossed by the watch. */
+async function watchingPair(dir: string, kvWatchRooms: number) {
+  const options = {
+    kv: true,
+    kvPath: `${dir}/platform.kv`,
+    sequencer: "kv" as const,
+    kvPollMs: 60_000,
+    kvWatchRooms,
+  };
+  const one = await startTestServer(options);
+  const two = await startTestServer(options);
+  return {
+    one,
+    two,
+    async [Symbol.asyncDispose]() {
+      await one[Symbol.asyncDispose]();
+      await two[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("instances watch the KV: messages, member events and directs cross at once, not at the next poll", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await t.step("with watch", async () => {
+      await using pair = await watchingPair(dir, 1000);
+      const ann = await pair.one.joined("w", "?name=Ann");
+      const bob = await pair.two.client("?name=Bob");
+      await bob.request({ type: "join", room: "w" });
+      assert.equal((await ann.next(isType("member"), 2000)).user.name, "Bob", "Bob's join crossed by the watch");
+
+      const took: number[] = [];
+      for (let i = 1; i <= 5; i++) {
+        const sent = performance.now();
+        const ack = await ann.request({ type: "publish", room: "w", data: i });
+        const got = await bob.next(isType("message"), 2000);
+        took.push(performance.now() - sent);
+        assert.deepEqual([got.offset, got.data], [ack.offset, i]);
+      }
+      assert.ok(
+        Math.max(...took) < 1000,
+        `each crossed within a second, not the minute's poll: ${took.map(Math.round)}`,
+      );
+
+      const direct = await bob.request({ type: "direct", to: ann.welcome?.user.id, data: "psst" });
+      assert.equal((await ann.next(isType("direct"), 2000)).id, direct.id, "a direct crossed by everybody's list");
+      await Promise.all([ann.close(), bob.close()]);
+    });
+
+    await t.step("control: with watch off (ROOMCAST_KV_WATCH_ROOMS=0), nothing crosses before the poll", async () => {
+      await using pair = await watchingPair(dir, 0);
+      const ann = await pair.one.joined("c", "?name=Ann");
+      const bob = await pair.two.joined("c", "?name=Bob");
+      await ann.request({ type: "publish", room: "c", data: "slow" });
+      await assert.rejects(bob.next(isType("message"), 1000));
+      await Promise.all([ann.close(), bob.close()]);
+    });
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

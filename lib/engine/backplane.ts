@@ -4,7 +4,7 @@
  * (the Workers of one process). The store is the truth; the backplane is the fast path and may
  * lose or reorder what crosses isolates, which the hub repairs from the store (by offsets).
  */
-import type { StoredMessage, User } from "../protocol.ts";
+import type { Position, StoredMessage, User } from "../protocol.ts";
 
 /** Events about one room; they reach the isolates interested in it (`subscribe`). */
 export type RoomEvent =
@@ -24,6 +24,9 @@ export type BackplaneEvent = RoomEvent | GlobalEvent;
 
 /** Receives an event with the node (isolate) that published it. */
 export type BackplaneHandler = (event: BackplaneEvent, node: string) => void;
+
+/** Hears that the store holds a room's messages up to `head` (written by any node). */
+export type StoredHandler = (room: string, head: Position) => void;
 
 /**
  * Guarantees:
@@ -49,6 +52,10 @@ export interface Backplane {
   /** Resolves once the subscriptions asked for so far are in effect (where making one takes a
    * round trip, as with Redis); absent: at once. */
   settled?(): Promise<void>;
+  /** Where the backplane carries no messages but sees the store's head move (the KV backplane's
+   * watch): sets the one handler (the hub) told of it, so that rooms catch up from the store at
+   * once instead of at their next check. Absent: messages come as events. */
+  onStored?(handler: StoredHandler): void;
   /** Sets the handler of trouble (events may have been lost on the way in). */
   onTrouble(handler: (error: unknown) => void): void;
   close(): Promise<void>;

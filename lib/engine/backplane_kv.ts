@@ -1,15 +1,26 @@
 /**
  * A backplane for processes or instances that share nothing but a Deno KV (Deno Deploy's
  * instances; two processes on one KV file): stored messages need no carrying, since every
- * instance's rooms check the store for new ones (the hub's `pollMs`); the other events (member
- * joins and leaves, signals, resets, directs, broadcasts) are written under short-lived keys, one
- * list per room and one for everybody, which each instance reads every `pollMs` for the rooms it
- * has subscribers in. So an event reaches another instance within about `pollMs`, and what an
- * instance misses while it is away is gone, as ephemeral events are (`kv.watch` would be quicker
- * on Deploy, but it takes ten keys a call and, locally, misses other processes' writes).
+ * instance's rooms check the store for new ones; the other events (member joins and leaves,
+ * signals, resets, directs, broadcasts) are written under short-lived keys, one list per room and
+ * one for everybody, each list with a head key that every write to it changes.
+ *
+ * Two ways bring news, both for the rooms with subscribers here:
+ * - **Watch** (the fast path): `kv.watch` on each room's meta key (the kv sequencer rewrites it
+ *   with every message: `onStored` tells the hub the new head) and its events' head key, ten keys
+ *   a call (kv_watch.ts). Where watch sees other writers (Deno Deploy's KV; isolates of one
+ *   process on a KV file), news arrives in about a commit's time.
+ * - **Poll** (the truth's fallback): every `pollMs` each room's events are read, and the hub
+ *   checks each room's head (its `pollMs`). This is all there is where watch can't see the other
+ *   writers (processes on one local KV file), for rooms over `watchRooms`, and while a watch
+ *   stream is down.
+ *
+ * What an instance misses while it is away is gone, as ephemeral events are.
  */
-import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
-import { NS, retryLocked } from "./kv_format.ts";
+import type { Position } from "../protocol.ts";
+import type { Backplane, BackplaneEvent, BackplaneHandler, StoredHandler } from "./backplane.ts";
+import { isMeta, metaKey, NS, retryLocked } from "./kv_format.ts";
+import { KvWatch } from "./kv_watch.ts";
 
 /** How long an event stays readable: long enough for every instance's next poll. */
 const EVENT_TTL_MS = 30_000;
@@ -22,6 +33,13 @@ export interface KvBackplaneOptions {
   node: string;
   /** How often (ms) the rooms with subscribers here are read for events. */
   pollMs: number;
+  /** Rooms watched at most (`kv.watch`, ten keys a call); 0: poll only. @default 1000 */
+  watchRooms?: number;
+}
+
+/** A room's events' head key: rewritten with every event written to the room. */
+function headKey(room: string): Deno.KvKey {
+  return [NS, "evh", room];
 }
 
 interface Stored {
@@ -29,22 +47,55 @@ interface Stored {
   event: BackplaneEvent;
 }
 
+interface Listening {
+  count: number;
+  after: Deno.KvKey;
+  reading: boolean;
+  again: boolean;
+}
+
 export class KvBackplane implements Backplane {
   readonly node: string;
   readonly #kv: Deno.Kv;
   #handler: BackplaneHandler | undefined;
   #trouble: ((error: unknown) => void) | undefined;
-  /** Rooms (and EVERYBODY) read here: how many subscriptions, and the last key read. */
-  readonly #rooms = new Map<string, { count: number; after: Deno.KvKey }>();
+  #stored: StoredHandler | undefined;
+  /** Rooms (and EVERYBODY) read here: how many subscriptions, the last key read, and whether a
+   * read is under way (and another is due after it). */
+  readonly #rooms = new Map<string, Listening>();
   #counter = 0;
   readonly #timer: ReturnType<typeof setInterval>;
   #polling = false;
+  readonly #watch: KvWatch;
 
-  constructor({ kv, node, pollMs }: KvBackplaneOptions) {
+  constructor({ kv, node, pollMs, watchRooms = 1000 }: KvBackplaneOptions) {
     this.#kv = kv;
     this.node = node;
+    this.#watch = new KvWatch({
+      kv,
+      // Everybody's events have no meta key; a room has both.
+      keysOf: (room) => room === EVERYBODY ? [headKey(room)] : [metaKey(room), headKey(room)],
+      changed: (room, index, entry) => {
+        if (room !== EVERYBODY && index === 0) this.#headMoved(room, entry.value);
+        else void this.#readRoom(room);
+      },
+      trouble: (error) => this.#trouble?.(error),
+      // Everybody's list is watched as well as the rooms.
+      maxSubjects: watchRooms > 0 ? watchRooms + 1 : 0,
+    });
     this.#listen(EVERYBODY);
     this.#timer = setInterval(() => this.#poll(), pollMs);
+  }
+
+  /** Watch streams open, and rooms watched (tests, metrics). */
+  get watching(): { streams: number; rooms: number } {
+    return { streams: this.#watch.streams, rooms: this.#watch.watched };
+  }
+
+  #headMoved(room: string, meta: unknown): void {
+    if (!isMeta(meta)) return;
+    const head: Position = { epoch: meta.epoch, offset: meta.offset };
+    this.#stored?.(room, head);
   }
 
   /** A key after every event written so far (by this clock), before every one to come. */
@@ -55,7 +106,10 @@ export class KvBackplane implements Backplane {
   #listen(room: string): void {
     const entry = this.#rooms.get(room);
     if (entry) entry.count++;
-    else this.#rooms.set(room, { count: 1, after: this.#now(room) });
+    else {
+      this.#rooms.set(room, { count: 1, after: this.#now(room), reading: false, again: false });
+      this.#watch.add(room);
+    }
   }
 
   publish(event: BackplaneEvent): void {
@@ -64,15 +118,38 @@ export class KvBackplane implements Backplane {
     if (event.kind === "message") return;
     const room = "room" in event ? event.room : EVERYBODY;
     const key = [NS, "ev", room, Date.now(), `${this.node}:${(++this.#counter).toString(36).padStart(8, "0")}`];
-    retryLocked(() => this.#kv.set(key, { node: this.node, event } satisfies Stored, { expireIn: EVENT_TTL_MS }))
-      .catch((error) => this.#trouble?.(error));
+    const stored: Stored = { node: this.node, event };
+    retryLocked(() =>
+      this.#kv.atomic()
+        .set(key, stored, { expireIn: EVENT_TTL_MS })
+        .set(headKey(room), key[4], { expireIn: EVENT_TTL_MS })
+        .commit()
+    ).catch((error) => this.#trouble?.(error));
   }
 
   async #poll(): Promise<void> {
     if (this.#polling) return;
     this.#polling = true;
     try {
-      for (const [room, entry] of this.#rooms) {
+      for (const room of [...this.#rooms.keys()]) await this.#readRoom(room);
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  /** Reads the room's events after the last one read; one read at a time per room (a call during
+   * a read makes another follow it). */
+  async #readRoom(room: string): Promise<void> {
+    const entry = this.#rooms.get(room);
+    if (!entry) return;
+    if (entry.reading) {
+      entry.again = true;
+      return;
+    }
+    entry.reading = true;
+    try {
+      do {
+        entry.again = false;
         const prefix = [NS, "ev", room];
         for await (
           const { key, value } of this.#kv.list<Stored>({ prefix, start: entry.after }, { limit: READ_LIMIT })
@@ -81,11 +158,11 @@ export class KvBackplane implements Backplane {
           entry.after = key;
           if (value.node !== this.node) this.#handler?.(value.event, value.node);
         }
-      }
+      } while (entry.again && this.#rooms.get(room) === entry);
     } catch (error) {
       this.#trouble?.(error);
     } finally {
-      this.#polling = false;
+      entry.reading = false;
     }
   }
 
@@ -99,16 +176,24 @@ export class KvBackplane implements Backplane {
 
   unsubscribe(room: string): void {
     const entry = this.#rooms.get(room);
-    if (entry && --entry.count <= 0) this.#rooms.delete(room);
+    if (entry && --entry.count <= 0) {
+      this.#rooms.delete(room);
+      this.#watch.delete(room);
+    }
+  }
+
+  onStored(handler: StoredHandler): void {
+    this.#stored = handler;
   }
 
   onTrouble(handler: (error: unknown) => void): void {
     this.#trouble = handler;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#handler = undefined;
-    return Promise.resolve();
+    this.#stored = undefined;
+    await this.#watch.close();
   }
 }

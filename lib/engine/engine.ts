@@ -114,7 +114,7 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
   let pollMs: number | undefined;
   if (sharedKv(config, options.memory) && store instanceof KvStore) {
     pollMs = config.kvPollMs;
-    backplane = new KvBackplane({ kv: store.kv, node: options.node, pollMs });
+    backplane = new KvBackplane({ kv: store.kv, node: options.node, pollMs, watchRooms: config.kvWatchRooms });
     presence = new KvPresence({ kv: store.kv, node: options.node, leaseMs: config.kvLeaseMs });
   }
   return {
