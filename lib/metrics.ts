@@ -1,6 +1,7 @@
 /**
  * Counters, gauges and histograms with a Prometheus text renderer. The hub and engines count
  * into one `Metrics`; `/metrics` renders it. Increments are plain field updates (hot path).
+ * With several Workers each isolate has its own; `/metrics` shows them merged (`mergeMetricsTexts`).
  */
 
 type Labels = Record<string, string>;
@@ -144,4 +145,72 @@ export class Metrics {
     ];
     return all.map((m) => m.render()).join("");
   }
+}
+
+/** Process memory, so that an operator sees overload coming (the hub's own figures are in Metrics). */
+function processMetrics(): string {
+  const { rss, heapUsed, external } = Deno.memoryUsage();
+  const gauge = (name: string, help: string, value: number) =>
+    `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
+  return gauge("roomcast_process_resident_bytes", "Resident memory of the process", rss) +
+    gauge("roomcast_process_heap_used_bytes", "JavaScript heap in use (every isolate's, with Workers)", heapUsed) +
+    gauge("roomcast_process_external_bytes", "Memory of JavaScript objects held outside the heap", external);
+}
+
+/** What this isolate's `/metrics` shows: its metrics and the process's memory. */
+export function metricsText(metrics: Metrics): string {
+  return metrics.render() + processMetrics();
+}
+
+/** Series that every isolate of a process reports alike: merged, they are the largest, not the sum. */
+const SAME_IN_EVERY_ISOLATE = new Set(["roomcast_process_resident_bytes"]);
+
+/**
+ * Merges the Prometheus texts of several isolates (`metricsText`) into one: each series (name and
+ * labels) is the sum of its values, except those every isolate reports alike (the process's
+ * resident memory), which are the largest. Families keep their first HELP and TYPE and the order
+ * in which they first appear; comment lines are kept once.
+ */
+export function mergeMetricsTexts(texts: string[]): string {
+  const families = new Map<string, { head: string[]; series: Map<string, number> }>();
+  const comments = new Set<string>();
+  const family = (name: string) => {
+    let f = families.get(name);
+    if (!f) families.set(name, f = { head: [], series: new Map() });
+    return f;
+  };
+  for (const text of texts) {
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      const meta = /^# (HELP|TYPE) (\S+) /.exec(line);
+      if (meta) {
+        const f = family(meta[2] as string);
+        if (!f.head.some((h) => h.startsWith(`# ${meta[1]} `))) f.head.push(line);
+        continue;
+      }
+      if (line.startsWith("#")) {
+        comments.add(line);
+        continue;
+      }
+      const sample = /^([a-zA-Z_:][\w:]*)(\{.*\})? (\S+)$/.exec(line);
+      if (!sample) continue;
+      const [, name, labels = "", raw] = sample as unknown as [string, string, string | undefined, string];
+      // A histogram's _bucket/_sum/_count belong to its family.
+      const base = name.replace(/_(bucket|sum|count)$/, "");
+      const f = families.has(base) ? family(base) : family(name);
+      const key = name + labels;
+      const value = Number(raw);
+      const before = f.series.get(key);
+      f.series.set(
+        key,
+        before === undefined ? value : SAME_IN_EVERY_ISOLATE.has(name) ? Math.max(before, value) : before + value,
+      );
+    }
+  }
+  let out = [...comments].map((c) => `${c}\n`).join("");
+  for (const { head, series } of families.values()) {
+    out += head.map((h) => `${h}\n`).join("");
+    for (const [key, value] of series) out += `${key} ${value}\n`;
+  }
+  return out;
 }

@@ -19,7 +19,7 @@ import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { storeHandlers } from "../lib/engine/store_remote.ts";
 import type { Store } from "../lib/engine/store.ts";
 import { nodeId, randomId } from "../lib/ids.ts";
-import { Metrics } from "../lib/metrics.ts";
+import { mergeMetricsTexts, Metrics, metricsText } from "../lib/metrics.ts";
 import type { WorkerReport, WorkerStart } from "./worker.ts";
 import type { ForwardedRequest, ForwardedResponse } from "./eio/forward.ts";
 
@@ -35,6 +35,8 @@ export const RENEW_MS = 1000;
 export const LEASE_MS = 5000;
 /** How often a Worker's rooms check the store for what BroadcastChannel dropped. */
 const POLL_MS = 1000;
+/** How long a Worker has to answer for its metrics before `/metrics` goes without them. */
+const METRICS_TIMEOUT_MS = 2000;
 /** How long a Worker has to start listening. */
 const START_TIMEOUT_MS = 20_000;
 /** The least time between two replacements of Workers that died (a Worker that fails at once
@@ -107,7 +109,23 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       members.get(owner as string)?.client.call("eio.abort", [id]).catch(() => {});
     },
   };
-  const handlers = { ...storeHandlers(store), ...presence.handlers(), ...relay.handlers(), ...sessions };
+  // `/metrics` on any Worker: the coordinator's own (the store's figures) and every Worker's, merged.
+  const gather: Record<string, RpcHandler> = {
+    "metrics.all": async () => {
+      const texts = await Promise.all([...members.values()].map(async ({ node, client }) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<string>((resolve) =>
+          timer = setTimeout(() => resolve(`# roomcast: worker ${node} did not answer\n`), METRICS_TIMEOUT_MS)
+        );
+        const text = client.call<string>("metrics.text", []).catch((error) =>
+          `# roomcast: worker ${node} did not answer (${String(error).replace(/\n/g, " ")})\n`
+        );
+        return await Promise.race([text, late]).finally(() => clearTimeout(timer));
+      }));
+      return mergeMetricsTexts([metricsText(metrics), ...texts]);
+    },
+  };
+  const handlers = { ...storeHandlers(store), ...presence.handlers(), ...relay.handlers(), ...sessions, ...gather };
   const members = new Map<string, Member>();
   /** Workers are replaced only once the cluster has started, never faster than every RESPAWN_MS. */
   let running = false;

@@ -25,6 +25,8 @@ export interface AppDeps {
   engineHealth?: (() => { engine: string; state: "up" | "down" }) | undefined;
   /** With several Workers: how Socket.IO polling reaches sessions other Workers hold. */
   sessions?: SessionRouting | undefined;
+  /** With several Workers: every isolate's metrics, merged (the coordinator gathers them). */
+  allMetrics?: (() => Promise<string>) | undefined;
 }
 
 /** `Deno.serve` passes its handler info as Hono's `env`. */

@@ -1,20 +1,11 @@
-/** `GET /healthz` (503 while draining) and `GET /metrics` (Prometheus text format; its key, or a
- * loopback caller). */
+/** `GET /healthz` (503 while draining) and `GET /metrics` (Prometheus text format, every Worker's
+ * figures merged; its key, or a loopback caller). */
 import type { Hono } from "hono";
 import { bearer, sameSecret } from "../lib/auth.ts";
 import { jsonError } from "./errors.ts";
 import { loopbackTrusted } from "./trust.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
-
-/** Process memory, so that an operator sees overload coming (the hub's own figures are in Metrics). */
-function processMetrics(): string {
-  const { rss, heapUsed, external } = Deno.memoryUsage();
-  const gauge = (name: string, help: string, value: number) =>
-    `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
-  return gauge("roomcast_process_resident_bytes", "Resident memory of the process", rss) +
-    gauge("roomcast_process_heap_used_bytes", "JavaScript heap in use", heapUsed) +
-    gauge("roomcast_process_external_bytes", "Memory of JavaScript objects held outside the heap", external);
-}
+import { metricsText } from "../lib/metrics.ts";
 
 export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
   // A storage that can't be reached (Redis away) is reported, with 503: this process can hold its
@@ -26,7 +17,7 @@ export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
     const status = health.state === "up" ? "ok" : "degraded";
     return c.json({ status, engine: health }, health.state === "up" ? 200 : 503);
   });
-  app.get("/metrics", (c) => {
+  app.get("/metrics", async (c) => {
     const key = deps.config.metricsKey;
     const token = bearer(c.req.header("authorization"));
     if (!(key && token && sameSecret(token, key)) && !loopbackTrusted(c, deps.config)) {
@@ -34,7 +25,16 @@ export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
         ? jsonError(c, "unauthorized", "Metrics need Authorization: Bearer <ROOMCAST_METRICS_KEY>")
         : jsonError(c, "forbidden", "Metrics are for loopback callers, or set ROOMCAST_METRICS_KEY");
     }
-    return c.body(deps.metrics.render() + processMetrics(), 200, {
+    // With Workers, every isolate's figures merged; this one's alone if the coordinator can't answer.
+    const text = deps.allMetrics
+      ? await deps.allMetrics().catch((error) =>
+        `# roomcast: this Worker's figures only: gathering the others' failed (${
+          String(error).replace(/\n/g, " ")
+        })\n` +
+        metricsText(deps.metrics)
+      )
+      : metricsText(deps.metrics);
+    return c.body(text, 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     });
   });

@@ -28,7 +28,14 @@ export interface ServerOptions {
   onListen?: (addr: Deno.NetAddr) => void;
   /** A Worker of a cluster (routes/worker.ts): the engine it was given, its node id, its share of
    * the port (`reusePort`) and how often its rooms check the store. @default undefined */
-  isolate?: { engine: Engine; node: string; pollMs: number; sessions?: SessionRouting };
+  isolate?: {
+    engine: Engine;
+    node: string;
+    pollMs: number;
+    sessions?: SessionRouting;
+    /** Every isolate's metrics, merged, for `/metrics`. */
+    allMetrics?: () => Promise<string>;
+  };
 }
 
 export interface RunningServer {
@@ -84,6 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     clock,
     state,
     sessions: options.isolate?.sessions,
+    allMetrics: options.isolate?.allMetrics,
     engineHealth: engine.health ? () => engine.health?.() ?? { engine: "local", state: "up" } : undefined,
   });
   const server = new Listener(config, serveHandler(app), metrics, options.onListen, options.isolate !== undefined);

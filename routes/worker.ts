@@ -14,7 +14,7 @@ import { RemoteStore } from "../lib/engine/store_remote.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { createRedisEngine, type Engine } from "../lib/engine/engine.ts";
 import { systemClock } from "../lib/clock.ts";
-import { Metrics } from "../lib/metrics.ts";
+import { Metrics, metricsText } from "../lib/metrics.ts";
 import {
   type ForwardedRequest,
   type ForwardedResponse,
@@ -83,7 +83,10 @@ let server: RunningServer | undefined;
 async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart): Promise<void> {
   const rpc = new RpcClient(self);
   const sessions = new WorkerRouting(node, rpc);
-  serveRpc(self, sessions.handlers());
+  serveRpc(self, {
+    ...sessions.handlers(),
+    "metrics.text": () => server ? metricsText(server.metrics) : "",
+  });
   let engine: Engine;
   if (config.redisUrl) {
     // With Redis every Worker is a process of its own to the engine: its store, backplane and
@@ -113,7 +116,11 @@ async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart):
     };
   }
   try {
-    server = await startServer({ config, isolate: { engine, node, pollMs: engine.pollMs ?? pollMs, sessions } });
+    const allMetrics = () => rpc.call<string>("metrics.all", []);
+    server = await startServer({
+      config,
+      isolate: { engine, node, pollMs: engine.pollMs ?? pollMs, sessions, allMetrics },
+    });
     self.postMessage({ control: "listening", node, port: Number(new URL(server.url).port) } satisfies WorkerReport);
   } catch (error) {
     self.postMessage({ control: "failed", node, error: String(error) } satisfies WorkerReport);

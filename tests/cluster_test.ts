@@ -111,6 +111,19 @@ Deno.test({
       Array.from({ length: 11 }, (_, i) => i + 1),
     );
 
+    // /metrics on whichever Worker answers shows every isolate's figures, merged: both Workers'
+    // connections, the coordinator's store, the process's memory once.
+    for (let i = 0; i < 4; i++) {
+      const text = await (await fetch(`${server.url}/metrics`, { headers: { connection: "close" } })).text();
+      const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      assert.equal(read("roomcast_connections"), 2, "both Workers' connections");
+      assert.ok(read("roomcast_store_appends_total") >= 11, "the coordinator's store appends");
+      assert.ok(read("roomcast_messages_in_total") >= 11, "both Workers' publishes");
+      const rss = read("roomcast_process_resident_bytes");
+      assert.ok(rss > 0 && rss < Deno.memoryUsage().rss * 1.5, "the process's memory, not a sum over isolates");
+      assert.equal(text.match(/^# TYPE roomcast_connections gauge$/gm)?.length, 1, "each family once");
+    }
+
     // A client that comes back on the other Worker recovers exactly what it missed.
     await a.close();
     await post(server.url, "/api/rooms/x/messages", { data: "missed" }).then((r) => r.body?.cancel());
