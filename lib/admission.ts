@@ -3,9 +3,14 @@
  * process's file-descriptor limit so that the server refuses before it runs out; a cap per client
  * address; and a rate of new connections per address (a token bucket on the injected clock).
  * IPv6 addresses count by their /64 prefix, which one client typically holds whole.
+ *
+ * With several Workers (`ROOMCAST_WORKERS`) the caps hold for the whole process: the Workers count
+ * in one `SharedCounts` (a SharedArrayBuffer the coordinator makes). The rate of new connections
+ * stays per Worker.
  */
 import type { Clock } from "./clock.ts";
 import { IdleMap, TokenBucket } from "./limits.ts";
+import type { SharedCounts } from "./shared_counts.ts";
 
 export interface AdmissionOptions {
   /** Open connections at most, all addresses together. */
@@ -16,6 +21,8 @@ export interface AdmissionOptions {
   connectBurst: number;
   connectWindowMs: number;
   clock: Clock;
+  /** Counts shared with the other Workers of the process; absent: this isolate's own. */
+  shared?: SharedCounts | undefined;
 }
 
 /** Why a connection is refused: the server is full, the address has too many open, or it opens
@@ -61,12 +68,20 @@ export class Admission {
   /** Takes a slot for a new connection from `address`, or says why not. Every slot taken must be
    * given back once with `release`. */
   admit(address: string): Refused | undefined {
-    const { maxConnections, maxPerAddress, connectBurst } = this.#options;
+    const { maxConnections, maxPerAddress, connectBurst, shared } = this.#options;
     const key = addressKey(address);
     if (connectBurst > 0 && !this.#rates.get(key).take()) return "rate";
-    if (this.#open >= maxConnections) return "full";
     const mine = this.#perAddress.get(key) ?? 0;
-    if (maxPerAddress > 0 && mine >= maxPerAddress) return "address";
+    if (shared) {
+      // This Worker's own count still bounds the address (one the shared table had no room for is
+      // counted here alone).
+      if (maxPerAddress > 0 && mine >= maxPerAddress) return "address";
+      const refused = shared.take(key, maxConnections, maxPerAddress);
+      if (refused) return refused;
+    } else {
+      if (this.#open >= maxConnections) return "full";
+      if (maxPerAddress > 0 && mine >= maxPerAddress) return "address";
+    }
     this.#open++;
     this.#perAddress.set(key, mine + 1);
     return undefined;
@@ -77,6 +92,7 @@ export class Admission {
     const key = addressKey(address);
     const mine = this.#perAddress.get(key) ?? 0;
     if (mine <= 0) return;
+    this.#options.shared?.give(key);
     this.#open--;
     if (mine === 1) this.#perAddress.delete(key);
     else this.#perAddress.set(key, mine - 1);

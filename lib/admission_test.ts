@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { addressKey, Admission } from "./admission.ts";
+import { SharedCounts } from "./shared_counts.ts";
 import { ManualClock } from "./clock.ts";
 
 Deno.test("addresses count as IPv4 or as their IPv6 /64", () => {
@@ -34,4 +35,86 @@ Deno.test("admission: caps, rate, and release", () => {
   clock.advance(1000);
   assert.equal(admission.admit("a"), undefined);
   assert.equal(admission.open, 3);
+});
+
+/** Two Workers' views of one coordinator's counts (in one isolate here; the cluster test has real Workers). */
+function twoWorkers(maxConnections: number, maxPerAddress: number, tableFor = maxConnections) {
+  const coordinator = new SharedCounts({ regions: 2, maxConnections: tableFor });
+  const clock = new ManualClock();
+  const [w0, w1] = [0, 1].map((region) =>
+    new Admission({
+      maxConnections,
+      maxPerAddress,
+      connectBurst: 0,
+      connectWindowMs: 1000,
+      clock,
+      shared: new SharedCounts(coordinator.share(region)),
+    })
+  ) as [Admission, Admission];
+  return { coordinator, w0, w1 };
+}
+
+Deno.test("shared admission: the caps count every Worker's connections; a dead Worker's region is cleared", () => {
+  const { coordinator, w0, w1 } = twoWorkers(5, 3);
+  assert.equal(w0.admit("a"), undefined);
+  assert.equal(w1.admit("a"), undefined);
+  assert.equal(w0.admit("a"), undefined);
+  assert.equal(w1.admit("a"), "address", "three from a across both Workers");
+  assert.equal(w0.admit("a"), "address");
+  assert.equal(coordinator.count("a"), 3);
+  assert.equal(w1.admit("b"), undefined);
+  assert.equal(w0.admit("c"), undefined);
+  assert.equal(w1.admit("d"), "full", "five in all across both Workers");
+  w1.release("a");
+  assert.equal(w0.admit("a"), undefined, "a slot given back on one Worker is free on the other");
+  w1.release("never-admitted");
+  assert.equal(coordinator.total, 5, "a release without its admit changes nothing");
+  // Worker 1 dies with its connections (one of a's, and b's): its region is cleared.
+  coordinator.clear(1);
+  assert.equal(coordinator.total, 4);
+  assert.equal(coordinator.count("b"), 0);
+  assert.equal(coordinator.count("a"), 3, "a's three are all on Worker 0 now");
+  assert.equal(w0.admit("b"), undefined);
+});
+
+Deno.test("shared admission: 50,000 addresses are each counted exactly; churn compacts the tables; all counts go back to zero", () => {
+  const { coordinator, w0, w1 } = twoWorkers(100_000, 4);
+  const addresses = Array.from({ length: 50_000 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+  for (const [i, address] of addresses.entries()) {
+    assert.equal((i % 2 ? w1 : w0).admit(address), undefined);
+  }
+  assert.equal(coordinator.total, 50_000);
+  assert.ok(addresses.every((a) => coordinator.count(a) === 1), "each address counted once, none high");
+  // 300,000 more addresses come and go one at a time on Worker 0: its table (524,288 slots, four
+  // times the connections allowed, rounded up) is compacted each time half of it is used.
+  for (let i = 0; i < 300_000; i++) {
+    const passing = `172.16.${(i >> 8) & 255}.${i & 255}:${i >> 16}`;
+    assert.equal(w0.admit(passing), undefined);
+    w0.release(passing);
+  }
+  assert.ok(addresses.every((a) => coordinator.count(a) === 1), "still each once after compactions");
+  const fresh = "192.0.2.1";
+  for (let i = 0; i < 2; i++) assert.equal(w0.admit(fresh), undefined);
+  for (let i = 0; i < 2; i++) assert.equal(w1.admit(fresh), undefined);
+  assert.equal(w0.admit(fresh), "address", "a fresh address gets its whole cap across Workers, and no more");
+  for (let i = 0; i < 2; i++) [w0, w1].forEach((w) => w.release(fresh));
+  for (const [i, address] of addresses.entries()) (i % 2 ? w1 : w0).release(address);
+  assert.equal(coordinator.total, 0);
+  assert.ok(addresses.every((a) => coordinator.count(a) === 0), "no count left behind");
+});
+
+Deno.test("shared admission: a Worker whose table is full of live addresses counts new ones alone, still capped there", () => {
+  // A table for 100 connections (1,024 slots) under a cap of 10,000: 768 addresses fill it.
+  const { coordinator, w0, w1 } = twoWorkers(10_000, 2, 100);
+  for (let i = 0; i < 800; i++) assert.equal(w0.admit(`10.0.${i >> 8}.${i & 255}`), undefined);
+  assert.equal(coordinator.total, 800);
+  const late = "10.0.3.31"; // the 800th, open once on Worker 0 and counted there alone
+  assert.equal(coordinator.count(late), 0);
+  assert.equal(w0.admit(late), undefined);
+  assert.equal(w0.admit(late), "address", "Worker 0's own count caps it");
+  assert.equal(w1.admit(late), undefined, "the other Worker can't see it: the cap is per Worker for it");
+  w0.release(late);
+  w0.release(late);
+  w1.release(late);
+  assert.equal(coordinator.total, 800 - 1);
 });

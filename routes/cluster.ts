@@ -20,6 +20,8 @@ import { storeHandlers } from "../lib/engine/store_remote.ts";
 import type { Store } from "../lib/engine/store.ts";
 import { nodeId, randomId } from "../lib/ids.ts";
 import { mergeMetricsTexts, Metrics, metricsText } from "../lib/metrics.ts";
+import { SharedCounts } from "../lib/shared_counts.ts";
+import { defaultMaxConnections, fdLimit } from "./server.ts";
 import type { WorkerReport, WorkerStart } from "./worker.ts";
 import type { ForwardedRequest, ForwardedResponse } from "./eio/forward.ts";
 
@@ -92,6 +94,13 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const port = config.port === 0 ? freePort(config.hostname) : config.port;
   const namespace = `roomcast-${randomId(10)}`;
   const presence = new NodePresence(LEASE_MS);
+  // The caps on connections (all, and per address) hold for the process, whichever Worker accepts.
+  const admission = new SharedCounts({
+    regions: config.workers,
+    maxConnections: config.maxConnections ?? defaultMaxConnections(fdLimit()),
+  });
+  /** Which Worker counts in each region of `admission`. */
+  const regions: (string | undefined)[] = Array(config.workers).fill(undefined);
   const relay = new Relay();
   // The coordinator tells the member leaves of a Worker that ended.
   const backplane: Backplane = hasBroadcastChannel()
@@ -144,6 +153,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
 
   const spawn = (): Promise<Member> => {
     const node = nodeId();
+    const region = regions.indexOf(undefined);
+    if (region < 0) return Promise.reject(new Error("no free admission region: more Workers than configured"));
+    regions[region] = node;
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const serving = serveRpc(worker, handlers);
     const client = new RpcClient(worker);
@@ -173,6 +185,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       namespace,
       renewMs: RENEW_MS,
       pollMs: POLL_MS,
+      admission: admission.share(region),
     };
     worker.postMessage(start);
     return started.promise.finally(() => clearTimeout(timer));
@@ -186,6 +199,12 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     member.stop();
     member.worker.terminate();
     expired(node);
+    // Its connections are gone: their slots are free.
+    const region = regions.indexOf(node);
+    if (region >= 0) {
+      admission.clear(region);
+      regions[region] = undefined;
+    }
     if (!running || draining) return;
     const wait = Math.max(0, lastSpawn + RESPAWN_MS - Date.now());
     lastSpawn = Date.now() + wait;

@@ -5,6 +5,7 @@
  */
 import type { SessionRouting } from "./eio/forward.ts";
 import { Admission } from "../lib/admission.ts";
+import type { SharedCounts } from "../lib/shared_counts.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import { createEngine, type Engine } from "../lib/engine/engine.ts";
@@ -35,6 +36,8 @@ export interface ServerOptions {
     sessions?: SessionRouting;
     /** Every isolate's metrics, merged, for `/metrics`. */
     allMetrics?: () => Promise<string>;
+    /** The connection counts every Worker of the process admits against. */
+    admission?: SharedCounts;
   };
 }
 
@@ -82,6 +85,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     connectBurst: config.connectBurst,
     connectWindowMs: config.connectWindowMs,
     clock,
+    shared: options.isolate?.admission,
   });
   const app = createApp({
     hub,

@@ -15,6 +15,7 @@ import { type RunningServer, startServer } from "./server.ts";
 import { createRedisEngine, type Engine } from "../lib/engine/engine.ts";
 import { systemClock } from "../lib/clock.ts";
 import { Metrics, metricsText } from "../lib/metrics.ts";
+import { SharedCounts, type SharedCountsShare } from "../lib/shared_counts.ts";
 import {
   type ForwardedRequest,
   type ForwardedResponse,
@@ -70,6 +71,8 @@ export interface WorkerStart {
   namespace: string;
   renewMs: number;
   pollMs: number;
+  /** The connection counts shared by every Worker, and this one's region in them. */
+  admission: SharedCountsShare;
 }
 
 /** What a Worker says back. */
@@ -80,7 +83,7 @@ export type WorkerReport =
 
 let server: RunningServer | undefined;
 
-async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart): Promise<void> {
+async function start({ config, node, namespace, renewMs, pollMs, admission }: WorkerStart): Promise<void> {
   const rpc = new RpcClient(self);
   const sessions = new WorkerRouting(node, rpc);
   serveRpc(self, {
@@ -119,7 +122,14 @@ async function start({ config, node, namespace, renewMs, pollMs }: WorkerStart):
     const allMetrics = () => rpc.call<string>("metrics.all", []);
     server = await startServer({
       config,
-      isolate: { engine, node, pollMs: engine.pollMs ?? pollMs, sessions, allMetrics },
+      isolate: {
+        engine,
+        node,
+        pollMs: engine.pollMs ?? pollMs,
+        sessions,
+        allMetrics,
+        admission: new SharedCounts(admission),
+      },
     });
     self.postMessage({ control: "listening", node, port: Number(new URL(server.url).port) } satisfies WorkerReport);
   } catch (error) {

@@ -292,3 +292,60 @@ Deno.test({
     client.close();
   },
 });
+
+/** Opens a /ws connection: its welcome's node, or the close code that refused it. */
+async function attempt(url: string): Promise<{ client: TestClient<Frame>; node?: string; refused?: number }> {
+  const client = await TestClient.json(url);
+  const outcome = await Promise.race([
+    client.next(isType("welcome"), 5000).then((w) => ({ node: w.node as string })),
+    client.closed.then((closed) => ({ refused: closed.code })),
+  ]);
+  return { client, ...outcome };
+}
+
+Deno.test({
+  name:
+    "two Workers: the per-address cap holds for the process, whichever Worker accepts; a dead Worker's slots come back",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startCluster({
+      config: configWith({
+        port: 0,
+        hostname: "127.0.0.1",
+        workers: 2,
+        kvPath: ":memory:",
+        connectBurst: 0,
+        maxConnectionsPerIp: 3,
+      }),
+      memory: true,
+    });
+    const url = `${server.url.replace("http", "ws")}/ws`;
+    const open: { client: TestClient<Frame>; node?: string }[] = [];
+    const refused: number[] = [];
+    // Twelve tries: counted per Worker, as before, up to six would get in.
+    for (let i = 0; i < 12; i++) {
+      const a = await attempt(url);
+      if (a.node) open.push(a);
+      else refused.push(a.refused as number);
+    }
+    assert.equal(open.length, 3, "three from this address in all, on whichever Workers");
+    assert.ok(refused.length === 9 && refused.every((code) => code === 1013), `refused with 1013: ${refused}`);
+
+    // A Worker that dies takes its connections with it: their slots are free again, and only those.
+    const doomed = open[0]?.node as string;
+    const lost = open.filter((o) => o.node === doomed);
+    server.kill(doomed);
+    await Promise.all(lost.map((o) => o.client.closed));
+    let again = 0;
+    for (let i = 0; i < 12; i++) {
+      const a = await attempt(url).catch(() => undefined); // a connection queued on the dead Worker
+      if (a?.node) {
+        again++;
+        open.push(a);
+      }
+    }
+    assert.equal(again, lost.length, "the dead Worker's slots, no more");
+    await Promise.all(open.map((o) => o.client.close()));
+  },
+});

@@ -1,0 +1,201 @@
+/**
+ * The connection counts every Worker of a process admits against (`ROOMCAST_WORKERS`): see
+ * `SharedCounts`. lib/admission.ts uses them in place of its own where they are given.
+ */
+/** Int32s per slot of a table: the key's hash (two halves; 0, 0 is an empty slot) and its count. */
+const SLOT = 3;
+/** A table's slots at most (two tables per Worker, 12 bytes a slot: 96 MB of address space). */
+const MAX_SLOTS = 1 << 22;
+/** Int32s before a region's tables: the Worker's total, and which table is live. */
+const HEADER = 2;
+
+/** What a Worker needs to count in the coordinator's `SharedCounts` (posted to it). */
+export interface SharedCountsShare {
+  buffer: SharedArrayBuffer;
+  seeds: number[];
+  regions: number;
+  slots: number;
+  /** The region this Worker counts in. */
+  region: number;
+}
+
+/**
+ * Open connections counted across the Workers of a process, in a SharedArrayBuffer, so that the
+ * caps on all connections and per address hold for the process, whichever Worker accepts. Each
+ * Worker counts in a region of its own, which only it writes and which the coordinator clears
+ * when it dies (its connections went with it); a check sums every region.
+ *
+ * A region holds the Worker's total and a hash table of its connections per address: open
+ * addressing keyed by a 64-bit hash of the address (with this process's random seeds, so that no
+ * outsider can aim at a collision), sized for four times the connections the process allows
+ * (at most 4M slots). An address whose count falls to zero keeps its slot until the table is half
+ * used; then the Worker copies the live ones into its second table and switches to it, so that a
+ * reader never sees a table half rewritten. Where one Worker holds more distinct addresses than
+ * its table can (only with caps far above the default), a new address is counted on that Worker
+ * alone.
+ *
+ * Lock-free: a Worker reads the sums, then raises its own counts. So the caps are exact for
+ * connections that don't arrive at the same moment; Workers racing for the last slot may each get
+ * it, which passes a cap by at most one connection per other Worker.
+ */
+export class SharedCounts {
+  readonly #buffer: SharedArrayBuffer;
+  readonly #counts: Int32Array;
+  readonly #seeds: Uint32Array;
+  readonly #regions: number;
+  readonly #slots: number;
+  /** This isolate's region (the coordinator's: -1, it counts none). */
+  readonly #region: number;
+  /** Slots of the live table this Worker has used (live or fallen to zero). */
+  #used = 0;
+
+  /** The coordinator's, for `regions` Workers at a time and `maxConnections` in the process; or a
+   * Worker's, from `share`. */
+  constructor(init: { regions: number; maxConnections: number } | SharedCountsShare) {
+    if ("buffer" in init) {
+      this.#buffer = init.buffer;
+      this.#seeds = Uint32Array.from(init.seeds);
+      this.#regions = init.regions;
+      this.#slots = init.slots;
+      this.#region = init.region;
+    } else {
+      let slots = 1024;
+      while (slots < 4 * init.maxConnections && slots < MAX_SLOTS) slots *= 2;
+      this.#slots = slots;
+      this.#regions = init.regions;
+      this.#buffer = new SharedArrayBuffer(4 * this.#regionSize() * init.regions);
+      this.#seeds = crypto.getRandomValues(new Uint32Array(2));
+      this.#region = -1;
+    }
+    this.#counts = new Int32Array(this.#buffer);
+  }
+
+  /** What the Worker counting in `region` needs. */
+  share(region: number): SharedCountsShare {
+    const { seeds, regions, slots } = { seeds: [...this.#seeds], regions: this.#regions, slots: this.#slots };
+    return { buffer: this.#buffer, seeds, regions, slots, region };
+  }
+
+  /** Forgets what the Worker of `region` counted (it died, and its connections with it). */
+  clear(region: number): void {
+    const base = region * this.#regionSize();
+    this.#counts.fill(0, base, base + this.#regionSize());
+  }
+
+  /** Connections open in every Worker. */
+  get total(): number {
+    let sum = 0;
+    for (let r = 0; r < this.#regions; r++) sum += Atomics.load(this.#counts, r * this.#regionSize());
+    return sum;
+  }
+
+  /** `key`'s connections open in every Worker. */
+  count(key: string): number {
+    const [hi, lo] = this.#hash(key);
+    let sum = 0;
+    for (let r = 0; r < this.#regions; r++) {
+      const slot = this.#find(this.#live(r), hi, lo);
+      if (slot >= 0) sum += Atomics.load(this.#counts, slot + 2);
+    }
+    return sum;
+  }
+
+  /** Takes a slot for a connection of `key`, or says which cap refuses it (`maxPerAddress` 0: none). */
+  take(key: string, maxConnections: number, maxPerAddress: number): "full" | "address" | undefined {
+    if (this.total >= maxConnections) return "full";
+    if (maxPerAddress > 0 && this.count(key) >= maxPerAddress) return "address";
+    this.#add(key, 1);
+    return undefined;
+  }
+
+  /** Gives back a slot `take` gave for `key`. */
+  give(key: string): void {
+    this.#add(key, -1);
+  }
+
+  #regionSize(): number {
+    return HEADER + 2 * SLOT * this.#slots;
+  }
+
+  /** Where region `r`'s live table starts. */
+  #live(r: number): number {
+    const base = r * this.#regionSize();
+    return base + HEADER + Atomics.load(this.#counts, base + 1) * SLOT * this.#slots;
+  }
+
+  /** The slot of (hi, lo) in the table at `table`, or -1 (probing stops at an empty slot). */
+  #find(table: number, hi: number, lo: number): number {
+    const mask = this.#slots - 1;
+    for (let i = 0, at = lo & mask; i < this.#slots; i++, at = (at + 1) & mask) {
+      const slot = table + at * SLOT;
+      const h = Atomics.load(this.#counts, slot);
+      const l = Atomics.load(this.#counts, slot + 1);
+      if (h === hi && l === lo) return slot;
+      if (h === 0 && l === 0) return -1;
+    }
+    return -1;
+  }
+
+  #add(key: string, n: number): void {
+    if (this.#region < 0) throw new Error("the coordinator counts no connections");
+    const base = this.#region * this.#regionSize();
+    Atomics.add(this.#counts, base, n);
+    const [hi, lo] = this.#hash(key);
+    const found = this.#find(this.#live(this.#region), hi, lo);
+    if (found >= 0) {
+      Atomics.add(this.#counts, found + 2, n);
+      return;
+    }
+    if (n < 0) return; // counted on this Worker alone (its table was full)
+    if (this.#used >= this.#slots / 2) this.#compact();
+    if (this.#used >= (this.#slots * 3) / 4) return; // full of live addresses: this one is counted here alone
+    this.#insert(this.#live(this.#region), hi, lo, n);
+    this.#used++;
+  }
+
+  /** Writes a new key into the table at `table` (the key is known to be absent). */
+  #insert(table: number, hi: number, lo: number, count: number): void {
+    const mask = this.#slots - 1;
+    for (let at = lo & mask;; at = (at + 1) & mask) {
+      const slot = table + at * SLOT;
+      if (Atomics.load(this.#counts, slot) !== 0 || Atomics.load(this.#counts, slot + 1) !== 0) continue;
+      Atomics.store(this.#counts, slot + 2, count);
+      Atomics.store(this.#counts, slot + 1, lo);
+      Atomics.store(this.#counts, slot, hi);
+      return;
+    }
+  }
+
+  /** Copies the live addresses into the other table and makes it the live one. */
+  #compact(): void {
+    const base = this.#region * this.#regionSize();
+    const which = Atomics.load(this.#counts, base + 1);
+    const from = this.#live(this.#region);
+    const to = base + HEADER + (1 - which) * SLOT * this.#slots;
+    this.#counts.fill(0, to, to + SLOT * this.#slots);
+    let used = 0;
+    for (let slot = from; slot < from + SLOT * this.#slots; slot += SLOT) {
+      const count = Atomics.load(this.#counts, slot + 2);
+      if (count <= 0) continue;
+      this.#insert(to, Atomics.load(this.#counts, slot), Atomics.load(this.#counts, slot + 1), count);
+      used++;
+    }
+    Atomics.store(this.#counts, base + 1, 1 - which);
+    this.#used = used;
+  }
+
+  /** Two 32-bit hashes of `key` from this process's seeds (FNV-1a, mixed by murmur3's finalizer);
+   * never both 0, which marks an empty slot. */
+  #hash(key: string): [number, number] {
+    const one = (seed: number) => {
+      let h = (2166136261 ^ seed) >>> 0;
+      for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+      h ^= h >>> 16;
+      h = Math.imul(h, 0x85ebca6b);
+      h ^= h >>> 13;
+      h = Math.imul(h, 0xc2b2ae35);
+      return h ^ (h >>> 16);
+    };
+    return [one(this.#seeds[0] as number), one(this.#seeds[1] as number) | 1];
+  }
+}
