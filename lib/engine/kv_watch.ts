@@ -8,7 +8,7 @@
  * where its key exists: what changed before its stream started is not missed.
  *
  * A stream that fails is reported to `trouble` and started again after RETRY_MS (longer after
- * failures in a row). At most
+ * failures in a row); one that ends is started again the same way, unreported. At most
  * `maxSubjects` subjects are watched; the others wait for a place, and their owner's poll is all
  * they have meanwhile. Watching is the fast path only: callers poll too.
  */
@@ -154,7 +154,13 @@ export class KvWatch {
     try {
       for (;;) {
         const { value: entries, done } = await reader.read();
-        if (done || group.reader !== reader) return;
+        if (group.reader !== reader) return;
+        if (done) {
+          // The stream ended without an error (the KV, or the platform, closed it): started again,
+          // and what changed meanwhile is told by the new stream's first report.
+          if (!this.#closed) this.#retry(group);
+          return;
+        }
         group.failures = 0;
         let at = 0;
         for (const subject of subjects) {
@@ -180,8 +186,13 @@ export class KvWatch {
   }
 
   #failed(group: Group, error: unknown): void {
-    group.reader = undefined;
     this.#options.trouble(error);
+    this.#retry(group);
+  }
+
+  /** Starts the group's stream again after a pause, longer after each failure in a row. */
+  #retry(group: Group): void {
+    group.reader = undefined;
     const wait = Math.min(RETRY_MS * 2 ** group.failures++, RETRY_MAX_MS);
     const timer = setTimeout(() => {
       this.#retries.delete(timer);

@@ -8,8 +8,9 @@ import { KEYS_PER_WATCH, KvWatch } from "./kv_watch.ts";
 
 type Change = [subject: string, index: number, value: unknown];
 
-/** A KV whose `watch` calls are counted, and whose first `failing` streams error on first read. */
-function countingKv(real: Deno.Kv, failing = 0): { kv: Deno.Kv; watches: number } {
+/** A KV whose `watch` calls are counted, and whose first `failing` streams error on first read
+ * (or, with `ending`, end without an error). */
+function countingKv(real: Deno.Kv, failing = 0, ending = false): { kv: Deno.Kv; watches: number } {
   const state = { kv: real, watches: 0 };
   state.kv = new Proxy(real, {
     get(target, key) {
@@ -18,7 +19,9 @@ function countingKv(real: Deno.Kv, failing = 0): { kv: Deno.Kv; watches: number 
           state.watches++;
           if (failing > 0) {
             failing--;
-            return new ReadableStream({ pull: (c) => c.error(new Error("watch stream broke")) });
+            return new ReadableStream({
+              pull: (c) => ending ? c.close() : c.error(new Error("watch stream broke")),
+            });
           }
           return target.watch(keys);
         };
@@ -137,6 +140,23 @@ Deno.test("KvWatch: a stream that fails is reported and started again; changes a
     await until(() => changes.length >= 1, 3000, "the change after the restart");
     assert.deepEqual(changes, [["f", 1, "after"]]);
     assert.equal(troubles.length, 1);
+  } finally {
+    await watch.close();
+    real.close();
+  }
+});
+
+Deno.test("KvWatch: a stream that ends (the platform closed it) is started again, unreported", async () => {
+  const real = await Deno.openKv(":memory:");
+  const counted = countingKv(real, 1, true);
+  const { watch, changes, troubles } = watcher(counted.kv);
+  try {
+    watch.add("e");
+    await until(() => counted.watches === 2, 3000, "the stream to start again");
+    await real.set(["a", "e"], "later");
+    await until(() => changes.length >= 1, 3000, "the change after the restart");
+    assert.deepEqual(changes, [["e", 0, "later"]]);
+    assert.deepEqual(troubles, [], "an ended stream is no trouble");
   } finally {
     await watch.close();
     real.close();
