@@ -118,3 +118,20 @@ Deno.test("shared admission: a Worker whose table is full of live addresses coun
   w1.release(late);
   assert.equal(coordinator.total, 800 - 1);
 });
+
+Deno.test("shared admission: a table more than half full of live addresses is not compacted at every new one", () => {
+  const coordinator = new SharedCounts({ regions: 1, maxConnections: 100 }); // 1,024 slots
+  const counts = new SharedCounts(coordinator.share(0));
+  for (let i = 0; i < 600; i++) assert.equal(counts.take(`10.1.${i >> 8}.${i & 255}`, 100_000, 0), undefined);
+  const before = counts.compactions;
+  for (let i = 0; i < 1000; i++) {
+    const passing = `10.2.${i >> 8}.${i & 255}`;
+    assert.equal(counts.take(passing, 100_000, 0), undefined);
+    counts.give(passing);
+  }
+  assert.ok(
+    counts.compactions - before <= 10,
+    `${counts.compactions - before} compactions for 1,000 passing addresses`,
+  );
+  assert.equal(coordinator.total, 600);
+});

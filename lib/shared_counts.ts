@@ -48,6 +48,9 @@ export class SharedCounts {
   readonly #region: number;
   /** Slots of the live table this Worker has used (live or fallen to zero). */
   #used = 0;
+  /** Used slots at which the live table is compacted next: half of them, or, when more than
+   * half are live, an eighth more than after the last compaction (no compaction per insert). */
+  #compactAt = 0;
 
   /** The coordinator's, for `regions` Workers at a time and `maxConnections` in the process; or a
    * Worker's, from `share`. */
@@ -81,6 +84,9 @@ export class SharedCounts {
     const base = region * this.#regionSize();
     this.#counts.fill(0, base, base + this.#regionSize());
   }
+
+  /** Times this Worker's table was compacted (tests). */
+  compactions = 0;
 
   /** Connections open in every Worker. */
   get total(): number {
@@ -147,7 +153,7 @@ export class SharedCounts {
       return;
     }
     if (n < 0) return; // counted on this Worker alone (its table was full)
-    if (this.#used >= this.#slots / 2) this.#compact();
+    if (this.#used >= Math.max(this.#slots / 2, this.#compactAt)) this.#compact();
     if (this.#used >= (this.#slots * 3) / 4) return; // full of live addresses: this one is counted here alone
     this.#insert(this.#live(this.#region), hi, lo, n);
     this.#used++;
@@ -182,6 +188,8 @@ export class SharedCounts {
     }
     Atomics.store(this.#counts, base + 1, 1 - which);
     this.#used = used;
+    this.#compactAt = used + this.#slots / 8;
+    this.compactions++;
   }
 
   /** Two 32-bit hashes of `key` from this process's seeds (FNV-1a, mixed by murmur3's finalizer);
