@@ -106,7 +106,11 @@ export class Hub {
     backplane.onTrouble((error) => this.#trouble(error));
     backplane.onStored?.((room, head) => this.#rooms.get(room)?.headMoved(head));
     metrics.gauge("roomcast_connections", "Open connections", () => this.#connections.size);
-    metrics.gauge("roomcast_rooms", "Rooms with local subscribers", () => this.#roomsWithSubscribers());
+    metrics.gauge(
+      "roomcast_rooms",
+      "Rooms with subscribers on this isolate (with Workers, summed: a room on two Workers counts twice)",
+      () => this.#roomsWithSubscribers(),
+    );
     metrics.gauge(
       "roomcast_send_queue_bytes",
       "Memory held for unsent data (payload and per-message overhead), all connections",

@@ -162,13 +162,14 @@ export function metricsText(metrics: Metrics): string {
   return metrics.render() + processMetrics();
 }
 
-/** Series that every isolate of a process reports alike: merged, they are the largest, not the sum. */
-const SAME_IN_EVERY_ISOLATE = new Set(["roomcast_process_resident_bytes"]);
+/** Series that every isolate of a process reports alike: merged, they are the largest, not the sum
+ * (the connection cap is the process's: the Workers count against it together). */
+const SAME_IN_EVERY_ISOLATE = new Set(["roomcast_process_resident_bytes", "roomcast_connections_max"]);
 
 /**
  * Merges the Prometheus texts of several isolates (`metricsText`) into one: each series (name and
  * labels) is the sum of its values, except those every isolate reports alike (the process's
- * resident memory), which are the largest. Families keep their first HELP and TYPE and the order
+ * resident memory, the connection cap), which are the largest. Families keep their first HELP and TYPE and the order
  * in which they first appear; comment lines are kept once.
  */
 export function mergeMetricsTexts(texts: string[]): string {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { configWith } from "../lib/config.ts";
 import { startCluster } from "../routes/cluster.ts";
+import { defaultMaxConnections, fdLimit } from "../routes/server.ts";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { startMain, stopMain } from "./_process.ts";
 
@@ -122,6 +123,7 @@ Deno.test({
       const rss = read("roomcast_process_resident_bytes");
       assert.ok(rss > 0 && rss < Deno.memoryUsage().rss * 1.5, "the process's memory, not a sum over isolates");
       assert.equal(text.match(/^# TYPE roomcast_connections gauge$/gm)?.length, 1, "each family once");
+      assert.equal(read("roomcast_connections_max"), defaultMaxConnections(fdLimit()), "the process's cap, once");
     }
 
     // A client that comes back on the other Worker recovers exactly what it missed.
