@@ -87,11 +87,6 @@ export class KvBackplane implements Backplane {
     this.#timer = setInterval(() => this.#poll(), pollMs);
   }
 
-  /** Watch streams open, and rooms watched (tests, metrics). */
-  get watching(): { streams: number; rooms: number } {
-    return { streams: this.#watch.streams, rooms: this.#watch.watched };
-  }
-
   #headMoved(room: string, meta: unknown): void {
     if (!isMeta(meta)) return;
     const head: Position = { epoch: meta.epoch, offset: meta.offset };
