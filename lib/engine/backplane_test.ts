@@ -215,3 +215,41 @@ redisTest(
     }
   },
 );
+
+// The KV backplane's two ways, each alone: the watch (a poll of a minute never runs during the
+// contract), and the poll (a KV whose every watch fails at once).
+backplaneContract("KvBackplane, watch alone", async (n) => {
+  const kv = await Deno.openKv(":memory:");
+  const nodes = Array.from({ length: n }, (_, i) => new KvBackplane({ kv, node: `n${i}`, pollMs: 60_000 }));
+  return {
+    nodes,
+    async cleanup() {
+      await Promise.all(nodes.map((b) => b.close()));
+      kv.close();
+    },
+  };
+}, { crosses: true, messages: false });
+
+backplaneContract("KvBackplane, poll alone (every watch fails)", async (n) => {
+  const real = await Deno.openKv(":memory:");
+  const kv = new Proxy(real, {
+    get(target, key) {
+      if (key === "watch") return () => new ReadableStream({ pull: (c) => c.error(new Error("no watch here")) });
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const nodes = Array.from({ length: n }, (_, i) => new KvBackplane({ kv, node: `n${i}`, pollMs: 10 }));
+  const troubles: unknown[] = [];
+  for (const node of nodes) node.onTrouble((error) => troubles.push(error));
+  return {
+    nodes,
+    async cleanup() {
+      // The watches start 50 ms after a subscription: their failure comes by then.
+      for (let i = 0; i < 100 && troubles.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      await Promise.all(nodes.map((b) => b.close()));
+      real.close();
+      assert.ok(troubles.some((e) => /no watch here/.test(String(e))), "the failing watch was reported");
+    },
+  };
+}, { crosses: true, messages: false });
