@@ -5,6 +5,7 @@ import { configWith } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import { LocalBackplane } from "./engine/backplane_local.ts";
 import type { Store } from "./engine/store.ts";
+import type { Backplane, StoredHandler } from "./engine/backplane.ts";
 import { MemoryPresence } from "./engine/presence_memory.ts";
 import { MemoryStore } from "./engine/store_memory.ts";
 import { Hub } from "./hub.ts";
@@ -12,11 +13,14 @@ import { Metrics } from "./metrics.ts";
 import type { NewMessage } from "./protocol.ts";
 import { FakePeer } from "../tests/_fake_peer.ts";
 
-function setup(limits: Parameters<typeof configWith>[0] = {}, wrap?: (store: MemoryStore) => Store) {
+function setup(
+  limits: Parameters<typeof configWith>[0] = {},
+  wrap?: (store: MemoryStore) => Store,
+  backplane: Backplane = new LocalBackplane(),
+) {
   const config = configWith(limits);
   const clock = new ManualClock();
   const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: undefined }, clock);
-  const backplane = new LocalBackplane();
   const presence = new MemoryPresence();
   const metrics = new Metrics();
   const hub = new Hub({
@@ -318,4 +322,45 @@ Deno.test("hub: a direct message reaches every connection of the user, however m
   assert.equal(await direct("none"), 0);
   const got = (peer: FakePeer) => peer.of("direct").map((f) => f.data);
   assert.deepEqual(peers.map(got), [["three", "two"], ["three"], ["three", "two", "one", "two again"]]);
+});
+
+Deno.test("hub: a backplane that sees the store's head move (the KV watch) has rooms catch up at once, also mid-catch-up", async () => {
+  let gate = Promise.resolve();
+  const backplane: Backplane = new LocalBackplane();
+  let stored: StoredHandler | undefined;
+  backplane.onStored = (handler) => stored = handler;
+  const { hub, store, connect } = setup({}, (memory) => ({
+    append: memory.append.bind(memory),
+    position: memory.position.bind(memory),
+    reset: memory.reset.bind(memory),
+    close: memory.close.bind(memory),
+    // A read answers what the store held when it was asked, after `gate` (a slow storage).
+    read: async (room, options) => {
+      const page = await memory.read(room, options);
+      await gate;
+      return page;
+    },
+  }), backplane);
+  const a = connect("a");
+  await join(hub, a.connection, "w");
+  const { epoch } = await store.position("w");
+
+  // Another instance stores offset 1 and the watch says so: delivered without any poll.
+  await store.append(message("w", "one"));
+  stored?.("w", { epoch, offset: 1 });
+  await settle();
+  assert.deepEqual(a.peer.of("message").map((m) => m.data), ["one"]);
+
+  // Offset 2, heard; its catch-up reads slowly. Offset 3 is stored and heard meanwhile.
+  let open = () => {};
+  gate = new Promise((resolve) => open = resolve);
+  await store.append(message("w", "two"));
+  stored?.("w", { epoch, offset: 2 });
+  await settle();
+  await store.append(message("w", "three"));
+  stored?.("w", { epoch, offset: 3 });
+  open();
+  for (let i = 0; i < 5; i++) await settle();
+  assert.deepEqual(a.peer.of("message").map((m) => m.data), ["one", "two", "three"], "three came after the catch-up");
+  hub.close();
 });
