@@ -80,8 +80,8 @@ export class KvBackplane implements Backplane {
         else void this.#readRoom(room);
       },
       trouble: (error) => this.#trouble?.(error),
-      // Everybody's list is watched as well as the rooms.
-      maxSubjects: watchRooms > 0 ? watchRooms + 1 : 0,
+      // Everybody's list is watched as well as the rooms; nothing where the KV has no watch.
+      maxSubjects: watchRooms > 0 && typeof kv.watch === "function" ? watchRooms + 1 : 0,
     });
     this.#listen(EVERYBODY);
     this.#timer = setInterval(() => this.#poll(), pollMs);

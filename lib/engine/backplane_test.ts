@@ -253,3 +253,31 @@ backplaneContract("KvBackplane, poll alone (every watch fails)", async (n) => {
     },
   };
 }, { crosses: true, messages: false });
+
+Deno.test("KvBackplane on a KV without watch: no watch is tried (nothing to report), the poll carries events", async () => {
+  const real = await Deno.openKv(":memory:");
+  const kv = new Proxy(real, {
+    get(target, key) {
+      if (key === "watch") return undefined;
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const [a, b] = ["a", "b"].map((node) => new KvBackplane({ kv, node, pollMs: 10 })) as [KvBackplane, KvBackplane];
+  const troubles: unknown[] = [];
+  const heard: BackplaneEvent[] = [];
+  for (const node of [a, b]) node.onTrouble((error) => troubles.push(error));
+  a.onEvent(() => {});
+  b.onEvent((event) => heard.push(event));
+  try {
+    b.subscribe("r");
+    a.publish({ kind: "signal", room: "r", from: { id: "u", name: "U" }, event: "typing", data: 1, origin: "c" });
+    for (let i = 0; i < 100 && heard.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(heard.map((e) => e.kind), ["signal"]);
+    assert.deepEqual(troubles, []);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    real.close();
+  }
+});
