@@ -19,7 +19,7 @@ export interface FaultyKv {
 
 /** Forwards every property of `target` to it, methods bound; `override` replaces some. A method
  * that returns `target` itself (chaining) returns the proxy instead. */
-function forward<T extends object>(target: T, override: Partial<Record<PropertyKey, unknown>>): T {
+export function forward<T extends object>(target: T, override: Partial<Record<PropertyKey, unknown>>): T {
   const proxy: T = new Proxy(target, {
     get(t, key) {
       if (key in override) return override[key];

@@ -23,6 +23,7 @@ import { LocalBackplane } from "./backplane_local.ts";
 import { KvBackplane } from "./backplane_kv.ts";
 import { MemoryPresence } from "./presence_memory.ts";
 import { MemoryStore } from "./store_memory.ts";
+import { forward } from "../../tests/_faulty_kv.ts";
 
 backplaneContract("LocalBackplane", () => {
   const nodes = [new LocalBackplane("n1")];
@@ -50,17 +51,30 @@ backplaneContract("RedisBackplane (processes on one Redis)", async (n) => {
   };
 }, { crosses: true, messages: false });
 
-backplaneContract("KvBackplane (instances sharing one KV)", async (n) => {
-  const kv = await Deno.openKv(":memory:");
-  const nodes = Array.from({ length: n }, (_, i) => new KvBackplane({ kv, node: `n${i}`, pollMs: 10 }));
-  return {
-    nodes,
-    async cleanup() {
-      await Promise.all(nodes.map((b) => b.close()));
-      kv.close();
-    },
-  };
-}, { crosses: true, messages: false });
+/** The contract for KV backplanes of `n` instances on one KV (`watch` replaces the KV's own). */
+function kvContract(name: string, pollMs: number, watch?: unknown, after?: (troubles: unknown[]) => void): void {
+  backplaneContract(name, async (n) => {
+    const real = await Deno.openKv(":memory:");
+    const kv = watch === undefined ? real : forward(real, { watch });
+    const nodes = Array.from({ length: n }, (_, i) => new KvBackplane({ kv, node: `n${i}`, pollMs }));
+    const troubles: unknown[] = [];
+    for (const node of nodes) node.onTrouble((error) => troubles.push(error));
+    return {
+      nodes,
+      async cleanup() {
+        if (after) {
+          // The watches start 50 ms after a subscription: what they report comes by then.
+          for (let i = 0; i < 100 && troubles.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+        }
+        await Promise.all(nodes.map((b) => b.close()));
+        real.close();
+        after?.(troubles);
+      },
+    };
+  }, { crosses: true, messages: false });
+}
+
+kvContract("KvBackplane (instances sharing one KV)", 10);
 
 /** Two hubs as two isolates: one store and one presence (the coordinator's), each its backplane. */
 function isolates(backplanes: [Backplane, Backplane], pollMs?: number) {
@@ -218,51 +232,17 @@ redisTest(
 
 // The KV backplane's two ways, each alone: the watch (a poll of a minute never runs during the
 // contract), and the poll (a KV whose every watch fails at once).
-backplaneContract("KvBackplane, watch alone", async (n) => {
-  const kv = await Deno.openKv(":memory:");
-  const nodes = Array.from({ length: n }, (_, i) => new KvBackplane({ kv, node: `n${i}`, pollMs: 60_000 }));
-  return {
-    nodes,
-    async cleanup() {
-      await Promise.all(nodes.map((b) => b.close()));
-      kv.close();
-    },
-  };
-}, { crosses: true, messages: false });
-
-backplaneContract("KvBackplane, poll alone (every watch fails)", async (n) => {
-  const real = await Deno.openKv(":memory:");
-  const kv = new Proxy(real, {
-    get(target, key) {
-      if (key === "watch") return () => new ReadableStream({ pull: (c) => c.error(new Error("no watch here")) });
-      const value = Reflect.get(target, key);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  const nodes = Array.from({ length: n }, (_, i) => new KvBackplane({ kv, node: `n${i}`, pollMs: 10 }));
-  const troubles: unknown[] = [];
-  for (const node of nodes) node.onTrouble((error) => troubles.push(error));
-  return {
-    nodes,
-    async cleanup() {
-      // The watches start 50 ms after a subscription: their failure comes by then.
-      for (let i = 0; i < 100 && troubles.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-      await Promise.all(nodes.map((b) => b.close()));
-      real.close();
-      assert.ok(troubles.some((e) => /no watch here/.test(String(e))), "the failing watch was reported");
-    },
-  };
-}, { crosses: true, messages: false });
+kvContract("KvBackplane, watch alone", 60_000);
+kvContract(
+  "KvBackplane, poll alone (every watch fails)",
+  10,
+  () => new ReadableStream({ pull: (c) => c.error(new Error("no watch here")) }),
+  (troubles) => assert.ok(troubles.some((e) => /no watch here/.test(String(e))), "the failing watch was reported"),
+);
 
 Deno.test("KvBackplane on a KV without watch: no watch is tried (nothing to report), the poll carries events", async () => {
   const real = await Deno.openKv(":memory:");
-  const kv = new Proxy(real, {
-    get(target, key) {
-      if (key === "watch") return undefined;
-      const value = Reflect.get(target, key);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
+  const kv = forward(real, { watch: undefined });
   const [a, b] = ["a", "b"].map((node) => new KvBackplane({ kv, node, pollMs: 10 })) as [KvBackplane, KvBackplane];
   const troubles: unknown[] = [];
   const heard: BackplaneEvent[] = [];

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { KEYS_PER_WATCH, KvWatch } from "./kv_watch.ts";
+import { forward } from "../../tests/_faulty_kv.ts";
 
 type Change = [subject: string, index: number, value: unknown];
 
@@ -12,22 +13,14 @@ type Change = [subject: string, index: number, value: unknown];
  * (or, with `ending`, end without an error). */
 function countingKv(real: Deno.Kv, failing = 0, ending = false): { kv: Deno.Kv; watches: number } {
   const state = { kv: real, watches: 0 };
-  state.kv = new Proxy(real, {
-    get(target, key) {
-      if (key === "watch") {
-        return (keys: Deno.KvKey[]) => {
-          state.watches++;
-          if (failing > 0) {
-            failing--;
-            return new ReadableStream({
-              pull: (c) => ending ? c.close() : c.error(new Error("watch stream broke")),
-            });
-          }
-          return target.watch(keys);
-        };
+  state.kv = forward(real, {
+    watch: (keys: Deno.KvKey[]) => {
+      state.watches++;
+      if (failing > 0) {
+        failing--;
+        return new ReadableStream({ pull: (c) => ending ? c.close() : c.error(new Error("watch stream broke")) });
       }
-      const value = Reflect.get(target, key);
-      return typeof value === "function" ? value.bind(target) : value;
+      return real.watch(keys);
     },
   });
   return state;
