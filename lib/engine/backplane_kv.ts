@@ -67,6 +67,9 @@ export class KvBackplane implements Backplane {
   readonly #timer: ReturnType<typeof setInterval>;
   #polling = false;
   readonly #watch: KvWatch;
+  /** Reads under way, which `close` waits for. */
+  readonly #reads = new Set<Promise<void>>();
+  #closed = false;
 
   constructor({ kv, node, pollMs, watchRooms = 1000 }: KvBackplaneOptions) {
     this.#kv = kv;
@@ -77,7 +80,7 @@ export class KvBackplane implements Backplane {
       keysOf: (room) => room === EVERYBODY ? [headKey(room)] : [metaKey(room), headKey(room)],
       changed: (room, index, entry) => {
         if (room !== EVERYBODY && index === 0) this.#headMoved(room, entry.value);
-        else void this.#readRoom(room);
+        else this.#readSoon(room);
       },
       trouble: (error) => this.#trouble?.(error),
       // Everybody's list is watched as well as the rooms; nothing where the KV has no watch.
@@ -119,24 +122,36 @@ export class KvBackplane implements Backplane {
         .set(key, stored, { expireIn: EVENT_TTL_MS })
         .set(headKey(room), key[4], { expireIn: EVENT_TTL_MS })
         .commit()
-    ).catch((error) => this.#trouble?.(error));
+    ).catch((error) => {
+      if (!this.#closed) this.#trouble?.(error);
+    });
   }
 
   async #poll(): Promise<void> {
     if (this.#polling) return;
     this.#polling = true;
     try {
-      for (const room of [...this.#rooms.keys()]) await this.#readRoom(room);
+      for (const room of [...this.#rooms.keys()]) {
+        const read = this.#readRoom(room);
+        this.#reads.add(read);
+        await read.finally(() => this.#reads.delete(read));
+      }
     } finally {
       this.#polling = false;
     }
+  }
+
+  /** Reads the room's events now, without waiting for the read (`close` does). */
+  #readSoon(room: string): void {
+    const read = this.#readRoom(room).finally(() => this.#reads.delete(read));
+    this.#reads.add(read);
   }
 
   /** Reads the room's events after the last one read; one read at a time per room (a call during
    * a read makes another follow it). */
   async #readRoom(room: string): Promise<void> {
     const entry = this.#rooms.get(room);
-    if (!entry) return;
+    if (!entry || this.#closed) return;
     if (entry.reading) {
       entry.again = true;
       return;
@@ -153,9 +168,9 @@ export class KvBackplane implements Backplane {
           entry.after = key;
           if (value.node !== this.node) this.#handler?.(value.event, value.node);
         }
-      } while (entry.again && this.#rooms.get(room) === entry);
+      } while (entry.again && this.#rooms.get(room) === entry && !this.#closed);
     } catch (error) {
-      this.#trouble?.(error);
+      if (!this.#closed) this.#trouble?.(error);
     } finally {
       entry.reading = false;
     }
@@ -186,9 +201,11 @@ export class KvBackplane implements Backplane {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#timer);
     this.#handler = undefined;
     this.#stored = undefined;
     await this.#watch.close();
+    await Promise.all(this.#reads);
   }
 }
