@@ -4,7 +4,7 @@
  * lists the unstable APIs; DENO_DEPLOYMENT_ID set, so the KV's commits number messages). Two real
  * processes on one KV file serve one room: delivery both ways within the poll interval, one offset
  * sequence, member events, presence, exact recovery on the other instance, and an instance that is
- * killed leaves presence within its lease.
+ * killed leaves presence within its lease, its members' leaves told by the other.
  */
 import assert from "node:assert/strict";
 import { type Frame, isType, TestClient } from "./_client.ts";
@@ -77,12 +77,15 @@ Deno.test("two instances on one KV, as on Deno Deploy, serve one room", async ()
     assert.equal((await back.next(isType("message"))).data, "missed");
     await back.close();
 
-    // An instance that is killed (evicted) leaves presence within its lease.
+    // An instance that is killed (evicted) leaves presence within its lease, and its member's leave is told.
     const carl = await client(two, "Carl");
     await carl.request({ type: "join", room: "d" });
     assert.deepEqual(await members(one, "d"), ["Ann", "Carl"]);
     await stopMain(two, "SIGKILL");
     await carl.closed;
+    // Its member's leave is told by the instance that finds the lapsed lease.
+    const left = await ann.next((f) => f.type === "member" && f.event === "leave" && f.user.name === "Carl", 6000);
+    assert.equal(left.room, "d");
     const deadline = Date.now() + 5000;
     let seen: string[] = [];
     while (Date.now() < deadline) {

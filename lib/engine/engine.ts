@@ -114,8 +114,18 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
   let pollMs: number | undefined;
   if (sharedKv(config, options.memory) && store instanceof KvStore) {
     pollMs = config.kvPollMs;
-    backplane = new KvBackplane({ kv: store.kv, node: options.node, pollMs, watchRooms: config.kvWatchRooms });
-    presence = new KvPresence({ kv: store.kv, node: options.node, leaseMs: config.kvLeaseMs });
+    const shared = new KvBackplane({ kv: store.kv, node: options.node, pollMs, watchRooms: config.kvWatchRooms });
+    backplane = shared;
+    presence = new KvPresence({
+      kv: store.kv,
+      node: options.node,
+      leaseMs: config.kvLeaseMs,
+      // An evicted instance's members leave: told to every instance (member events capped as always).
+      onExpired: (room, user, change) => {
+        const event = memberEvent(room, user, "", "leave", change, config.limits.memberEventsMax);
+        if (event) shared.publish(event);
+      },
+    });
   }
   return {
     store,

@@ -6,7 +6,14 @@
  * eventually: locally, much later). A member is one key per
  * room and user, made by an atomic check when its first connection joins (whoever makes it tells
  * the member join) and deleted when its last connection leaves (whoever deletes it tells the
- * leave). Members of an instance that died are dropped by the leases without a member leave.
+ * leave).
+ *
+ * An instance that dies stops renewing: its keys lapse within the lease. Every live instance looks,
+ * every half lease, at the members of the rooms where it holds connections (the rooms whose
+ * subscribers care); a member key lapsed for more than a third of the lease (some slack for clocks
+ * that differ between instances) is deleted by an atomic check, and whoever deletes it tells the
+ * member leave through `onExpired`, once. A user with connections on a live instance keeps the
+ * key renewed and stays.
  */
 import type { Member, User } from "../protocol.ts";
 import { NS, retryLocked } from "./kv_format.ts";
@@ -17,6 +24,8 @@ export interface KvPresenceOptions {
   node: string;
   /** How long what this node holds outlives its last renewal. @default 15000 */
   leaseMs?: number;
+  /** A member whose instance died, removed here: its leave is this node's to tell. */
+  onExpired?: (room: string, user: User, change: MemberChange) => void;
 }
 
 const connectionKey = (user: string, node: string, connection: string): Deno.KvKey => [
@@ -45,8 +54,11 @@ interface Leased {
   until: number;
 }
 
-const live = (value: unknown): value is Leased =>
-  typeof value === "object" && value !== null && "until" in value && (value as Leased).until > Date.now();
+const isLeased = (value: unknown): value is Leased =>
+  typeof value === "object" && value !== null && "until" in value && typeof (value as Leased).until === "number" &&
+  "user" in value;
+
+const live = (value: unknown): value is Leased => isLeased(value) && value.until > Date.now();
 
 export class KvPresence implements Presence {
   readonly #kv: Deno.Kv;
@@ -55,12 +67,33 @@ export class KvPresence implements Presence {
   /** What this node holds, to renew: key → its user. */
   readonly #held = new Map<string, { key: Deno.KvKey; user: User }>();
   readonly #renewal: ReturnType<typeof setInterval>;
+  readonly #sweeping: ReturnType<typeof setInterval>;
+  readonly #onExpired: KvPresenceOptions["onExpired"];
+  #swept: Promise<void> = Promise.resolve();
 
-  constructor({ kv, node, leaseMs = 15_000 }: KvPresenceOptions) {
+  constructor({ kv, node, leaseMs = 15_000, onExpired }: KvPresenceOptions) {
     this.#kv = kv;
     this.#node = node;
     this.#leaseMs = leaseMs;
+    this.#onExpired = onExpired;
     this.#renewal = setInterval(() => this.#renew().catch(() => {}), leaseMs / 3);
+    this.#sweeping = setInterval(() => this.#swept = this.#sweep().catch(() => {}), leaseMs / 2);
+  }
+
+  /** Removes the lapsed members of the rooms where this node holds connections, telling their
+   * leaves (see the module comment). */
+  async #sweep(): Promise<void> {
+    const rooms = new Set<string>();
+    for (const { key } of this.#held.values()) if (key[1] === "pres") rooms.add(key[2] as string);
+    const deadline = Date.now() - this.#leaseMs / 3;
+    for (const room of rooms) {
+      for await (const entry of this.#kv.list({ prefix: [NS, "member", room] })) {
+        const value = entry.value;
+        if (!isLeased(value) || value.until > deadline) continue;
+        const gone = (await retryLocked(() => this.#kv.atomic().check(entry).delete(entry.key).commit())).ok;
+        if (gone) this.#onExpired?.(room, value.user, { changed: true, members: await this.#members(room) });
+      }
+    }
   }
 
   #leased(user: User): Leased {
@@ -171,8 +204,9 @@ export class KvPresence implements Presence {
     return [...rooms].map(([room, { users, connections }]) => ({ room, members: users.size, connections }));
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     clearInterval(this.#renewal);
-    return Promise.resolve();
+    clearInterval(this.#sweeping);
+    await this.#swept;
   }
 }

@@ -69,3 +69,33 @@ redisTest(
     }
   },
 );
+
+Deno.test("KvPresence: a dead node's members leave, told once by a live node of their rooms; a user also on a live node stays", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const told: [string, string, number][] = [];
+  const node = (name: string) =>
+    new KvPresence({
+      kv,
+      node: name,
+      leaseMs: 300,
+      onExpired: (room, user, change) => told.push([room, user.id, change.members]),
+    });
+  const [live1, live2, dead] = [node("live1"), node("live2"), node("dead")];
+  const user = (id: string) => ({ id, name: id.toUpperCase() });
+  try {
+    await live1.join("r", user("ann"), "c1");
+    await live2.join("r", user("bob"), "c2");
+    await dead.join("r", user("carl"), "c3");
+    await dead.join("r", user("bob"), "c4"); // bob is on a live node too
+    await dead.join("elsewhere", user("dan"), "c5"); // no live node holds connections there
+    await dead.close(); // stops renewing, as a killed instance would
+    const deadline = Date.now() + 3000;
+    while (told.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 400)); // both live nodes swept again meanwhile
+    assert.deepEqual(told, [["r", "carl", 2]], "carl's leave, once; bob stays; nobody listens in 'elsewhere'");
+    assert.deepEqual((await live1.members("r")).map((m) => m.id).sort(), ["ann", "bob"]);
+  } finally {
+    await Promise.all([live1.close(), live2.close()]);
+    kv.close();
+  }
+});
