@@ -4,8 +4,9 @@
  */
 /** Int32s per slot of a table: the key's hash (two halves; 0, 0 is an empty slot) and its count. */
 const SLOT = 3;
-/** A table's slots at most (two tables per Worker, 12 bytes a slot: 96 MB of address space). */
-const MAX_SLOTS = 1 << 22;
+/** A table's slots at most (two tables per Worker, 12 bytes a slot: 24 MB of address space per
+ * Worker, touched only where addresses land). */
+const MAX_SLOTS = 1 << 20;
 /** Int32s before a region's tables: the Worker's total, and which table is live. */
 const HEADER = 2;
 
@@ -28,11 +29,11 @@ export interface SharedCountsShare {
  * A region holds the Worker's total and a hash table of its connections per address: open
  * addressing keyed by a 64-bit hash of the address (with this process's random seeds, so that no
  * outsider can aim at a collision), sized for four times the connections the process allows
- * (at most 4M slots). An address whose count falls to zero keeps its slot until the table is half
+ * (at most 1M slots). An address whose count falls to zero keeps its slot until the table is half
  * used; then the Worker copies the live ones into its second table and switches to it, so that a
  * reader never sees a table half rewritten. Where one Worker holds more distinct addresses than
- * its table can (only with caps far above the default), a new address is counted on that Worker
- * alone.
+ * three quarters of its table (at least three times the cap in all, 786,432 at most), a new
+ * address is counted on that Worker alone.
  *
  * Lock-free: a Worker reads the sums, then raises its own counts. So the caps are exact for
  * connections that don't arrive at the same moment; Workers racing for the last slot may each get
