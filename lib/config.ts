@@ -84,7 +84,7 @@ export interface Config {
   /** Server ping interval; a `/ws` peer silent for two intervals is closed with 4000. @default 25000 */
   heartbeatMs: number;
   /** Where several processes or instances share the KV (`ROOMCAST_SEQUENCER=kv`, Deno Deploy): how
-   * often (ms) each reads it for what the others published. @default 200 */
+   * often (ms) each reads it for what the others published. @default 200, 2000 on Deno Deploy */
   kvPollMs: number;
   /** There: how many rooms each process or instance watches (`kv.watch`, news at once where the
    * platform's watch sees the others' writes), the rest only polled; 0: poll only. @default 1000 */
@@ -203,6 +203,9 @@ export function hostName(host: string): string {
 export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1): Config {
   const read = new Reader(env);
   const onDeploy = read.string("DENO_DEPLOYMENT_ID") !== undefined;
+  // On Deno Deploy the KV watch brings the other instances' news, and every poll reads each room's
+  // keys (billed reads): the poll is a slower safety net there.
+  const kvPollDefault = onDeploy ? 2000 : 200;
   const kvPath = read.string("ROOMCAST_KV_PATH") ?? (onDeploy ? undefined : "./data/roomcast.kv");
   const origins = read.string("ROOMCAST_ORIGINS")?.split(",").map((o) => o.trim().replace(/\/$/, ""))
     .filter((o) => o.length > 0);
@@ -234,7 +237,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     metricsKey: read.string("ROOMCAST_METRICS_KEY"),
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
-    kvPollMs: read.duration("ROOMCAST_KV_POLL", 200) ?? 200,
+    kvPollMs: read.duration("ROOMCAST_KV_POLL", kvPollDefault) ?? kvPollDefault,
     kvWatchRooms: read.int("ROOMCAST_KV_WATCH_ROOMS", 1000, 0, 100_000),
     kvLeaseMs: read.duration("ROOMCAST_KV_LEASE", 15_000) ?? 15_000,
     redisLeaseMs: read.duration("ROOMCAST_REDIS_LEASE", 15_000) ?? 15_000,

@@ -71,6 +71,13 @@ Deno.test("config reads the environment", () => {
   assert.equal(config.heartbeatMs, 500);
   assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).kvPath, undefined, "Deno Deploy uses its own KV");
   assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).sequencer, "kv", "many isolates share Deno Deploy's KV");
+  assert.equal(
+    loadConfig({ DENO_DEPLOYMENT_ID: "x" }).kvPollMs,
+    2000,
+    "there the watch brings news; the poll is a net",
+  );
+  assert.equal(loadConfig({ ROOMCAST_SEQUENCER: "kv" }).kvPollMs, 200, "processes on a local file have only the poll");
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x", ROOMCAST_KV_POLL: "500ms" }).kvPollMs, 500);
   assert.equal(loadConfig({ ROOMCAST_SEQUENCER: "kv" }).sequencer, "kv");
 });
 
