@@ -52,6 +52,8 @@ export class SharedCounts {
   /** Used slots at which the live table is compacted next: half of them, or, when more than
    * half are live, an eighth more than after the last compaction (no compaction per insert). */
   #compactAt = 0;
+  /** Times this Worker's table was compacted (tests). */
+  compactions = 0;
 
   /** The coordinator's, for `regions` Workers at a time and `maxConnections` in the process; or a
    * Worker's, from `share`. */
@@ -76,8 +78,7 @@ export class SharedCounts {
 
   /** What the Worker counting in `region` needs. */
   share(region: number): SharedCountsShare {
-    const { seeds, regions, slots } = { seeds: [...this.#seeds], regions: this.#regions, slots: this.#slots };
-    return { buffer: this.#buffer, seeds, regions, slots, region };
+    return { buffer: this.#buffer, seeds: [...this.#seeds], regions: this.#regions, slots: this.#slots, region };
   }
 
   /** Forgets what the Worker of `region` counted (it died, and its connections with it). */
@@ -85,9 +86,6 @@ export class SharedCounts {
     const base = region * this.#regionSize();
     this.#counts.fill(0, base, base + this.#regionSize());
   }
-
-  /** Times this Worker's table was compacted (tests). */
-  compactions = 0;
 
   /** Connections open in every Worker. */
   get total(): number {
