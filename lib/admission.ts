@@ -4,9 +4,9 @@
  * address; and a rate of new connections per address (a token bucket on the injected clock).
  * IPv6 addresses count by their /64 prefix, which one client typically holds whole.
  *
- * With several Workers (`ROOMCAST_WORKERS`) the caps hold for the whole process: the Workers count
- * in one `SharedCounts` (a SharedArrayBuffer the coordinator makes). The rate of new connections
- * stays per Worker.
+ * With several Workers (`ROOMCAST_WORKERS`) the caps and the rate hold for the whole process: the
+ * Workers count in one `SharedCounts` (a SharedArrayBuffer the coordinator makes), where the rate
+ * is a sliding window (`connectBurst` per `connectWindowMs`) rather than a token bucket.
  */
 import type { Clock } from "./clock.ts";
 import { IdleMap, TokenBucket } from "./limits.ts";
@@ -68,9 +68,13 @@ export class Admission {
   /** Takes a slot for a new connection from `address`, or says why not. Every slot taken must be
    * given back once with `release`. */
   admit(address: string): Refused | undefined {
-    const { maxConnections, maxPerAddress, connectBurst, shared } = this.#options;
+    const { maxConnections, maxPerAddress, connectBurst, connectWindowMs, clock, shared } = this.#options;
     const key = addressKey(address);
-    if (connectBurst > 0 && !this.#rates.get(key).take()) return "rate";
+    if (connectBurst > 0) {
+      // With Workers, counted across them (the address counted here alone where the shared table is full).
+      const allowed = shared?.rate(key, connectBurst, connectWindowMs, clock.now()) ?? this.#rates.get(key).take();
+      if (!allowed) return "rate";
+    }
     const mine = this.#perAddress.get(key) ?? 0;
     if (shared) {
       // This Worker's own count still bounds the address (one the shared table had no room for is

@@ -38,20 +38,14 @@ Deno.test("admission: caps, rate, and release", () => {
 });
 
 /** Two Workers' views of one coordinator's counts (in one isolate here; the cluster test has real Workers). */
-function twoWorkers(maxConnections: number, maxPerAddress: number, tableFor = maxConnections) {
+function twoWorkers(maxConnections: number, maxPerAddress: number, tableFor = maxConnections, connectBurst = 0) {
   const coordinator = new SharedCounts({ regions: 2, maxConnections: tableFor });
-  const clock = new ManualClock();
-  const [w0, w1] = [0, 1].map((region) =>
-    new Admission({
-      maxConnections,
-      maxPerAddress,
-      connectBurst: 0,
-      connectWindowMs: 1000,
-      clock,
-      shared: new SharedCounts(coordinator.share(region)),
-    })
+  const clock = new ManualClock(); // starts on a whole second
+  const counts = [0, 1].map((region) => new SharedCounts(coordinator.share(region))) as [SharedCounts, SharedCounts];
+  const [w0, w1] = counts.map((shared) =>
+    new Admission({ maxConnections, maxPerAddress, connectBurst, connectWindowMs: 1000, clock, shared })
   ) as [Admission, Admission];
-  return { coordinator, w0, w1 };
+  return { coordinator, w0, w1, clock, counts };
 }
 
 Deno.test("shared admission: the caps count every Worker's connections; a dead Worker's region is cleared", () => {
@@ -134,4 +128,33 @@ Deno.test("shared admission: a table more than half full of live addresses is no
     `${counts.compactions - before} compactions for 1,000 passing addresses`,
   );
   assert.equal(coordinator.total, 600);
+});
+
+Deno.test("shared admission: the rate of new connections counts every Worker's, over a sliding window", () => {
+  const { w0, w1, clock } = twoWorkers(100, 0, 100, 4); // 4 per second
+  const take = (w: Admission, n: number) => Array.from({ length: n }, () => w.admit("a"));
+  assert.deepEqual([...take(w0, 2), ...take(w1, 2)], [undefined, undefined, undefined, undefined]);
+  assert.equal(w0.admit("a"), "rate", "four in this second across both Workers");
+  assert.equal(w1.admit("a"), "rate");
+  assert.equal(w1.admit("b"), undefined, "another address has its own");
+  clock.advance(1000);
+  assert.equal(w0.admit("a"), "rate", "at the start of the next second the last one still counts whole");
+  clock.advance(500);
+  assert.deepEqual([w0.admit("a"), w1.admit("a"), w0.admit("a")], [undefined, undefined, "rate"], "half of it by now");
+  clock.advance(2000);
+  assert.deepEqual(take(w1, 5), [undefined, undefined, undefined, undefined, "rate"], "a fresh window");
+});
+
+Deno.test("shared admission: an address's recent new connections outlive compactions, so churn can't reset its rate", () => {
+  const { w0, w1, counts } = twoWorkers(10_000, 0, 100, 4); // tables of 1,024 slots
+  for (let i = 0; i < 4; i++) assert.equal(w0.admit("a"), undefined);
+  for (let i = 0; i < 4; i++) w0.release("a");
+  // 700 other addresses come and go on the same Worker in the same second: its table is
+  // compacted, and "a" (no connection open, four new ones this second) is kept.
+  for (let i = 0; i < 700; i++) {
+    assert.equal(w0.admit(`10.9.${i >> 8}.${i & 255}`), undefined);
+    w0.release(`10.9.${i >> 8}.${i & 255}`);
+  }
+  assert.ok(counts[0].compactions > 0, "the table was compacted");
+  assert.equal(w1.admit("a"), "rate", "a's four in this second still count");
 });

@@ -1,12 +1,18 @@
 /**
- * The connection counts every Worker of a process admits against (`ROOMCAST_WORKERS`): see
- * `SharedCounts`. lib/admission.ts uses them in place of its own where they are given.
+ * The connection counts and rates every Worker of a process admits against (`ROOMCAST_WORKERS`):
+ * see `SharedCounts`. lib/admission.ts uses them in place of its own where they are given.
  */
-/** Int32s per slot of a table: the key's hash (two halves; 0, 0 is an empty slot) and its count. */
-const SLOT = 3;
-/** A table's slots at most (two tables per Worker, 12 bytes a slot: 24 MB of address space per
+/** Int32s per slot of a table: the key's hash (two halves; 0, 0 is an empty slot), its open
+ * connections, and its new connections: the window they are counted in, that window's and the
+ * window before's. */
+const SLOT = 6;
+const COUNT = 2;
+const WINDOW = 3;
+const CURRENT = 4;
+const PREVIOUS = 5;
+/** A table's slots at most (two tables per Worker, 24 bytes a slot: 24 MB of address space per
  * Worker, touched only where addresses land). */
-const MAX_SLOTS = 1 << 20;
+const MAX_SLOTS = 1 << 19;
 /** Int32s before a region's tables: the Worker's total, and which table is live. */
 const HEADER = 2;
 
@@ -21,23 +27,26 @@ export interface SharedCountsShare {
 }
 
 /**
- * Open connections counted across the Workers of a process, in a SharedArrayBuffer, so that the
- * caps on all connections and per address hold for the process, whichever Worker accepts. Each
- * Worker counts in a region of its own, which only it writes and which the coordinator clears
- * when it dies (its connections went with it); a check sums every region.
+ * Connections counted across the Workers of a process, in a SharedArrayBuffer, so that the caps
+ * on all connections and per address, and the rate of new connections per address, hold for the
+ * process, whichever Worker accepts. Each Worker counts in a region of its own, which only it
+ * writes and which the coordinator clears when it dies (its connections went with it); a check
+ * sums every region.
  *
- * A region holds the Worker's total and a hash table of its connections per address: open
- * addressing keyed by a 64-bit hash of the address (with this process's random seeds, so that no
- * outsider can aim at a collision), sized for four times the connections the process allows
- * (at most 1M slots). An address whose count falls to zero keeps its slot until the table is half
- * used; then the Worker copies the live ones into its second table and switches to it, so that a
- * reader never sees a table half rewritten. Where one Worker holds more distinct addresses than
- * three quarters of its table (at least three times the cap in all, 786,432 at most), a new
- * address is counted on that Worker alone.
+ * A region holds the Worker's total and a hash table per address: open addressing keyed by a
+ * 64-bit hash of the address (with this process's random seeds, so that no outsider can aim at a
+ * collision), sized for four times the connections the process allows (at most 512k slots). A
+ * slot holds the address's open connections and its new ones in the current window and the one
+ * before; the rate is a sliding window over them (`rate`). A slot with no connection open and no
+ * new one in those two windows stays until the table is half used; then the Worker copies the
+ * others into its second table and switches to it, so that a reader never sees a table half
+ * rewritten. Where one Worker holds more such addresses than three quarters of its table (at
+ * least three times the cap in all, 393,216 at most), a new address is counted on that Worker
+ * alone.
  *
- * Lock-free: a Worker reads the sums, then raises its own counts. So the caps are exact for
- * connections that don't arrive at the same moment; Workers racing for the last slot may each get
- * it, which passes a cap by at most one connection per other Worker.
+ * Lock-free: a Worker reads the sums, then raises its own counts. So the caps and the rate are
+ * exact for connections that don't arrive at the same moment; Workers racing for the last place
+ * may each get it, which passes a limit by at most one connection per other Worker.
  */
 export class SharedCounts {
   readonly #buffer: SharedArrayBuffer;
@@ -52,6 +61,8 @@ export class SharedCounts {
   /** Used slots at which the live table is compacted next: half of them, or, when more than
    * half are live, an eighth more than after the last compaction (no compaction per insert). */
   #compactAt = 0;
+  /** The window of new connections last counted here (see `rate`). */
+  #window = 0;
   /** Times this Worker's table was compacted (tests). */
   compactions = 0;
 
@@ -100,7 +111,7 @@ export class SharedCounts {
     let sum = 0;
     for (let r = 0; r < this.#regions; r++) {
       const slot = this.#find(this.#live(r), hi, lo);
-      if (slot >= 0) sum += Atomics.load(this.#counts, slot + 2);
+      if (slot >= 0) sum += Atomics.load(this.#counts, slot + COUNT);
     }
     return sum;
   }
@@ -141,33 +152,70 @@ export class SharedCounts {
     return -1;
   }
 
-  #add(key: string, n: number): void {
-    if (this.#region < 0) throw new Error("the coordinator counts no connections");
-    const base = this.#region * this.#regionSize();
-    Atomics.add(this.#counts, base, n);
+  /** Counts a new connection of `key` against `burst` per `windowMs` in every Worker (a sliding
+   * window: this window's count and the last one's, weighted by how much of it still overlaps),
+   * or refuses it; `undefined` where this Worker's table has no room for `key` (then the caller
+   * counts it alone). */
+  rate(key: string, burst: number, windowMs: number, now: number): boolean | undefined {
+    const window = Math.floor(now / windowMs) | 0;
+    this.#window = window;
+    const overlap = 1 - (now % windowMs) / windowMs;
     const [hi, lo] = this.#hash(key);
-    const found = this.#find(this.#live(this.#region), hi, lo);
-    if (found >= 0) {
-      Atomics.add(this.#counts, found + 2, n);
-      return;
+    let recent = 0;
+    for (let r = 0; r < this.#regions; r++) {
+      const slot = this.#find(this.#live(r), hi, lo);
+      if (slot < 0) continue;
+      const age = (window - Atomics.load(this.#counts, slot + WINDOW)) | 0;
+      const current = Atomics.load(this.#counts, slot + CURRENT);
+      if (age === 0) recent += current + Atomics.load(this.#counts, slot + PREVIOUS) * overlap;
+      else if (age === 1) recent += current * overlap;
     }
-    if (n < 0) return; // counted on this Worker alone (its table was full)
-    if (this.#used >= Math.max(this.#slots / 2, this.#compactAt)) this.#compact();
-    if (this.#used >= (this.#slots * 3) / 4) return; // full of live addresses: this one is counted here alone
-    this.#insert(this.#live(this.#region), hi, lo, n);
-    this.#used++;
+    if (recent >= burst) return false;
+    const slot = this.#slot(hi, lo);
+    if (slot < 0) return undefined;
+    const age = (window - Atomics.load(this.#counts, slot + WINDOW)) | 0;
+    if (age !== 0) {
+      Atomics.store(this.#counts, slot + PREVIOUS, age === 1 ? Atomics.load(this.#counts, slot + CURRENT) : 0);
+      Atomics.store(this.#counts, slot + CURRENT, 0);
+      Atomics.store(this.#counts, slot + WINDOW, window);
+    }
+    Atomics.add(this.#counts, slot + CURRENT, 1);
+    return true;
   }
 
-  /** Writes a new key into the table at `table` (the key is known to be absent). */
-  #insert(table: number, hi: number, lo: number, count: number): void {
+  #add(key: string, n: number): void {
+    if (this.#region < 0) throw new Error("the coordinator counts no connections");
+    Atomics.add(this.#counts, this.#region * this.#regionSize(), n);
+    const [hi, lo] = this.#hash(key);
+    // A connection given back whose address has no slot (or none counted in it) was counted on
+    // this Worker alone.
+    const slot = n < 0 ? this.#find(this.#live(this.#region), hi, lo) : this.#slot(hi, lo);
+    if (slot >= 0 && (n > 0 || Atomics.load(this.#counts, slot + COUNT) > 0)) {
+      Atomics.add(this.#counts, slot + COUNT, n);
+    }
+  }
+
+  /** This Worker's slot for (hi, lo), made if it has none; -1 where its table is full of live
+   * addresses. */
+  #slot(hi: number, lo: number): number {
+    if (this.#region < 0) throw new Error("the coordinator counts no connections");
+    const found = this.#find(this.#live(this.#region), hi, lo);
+    if (found >= 0) return found;
+    if (this.#used >= Math.max(this.#slots / 2, this.#compactAt)) this.#compact();
+    if (this.#used >= (this.#slots * 3) / 4) return -1;
+    this.#used++;
+    return this.#insert(this.#live(this.#region), [hi, lo, 0, 0, 0, 0]);
+  }
+
+  /** Writes a new slot (its fields, hash last) into the table at `table`; the key is known to be
+   * absent. Returns where. */
+  #insert(table: number, fields: number[]): number {
     const mask = this.#slots - 1;
-    for (let at = lo & mask;; at = (at + 1) & mask) {
+    for (let at = (fields[1] as number) & mask;; at = (at + 1) & mask) {
       const slot = table + at * SLOT;
       if (Atomics.load(this.#counts, slot) !== 0 || Atomics.load(this.#counts, slot + 1) !== 0) continue;
-      Atomics.store(this.#counts, slot + 2, count);
-      Atomics.store(this.#counts, slot + 1, lo);
-      Atomics.store(this.#counts, slot, hi);
-      return;
+      for (let f = SLOT - 1; f >= 0; f--) Atomics.store(this.#counts, slot + f, fields[f] as number);
+      return slot;
     }
   }
 
@@ -180,9 +228,12 @@ export class SharedCounts {
     this.#counts.fill(0, to, to + SLOT * this.#slots);
     let used = 0;
     for (let slot = from; slot < from + SLOT * this.#slots; slot += SLOT) {
-      const count = Atomics.load(this.#counts, slot + 2);
-      if (count <= 0) continue;
-      this.#insert(to, Atomics.load(this.#counts, slot), Atomics.load(this.#counts, slot + 1), count);
+      const fields = Array.from({ length: SLOT }, (_, f) => Atomics.load(this.#counts, slot + f));
+      // Kept: an address with connections open, or with new ones in this window or the last.
+      const recent = ((this.#window - (fields[WINDOW] as number)) | 0) <= 1 &&
+        (fields[CURRENT] as number) + (fields[PREVIOUS] as number) > 0;
+      if ((fields[COUNT] as number) <= 0 && !recent) continue;
+      this.#insert(to, fields);
       used++;
     }
     Atomics.store(this.#counts, base + 1, 1 - which);

@@ -351,3 +351,31 @@ Deno.test({
     await Promise.all(open.map((o) => o.client.close()));
   },
 });
+
+Deno.test({
+  name: "two Workers: the rate of new connections per address holds for the process, whichever Worker accepts",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startCluster({
+      config: configWith({
+        port: 0,
+        hostname: "127.0.0.1",
+        workers: 2,
+        kvPath: ":memory:",
+        connectBurst: 3,
+        connectWindowMs: 60_000,
+        maxConnectionsPerIp: 0,
+      }),
+      memory: true,
+    });
+    const url = `${server.url.replace("http", "ws")}/ws`;
+    const outcomes = [];
+    // Ten tries within the minute: counted per Worker, as before, up to six would get in.
+    for (let i = 0; i < 10; i++) outcomes.push(await attempt(url));
+    const open = outcomes.filter((o) => o.node);
+    assert.equal(open.length, 3, "three new connections from this address per minute, on whichever Workers");
+    assert.ok(outcomes.filter((o) => !o.node).every((o) => o.refused === 1013));
+    await Promise.all(outcomes.map((o) => o.client.close()));
+  },
+});
