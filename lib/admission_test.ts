@@ -79,8 +79,8 @@ Deno.test("shared admission: 50,000 addresses are each counted exactly; churn co
   }
   assert.equal(coordinator.total, 50_000);
   assert.ok(addresses.every((a) => coordinator.count(a) === 1), "each address counted once, none high");
-  // 300,000 more addresses come and go one at a time on Worker 0: its table (524,288 slots, four
-  // times the connections allowed, rounded up) is compacted each time half of it is used.
+  // 300,000 more addresses come and go one at a time on Worker 0: its table (524,288 slots, the
+  // most a table has) is compacted each time half of it is used.
   for (let i = 0; i < 300_000; i++) {
     const passing = `172.16.${(i >> 8) & 255}.${i & 255}:${i >> 16}`;
     assert.equal(w0.admit(passing), undefined);

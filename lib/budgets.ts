@@ -3,11 +3,13 @@
  * HTTP does not multiply a rate limit: publishes (with directs) and signals per user (a JWT's
  * `sub`, across its connections and its HTTP publishes) or per address for guests (IPv6 by /64,
  * across every guest from there). Each connection also has its own, smaller limits
- * (lib/connection.ts).
+ * (lib/connection.ts). With Workers, a budget counts the principal's spending in every Worker
+ * (lib/shared_counts.ts).
  */
 import { addressKey } from "./admission.ts";
 import type { Clock } from "./clock.ts";
-import { IdleMap, TokenBucket } from "./limits.ts";
+import { type Bucket, IdleMap, TokenBucket } from "./limits.ts";
+import type { SharedCounts } from "./shared_counts.ts";
 
 export interface BudgetOptions {
   /** Publishes and directs per principal per `windowMs`. */
@@ -16,14 +18,42 @@ export interface BudgetOptions {
   signalBurst: number;
   windowMs: number;
   clock: Clock;
+  /** With Workers: the counts they share, so that a principal's budget holds for the process. */
+  shared?: SharedCounts | undefined;
 }
 
 export interface Budget {
   readonly key: string;
-  readonly publishes: TokenBucket;
-  readonly signals: TokenBucket;
+  readonly publishes: Bucket;
+  readonly signals: Bucket;
   /** Connections holding it. */
   holders: number;
+}
+
+/** A principal's rate counted in every Worker (`SharedCounts.rate`, a sliding window); its own
+ * token bucket where the shared table has no room. Nothing of it is kept here (`full`) but that
+ * bucket. */
+class SharedBucket implements Bucket {
+  constructor(
+    readonly key: string,
+    readonly burst: number,
+    readonly windowMs: number,
+    readonly clock: Clock,
+    readonly shared: SharedCounts,
+    readonly local: TokenBucket,
+  ) {}
+
+  take(): boolean {
+    return this.shared.rate(this.key, this.burst, this.windowMs, this.clock.now()) ?? this.local.take();
+  }
+
+  get waitMs(): number {
+    return Math.max(this.shared.rateWaitMs(this.key, this.burst, this.windowMs, this.clock.now()), this.local.waitMs);
+  }
+
+  get full(): boolean {
+    return this.local.full;
+  }
 }
 
 /** The principal of a user (`sub`) or of a guest (its address). */
@@ -34,12 +64,16 @@ export class Budgets {
   /** Budgets nobody holds are forgotten once refilled. */
   readonly #budgets: IdleMap<Budget>;
 
-  constructor({ publishBurst, signalBurst, windowMs, clock }: BudgetOptions) {
+  constructor({ publishBurst, signalBurst, windowMs, clock, shared }: BudgetOptions) {
+    const bucket = (kind: string, key: string, burst: number): Bucket => {
+      const local = new TokenBucket(burst, windowMs, clock);
+      return shared ? new SharedBucket(`${kind}:${key}`, burst, windowMs, clock, shared, local) : local;
+    };
     this.#budgets = new IdleMap(
       (key) => ({
         key,
-        publishes: new TokenBucket(publishBurst, windowMs, clock),
-        signals: new TokenBucket(signalBurst, windowMs, clock),
+        publishes: bucket("publishes", key, publishBurst),
+        signals: bucket("signals", key, signalBurst),
         holders: 0,
       }),
       (budget) => budget.holders === 0 && budget.publishes.full && budget.signals.full,

@@ -7,6 +7,7 @@
  * HTTP: transports give it a `Peer`.
  */
 import { Budgets } from "./budgets.ts";
+import type { SharedCounts } from "./shared_counts.ts";
 import type { Clock } from "./clock.ts";
 import type { LimitsConfig } from "./config.ts";
 import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
@@ -72,6 +73,8 @@ export interface HubOptions {
    * lags, and is missing on some platforms): how often (ms) rooms with subscribers check the
    * store's latest position and catch up. `undefined`: never (one isolate). */
   pollMs?: number | undefined;
+  /** With Workers: the counts they share, so that users' and guests' budgets hold for the process. */
+  shared?: SharedCounts | undefined;
 }
 
 export type { RoomCount as RoomSummary };
@@ -101,6 +104,7 @@ export class Hub {
       signalBurst: limits.userSignalBurst,
       windowMs: limits.userWindowMs,
       clock,
+      shared: options.shared,
     });
     backplane.onEvent((event, node) => this.#onEvent(event, node));
     backplane.onTrouble((error) => this.#trouble(error));

@@ -4,8 +4,16 @@
  */
 import type { Clock } from "./clock.ts";
 
+/** What a rate limit answers: a token now or not, when the next one comes, and whether it holds
+ * anything worth keeping. */
+export interface Bucket {
+  take(): boolean;
+  readonly waitMs: number;
+  readonly full: boolean;
+}
+
 /** `capacity` tokens, refilled continuously so that a full bucket refills in `windowMs`. */
-export class TokenBucket {
+export class TokenBucket implements Bucket {
   #tokens: number;
   #updated: number;
   readonly #capacity: number;

@@ -27,26 +27,27 @@ export interface SharedCountsShare {
 }
 
 /**
- * Connections counted across the Workers of a process, in a SharedArrayBuffer, so that the caps
- * on all connections and per address, and the rate of new connections per address, hold for the
- * process, whichever Worker accepts. Each Worker counts in a region of its own, which only it
- * writes and which the coordinator clears when it dies (its connections went with it); a check
- * sums every region.
+ * Counts shared by the Workers of a process, in a SharedArrayBuffer, so that these limits hold for
+ * the process, whichever Worker a client reaches: the caps on all connections and per address,
+ * the rate of new connections per address, and users' (or guest addresses') publish and signal
+ * budgets (lib/budgets.ts). Each Worker counts in a region of its own, which only it writes and
+ * which the coordinator clears when it dies (its connections went with it); a check sums every
+ * region.
  *
- * A region holds the Worker's total and a hash table per address: open addressing keyed by a
- * 64-bit hash of the address (with this process's random seeds, so that no outsider can aim at a
- * collision), sized for four times the connections the process allows (at most 512k slots). A
- * slot holds the address's open connections and its new ones in the current window and the one
- * before; the rate is a sliding window over them (`rate`). A slot with no connection open and no
- * new one in those two windows stays until the table is half used; then the Worker copies the
- * others into its second table and switches to it, so that a reader never sees a table half
- * rewritten. Where one Worker holds more such addresses than three quarters of its table (at
- * least three times the cap in all, 393,216 at most), a new address is counted on that Worker
- * alone.
+ * A region holds the Worker's total and a hash table of keys (an address, or a budget's
+ * principal and kind): open addressing keyed by a 64-bit hash of the key (with this process's
+ * random seeds, so that no outsider can aim at a collision), sized for eight times the
+ * connections the process allows (at most 512k slots). A slot holds the key's open connections
+ * and its uses in the current window and the one before; a rate is a sliding window over them
+ * (`rate`). A slot with no connection open and no use in those two windows stays until the table
+ * is half used; then the Worker copies the others into its second table and switches to it, so
+ * that a reader never sees a table half rewritten. Where one Worker holds more such keys than
+ * three quarters of its table (at least six times the connection cap, 393,216 at most), a new key
+ * is counted on that Worker alone.
  *
- * Lock-free: a Worker reads the sums, then raises its own counts. So the caps and the rate are
- * exact for connections that don't arrive at the same moment; Workers racing for the last place
- * may each get it, which passes a limit by at most one connection per other Worker.
+ * Lock-free: a Worker reads the sums, then raises its own counts. So the limits are exact for
+ * uses that don't come at the same moment; Workers racing for the last place may each get it,
+ * which passes a limit by at most one per other Worker.
  */
 export class SharedCounts {
   readonly #buffer: SharedArrayBuffer;
@@ -77,7 +78,8 @@ export class SharedCounts {
       this.#region = init.region;
     } else {
       let slots = 1024;
-      while (slots < 4 * init.maxConnections && slots < MAX_SLOTS) slots *= 2;
+      // Addresses, and users' and guests' rates, are at most three keys per connection.
+      while (slots < 8 * init.maxConnections && slots < MAX_SLOTS) slots *= 2;
       this.#slots = slots;
       this.#regions = init.regions;
       this.#buffer = new SharedArrayBuffer(4 * this.#regionSize() * init.regions);
@@ -159,18 +161,9 @@ export class SharedCounts {
   rate(key: string, burst: number, windowMs: number, now: number): boolean | undefined {
     const window = Math.floor(now / windowMs) | 0;
     this.#window = window;
-    const overlap = 1 - (now % windowMs) / windowMs;
     const [hi, lo] = this.#hash(key);
-    let recent = 0;
-    for (let r = 0; r < this.#regions; r++) {
-      const slot = this.#find(this.#live(r), hi, lo);
-      if (slot < 0) continue;
-      const age = (window - Atomics.load(this.#counts, slot + WINDOW)) | 0;
-      const current = Atomics.load(this.#counts, slot + CURRENT);
-      if (age === 0) recent += current + Atomics.load(this.#counts, slot + PREVIOUS) * overlap;
-      else if (age === 1) recent += current * overlap;
-    }
-    if (recent >= burst) return false;
+    const { current, previous } = this.#windows(hi, lo, window);
+    if (current + previous * (1 - (now % windowMs) / windowMs) >= burst) return false;
     const slot = this.#slot(hi, lo);
     if (slot < 0) return undefined;
     const age = (window - Atomics.load(this.#counts, slot + WINDOW)) | 0;
@@ -181,6 +174,34 @@ export class SharedCounts {
     }
     Atomics.add(this.#counts, slot + CURRENT, 1);
     return true;
+  }
+
+  /** Milliseconds until `rate` would let one more of `key`'s in (0: now). */
+  rateWaitMs(key: string, burst: number, windowMs: number, now: number): number {
+    const window = Math.floor(now / windowMs) | 0;
+    const [hi, lo] = this.#hash(key);
+    const { current, previous } = this.#windows(hi, lo, window);
+    const into = (now % windowMs) / windowMs;
+    if (current + previous * (1 - into) < burst) return 0;
+    // The last window's share shrinks as this one goes on; past it, this window's does.
+    if (current < burst && previous > 0) return Math.ceil((1 - (burst - current) / previous - into) * windowMs) + 1;
+    return Math.ceil((1 - into + 1 - burst / Math.max(current, 1)) * windowMs) + 1;
+  }
+
+  /** `key`'s new connections in every Worker: in `window`, and in the one before. */
+  #windows(hi: number, lo: number, window: number): { current: number; previous: number } {
+    let current = 0;
+    let previous = 0;
+    for (let r = 0; r < this.#regions; r++) {
+      const slot = this.#find(this.#live(r), hi, lo);
+      if (slot < 0) continue;
+      const age = (window - Atomics.load(this.#counts, slot + WINDOW)) | 0;
+      if (age === 0) {
+        current += Atomics.load(this.#counts, slot + CURRENT);
+        previous += Atomics.load(this.#counts, slot + PREVIOUS);
+      } else if (age === 1) previous += Atomics.load(this.#counts, slot + CURRENT);
+    }
+    return { current, previous };
   }
 
   #add(key: string, n: number): void {

@@ -94,12 +94,13 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const port = config.port === 0 ? freePort(config.hostname) : config.port;
   const namespace = `roomcast-${randomId(10)}`;
   const presence = new NodePresence(LEASE_MS);
-  // The caps on connections (all, and per address) hold for the process, whichever Worker accepts.
-  const admission = new SharedCounts({
+  // The limits on connections (in all, per address, their rate) and the users' budgets hold for
+  // the process, whichever Worker a client reaches.
+  const counts = new SharedCounts({
     regions: config.workers,
     maxConnections: config.maxConnections ?? defaultMaxConnections(fdLimit()),
   });
-  /** Which Worker counts in each region of `admission`. */
+  /** Which Worker counts in each region of `counts`. */
   const regions: (string | undefined)[] = Array(config.workers).fill(undefined);
   const relay = new Relay();
   // The coordinator tells the member leaves of a Worker that ended.
@@ -154,7 +155,9 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const spawn = (): Promise<Member> => {
     const node = nodeId();
     const region = regions.indexOf(undefined);
-    if (region < 0) return Promise.reject(new Error("no free admission region: more Workers than configured"));
+    if (region < 0) {
+      return Promise.reject(new Error("no free region of the shared counts: more Workers than configured"));
+    }
     regions[region] = node;
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     const serving = serveRpc(worker, handlers);
@@ -185,7 +188,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       namespace,
       renewMs: RENEW_MS,
       pollMs: POLL_MS,
-      admission: admission.share(region),
+      counts: counts.share(region),
     };
     worker.postMessage(start);
     return started.promise.finally(() => clearTimeout(timer));
@@ -202,7 +205,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     // Its connections are gone: their slots are free.
     const region = regions.indexOf(node);
     if (region >= 0) {
-      admission.clear(region);
+      counts.clear(region);
       regions[region] = undefined;
     }
     if (!running || draining) return;

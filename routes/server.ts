@@ -36,8 +36,8 @@ export interface ServerOptions {
     sessions?: SessionRouting;
     /** Every isolate's metrics, merged, for `/metrics`. */
     allMetrics?: () => Promise<string>;
-    /** The connection counts every Worker of the process admits against. */
-    admission?: SharedCounts;
+    /** The counts every Worker of the process limits connections and budgets against. */
+    counts?: SharedCounts;
   };
 }
 
@@ -75,6 +75,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     historyTtlMs: config.historyTtlMs,
     node,
     pollMs: options.isolate?.pollMs ?? engine.pollMs,
+    shared: options.isolate?.counts,
   });
   const state: ServerState = { draining: false };
   const maxConnections = config.maxConnections ?? defaultMaxConnections(fdLimit());
@@ -85,7 +86,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     connectBurst: config.connectBurst,
     connectWindowMs: config.connectWindowMs,
     clock,
-    shared: options.isolate?.admission,
+    shared: options.isolate?.counts,
   });
   const app = createApp({
     hub,

@@ -71,8 +71,8 @@ export interface WorkerStart {
   namespace: string;
   renewMs: number;
   pollMs: number;
-  /** The connection counts shared by every Worker, and this one's region in them. */
-  admission: SharedCountsShare;
+  /** The counts shared by every Worker (connections and budgets), and this one's region in them. */
+  counts: SharedCountsShare;
 }
 
 /** What a Worker says back. */
@@ -83,7 +83,7 @@ export type WorkerReport =
 
 let server: RunningServer | undefined;
 
-async function start({ config, node, namespace, renewMs, pollMs, admission }: WorkerStart): Promise<void> {
+async function start({ config, node, namespace, renewMs, pollMs, counts }: WorkerStart): Promise<void> {
   const rpc = new RpcClient(self);
   const sessions = new WorkerRouting(node, rpc);
   serveRpc(self, {
@@ -128,7 +128,7 @@ async function start({ config, node, namespace, renewMs, pollMs, admission }: Wo
         pollMs: engine.pollMs ?? pollMs,
         sessions,
         allMetrics,
-        admission: new SharedCounts(admission),
+        counts: new SharedCounts(counts),
       },
     });
     self.postMessage({ control: "listening", node, port: Number(new URL(server.url).port) } satisfies WorkerReport);

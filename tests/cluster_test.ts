@@ -379,3 +379,39 @@ Deno.test({
     await Promise.all(outcomes.map((o) => o.client.close()));
   },
 });
+
+Deno.test({
+  name:
+    "two Workers: a user's (here a guest address's) publish budget holds for the process, whichever Worker its connections are on",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await startCluster({
+      config: configWith({
+        port: 0,
+        hostname: "127.0.0.1",
+        workers: 2,
+        kvPath: ":memory:",
+        connectBurst: 0,
+        maxConnectionsPerIp: 0,
+        limits: { publishBurst: 1000, userPublishBurst: 6, userWindowMs: 60_000 },
+      }),
+      memory: true,
+    });
+    const [a, b] = await onEachWorker(server.url, 2) as [TestClient<Frame>, TestClient<Frame>];
+    await a.request({ type: "join", room: "q" });
+    await b.request({ type: "join", room: "q" });
+    const answers = [];
+    // Per Worker, as before, this address would get six on each: twelve.
+    for (let i = 0; i < 10; i++) {
+      answers.push((await (i % 2 ? b : a).request({ type: "publish", room: "q", data: i })).type);
+    }
+    assert.deepEqual(
+      answers.filter((t) => t === "ack").length,
+      6,
+      `six publishes a minute from this address: ${answers}`,
+    );
+    assert.ok(answers.slice(6).every((t) => t === "error"));
+    await Promise.all([a.close(), b.close()]);
+  },
+});
