@@ -43,7 +43,8 @@ async function retried<T>(attempt: () => Promise<T>): Promise<T> {
 const post = (url: string, path: string, body: unknown) =>
   fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
-const cluster = (memory: boolean, dir?: string) =>
+/** Two Workers, limits lifted unless `limits` says otherwise. */
+const cluster = (memory: boolean, dir?: string, limits: Parameters<typeof configWith>[0] = {}) =>
   startCluster({
     config: configWith({
       port: 0,
@@ -53,6 +54,7 @@ const cluster = (memory: boolean, dir?: string) =>
       connectBurst: 0,
       maxConnectionsPerIp: 0,
       limits: { publishBurst: 10_000, userPublishBurst: 10_000 },
+      ...limits,
     }),
     memory,
   });
@@ -311,17 +313,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using server = await startCluster({
-      config: configWith({
-        port: 0,
-        hostname: "127.0.0.1",
-        workers: 2,
-        kvPath: ":memory:",
-        connectBurst: 0,
-        maxConnectionsPerIp: 3,
-      }),
-      memory: true,
-    });
+    await using server = await cluster(true, undefined, { maxConnectionsPerIp: 3 });
     const url = `${server.url.replace("http", "ws")}/ws`;
     const open: { client: TestClient<Frame>; node?: string }[] = [];
     const refused: number[] = [];
@@ -357,18 +349,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using server = await startCluster({
-      config: configWith({
-        port: 0,
-        hostname: "127.0.0.1",
-        workers: 2,
-        kvPath: ":memory:",
-        connectBurst: 3,
-        connectWindowMs: 60_000,
-        maxConnectionsPerIp: 0,
-      }),
-      memory: true,
-    });
+    await using server = await cluster(true, undefined, { connectBurst: 3, connectWindowMs: 60_000 });
     const url = `${server.url.replace("http", "ws")}/ws`;
     const outcomes = [];
     // Ten tries within the minute: counted per Worker, as before, up to six would get in.
@@ -386,17 +367,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using server = await startCluster({
-      config: configWith({
-        port: 0,
-        hostname: "127.0.0.1",
-        workers: 2,
-        kvPath: ":memory:",
-        connectBurst: 0,
-        maxConnectionsPerIp: 0,
-        limits: { publishBurst: 1000, userPublishBurst: 6, userWindowMs: 60_000 },
-      }),
-      memory: true,
+    await using server = await cluster(true, undefined, {
+      limits: { publishBurst: 1000, userPublishBurst: 6, userWindowMs: 60_000 },
     });
     const [a, b] = await onEachWorker(server.url, 2) as [TestClient<Frame>, TestClient<Frame>];
     await a.request({ type: "join", room: "q" });
