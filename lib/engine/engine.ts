@@ -10,7 +10,8 @@ import { LocalBackplane } from "./backplane_local.ts";
 import { KvBackplane } from "./backplane_kv.ts";
 import { KvPresence } from "./presence_kv.ts";
 import { KvStore } from "./store_kv_base.ts";
-import { memberEvent, type Presence } from "./presence.ts";
+import { type MemberChange, memberEvent, type Presence } from "./presence.ts";
+import type { User } from "../protocol.ts";
 import { MemoryPresence } from "./presence_memory.ts";
 import type { Store } from "./store.ts";
 import { openKvStore } from "./store_kv.ts";
@@ -61,6 +62,15 @@ export function sharedKv(config: Config, memory = false): boolean {
   return !memory && config.sequencer === "kv" && config.kvPath !== ":memory:";
 }
 
+/** A shared presence's `onExpired`: the members of a node that died leave, told to every node
+ * through `backplane` (member events capped as always). */
+function leavesThrough(backplane: Backplane, config: Config): (room: string, user: User, change: MemberChange) => void {
+  return (room, user, change) => {
+    const event = memberEvent(room, user, "", "leave", change, config.limits.memberEventsMax);
+    if (event) backplane.publish(event);
+  };
+}
+
 /** How often rooms with subscribers check Redis for what pub/sub did not bring. */
 const REDIS_CHECK_MS = 1000;
 
@@ -82,11 +92,8 @@ export async function createRedisEngine(config: Config, options: EngineOptions):
     link,
     node,
     leaseMs: config.redisLeaseMs,
-    // A killed process's members leave: told to every process (member events capped as always).
-    onExpired: (room, user, change) => {
-      const event = memberEvent(room, user, "", "leave", change, config.limits.memberEventsMax);
-      if (event) backplane.publish(event);
-    },
+    // A killed process's members leave.
+    onExpired: leavesThrough(backplane, config),
   });
   return {
     store,
@@ -120,11 +127,8 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
       kv: store.kv,
       node: options.node,
       leaseMs: config.kvLeaseMs,
-      // An evicted instance's members leave: told to every instance (member events capped as always).
-      onExpired: (room, user, change) => {
-        const event = memberEvent(room, user, "", "leave", change, config.limits.memberEventsMax);
-        if (event) shared.publish(event);
-      },
+      // An evicted instance's members leave.
+      onExpired: leavesThrough(shared, config),
     });
   }
   return {
