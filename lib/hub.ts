@@ -190,6 +190,9 @@ export class Hub {
     let room = this.#rooms.get(name);
     if (room) return room;
     const { store, historyLimit, presence, limits, backplane } = this.#options;
+    // Its events from other isolates must reach this one while the room is here: subscribed before
+    // the room reads its position, so that nothing numbered after that read passes it by.
+    backplane.subscribe(name);
     const created = new Room(name, {
       store,
       historyLimit,
@@ -200,8 +203,6 @@ export class Hub {
       if (this.#rooms.get(name) === created) this.#dropRoom(name);
     });
     this.#rooms.set(name, room = created);
-    // Its events from other isolates must reach this one while the room is here.
-    backplane.subscribe(name);
     return room;
   }
 

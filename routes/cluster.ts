@@ -2,15 +2,13 @@
  * `ROOMCAST_WORKERS=N` (N > 1): this isolate is the coordinator and N Workers serve the port
  * together (SO_REUSEPORT: the kernel spreads connections over them). The coordinator owns the
  * store (one sequencer numbers every room's messages, whichever Worker publishes) and the shared
- * presence; Workers call them over `postMessage` and keep each other's rooms in sync over
- * BroadcastChannel (or through the coordinator where BroadcastChannel is missing). A Worker that
- * dies, or stops renewing its presence lease, is replaced, and its connections leave its rooms.
+ * presence; Workers call them over `postMessage`. The coordinator pushes each message it stores to
+ * the other Workers subscribed to its room; the events nothing stores go over BroadcastChannel (or
+ * through the coordinator where BroadcastChannel is missing). A Worker that dies, or stops
+ * renewing its presence lease, is replaced, and its connections leave its rooms.
  */
 import { type Clock, systemClock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
-import { BroadcastChannelBackplane, hasBroadcastChannel } from "../lib/engine/backplane_broadcast.ts";
-import { LocalBackplane } from "../lib/engine/backplane_local.ts";
-import type { Backplane } from "../lib/engine/backplane.ts";
 import { Relay } from "../lib/engine/backplane_relay.ts";
 import { createStore } from "../lib/engine/engine.ts";
 import { memberEvent } from "../lib/engine/presence.ts";
@@ -102,11 +100,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   });
   /** Which Worker counts in each region of `counts`. */
   const regions: (string | undefined)[] = Array(config.workers).fill(undefined);
+  // The coordinator's fan-out: stored messages, and the member leaves of a Worker that ended.
   const relay = new Relay();
-  // The coordinator tells the member leaves of a Worker that ended.
-  const backplane: Backplane = hasBroadcastChannel()
-    ? new BroadcastChannelBackplane({ node: "coordinator", namespace, listen: false })
-    : new LocalBackplane("coordinator");
   // Socket.IO polling requests that reached a Worker other than their session's go to that one.
   const sessions: Record<string, RpcHandler> = {
     "eio.forward": ([owner, request]) => {
@@ -135,7 +130,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       return mergeMetricsTexts([metricsText(metrics), ...texts]);
     },
   };
-  const handlers = { ...storeHandlers(store), ...presence.handlers(), ...relay.handlers(), ...sessions, ...gather };
+  const handlers = { ...presence.handlers(), ...relay.handlers(), ...sessions, ...gather };
   const members = new Map<string, Member>();
   /** Workers are replaced only once the cluster has started, never faster than every RESPAWN_MS. */
   let running = false;
@@ -146,9 +141,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     relay.remove(node);
     presence.expire(node, (room, user, connection, change) => {
       const event = memberEvent(room, user, connection, "leave", change, config.limits.memberEventsMax);
-      if (!event) return;
-      backplane.publish(event);
-      relay.forward(event, "coordinator");
+      if (event) relay.forward(event, "coordinator");
     });
   };
 
@@ -160,15 +153,16 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     }
     regions[region] = node;
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-    const serving = serveRpc(worker, handlers);
+    // What this Worker stores goes to the other Workers in its room.
+    const serving = serveRpc(worker, { ...handlers, ...storeHandlers(store, relay.storedBy(node)) });
     const client = new RpcClient(worker);
     const stop = () => {
-      serving();
+      serving.stop();
       client.close();
     };
     const member: Member = { node, worker, client, stop };
     members.set(node, member);
-    relay.add(node, worker);
+    relay.add(node, serving.push);
     const started = Promise.withResolvers<Member>();
     const timer = setTimeout(() => started.reject(new Error(`worker ${node} did not start`)), START_TIMEOUT_MS);
     worker.addEventListener("message", (event: MessageEvent) => {
@@ -231,7 +225,6 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   } catch (error) {
     clearInterval(lapses);
     for (const member of members.values()) member.worker.terminate();
-    await backplane.close();
     await store.close();
     throw error;
   }
@@ -261,7 +254,6 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         member.worker.terminate();
       }
       members.clear();
-      await backplane.close();
       await store.close();
     })();
     return drained;

@@ -1,13 +1,13 @@
 /**
  * One Worker of a cluster (routes/cluster.ts): a whole server on its share of the port
- * (`reusePort`), whose store and presence are the coordinator's (over `postMessage`) and whose
- * backplane is BroadcastChannel. It starts when the coordinator says so, and drains when told.
+ * (`reusePort`), whose store and presence are the coordinator's (over `postMessage`): the
+ * coordinator pushes it the messages other Workers store, and the other events come over
+ * BroadcastChannel. It starts when the coordinator says so, and drains when told.
  */
 /// <reference lib="deno.worker" />
 import type { Config } from "../lib/config.ts";
 import { BroadcastChannelBackplane, hasBroadcastChannel } from "../lib/engine/backplane_broadcast.ts";
-import type { Backplane } from "../lib/engine/backplane.ts";
-import { RelayBackplane } from "../lib/engine/backplane_relay.ts";
+import { ClusterBackplane } from "../lib/engine/backplane_relay.ts";
 import { RemotePresence } from "../lib/engine/presence_nodes.ts";
 import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { RemoteStore } from "../lib/engine/store_remote.ts";
@@ -103,9 +103,8 @@ async function start({ config, node, namespace, renewMs, pollMs, counts }: Worke
       },
     };
   } else {
-    const backplane: Backplane = hasBroadcastChannel()
-      ? new BroadcastChannelBackplane({ node, namespace })
-      : new RelayBackplane(rpc, node);
+    const broadcast = hasBroadcastChannel() ? new BroadcastChannelBackplane({ node, namespace }) : undefined;
+    const backplane = new ClusterBackplane(rpc, node, broadcast);
     const presence = new RemotePresence(rpc, node, renewMs);
     engine = {
       store: new RemoteStore(rpc),

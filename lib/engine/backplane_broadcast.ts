@@ -7,9 +7,8 @@
  * In Deno every isolate with any channel open receives every message posted on any channel (names
  * are matched after arrival, channel by channel), and each arrival wakes the isolate's thread, about
  * 60 µs of CPU on this machine whatever it carries. So one channel carries everything, what an
- * isolate publishes in one turn of its event loop crosses as one message, rooms this isolate is not
- * subscribed to are dropped on arrival (the interest `subscribe` records), and an isolate that only
- * speaks (the cluster's coordinator) keeps no channel open.
+ * isolate publishes in one turn of its event loop crosses as one message, and rooms this isolate is
+ * not subscribed to are dropped on arrival (the interest `subscribe` records).
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
 import { Interest } from "./interest.ts";
@@ -25,8 +24,6 @@ export interface BroadcastOptions {
   node: string;
   /** The channel's name: one per server (several can run in one process, as in tests). */
   namespace: string;
-  /** false: send only, hear nothing (no channel stays open). @default true */
-  listen?: boolean;
 }
 
 /** Whether this runtime has BroadcastChannel (Deno does; some embedders don't). */
@@ -36,8 +33,7 @@ export function hasBroadcastChannel(): boolean {
 
 export class BroadcastChannelBackplane implements Backplane {
   readonly node: string;
-  readonly #namespace: string;
-  readonly #channel: BroadcastChannel | undefined;
+  readonly #channel: BroadcastChannel;
   /** The rooms this isolate is subscribed to, and how many subscriptions each. */
   readonly #rooms = new Interest();
   #outbox: BackplaneEvent[] = [];
@@ -45,10 +41,8 @@ export class BroadcastChannelBackplane implements Backplane {
   #trouble: ((error: unknown) => void) | undefined;
   #closed = false;
 
-  constructor({ node, namespace, listen = true }: BroadcastOptions) {
+  constructor({ node, namespace }: BroadcastOptions) {
     this.node = node;
-    this.#namespace = namespace;
-    if (!listen) return;
     const channel = new BroadcastChannel(namespace);
     channel.onmessage = (e: MessageEvent<Envelope>) => this.#arrived(e.data);
     channel.onmessageerror = (e) => this.#trouble?.(new Error(`a backplane event could not be read: ${e.type}`));
@@ -76,11 +70,7 @@ export class BroadcastChannelBackplane implements Backplane {
     if (events.length === 0 || this.#closed) return;
     const envelope: Envelope = { node: this.node, events };
     try {
-      if (this.#channel) return this.#channel.postMessage(envelope);
-      // A speaker only: a channel just to say it.
-      const channel = new BroadcastChannel(this.#namespace);
-      channel.postMessage(envelope);
-      channel.close();
+      this.#channel.postMessage(envelope);
     } catch (error) {
       // The events can't be sent (one can't be cloned): the others repair from the store.
       this.#trouble?.(error);
@@ -106,7 +96,7 @@ export class BroadcastChannelBackplane implements Backplane {
   close(): Promise<void> {
     this.#flush();
     this.#closed = true;
-    this.#channel?.close();
+    this.#channel.close();
     this.#rooms.clear();
     this.#handler = undefined;
     return Promise.resolve();

@@ -1,12 +1,19 @@
 /**
- * A backplane for the Workers of a process where BroadcastChannel is missing: events go to the
- * coordinator over `postMessage` (ordered, reliable) and it forwards each to the other Workers
- * interested (a room's events to those subscribed to it, the rest to all). `RelayBackplane` is a
- * Worker's side, `Relay` the coordinator's.
+ * The backplane of a cluster's Workers (routes/cluster.ts). The coordinator numbers and stores
+ * every message, so it is also what hands each stored message to the other Workers subscribed to
+ * its room: pushed over `postMessage` (ordered, reliable) with its replies of that turn, so a
+ * message reaches another Worker's clients after two crossings between isolates (publish to the
+ * coordinator, the push), in offset order, instead of three (and a gap to wait out whenever two
+ * Workers' messages to a room cross on BroadcastChannel). The other events (signals, member
+ * events, directs, broadcasts, resets), which nothing stores, go over BroadcastChannel, the fast
+ * path, or through the coordinator where BroadcastChannel is missing.
+ *
+ * `ClusterBackplane` is a Worker's side, `Relay` the coordinator's.
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
 import { Interest } from "./interest.ts";
-import type { Port, RpcClient, RpcHandler } from "./rpc.ts";
+import type { RpcClient, RpcHandler } from "./rpc.ts";
+import type { Appended } from "./store.ts";
 
 /** What the coordinator pushes to a Worker: an event from another node. */
 interface Relayed {
@@ -14,27 +21,39 @@ interface Relayed {
   node: string;
 }
 
-export class RelayBackplane implements Backplane {
+export class ClusterBackplane implements Backplane {
   readonly node: string;
   readonly #rpc: RpcClient;
+  readonly #broadcast: Backplane | undefined;
   #handler: BackplaneHandler | undefined;
   #trouble: ((error: unknown) => void) | undefined;
+  /** The rooms the coordinator must push to this Worker. */
   readonly #interest = new Interest();
+  /** The last change of interest sent: its reply means the coordinator has applied all before it. */
+  #changed: Promise<unknown> = Promise.resolve();
 
-  constructor(rpc: RpcClient, node: string, port: Port = self as unknown as Port) {
+  /** `broadcast`: the backplane of the events nothing stores (BroadcastChannel); absent, they go
+   * through the coordinator too. */
+  constructor(rpc: RpcClient, node: string, broadcast?: Backplane) {
     this.#rpc = rpc;
     this.node = node;
-    port.addEventListener("message", (event: MessageEvent) => {
-      const data = event.data as Partial<Relayed>;
+    this.#broadcast = broadcast;
+    rpc.onPush((value) => {
+      const data = value as Partial<Relayed>;
       if (data?.relay && data.node !== this.node) this.#handler?.(data.relay, data.node as string);
     });
+    broadcast?.onEvent((event, from) => this.#handler?.(event, from));
+    broadcast?.onTrouble((error) => this.#trouble?.(error));
   }
 
-  #send(op: string, ...args: unknown[]): void {
-    this.#rpc.call(op, [this.node, ...args]).catch((error) => this.#trouble?.(error));
+  #send(op: string, ...args: unknown[]): Promise<unknown> {
+    return this.#rpc.call(op, [this.node, ...args]).catch((error) => this.#trouble?.(error));
   }
 
   publish(event: BackplaneEvent): void {
+    // A message was stored by the coordinator, which has pushed it to the others already.
+    if (event.kind === "message") return this.#handler?.(event, this.node);
+    if (this.#broadcast) return this.#broadcast.publish(event);
     this.#handler?.(event, this.node);
     this.#send("relay.publish", event);
   }
@@ -44,43 +63,63 @@ export class RelayBackplane implements Backplane {
   }
 
   subscribe(room: string): void {
-    if (this.#interest.add(room)) this.#send("relay.subscribe", room);
+    this.#broadcast?.subscribe(room);
+    if (this.#interest.add(room)) this.#changed = this.#send("relay.subscribe", room);
   }
 
   unsubscribe(room: string): void {
-    if (this.#interest.remove(room)) this.#send("relay.unsubscribe", room);
+    this.#broadcast?.unsubscribe(room);
+    if (this.#interest.remove(room)) this.#changed = this.#send("relay.unsubscribe", room);
+  }
+
+  /** Resolves once the coordinator has the subscriptions asked for so far (calls are answered in
+   * order). */
+  async settled(): Promise<void> {
+    await this.#changed;
   }
 
   onTrouble(handler: (error: unknown) => void): void {
     this.#trouble = handler;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.#broadcast?.close();
+    this.#interest.clear();
     this.#handler = undefined;
-    return Promise.resolve();
   }
 }
 
-/** The coordinator's side: which node listens to which room, and the forwarding. */
+/** The coordinator's side: which node listens to which room, and the pushes. */
 export class Relay {
-  readonly #ports = new Map<string, Port>();
+  readonly #pushes = new Map<string, (value: unknown) => void>();
   readonly #rooms = new Map<string, Set<string>>();
 
-  /** A node (Worker) and the port it is reached on. */
-  add(node: string, port: Port): void {
-    this.#ports.set(node, port);
+  /** A node (Worker) and how to push to it (`RpcServer.push`: in order with its replies). */
+  add(node: string, push: (value: unknown) => void): void {
+    this.#pushes.set(node, push);
   }
 
   remove(node: string): void {
-    this.#ports.delete(node);
-    for (const nodes of this.#rooms.values()) nodes.delete(node);
+    this.#pushes.delete(node);
+    for (const [room, nodes] of this.#rooms) {
+      nodes.delete(node);
+      if (nodes.size === 0) this.#rooms.delete(room);
+    }
+  }
+
+  /** What the coordinator's store calls with each message `node` appended (`storeHandlers`):
+   * it goes to the other nodes subscribed to its room, in the order messages were numbered. */
+  storedBy(node: string): (appended: Appended) => void {
+    return ({ message, json }) => this.forward({ kind: "message", room: message.room, message, json }, node);
   }
 
   /** Sends an event to every node but `from` (to the room's listeners for a room's events). */
   forward(event: BackplaneEvent, from: string): void {
-    const listeners = "room" in event ? this.#rooms.get(event.room) : this.#ports.keys();
-    for (const node of listeners ?? []) {
-      if (node !== from) this.#ports.get(node)?.postMessage({ relay: event, node: from } satisfies Relayed);
+    const listeners = "room" in event ? this.#rooms.get(event.room) : this.#pushes.keys();
+    if (!listeners) return;
+    let relayed: Relayed | undefined;
+    for (const node of listeners) {
+      if (node !== from) this.#pushes.get(node)?.(relayed ??= { relay: event, node: from });
     }
   }
 
@@ -88,6 +127,7 @@ export class Relay {
     return {
       "relay.publish": ([node, event]) => this.forward(event as BackplaneEvent, node as string),
       "relay.subscribe": ([node, room]) => {
+        if (!this.#pushes.has(node as string)) return;
         let nodes = this.#rooms.get(room as string);
         if (!nodes) this.#rooms.set(room as string, nodes = new Set());
         nodes.add(node as string);

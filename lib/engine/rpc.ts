@@ -4,6 +4,9 @@
  * `serveRpc`, which answers each call once and may send notices for it later (an append that
  * becomes durable). Errors cross as their message.
  *
+ * The serving side may also push values the client did not ask for (the coordinator's fan-out of
+ * stored messages): they ride with the replies, in order.
+ *
  * What one side sends in one turn of its event loop crosses as one `postMessage`: each message
  * wakes the other isolate's thread, which costs far more CPU than the message's own work.
  */
@@ -19,7 +22,8 @@ type Wire =
   | { rpc: "call"; id: number; op: string; args: unknown[] }
   | { rpc: "reply"; id: number; ok: true; value: unknown }
   | { rpc: "reply"; id: number; ok: false; error: string }
-  | { rpc: "notice"; id: number; value: unknown };
+  | { rpc: "notice"; id: number; value: unknown }
+  | { rpc: "push"; value: unknown };
 
 function isWire(value: unknown): value is Wire {
   return typeof value === "object" && value !== null && "rpc" in value;
@@ -66,6 +70,7 @@ export class RpcClient {
   #next = 1;
   readonly #calls = new Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>();
   readonly #notices = new Map<number, (value: unknown) => void>();
+  #pushed: ((value: unknown) => void) | undefined;
   readonly #listener = (event: MessageEvent) => this.#receive(event.data);
   #closed = false;
 
@@ -84,6 +89,11 @@ export class RpcClient {
       this.#calls.set(id, { resolve: resolve as (value: unknown) => void, reject });
       this.#outbox.send({ rpc: "call", id, op, args });
     });
+  }
+
+  /** Sets the one receiver of what the serving side pushes (`RpcServer.push`). */
+  onPush(handler: (value: unknown) => void): void {
+    this.#pushed = handler;
   }
 
   /** Stops waiting for notices of call `id`. */
@@ -105,6 +115,8 @@ export class RpcClient {
       const notice = this.#notices.get(data.id);
       this.#notices.delete(data.id);
       notice?.(data.value);
+    } else if (data.rpc === "push") {
+      this.#pushed?.(data.value);
     }
   }
 
@@ -115,30 +127,47 @@ export class RpcClient {
     for (const { reject } of this.#calls.values()) reject(new RpcError("the connection to the coordinator closed"));
     this.#calls.clear();
     this.#notices.clear();
+    this.#pushed = undefined;
   }
 }
 
 /** An operation: its arguments, and `notify` to send one later notice about this call. */
 export type RpcHandler = (args: unknown[], notify: (value: unknown) => void) => unknown | Promise<unknown>;
 
-/** Answers the calls that come on `port` with `handlers`; returns a function that stops. */
-export function serveRpc(port: Port, handlers: Record<string, RpcHandler>): () => void {
+/** The serving side of a port. */
+export interface RpcServer {
+  /** Sends `value` to the client's `onPush`, in order with the replies sent in this turn. */
+  push(value: unknown): void;
+  /** Stops answering. */
+  stop(): void;
+}
+
+/** Answers the calls that come on `port` with `handlers`. */
+export function serveRpc(port: Port, handlers: Record<string, RpcHandler>): RpcServer {
   const outbox = new Outbox(port);
-  const answer = async ({ id, op, args }: { id: number; op: string; args: unknown[] }) => {
+  /** A handler that answers at once is replied to at once: in the crossing of this turn. */
+  const answer = ({ id, op, args }: { id: number; op: string; args: unknown[] }) => {
     const notify = (value: unknown) => outbox.send({ rpc: "notice", id, value });
+    const reply = (value: unknown) => outbox.send({ rpc: "reply", id, ok: true, value });
+    const fail = (error: unknown) =>
+      outbox.send({ rpc: "reply", id, ok: false, error: error instanceof Error ? error.message : String(error) });
     try {
       const handler = handlers[op];
       if (!handler) throw new RpcError(`no operation ${op}`);
-      const value = await handler(args, notify);
-      outbox.send({ rpc: "reply", id, ok: true, value });
+      const value = handler(args, notify);
+      if (value instanceof Promise) value.then(reply, fail);
+      else reply(value);
     } catch (error) {
-      outbox.send({ rpc: "reply", id, ok: false, error: error instanceof Error ? error.message : String(error) });
+      fail(error);
     }
   };
   const listener = (event: MessageEvent) => {
-    // Calls in one batch are answered in order of arrival (each handler starts before the next).
-    for (const data of wires(event.data)) if (data.rpc === "call") void answer(data);
+    // Calls in one batch are handled in order of arrival (each handler starts before the next).
+    for (const data of wires(event.data)) if (data.rpc === "call") answer(data);
   };
   port.addEventListener("message", listener);
-  return () => port.removeEventListener("message", listener);
+  return {
+    push: (value) => outbox.send({ rpc: "push", value }),
+    stop: () => port.removeEventListener("message", listener),
+  };
 }

@@ -47,16 +47,24 @@ export class RemoteStore implements Store {
 }
 
 /** The coordinator's side of `RemoteStore`: the operations, over the real store. An append asked to
- * be durable sends a notice when it is (`null`) or is not (the error's message). */
-export function storeHandlers(store: Store): Record<string, RpcHandler> {
+ * be durable sends a notice when it is (`null`) or is not (the error's message). `stored` hears
+ * each message an append numbered, in the order they were numbered (the cluster's fan-out). */
+export function storeHandlers(store: Store, stored?: (appended: Appended) => void): Record<string, RpcHandler> {
+  const told = (appended: Appended): Appended => {
+    stored?.(appended);
+    return appended;
+  };
+  const append = (message: NewMessage, onDurable?: OnDurable, options?: AppendOptions) =>
+    store.append(message, onDurable, options).then(told);
   return {
     "store.append": (args, notify) => {
       const [message, durable, options = {}] = args as [NewMessage, boolean, AppendOptions?];
       if (!durable) {
-        if (options.idempotencyKey !== undefined) return store.append(message, undefined, options);
-        return store.appendNow?.(message) ?? store.append(message);
+        if (options.idempotencyKey !== undefined) return append(message, undefined, options);
+        const now = store.appendNow?.(message);
+        return now ? told(now) : append(message);
       }
-      return store.append(message, (error) => notify(error === undefined ? null : String(error)), options);
+      return append(message, (error) => notify(error === undefined ? null : String(error)), options);
     },
     "store.position": ([room]) => store.position(room as string),
     "store.read": ([room, options]) => store.read(room as string, options as ReadOptions),
