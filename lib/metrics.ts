@@ -215,3 +215,28 @@ export function mergeMetricsTexts(texts: string[]): string {
   }
   return out;
 }
+
+/** A source of a metrics text (a Worker, asked over RPC). */
+export interface MetricsSource {
+  name: string;
+  text(): Promise<string>;
+}
+
+/**
+ * `own` and every source's text, merged (`mergeMetricsTexts`). A source that fails, or does not
+ * answer within `timeoutMs`, is left out and named in a comment line: one stuck isolate does not
+ * hold `/metrics` up.
+ */
+export async function gatherMetricsTexts(own: string, sources: MetricsSource[], timeoutMs: number): Promise<string> {
+  const texts = await Promise.all(sources.map(async ({ name, text }) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<string>((resolve) =>
+      timer = setTimeout(() => resolve(`# roomcast: worker ${name} did not answer\n`), timeoutMs)
+    );
+    const answer = text().catch((error) =>
+      `# roomcast: worker ${name} did not answer (${String(error).replace(/\n/g, " ")})\n`
+    );
+    return await Promise.race([answer, late]).finally(() => clearTimeout(timer));
+  }));
+  return mergeMetricsTexts([own, ...texts]);
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Counter, Histogram, mergeMetricsTexts } from "./metrics.ts";
+import { Counter, gatherMetricsTexts, Histogram, mergeMetricsTexts } from "./metrics.ts";
 
 Deno.test("mergeMetricsTexts: series summed by name and labels, the process's memory the largest, families once", () => {
   const texts = [0, 1].map((i) => {
@@ -42,4 +42,20 @@ Deno.test("mergeMetricsTexts: one text comes back as it was; garbage lines are d
   one.inc(7);
   assert.equal(mergeMetricsTexts([one.render()]), one.render());
   assert.equal(mergeMetricsTexts(["not a metric line\n{}\n", one.render()]), one.render());
+});
+
+Deno.test("gatherMetricsTexts: a Worker that hangs or fails is named and left out, the others still count", async () => {
+  const text = (connections: number) => `# TYPE roomcast_connections gauge\nroomcast_connections ${connections}\n`;
+  const started = performance.now();
+  const merged = await gatherMetricsTexts(text(1), [
+    { name: "w1", text: () => Promise.resolve(text(2)) },
+    // Never answers (a Worker whose event loop is stuck).
+    { name: "w2", text: () => new Promise<string>(() => {}) },
+    { name: "w3", text: () => Promise.reject(new Error("closed\nfor good")) },
+  ], 50);
+  const waited = performance.now() - started;
+  assert.ok(waited >= 45 && waited < 1000, `waited ${waited} ms for the stuck Worker, not longer`);
+  assert.match(merged, /^roomcast_connections 3$/m, "the coordinator's and w1's figures are summed");
+  assert.match(merged, /^# roomcast: worker w2 did not answer$/m);
+  assert.match(merged, /^# roomcast: worker w3 did not answer \(Error: closed for good\)$/m);
 });

@@ -17,7 +17,7 @@ import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { storeHandlers } from "../lib/engine/store_remote.ts";
 import type { Store } from "../lib/engine/store.ts";
 import { nodeId, randomId } from "../lib/ids.ts";
-import { mergeMetricsTexts, Metrics, metricsText } from "../lib/metrics.ts";
+import { gatherMetricsTexts, Metrics, metricsText } from "../lib/metrics.ts";
 import { SharedCounts } from "../lib/shared_counts.ts";
 import { defaultMaxConnections, fdLimit } from "./server.ts";
 import type { WorkerReport, WorkerStart } from "./worker.ts";
@@ -116,19 +116,15 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   };
   // `/metrics` on any Worker: the coordinator's own (the store's figures) and every Worker's, merged.
   const gather: Record<string, RpcHandler> = {
-    "metrics.all": async () => {
-      const texts = await Promise.all([...members.values()].map(async ({ node, client }) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const late = new Promise<string>((resolve) =>
-          timer = setTimeout(() => resolve(`# roomcast: worker ${node} did not answer\n`), METRICS_TIMEOUT_MS)
-        );
-        const text = client.call<string>("metrics.text", []).catch((error) =>
-          `# roomcast: worker ${node} did not answer (${String(error).replace(/\n/g, " ")})\n`
-        );
-        return await Promise.race([text, late]).finally(() => clearTimeout(timer));
-      }));
-      return mergeMetricsTexts([metricsText(metrics), ...texts]);
-    },
+    "metrics.all": () =>
+      gatherMetricsTexts(
+        metricsText(metrics),
+        [...members.values()].map(({ node, client }) => ({
+          name: node,
+          text: () => client.call<string>("metrics.text", []),
+        })),
+        METRICS_TIMEOUT_MS,
+      ),
   };
   const handlers = { ...presence.handlers(), ...relay.handlers(), ...sessions, ...gather };
   const members = new Map<string, Member>();
