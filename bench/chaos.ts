@@ -7,7 +7,8 @@
  * (HTTP 201 always; WebSocket acks with `--sequencer=kv`), duplicates and reader gaps must be 0:
  * otherwise it exits with 1. Every loop is bounded in time; traffic stays on 127.0.0.1.
  *
- * Options: --seconds=60, --sequencer=local|kv, --kill-every=6 (seconds, ± half).
+ * Options: --seconds=60, --sequencer=local|kv, --kill-every=6 (seconds, ± half), --workers=N
+ * (`ROOMCAST_WORKERS`: publishers and readers then land on different Workers).
  */
 import { freePort } from "../routes/cluster.ts";
 import { startMain, stopMain } from "../tests/_process.ts";
@@ -20,6 +21,7 @@ const args = new Map(Deno.args.map((a) => {
 const seconds = Number(args.get("seconds") ?? 60);
 const sequencer = args.get("sequencer") ?? "local";
 const killEvery = Number(args.get("kill-every") ?? 6);
+const workers = args.get("workers") ?? "1";
 const ROOM = "chaos";
 
 interface Ack {
@@ -45,6 +47,7 @@ const env = {
   HOSTNAME: "127.0.0.1",
   ROOMCAST_KV_PATH: `${dir}/chaos.kv`,
   ROOMCAST_SEQUENCER: sequencer,
+  ROOMCAST_WORKERS: workers,
   ROOMCAST_HISTORY_LIMIT: "100000",
   ROOMCAST_PUBLISH_RATE: "1000000/1s",
   ROOMCAST_USER_PUBLISH_RATE: "1000000/1s",
