@@ -26,14 +26,14 @@ function redisHost(url: string): string {
 
 const onListen = ({ hostname, port }: Deno.NetAddr) => {
   const shown = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
-  const workers = config.workers > 1 ? `, ${config.workers} workers` : "";
+  const workers = config.workers > 1 ? `, ${config.workers} isolates` : "";
   // The Redis URL may carry a password: only its host is shown.
   const where = config.redisUrl
     ? `history: redis at ${redisHost(config.redisUrl)}`
     : `history: ${config.kvPath ?? "platform default"}, sequencer: ${config.sequencer}`;
   console.log(`roomcast listening on http://${shown}:${port} (${where}${workers})`);
 };
-// One isolate, or a coordinator and its Workers (ROOMCAST_WORKERS).
+// One isolate, or N: a coordinator that serves too, and its Workers (ROOMCAST_WORKERS).
 const server = await (config.workers > 1 ? startCluster({ config, onListen }) : startServer({ config, onListen }))
   .catch((error) => {
     console.error(`roomcast: could not start: ${error instanceof Error ? error.message : error}`);

@@ -51,7 +51,7 @@ export interface Config {
    * one process per KV file), or `"kv"`, a KV commit before delivery (any number of processes or
    * isolates share the KV). @default "local" for a local KV file, "kv" on Deno Deploy */
   sequencer: Sequencer;
-  /** Isolates serving the port: 1, or N Workers and their coordinator (`auto`: one per core).
+  /** Isolates serving the port: 1, or N: the main one (which coordinates) and N − 1 Workers (`auto`: one per core).
    * @default 1 */
   workers: number;
   /** @default undefined */

@@ -13,14 +13,14 @@ import { Relay } from "../lib/engine/backplane_relay.ts";
 import { createStore } from "../lib/engine/engine.ts";
 import { memberEvent } from "../lib/engine/presence.ts";
 import { NodePresence } from "../lib/engine/presence_nodes.ts";
-import { RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
-import { storeHandlers } from "../lib/engine/store_remote.ts";
+import { type Caller, DirectCaller, type Port, RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
+import { storeHandlers, TellingStore } from "../lib/engine/store_remote.ts";
 import type { Store } from "../lib/engine/store.ts";
 import { nodeId, randomId } from "../lib/ids.ts";
-import { gatherMetricsTexts, Metrics, metricsText } from "../lib/metrics.ts";
+import { gatherMetricsTexts, Metrics } from "../lib/metrics.ts";
 import { SharedCounts } from "../lib/shared_counts.ts";
 import { defaultMaxConnections, fdLimit } from "./server.ts";
-import type { WorkerReport, WorkerStart } from "./worker.ts";
+import { startIsolate, type WorkerReport, type WorkerStart } from "./isolate.ts";
 import type { ForwardedRequest, ForwardedResponse } from "./eio/forward.ts";
 
 /** The answer to a request for a session whose Worker is gone. */
@@ -55,8 +55,10 @@ export interface RunningCluster {
   url: string;
   metrics: Metrics;
   store: Store;
-  /** The Workers' node ids, as `welcome.node` names them. */
+  /** The serving isolates' node ids, as `welcome.node` names them: the coordinator's own first. */
   nodes(): string[];
+  /** The Workers' node ids (the serving isolates that can die and be replaced). */
+  workers(): string[];
   /** Ends a Worker as a crash would (tests): it is replaced, and its connections leave. */
   kill(node: string): void;
   drain(timeoutMs?: number): Promise<void>;
@@ -65,10 +67,14 @@ export interface RunningCluster {
 
 interface Member {
   node: string;
-  worker: Worker;
-  /** Calls into the Worker (Socket.IO requests forwarded to it). */
-  client: RpcClient;
+  /** Calls into the isolate (Socket.IO requests forwarded to it, its metrics). */
+  client: Caller;
+  /** Asks it to drain; resolves once it has. */
+  drain(): Promise<void>;
+  /** Stops the calls both ways and ends it (a Worker is terminated). */
   stop(): void;
+  /** A Worker (replaced when it dies), not the coordinator's own serving isolate. */
+  worker: boolean;
 }
 
 /** A free port on `hostname`: for Workers that share it (each binding port 0 would get its own),
@@ -118,7 +124,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const gather: Record<string, RpcHandler> = {
     "metrics.all": () =>
       gatherMetricsTexts(
-        metricsText(metrics),
+        // The store's figures; this isolate's memory is in its serving isolate's text.
+        metrics.render(),
         [...members.values()].map(({ node, client }) => ({
           name: node,
           text: () => client.call<string>("metrics.text", []),
@@ -141,24 +148,84 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     });
   };
 
+  /** Takes a region of the shared counts for `node`, and says how it starts. */
+  const starting = (node: string): WorkerStart => {
+    const region = regions.indexOf(undefined);
+    if (region < 0) throw new Error("no free region of the shared counts: more isolates than configured");
+    regions[region] = node;
+    return {
+      control: "start",
+      config: { ...config, port },
+      node,
+      namespace,
+      renewMs: RENEW_MS,
+      pollMs: POLL_MS,
+      counts: counts.share(region),
+    };
+  };
+
+  /** Serves `port`'s calls for `node`: what it stores goes to the other isolates in its room. */
+  const serve = (node: string, to: Port) => {
+    const serving = serveRpc(to, { ...handlers, ...storeHandlers(store, relay.storedBy(node)) });
+    relay.add(node, serving.push);
+    return serving;
+  };
+
+  /** The coordinator's own serving isolate: the same server as a Worker's, on this thread, so its
+   * calls to the coordinator are direct (nothing crosses) and it uses the store itself. */
+  const local = async (): Promise<Member> => {
+    const node = nodeId();
+    const start = starting(node);
+    const toCoordinator = new DirectCaller();
+    toCoordinator.serve(handlers);
+    relay.add(node, (value) => toCoordinator.push(value));
+    const toLocal = new DirectCaller();
+    const stop = () => {
+      toCoordinator.close();
+      toLocal.close();
+    };
+    const server = await startIsolate({
+      caller: toCoordinator,
+      serve: (handlers) => toLocal.serve(handlers),
+      store: new TellingStore(store, relay.storedBy(node)),
+    }, start).catch((error) => {
+      stop();
+      throw error;
+    });
+    const member: Member = { node, client: toLocal, worker: false, drain: () => server.drain(4000), stop };
+    members.set(node, member);
+    return member;
+  };
+
   const spawn = (): Promise<Member> => {
     const node = nodeId();
-    const region = regions.indexOf(undefined);
-    if (region < 0) {
-      return Promise.reject(new Error("no free region of the shared counts: more Workers than configured"));
+    let start: WorkerStart;
+    try {
+      start = starting(node);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    regions[region] = node;
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-    // What this Worker stores goes to the other Workers in its room.
-    const serving = serveRpc(worker, { ...handlers, ...storeHandlers(store, relay.storedBy(node)) });
+    const serving = serve(node, worker);
     const client = new RpcClient(worker);
-    const stop = () => {
-      serving.stop();
-      client.close();
+    const member: Member = {
+      node,
+      client,
+      worker: true,
+      drain: () =>
+        new Promise<void>((resolve) => {
+          worker.addEventListener("message", (event: MessageEvent) => {
+            if ((event.data as Partial<WorkerReport>).control === "drained") resolve();
+          });
+          worker.postMessage({ control: "drain", node });
+        }),
+      stop() {
+        serving.stop();
+        client.close();
+        worker.terminate();
+      },
     };
-    const member: Member = { node, worker, client, stop };
     members.set(node, member);
-    relay.add(node, serving.push);
     const started = Promise.withResolvers<Member>();
     const timer = setTimeout(() => started.reject(new Error(`worker ${node} did not start`)), START_TIMEOUT_MS);
     worker.addEventListener("message", (event: MessageEvent) => {
@@ -171,15 +238,6 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       console.error(`roomcast: worker ${node} failed: ${event.message}; starting another`);
       replace(node);
     });
-    const start: WorkerStart = {
-      control: "start",
-      config: { ...config, port },
-      node,
-      namespace,
-      renewMs: RENEW_MS,
-      pollMs: POLL_MS,
-      counts: counts.share(region),
-    };
     worker.postMessage(start);
     return started.promise.finally(() => clearTimeout(timer));
   };
@@ -187,10 +245,10 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   /** Ends a Worker (crashed, lapsed, killed) and starts another in its place. */
   const replace = (node: string) => {
     const member = members.get(node);
-    if (!member) return;
+    // The coordinator's own isolate ends only with the process.
+    if (!member?.worker) return;
     members.delete(node);
     member.stop();
-    member.worker.terminate();
     expired(node);
     // Its connections are gone: their slots are free.
     const region = regions.indexOf(node);
@@ -208,6 +266,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
 
   const lapses = setInterval(() => {
     for (const node of presence.lapsed()) {
+      // This thread's own isolate renews on this thread: a lapse means this thread was held up.
+      if (members.get(node)?.worker === false) continue;
       if (members.has(node)) {
         console.error(`roomcast: worker ${node} stopped renewing its lease; starting another`);
         replace(node);
@@ -216,11 +276,12 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   }, LEASE_MS / 2);
 
   try {
-    await Promise.all(Array.from({ length: config.workers }, () => spawn()));
+    // config.workers isolates serve: this one, and Workers for the rest.
+    await Promise.all([local(), ...Array.from({ length: config.workers - 1 }, () => spawn())]);
     running = true;
   } catch (error) {
     clearInterval(lapses);
-    for (const member of members.values()) member.worker.terminate();
+    for (const member of members.values()) member.stop();
     await store.close();
     throw error;
   }
@@ -234,21 +295,13 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       draining = true;
       clearInterval(lapses);
       const all = [...members.values()];
+      let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        Promise.all(all.map((member) =>
-          new Promise<void>((resolve) => {
-            member.worker.addEventListener("message", (event: MessageEvent) => {
-              if ((event.data as Partial<WorkerReport>).control === "drained") resolve();
-            });
-            member.worker.postMessage({ control: "drain", node: member.node });
-          })
-        )),
-        new Promise((resolve) => setTimeout(resolve, timeoutMs)),
+        Promise.all(all.map((member) => member.drain().catch(() => {}))),
+        new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
       ]);
-      for (const member of all) {
-        member.stop();
-        member.worker.terminate();
-      }
+      clearTimeout(timer);
+      for (const member of all) member.stop();
       members.clear();
       await store.close();
     })();
@@ -260,7 +313,11 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     metrics,
     store,
     nodes: () => [...members.keys()],
-    kill: (node) => replace(node),
+    workers: () => [...members.values()].filter((m) => m.worker).map((m) => m.node),
+    kill(node) {
+      if (members.get(node)?.worker === false) throw new Error("the coordinator's own isolate ends with the process");
+      replace(node);
+    },
     drain,
     [Symbol.asyncDispose]: () => drain(),
   };

@@ -12,7 +12,7 @@
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
 import { Interest } from "./interest.ts";
-import type { RpcClient, RpcHandler } from "./rpc.ts";
+import type { Caller, RpcHandler } from "./rpc.ts";
 import type { Appended } from "./store.ts";
 
 /** What the coordinator pushes to a Worker: an event from another node. */
@@ -23,7 +23,7 @@ interface Relayed {
 
 export class ClusterBackplane implements Backplane {
   readonly node: string;
-  readonly #rpc: RpcClient;
+  readonly #rpc: Caller;
   readonly #broadcast: Backplane | undefined;
   #handler: BackplaneHandler | undefined;
   #trouble: ((error: unknown) => void) | undefined;
@@ -34,7 +34,7 @@ export class ClusterBackplane implements Backplane {
 
   /** `broadcast`: the backplane of the events nothing stores (BroadcastChannel); absent, they go
    * through the coordinator too. */
-  constructor(rpc: RpcClient, node: string, broadcast?: Backplane) {
+  constructor(rpc: Caller, node: string, broadcast?: Backplane) {
     this.#rpc = rpc;
     this.node = node;
     this.#broadcast = broadcast;

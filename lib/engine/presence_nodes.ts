@@ -7,7 +7,7 @@
 import type { Member, User } from "../protocol.ts";
 import type { MemberChange, Presence, RoomCount } from "./presence.ts";
 import { MemoryPresence } from "./presence_memory.ts";
-import type { RpcClient, RpcHandler } from "./rpc.ts";
+import type { Caller, RpcHandler } from "./rpc.ts";
 
 /** A member left because the node holding its last connection ended. */
 export type OnExpired = (room: string, user: User, connection: string, change: MemberChange) => void;
@@ -102,11 +102,11 @@ export class NodePresence {
 /** A node's presence, kept by the coordinator: every call goes there; `renewMs` renews the lease
  * while the node lives. */
 export class RemotePresence implements Presence {
-  readonly #rpc: RpcClient;
+  readonly #rpc: Caller;
   readonly #node: string;
   readonly #renewal: ReturnType<typeof setInterval>;
 
-  constructor(rpc: RpcClient, node: string, renewMs: number) {
+  constructor(rpc: Caller, node: string, renewMs: number) {
     this.#rpc = rpc;
     this.#node = node;
     this.#renewal = setInterval(() => this.#call("presence.renew").catch(() => {}), renewMs);

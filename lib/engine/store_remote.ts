@@ -4,13 +4,13 @@
  * whichever Worker publishes). `serveStore` is the coordinator's side.
  */
 import type { NewMessage, Position } from "../protocol.ts";
-import type { RpcClient, RpcHandler } from "./rpc.ts";
+import type { Caller, RpcHandler } from "./rpc.ts";
 import type { Appended, AppendOptions, OnDurable, Page, ReadOptions, Store } from "./store.ts";
 
 export class RemoteStore implements Store {
-  readonly #rpc: RpcClient;
+  readonly #rpc: Caller;
 
-  constructor(rpc: RpcClient) {
+  constructor(rpc: Caller) {
     this.#rpc = rpc;
   }
 
@@ -46,25 +46,60 @@ export class RemoteStore implements Store {
   }
 }
 
+/** The coordinator's store as one of its serving isolates uses it: each message an append numbers
+ * is told to `stored` (the cluster's fan-out), in the order they were numbered. */
+export class TellingStore implements Store {
+  readonly #inner: Store;
+  readonly #stored: (appended: Appended) => void;
+
+  constructor(inner: Store, stored: (appended: Appended) => void) {
+    this.#inner = inner;
+    this.#stored = stored;
+  }
+
+  async append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
+    const appended = await this.#inner.append(message, onDurable, options);
+    this.#stored(appended);
+    return appended;
+  }
+
+  appendNow(message: NewMessage): Appended | undefined {
+    const appended = this.#inner.appendNow?.(message);
+    if (appended) this.#stored(appended);
+    return appended;
+  }
+
+  position(room: string): Promise<Position> {
+    return this.#inner.position(room);
+  }
+
+  read(room: string, options: ReadOptions): Promise<Page> {
+    return this.#inner.read(room, options);
+  }
+
+  reset(room: string): Promise<Position> {
+    return this.#inner.reset(room);
+  }
+
+  /** The coordinator closes the store itself. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
 /** The coordinator's side of `RemoteStore`: the operations, over the real store. An append asked to
  * be durable sends a notice when it is (`null`) or is not (the error's message). `stored` hears
  * each message an append numbered, in the order they were numbered (the cluster's fan-out). */
-export function storeHandlers(store: Store, stored?: (appended: Appended) => void): Record<string, RpcHandler> {
-  const told = (appended: Appended): Appended => {
-    stored?.(appended);
-    return appended;
-  };
-  const append = (message: NewMessage, onDurable?: OnDurable, options?: AppendOptions) =>
-    store.append(message, onDurable, options).then(told);
+export function storeHandlers(real: Store, stored?: (appended: Appended) => void): Record<string, RpcHandler> {
+  const store = stored ? new TellingStore(real, stored) : real;
   return {
     "store.append": (args, notify) => {
       const [message, durable, options = {}] = args as [NewMessage, boolean, AppendOptions?];
       if (!durable) {
-        if (options.idempotencyKey !== undefined) return append(message, undefined, options);
-        const now = store.appendNow?.(message);
-        return now ? told(now) : append(message);
+        if (options.idempotencyKey !== undefined) return store.append(message, undefined, options);
+        return store.appendNow?.(message) ?? store.append(message);
       }
-      return append(message, (error) => notify(error === undefined ? null : String(error)), options);
+      return store.append(message, (error) => notify(error === undefined ? null : String(error)), options);
     },
     "store.position": ([room]) => store.position(room as string),
     "store.read": ([room, options]) => store.read(room as string, options as ReadOptions),
