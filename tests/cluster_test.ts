@@ -10,6 +10,7 @@ import { startCluster } from "../routes/cluster.ts";
 import { defaultMaxConnections, fdLimit } from "../routes/server.ts";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { startMain, stopMain } from "./_process.ts";
+import { redisTest } from "./_redis.ts";
 
 /** Clients until there is one on each Worker (the kernel picks; a few tries suffice). */
 async function onEachWorker(url: string, nodes: number, query = ""): Promise<TestClient<Frame>[]> {
@@ -403,4 +404,24 @@ Deno.test({
     assert.ok(answers.slice(6).every((t) => t === "error"));
     await Promise.all([a.close(), b.close()]);
   },
+});
+
+redisTest("ROOMCAST_WORKERS=2 on Redis: each isolate reaches Redis itself, and a room spans them", async (redis) => {
+  await using server = await cluster(true, undefined, { redisUrl: redis.url });
+  const [a, b] = await onEachWorker(server.url, 2) as [TestClient<Frame>, TestClient<Frame>];
+  await a.request({ type: "join", room: "r" });
+  await b.request({ type: "join", room: "r" });
+  const acks = [];
+  for (let i = 0; i < 5; i++) acks.push(await (i % 2 ? b : a).request({ type: "publish", room: "r", data: i }));
+  const offsets = acks.map((ack) => ack.offset);
+  assert.deepEqual(offsets, [1, 2, 3, 4, 5], "one sequence whichever isolate publishes");
+  // Each hears the other's publishes (its own come back as acks).
+  const heardByA: number[] = [];
+  while (heardByA.length < 2) heardByA.push((await a.next(isType("message"))).offset);
+  const heardByB: number[] = [];
+  while (heardByB.length < 3) heardByB.push((await b.next(isType("message"))).offset);
+  assert.deepEqual([heardByA, heardByB], [[2, 4], [1, 3, 5]]);
+  const history = await retried(async () => await (await fetch(`${server.url}/api/rooms/r/messages`)).json());
+  assert.deepEqual(history.messages.map((m: { data: number }) => m.data), [0, 1, 2, 3, 4]);
+  await Promise.all([a.close(), b.close()]);
 });
