@@ -264,7 +264,15 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     }, wait);
   };
 
+  let checked = Date.now();
   const lapses = setInterval(() => {
+    const now = Date.now();
+    // Late by more than a renewal: this thread was held up (its own serving isolate busy), and the
+    // Workers' renewals may still be waiting behind that, so a lapse now says nothing about them.
+    // The next check judges. (On time, the last renewal handled is at most 4.5 s old.)
+    const late = now - checked > LEASE_MS / 2 + RENEW_MS;
+    checked = now;
+    if (late) return;
     for (const node of presence.lapsed()) {
       // This thread's own isolate renews on this thread: a lapse means this thread was held up.
       if (members.get(node)?.worker === false) continue;

@@ -425,3 +425,24 @@ redisTest("ROOMCAST_WORKERS=2 on Redis: each isolate reaches Redis itself, and a
   assert.deepEqual(history.messages.map((m: { data: number }) => m.data), [0, 1, 2, 3, 4]);
   await Promise.all([a.close(), b.close()]);
 });
+
+Deno.test({
+  name: "a coordinator held up past the Workers' lease (its own isolate busy) replaces no Worker that kept renewing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await cluster(true);
+    const [a, b] = await onEachWorker(server.url, 2) as [TestClient<Frame>, TestClient<Frame>];
+    const before = server.nodes();
+    // This test runs on the coordinator's thread: hold it for longer than a lease (5 s), as a long
+    // synchronous task would. The Worker renews all along; its renewals wait behind this.
+    const end = Date.now() + 6000;
+    while (Date.now() < end) { /* busy */ }
+    // Two lease checks later, the same isolates serve, and the clients are still connected.
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    assert.deepEqual(server.nodes(), before, "no Worker was replaced");
+    assert.equal((await a.request({ type: "ping" })).type, "pong");
+    assert.equal((await b.request({ type: "ping" })).type, "pong");
+    await Promise.all([a.close(), b.close()]);
+  },
+});
