@@ -6,12 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../clock.ts";
-import { configWith } from "../config.ts";
 import { Hub } from "../hub.ts";
-import { Metrics } from "../metrics.ts";
 import type { NewMessage } from "../protocol.ts";
 import { backplaneContract } from "../../tests/backplane_contract.ts";
 import { FakePeer } from "../../tests/_fake_peer.ts";
+import { testHub } from "../../tests/_hubs.ts";
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
 import { BroadcastChannelBackplane } from "./backplane_broadcast.ts";
 import { ClusterBackplane, Relay } from "./backplane_relay.ts";
@@ -150,24 +149,12 @@ Deno.test("hubs on two Workers publishing into one room: every message once, in 
   const namespace = `deaf-${crypto.randomUUID()}`;
   const hub = coordinator();
   const clock = new ManualClock();
-  const config = configWith({ limits: { publishBurst: 10_000, userPublishBurst: 10_000 } });
   const presence = new MemoryPresence();
   const broadcasts = [new DeafBroadcast({ node: "a", namespace }), new DeafBroadcast({ node: "b", namespace })];
   const [a, b] = broadcasts.map((broadcast) => {
-    const worker = hub.worker(broadcast.node, broadcast);
-    return new Hub({
-      store: worker.store,
-      backplane: worker.backplane,
-      presence,
-      clock,
-      metrics: new Metrics(),
-      limits: config.limits,
-      heartbeatMs: 25_000,
-      historyLimit: 1000,
-      node: broadcast.node,
-      // No poll: what a Worker gets, it gets from the coordinator's pushes.
-      pollMs: 3_600_000,
-    });
+    const { store, backplane } = hub.worker(broadcast.node, broadcast);
+    // No poll: what a Worker gets, it gets from the coordinator's pushes.
+    return testHub({ store, backplane, presence, clock, node: broadcast.node, pollMs: 3_600_000 });
   }) as [Hub, Hub];
   const joined = async (on: Hub, id: string) => {
     const peer = new FakePeer(id);

@@ -6,11 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../clock.ts";
-import { configWith } from "../config.ts";
 import { Hub } from "../hub.ts";
-import { Metrics } from "../metrics.ts";
 import { backplaneContract } from "../../tests/backplane_contract.ts";
 import { FakePeer } from "../../tests/_fake_peer.ts";
+import { testHub } from "../../tests/_hubs.ts";
 import { LossyBackplane } from "../../tests/_lossy_backplane.ts";
 import type { Backplane, BackplaneEvent } from "./backplane.ts";
 import type { StoredMessage } from "../protocol.ts";
@@ -79,22 +78,10 @@ kvContract("KvBackplane (instances sharing one KV)", 10);
 /** Two hubs as two isolates: one store and one presence (the coordinator's), each its backplane. */
 function isolates(backplanes: [Backplane, Backplane], pollMs?: number) {
   const clock = new ManualClock();
-  const config = configWith({ limits: { publishBurst: 10_000, userPublishBurst: 10_000 } });
   const store = new MemoryStore({ historyLimit: 1000, historyTtlMs: undefined }, clock);
   const presence = new MemoryPresence();
   const hubs = backplanes.map((backplane, i) =>
-    new Hub({
-      store,
-      backplane,
-      presence,
-      clock,
-      metrics: new Metrics(),
-      limits: config.limits,
-      heartbeatMs: 25_000,
-      historyLimit: 1000,
-      node: `n${i}`,
-      pollMs,
-    })
+    testHub({ store, backplane, presence, clock, node: `n${i}`, ...(pollMs === undefined ? {} : { pollMs }) })
   ) as [Hub, Hub];
   return { hubs, store };
 }
