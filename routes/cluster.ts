@@ -55,7 +55,7 @@ export interface RunningCluster {
   url: string;
   metrics: Metrics;
   store: Store;
-  /** The serving isolates' node ids, as `welcome.node` names them: the coordinator's own first. */
+  /** The serving isolates' node ids, as `welcome.node` names them (the coordinator's own among them). */
   nodes(): string[];
   /** The Workers' node ids (the serving isolates that can die and be replaced). */
   workers(): string[];
