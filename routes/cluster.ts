@@ -1,11 +1,12 @@
 /**
- * `ROOMCAST_WORKERS=N` (N > 1): this isolate is the coordinator and N Workers serve the port
- * together (SO_REUSEPORT: the kernel spreads connections over them). The coordinator owns the
- * store (one sequencer numbers every room's messages, whichever Worker publishes) and the shared
- * presence; Workers call them over `postMessage`. The coordinator pushes each message it stores to
- * the other Workers subscribed to its room; the events nothing stores go over BroadcastChannel (or
- * through the coordinator where BroadcastChannel is missing). A Worker that dies, or stops
- * renewing its presence lease, is replaced, and its connections leave its rooms.
+ * `ROOMCAST_WORKERS=N` (N > 1): N isolates serve the port together (SO_REUSEPORT: the kernel
+ * spreads connections over them): this one, the coordinator, and N - 1 Workers. The coordinator
+ * owns the store (one sequencer numbers every room's messages, whichever isolate publishes) and the
+ * shared presence; Workers call them over `postMessage`, the coordinator's own serving isolate
+ * directly. The coordinator pushes each message it stores to the other isolates subscribed to its
+ * room; the events nothing stores go over BroadcastChannel (or through the coordinator where
+ * BroadcastChannel is missing). A Worker that dies, or stops renewing its presence lease, is
+ * replaced, and its connections leave its rooms.
  */
 import { type Clock, systemClock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
@@ -104,11 +105,11 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     regions: config.workers,
     maxConnections: config.maxConnections ?? defaultMaxConnections(fdLimit()),
   });
-  /** Which Worker counts in each region of `counts`. */
+  /** Which serving isolate counts in each region of `counts`. */
   const regions: (string | undefined)[] = Array(config.workers).fill(undefined);
   // The coordinator's fan-out: stored messages, and the member leaves of a Worker that ended.
   const relay = new Relay();
-  // Socket.IO polling requests that reached a Worker other than their session's go to that one.
+  // Socket.IO polling requests that reached an isolate other than their session's go to that one.
   const sessions: Record<string, RpcHandler> = {
     "eio.forward": ([owner, request]) => {
       const member = members.get(owner as string);
@@ -120,7 +121,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       members.get(owner as string)?.client.call("eio.abort", [id]).catch(() => {});
     },
   };
-  // `/metrics` on any Worker: the coordinator's own (the store's figures) and every Worker's, merged.
+  // `/metrics` on any isolate: the store's figures and every serving isolate's, merged.
   const gather: Record<string, RpcHandler> = {
     "metrics.all": () =>
       gatherMetricsTexts(

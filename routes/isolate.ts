@@ -112,8 +112,8 @@ export async function startIsolate(
   });
   let engine: Engine;
   if (config.redisUrl) {
-    // With Redis every Worker is a process of its own to the engine: its store, backplane and
-    // presence are Redis', reached directly.
+    // With Redis every serving isolate is a process of its own to the engine: its store,
+    // backplane and presence are Redis', reached directly.
     const redis = await createRedisEngine(config, { clock: systemClock, metrics: new Metrics(), node });
     engine = {
       ...redis,
