@@ -50,6 +50,8 @@ export interface ClusterOptions {
   /** Keep history in process memory instead of Deno KV (tests). @default false */
   memory?: boolean;
   onListen?: (addr: Deno.NetAddr) => void;
+  /** The Workers' module (tests: one that wraps routes/worker.ts). @default routes/worker.ts */
+  workerModule?: URL;
 }
 
 export interface RunningCluster {
@@ -206,7 +208,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     } catch (error) {
       return Promise.reject(error);
     }
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const worker = new Worker(options.workerModule ?? new URL("./worker.ts", import.meta.url), { type: "module" });
     const serving = serve(node, worker);
     const client = new RpcClient(worker);
     const member: Member = {
@@ -278,7 +280,10 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       // This thread's own isolate renews on this thread: a lapse means this thread was held up.
       if (members.get(node)?.worker === false) continue;
       if (members.has(node)) {
-        console.error(`roomcast: worker ${node} stopped renewing its lease; starting another`);
+        console.error(
+          `roomcast: worker ${node} stopped renewing its lease; starting another (if its thread is stuck in a ` +
+            "loop, Deno can't end it: it keeps a core and its connections until the process restarts)",
+        );
         replace(node);
       } else expired(node);
     }

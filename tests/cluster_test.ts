@@ -50,9 +50,10 @@ async function retried<T>(attempt: () => Promise<T>): Promise<T> {
 const post = (url: string, path: string, body: unknown) =>
   fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
-/** Two Workers, limits lifted unless `limits` says otherwise. */
-const cluster = (memory: boolean, dir?: string, limits: Parameters<typeof configWith>[0] = {}) =>
+/** Two isolates, limits lifted unless `limits` says otherwise. */
+const cluster = (memory: boolean, dir?: string, limits: Parameters<typeof configWith>[0] = {}, workerModule?: URL) =>
   startCluster({
+    ...(workerModule ? { workerModule } : {}),
     config: configWith({
       port: 0,
       hostname: "127.0.0.1",
@@ -176,6 +177,35 @@ Deno.test({
     assert.equal(server.nodes().length, 2);
     assert.ok(!server.nodes().includes(doomed));
     assert.equal((await a.request({ type: "publish", room: "d", data: "still here" })).type, "ack");
+    await a.close();
+  },
+});
+
+Deno.test({
+  name: "a Worker that hangs (stops renewing its lease) is replaced; its connections leave and the others are told",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await cluster(true, undefined, {}, new URL("./_hanging_worker.ts", import.meta.url));
+    const [a, b] = onWorkerLast(await onEachWorker(server.url, 2), server.workers());
+    await a.request({ type: "join", room: "h" });
+    await b.request({ type: "join", room: "h" });
+    await a.next(isType("member"));
+    const stuck = b.welcome?.node as string;
+    // tests/_hanging_worker.ts's channel (not imported: that module would hang this isolate too).
+    const hang = new BroadcastChannel("roomcast-test-hang");
+    hang.postMessage("hang");
+    hang.close();
+    // The lease is 5 s, looked at every 2.5 s: the leave comes within about 8 s.
+    const left = await a.next((f) => f.type === "member" && f.event === "leave", 12_000);
+    assert.equal(left.user.id, b.welcome?.user.id);
+    const closed = await b.closed;
+    assert.notEqual(closed.code, 1000, "its client was cut off");
+    const deadline = Date.now() + 10_000;
+    while (server.workers().length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(server.workers().length, 1, "another Worker took its place");
+    assert.ok(!server.nodes().includes(stuck));
+    assert.equal((await a.request({ type: "publish", room: "h", data: "still here" })).type, "ack");
     await a.close();
   },
 });
