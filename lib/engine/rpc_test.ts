@@ -3,7 +3,7 @@
  * pushes arrive in the order they were sent, and what one side sends in one turn crosses at once.
  */
 import assert from "node:assert/strict";
-import { RpcClient, serveRpc } from "./rpc.ts";
+import { DirectCaller, RpcClient, serveRpc } from "./rpc.ts";
 
 function pair(handlers: Parameters<typeof serveRpc>[1]) {
   const { port1, port2 } = new MessageChannel();
@@ -72,4 +72,40 @@ Deno.test("rpc: a push with no receiver, or after the client closed, is dropped;
   } finally {
     rpc.close();
   }
+});
+
+Deno.test("DirectCaller: the same answers as over a port, with nothing cloned; closed, it refuses", async () => {
+  const direct = new DirectCaller();
+  const shared = { n: 1 };
+  const notices: unknown[] = [];
+  direct.serve({
+    same: ([value]) => value,
+    later: ([value]) => Promise.resolve(value),
+    throws: () => {
+      throw new Error("bad call");
+    },
+    rejects: () => Promise.reject(new Error("bad later")),
+    notifies: (_args, notify) => {
+      queueMicrotask(() => notify("done"));
+      return "started";
+    },
+  });
+  assert.equal(await direct.call("same", [shared]), shared, "the very object, not a copy");
+  assert.equal(await direct.call("later", [2]), 2);
+  await assert.rejects(
+    direct.call("throws", []),
+    (error: Error) => error.name === "RpcError" && /bad call/.test(error.message),
+  );
+  await assert.rejects(direct.call("rejects", []), /bad later/);
+  await assert.rejects(direct.call("nope", []), /no operation nope/);
+  assert.equal(await direct.call("notifies", [], (value) => notices.push(value)), "started");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(notices, ["done"]);
+  const pushed: unknown[] = [];
+  direct.onPush((value) => pushed.push(value));
+  direct.push("a");
+  direct.close();
+  direct.push("b");
+  assert.deepEqual(pushed, ["a"]);
+  await assert.rejects(direct.call("same", [1]), /closed/);
 });
