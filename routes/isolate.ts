@@ -1,9 +1,9 @@
 /**
  * One serving isolate of a cluster (routes/cluster.ts): a whole server on its share of the port
- * (`reusePort`), whose store and presence are the coordinator's, reached over a `Port`: a Worker's
- * `postMessage` (routes/worker.ts), or a MessageChannel inside the coordinator's own isolate, which
- * serves too. The coordinator pushes it the messages other isolates store; the other events come
- * over BroadcastChannel.
+ * (`reusePort`), whose store and presence are the coordinator's, reached through an `IsolateLink`:
+ * a Worker's `postMessage` (routes/worker.ts, `portLink`), or direct calls where the isolate is
+ * the coordinator's own, which serves too. The coordinator pushes it the messages other isolates
+ * store; the other events come over BroadcastChannel.
  */
 import type { Config } from "../lib/config.ts";
 import { BroadcastChannelBackplane, hasBroadcastChannel } from "../lib/engine/backplane_broadcast.ts";

@@ -1,14 +1,13 @@
 /**
- * The backplane of a cluster's Workers (routes/cluster.ts). The coordinator numbers and stores
- * every message, so it is also what hands each stored message to the other Workers subscribed to
- * its room: pushed over `postMessage` (ordered, reliable) with its replies of that turn, so a
- * message reaches another Worker's clients after two crossings between isolates (publish to the
- * coordinator, the push), in offset order, instead of three (and a gap to wait out whenever two
- * Workers' messages to a room cross on BroadcastChannel). The other events (signals, member
- * events, directs, broadcasts, resets), which nothing stores, go over BroadcastChannel, the fast
- * path, or through the coordinator where BroadcastChannel is missing.
+ * The backplane of a cluster's serving isolates (routes/cluster.ts). The coordinator numbers and
+ * stores every message, so it is also what hands each stored message to the other isolates
+ * subscribed to its room: pushed to a Worker over `postMessage` (ordered, reliable) with its
+ * replies of that turn, and to the coordinator's own serving isolate by a direct call, in offset
+ * order. The other events (signals, member events, directs, broadcasts, resets), which nothing
+ * stores, go over BroadcastChannel, the fast path, or through the coordinator where
+ * BroadcastChannel is missing.
  *
- * `ClusterBackplane` is a Worker's side, `Relay` the coordinator's.
+ * `ClusterBackplane` is a serving isolate's side, `Relay` the coordinator's.
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "./backplane.ts";
 import { Interest } from "./interest.ts";

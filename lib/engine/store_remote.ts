@@ -1,7 +1,8 @@
 /**
  * The store of a Worker: every call goes to the coordinator (the process's main isolate), which
  * owns the real store (one sequencer for the whole process: offsets stay one sequence per room
- * whichever Worker publishes). `serveStore` is the coordinator's side.
+ * whichever isolate publishes). `storeHandlers` is the coordinator's side; `TellingStore` is the
+ * store as the coordinator's own serving isolate uses it.
  */
 import type { NewMessage, Position } from "../protocol.ts";
 import type { Caller, RpcHandler } from "./rpc.ts";
