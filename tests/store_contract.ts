@@ -181,6 +181,40 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
         assert.deepEqual((await store.read("big", { after: 0, limit: 1 })).messages[0]?.data, big);
       }));
 
+    await t.step(
+      "an idempotency key: a retry gets the first publish's message, stores nothing, and is told durable only after it",
+      () =>
+        withStore({}, async ({ store }, clock) => {
+          const told: string[] = [];
+          const publish = (who: string, key = "k1") =>
+            store.append(message("idem", "once", clock.now()), (error) => told.push(`${who} ${error ?? "durable"}`), {
+              idempotencyKey: key,
+            });
+          const first = publish("first");
+          const concurrent = publish("concurrent retry");
+          const [a, b] = await Promise.all([first, concurrent]);
+          // Numbered, perhaps not yet stored (the local sequencer): a retry now must wait for the commit too.
+          const numbered = await publish("retry once numbered");
+          const deadline = Date.now() + 5000;
+          while (told.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+          assert.equal(told[0], "first durable", `a retry was told durable before the message was stored: ${told}`);
+          assert.deepEqual([...told].sort(), [
+            "concurrent retry durable",
+            "first durable",
+            "retry once numbered durable",
+          ]);
+          for (const retry of [b, numbered]) {
+            assert.deepEqual([retry.message.id, retry.message.offset], [a.message.id, a.message.offset]);
+          }
+          const later = await publish("later retry");
+          assert.equal(later.message.offset, a.message.offset);
+          assert.equal(told.at(-1), "later retry durable");
+          const other = await publish("other key", "k2");
+          assert.equal(other.message.offset, a.message.offset + 1);
+          assert.deepEqual(offsets((await store.read("idem", { limit: 10 })).messages), [1, 2]);
+        }),
+    );
+
     if (!can.shared) return;
     await t.step(
       "two stores over the same data never assign an offset twice",

@@ -121,7 +121,11 @@ export class RpcClient implements Caller {
       const call = this.#calls.get(data.id);
       this.#calls.delete(data.id);
       if (data.ok) call?.resolve(data.value);
-      else call?.reject(new RpcError(data.error));
+      else {
+        // A call that failed has nothing more to say: no notice waits for it.
+        this.#notices.delete(data.id);
+        call?.reject(new RpcError(data.error));
+      }
     } else if (data.rpc === "notice") {
       const notice = this.#notices.get(data.id);
       this.#notices.delete(data.id);

@@ -109,3 +109,24 @@ Deno.test("DirectCaller: the same answers as over a port, with nothing cloned; c
   assert.deepEqual(pushed, ["a"]);
   await assert.rejects(direct.call("same", [1]), /closed/);
 });
+
+Deno.test("rpc: a call that failed is forgotten, notices and all (a failed append's durability notice waits for nothing)", async () => {
+  let late: (() => void) | undefined;
+  const rpc = pair({
+    // Fails, and would still say something about the call later.
+    fails: (_args, notify) => {
+      late = () => notify("late");
+      throw new Error("refused");
+    },
+    ping: () => "pong",
+  });
+  try {
+    const notices: unknown[] = [];
+    await assert.rejects(rpc.client.call("fails", [], (value) => notices.push(value)), /refused/);
+    late?.();
+    assert.equal(await rpc.client.call("ping", []), "pong", "the late notice crossed before this reply");
+    assert.deepEqual(notices, []);
+  } finally {
+    rpc.close();
+  }
+});
