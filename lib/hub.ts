@@ -69,8 +69,8 @@ export interface HubOptions {
   historyTtlMs?: number | undefined;
   /** This isolate's id, sent in `welcome`. */
   node: string;
-  /** Where the backplane may lose events between isolates (BroadcastChannel drops when a receiver
-   * lags, and is missing on some platforms): how often (ms) rooms with subscribers check the
+  /** Where the backplane may miss messages between isolates (a Worker replaced mid-stream, a poll or
+   * watch of a shared KV between instances): how often (ms) rooms with subscribers check the
    * store's latest position and catch up. `undefined`: never (one isolate). */
   pollMs?: number | undefined;
   /** With Workers: the counts they share, so that users' and guests' budgets hold for the process. */

@@ -4,7 +4,8 @@
  * owns the store (one sequencer numbers every room's messages, whichever isolate publishes) and the
  * shared presence; Workers call them over `postMessage`, the coordinator's own serving isolate
  * directly. The coordinator pushes each message it stores to the other isolates subscribed to its
- * room; the events nothing stores go over BroadcastChannel (or through the coordinator where
+ * room, and relays the events nothing stores (member events, directs, broadcasts, resets) the same
+ * way; only signals go over BroadcastChannel, at most once (or through the coordinator where
  * BroadcastChannel is missing). A Worker that dies, or stops renewing its presence lease, is
  * replaced, and its connections leave its rooms.
  */
@@ -34,7 +35,8 @@ const UNKNOWN_SESSION: ForwardedResponse = {
 /** How often Workers renew their presence lease, and how long a lapsed one lasts. */
 export const RENEW_MS = 1000;
 export const LEASE_MS = 5000;
-/** How often a Worker's rooms check the store for what BroadcastChannel dropped. */
+/** How often a serving isolate's rooms check the store for a message no push brought (one stored
+ * just as a Worker was replaced). */
 const POLL_MS = 1000;
 /** How long a Worker has to answer for its metrics before `/metrics` goes without them. */
 const METRICS_TIMEOUT_MS = 2000;

@@ -3,7 +3,8 @@
  * (`reusePort`), whose store and presence are the coordinator's, reached through an `IsolateLink`:
  * a Worker's `postMessage` (routes/worker.ts, `portLink`), or direct calls where the isolate is
  * the coordinator's own, which serves too. The coordinator pushes it the messages other isolates
- * store; the other events come over BroadcastChannel.
+ * store and their member events, directs, broadcasts and resets; signals come over
+ * BroadcastChannel (lib/engine/backplane_relay.ts).
  */
 import type { Config } from "../lib/config.ts";
 import { BroadcastChannelBackplane, hasBroadcastChannel } from "../lib/engine/backplane_broadcast.ts";

@@ -476,3 +476,55 @@ Deno.test({
     await Promise.all([a.close(), b.close()]);
   },
 });
+
+Deno.test({
+  name: "a Worker held up for 800 ms still gets every direct and member event, in order; signals are at most once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await cluster(true, undefined, {
+      limits: { publishBurst: 10_000, userPublishBurst: 10_000, signalBurst: 10_000, userSignalBurst: 10_000 },
+    }, new URL("./_stalling_worker.ts", import.meta.url));
+    const [a, b] = onWorkerLast(await onEachWorker(server.url, 2), server.workers());
+    // A third client on A's isolate (the coordinator's), which joins and leaves while B is held up.
+    let c: TestClient<Frame> | undefined;
+    for (let i = 0; i < 60 && !c; i++) {
+      const next = await TestClient.json(`${server.url.replace("http", "ws")}/ws`);
+      next.welcome = await next.next(isType("welcome"));
+      if (next.welcome.node === a.welcome?.node) c = next;
+      else await next.close();
+    }
+    assert.ok(c, "a third client landed on the coordinator's isolate");
+    await a.request({ type: "join", room: "st" });
+    await b.request({ type: "join", room: "st" });
+    await a.next(isType("member"));
+    // tests/_stalling_worker.ts's channel (not imported: that module would hold up this isolate too).
+    const stall = new BroadcastChannel("roomcast-test-stall");
+    stall.postMessage({ stall: 800 });
+    stall.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // While B's isolate is held up, A sends 600 directs and 600 signals and C joins and leaves 20
+    // times, over many turns of their isolate's event loop: more than Deno's BroadcastChannel holds
+    // (256 messages for the whole process).
+    const n = 600;
+    for (let i = 0; i < n; i++) {
+      a.send({ type: "direct", to: b.welcome?.user.id as string, data: i });
+      a.send({ type: "signal", room: "st", event: "e", data: i });
+      if (i % 30 === 0) c.send({ type: i % 60 === 0 ? "join" : "leave", room: "st" });
+      if (i % 4 === 3) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const directs: number[] = [];
+    while (directs.length < n) directs.push((await b.next(isType("direct"), 5000)).data as number);
+    assert.deepEqual(directs, Array.from({ length: n }, (_, i) => i), "every direct, in order");
+    const members: string[] = [];
+    while (members.length < 20) {
+      members.push((await b.next((f) => f.type === "member" && f.user.id === c?.welcome?.user.id, 5000)).event);
+    }
+    assert.deepEqual(members, Array.from({ length: 20 }, (_, i) => i % 2 ? "leave" : "join"), "every member event");
+    // Signals: at most once and in order, however many the runtime's channel dropped.
+    const signals = b.unread.filter((f) => f.type === "signal").map((f) => f.data as number);
+    assert.ok(signals.length > 0 && signals.length <= n, `${signals.length} signals`);
+    assert.ok(signals.every((v, i) => i === 0 || v > (signals[i - 1] as number)), "in order, none twice");
+    await Promise.all([a.close(), b.close(), c.close()]);
+  },
+});

@@ -3,9 +3,11 @@
  * stores every message, so it is also what hands each stored message to the other isolates
  * subscribed to its room: pushed to a Worker over `postMessage` (ordered, reliable) with its
  * replies of that turn, and to the coordinator's own serving isolate by a direct call, in offset
- * order. The other events (signals, member events, directs, broadcasts, resets), which nothing
- * stores, go over BroadcastChannel, the fast path, or through the coordinator where
- * BroadcastChannel is missing.
+ * order. Member events, directs, broadcasts and resets, which nothing stores and nothing could
+ * repair, go through the coordinator the same way. Only signals (ephemeral: typing, cursors) go
+ * over BroadcastChannel, the fast path, which Deno's runtime drops for an isolate that lags: it
+ * holds 256 messages for the whole process (a Worker held up for 800 ms got 256 of 600 signals
+ * in the test), or through the coordinator too where BroadcastChannel is missing.
  *
  * `ClusterBackplane` is a serving isolate's side, `Relay` the coordinator's.
  */
@@ -31,8 +33,8 @@ export class ClusterBackplane implements Backplane {
   /** The last change of interest sent: its reply means the coordinator has applied all before it. */
   #changed: Promise<unknown> = Promise.resolve();
 
-  /** `broadcast`: the backplane of the events nothing stores (BroadcastChannel); absent, they go
-   * through the coordinator too. */
+  /** `broadcast`: the backplane of signals (BroadcastChannel); absent, they go through the
+   * coordinator too. */
   constructor(rpc: Caller, node: string, broadcast?: Backplane) {
     this.#rpc = rpc;
     this.node = node;
@@ -52,7 +54,8 @@ export class ClusterBackplane implements Backplane {
   publish(event: BackplaneEvent): void {
     // A message was stored by the coordinator, which has pushed it to the others already.
     if (event.kind === "message") return this.#handler?.(event, this.node);
-    if (this.#broadcast) return this.#broadcast.publish(event);
+    // Signals are ephemeral (typing, cursors): at most once, by the fast path.
+    if (event.kind === "signal" && this.#broadcast) return this.#broadcast.publish(event);
     this.#handler?.(event, this.node);
     this.#send("relay.publish", event);
   }

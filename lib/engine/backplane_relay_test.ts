@@ -181,7 +181,15 @@ Deno.test("hubs on two Workers publishing into one room: every message once, in 
     const data = readers[0]!.peer.of("message").map((f) => f.data as number);
     assert.deepEqual(data.toSorted((x, y) => x - y), all, "each publish once");
     assert.equal(hub.reads(), before, "nothing was caught up from the store");
-    assert.ok(broadcasts.every((bc) => bc.dropped > 0), "member events crossed BroadcastChannel and were dropped");
+    // Member events come through the coordinator too; only signals take BroadcastChannel, and are lost with it.
+    const joinsOf = (peer: FakePeer) => peer.of("member").map((f) => f.user.id).toSorted();
+    assert.deepEqual(joinsOf(readers[0]!.peer), ["u-rb", "u-wa", "u-wb"]);
+    assert.deepEqual(joinsOf(readers[1]!.peer), ["u-wa", "u-wb"]);
+    a.frames.receive(writers[0]!.connection, JSON.stringify({ type: "signal", room: "room", event: "typing" }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(broadcasts[1]!.dropped > 0, "the signal crossed BroadcastChannel and was dropped");
+    assert.equal(readers[1]!.peer.of("signal").length, 0);
+    assert.equal(readers[0]!.peer.of("signal").length, 1, "the signal reached its own isolate");
   } finally {
     a.close();
     b.close();
