@@ -45,6 +45,8 @@ const START_TIMEOUT_MS = 20_000;
 /** The least time between two replacements of Workers that died (a Worker that fails at once
  * must not be restarted in a loop). */
 const RESPAWN_MS = 1000;
+/** Replacements that fail to start are tried again, each wait twice the last, up to this. */
+const RESPAWN_MAX_MS = 30_000;
 
 export interface ClusterOptions {
   config: Config;
@@ -60,9 +62,10 @@ export interface RunningCluster {
   url: string;
   metrics: Metrics;
   store: Store;
-  /** The serving isolates' node ids, as `welcome.node` names them (the coordinator's own among them). */
+  /** The serving isolates' node ids, as `welcome.node` names them (the coordinator's own among them):
+   * those started and listening. */
   nodes(): string[];
-  /** The Workers' node ids (the serving isolates that can die and be replaced). */
+  /** The Workers' node ids (the serving isolates that can die and be replaced), started and listening. */
   workers(): string[];
   /** Ends a Worker as a crash would (tests): it is replaced, and its connections leave. */
   kill(node: string): void;
@@ -80,6 +83,8 @@ interface Member {
   stop(): void;
   /** A Worker (replaced when it dies), not the coordinator's own serving isolate. */
   worker: boolean;
+  /** Started and listening (a Worker being started is not yet). */
+  serving: boolean;
 }
 
 /** A free port on `hostname`: for Workers that share it (each binding port 0 would get its own),
@@ -131,7 +136,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       gatherMetricsTexts(
         // The store's figures; this isolate's memory is in its serving isolate's text.
         metrics.render(),
-        [...members.values()].map(({ node, client }) => ({
+        [...members.values()].filter((m) => m.serving).map(({ node, client }) => ({
           name: node,
           text: () => client.call<string>("metrics.text", []),
         })),
@@ -144,6 +149,10 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   let running = false;
   let draining = false;
   let lastSpawn = 0;
+  /** Replacements in a row that did not start: the next waits longer. */
+  let failedStarts = 0;
+  /** Replacements waiting for their turn. */
+  const respawns = new Set<ReturnType<typeof setTimeout>>();
 
   const expired = (node: string) => {
     relay.remove(node);
@@ -197,7 +206,14 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       stop();
       throw error;
     });
-    const member: Member = { node, client: toLocal, worker: false, drain: () => server.drain(4000), stop };
+    const member: Member = {
+      node,
+      client: toLocal,
+      worker: false,
+      serving: true,
+      drain: () => server.drain(4000),
+      stop,
+    };
     members.set(node, member);
     return member;
   };
@@ -213,10 +229,13 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     const worker = new Worker(options.workerModule ?? new URL("./worker.ts", import.meta.url), { type: "module" });
     const serving = serve(node, worker);
     const client = new RpcClient(worker);
+    // Started below, or failed in time (`failed` is called once this has run).
+    const timer = setTimeout(() => failed(`no answer in ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
     const member: Member = {
       node,
       client,
       worker: true,
+      serving: false,
       drain: () =>
         new Promise<void>((resolve) => {
           worker.addEventListener("message", (event: MessageEvent) => {
@@ -225,6 +244,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           worker.postMessage({ control: "drain", node });
         }),
       stop() {
+        clearTimeout(timer);
         serving.stop();
         client.close();
         worker.terminate();
@@ -232,16 +252,30 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     };
     members.set(node, member);
     const started = Promise.withResolvers<Member>();
-    const timer = setTimeout(() => started.reject(new Error(`worker ${node} did not start`)), START_TIMEOUT_MS);
+    let settled = false;
+    const failed = (why: string) => {
+      if (settled) return;
+      settled = true;
+      failedStarts++;
+      started.reject(new Error(`worker ${node} did not start: ${why}`));
+      // Once the cluster runs, a Worker that can't start is ended and tried again, later each time.
+      if (running) replace(node);
+    };
     worker.addEventListener("message", (event: MessageEvent) => {
       const report = event.data as Partial<WorkerReport>;
-      if (report.control === "listening") started.resolve(member);
-      if (report.control === "failed") started.reject(new Error(`worker ${node}: ${report.error}`));
+      if (report.control === "listening" && !settled) {
+        settled = true;
+        failedStarts = 0;
+        member.serving = true;
+        started.resolve(member);
+      }
+      if (report.control === "failed") failed(String(report.error));
     });
     worker.addEventListener("error", (event) => {
       event.preventDefault();
       console.error(`roomcast: worker ${node} failed: ${event.message}; starting another`);
-      replace(node);
+      if (settled) replace(node);
+      else failed(event.message);
     });
     worker.postMessage(start);
     return started.promise.finally(() => clearTimeout(timer));
@@ -262,11 +296,21 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       regions[region] = undefined;
     }
     if (!running || draining) return;
-    const wait = Math.max(0, lastSpawn + RESPAWN_MS - Date.now());
+    const pause = Math.min(RESPAWN_MAX_MS, RESPAWN_MS * 2 ** failedStarts);
+    const wait = Math.max(0, lastSpawn + pause - Date.now());
     lastSpawn = Date.now() + wait;
-    setTimeout(() => {
-      if (!draining) spawn().catch((error) => console.error("roomcast: replacing a worker failed:", error));
+    const respawn = setTimeout(() => {
+      respawns.delete(respawn);
+      if (draining) return;
+      spawn().catch((error) =>
+        console.error(
+          `roomcast: replacing a worker failed (${error}); trying again in ${
+            Math.min(RESPAWN_MAX_MS, RESPAWN_MS * 2 ** failedStarts) / 1000
+          } s`,
+        )
+      );
     }, wait);
+    respawns.add(respawn);
   };
 
   let checked = Date.now();
@@ -310,6 +354,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     drained ??= (async () => {
       draining = true;
       clearInterval(lapses);
+      for (const respawn of respawns) clearTimeout(respawn);
       const all = [...members.values()];
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
@@ -328,8 +373,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     url: `http://${host}:${port}`,
     metrics,
     store,
-    nodes: () => [...members.keys()],
-    workers: () => [...members.values()].filter((m) => m.worker).map((m) => m.node),
+    nodes: () => [...members.values()].filter((m) => m.serving).map((m) => m.node),
+    workers: () => [...members.values()].filter((m) => m.worker && m.serving).map((m) => m.node),
     kill(node) {
       if (members.get(node)?.worker === false) throw new Error("the coordinator's own isolate ends with the process");
       replace(node);

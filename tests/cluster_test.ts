@@ -528,3 +528,34 @@ Deno.test({
     await Promise.all([a.close(), b.close(), c.close()]);
   },
 });
+
+Deno.test({
+  name: "a replacement Worker that can't start is ended and tried again, waiting longer each time, until one starts",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    Deno.env.delete("ROOMCAST_TEST_FAILED_STARTS");
+    await using server = await cluster(true, undefined, {}, new URL("./_failing_worker.ts", import.meta.url));
+    const [doomed] = server.workers() as [string];
+    try {
+      Deno.env.set("ROOMCAST_TEST_FAILED_STARTS", "2");
+      server.kill(doomed);
+      // Replacements at once (refused), 2 s later (refused), 4 s later (started and listed by `workers()`).
+      const deadline = Date.now() + 15_000;
+      while (server.workers().length !== 1 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(Deno.env.get("ROOMCAST_TEST_FAILED_STARTS"), "0", "two starts were refused");
+      assert.equal(server.workers().length, 1, "the third start took the dead Worker's place");
+      assert.equal(server.nodes().length, 2, "the refused ones hold no place");
+      const [a, b] = await onEachWorker(server.url, 2) as [TestClient<Frame>, TestClient<Frame>];
+      await a.request({ type: "join", room: "back" });
+      await b.request({ type: "join", room: "back" });
+      await a.request({ type: "publish", room: "back", data: "hello" });
+      assert.equal((await b.next(isType("message"))).data, "hello");
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      Deno.env.delete("ROOMCAST_TEST_FAILED_STARTS");
+    }
+  },
+});
