@@ -15,7 +15,11 @@
  *   writers (processes on one local KV file), for rooms over `watchRooms`, and while a watch
  *   stream is down.
  *
- * What an instance misses while it is away is gone, as ephemeral events are.
+ * Events are keyed by their writer's clock, so one can be committed after a later-keyed one was
+ * read (a slow commit, a retried one, two instances in one millisecond, a clock a little behind).
+ * Each read therefore goes back REORDER_MS before the newest event read and skips those already
+ * read: an event committed up to that much out of order is still delivered, once. What an instance
+ * misses while it is away, or an event later than that, is gone, as ephemeral events are.
  */
 import type { Position } from "../protocol.ts";
 import type { Backplane, BackplaneEvent, BackplaneHandler, StoredHandler } from "./backplane.ts";
@@ -24,8 +28,11 @@ import { KvWatch } from "./kv_watch.ts";
 
 /** How long an event stays readable: long enough for every instance's next poll. */
 const EVENT_TTL_MS = 30_000;
-/** Events read per room per poll, at most. */
+/** Events listed per KV call, and calls per read at most (a read that stops there goes on after it). */
 const READ_LIMIT = 500;
+const READ_PAGES = 20;
+/** How far out of order (by their keys' time) events may commit and still be delivered. */
+export const REORDER_MS = 2000;
 const EVERYBODY = "*";
 
 export interface KvBackplaneOptions {
@@ -49,7 +56,14 @@ interface Stored {
 
 interface Listening {
   count: number;
-  after: Deno.KvKey;
+  /** Events keyed before this (ms) were written before this instance listened: not delivered. */
+  floor: number;
+  /** The newest key time read (ms). */
+  newest: number;
+  /** The events read within REORDER_MS of `newest` (their key's time and id). */
+  seen: Map<string, number>;
+  /** Where a read that stopped at READ_PAGES stopped: the next one goes on from there. */
+  resume: Deno.KvKey | undefined;
   reading: boolean;
   again: boolean;
 }
@@ -96,16 +110,20 @@ export class KvBackplane implements Backplane {
     this.#stored?.(room, head);
   }
 
-  /** A key after every event written so far (by this clock), before every one to come. */
-  #now(room: string): Deno.KvKey {
-    return [NS, "ev", room, Date.now(), ""];
-  }
-
   #listen(room: string): void {
     const entry = this.#rooms.get(room);
     if (entry) entry.count++;
     else {
-      this.#rooms.set(room, { count: 1, after: this.#now(room), reading: false, again: false });
+      const now = Date.now();
+      this.#rooms.set(room, {
+        count: 1,
+        floor: now,
+        newest: now,
+        seen: new Map(),
+        resume: undefined,
+        reading: false,
+        again: false,
+      });
       this.#watch.add(room);
     }
   }
@@ -161,13 +179,28 @@ export class KvBackplane implements Backplane {
       do {
         entry.again = false;
         const prefix = [NS, "ev", room];
-        for await (
-          const { key, value } of this.#kv.list<Stored>({ prefix, start: entry.after }, { limit: READ_LIMIT })
-        ) {
-          if (key[3] === entry.after[3] && key[4] === entry.after[4]) continue;
-          entry.after = key;
-          if (value.node !== this.node) this.#handler?.(value.event, value.node);
+        let start: Deno.KvKey = entry.resume ?? [...prefix, Math.max(entry.floor, entry.newest - REORDER_MS), ""];
+        entry.resume = undefined;
+        for (let page = 0; page < READ_PAGES; page++) {
+          let listed = 0;
+          for await (const { key, value } of this.#kv.list<Stored>({ prefix, start }, { limit: READ_LIMIT })) {
+            listed++;
+            start = [...key.slice(0, 4), `${key[4] as string}\u0000`];
+            const at = key[3] as number;
+            const id = `${at}:${key[4] as string}`;
+            if (at < entry.floor || entry.seen.has(id)) continue;
+            entry.seen.set(id, at);
+            if (at > entry.newest) entry.newest = at;
+            if (value.node !== this.node) this.#handler?.(value.event, value.node);
+          }
+          if (listed < READ_LIMIT) break;
+          // More than READ_PAGES pages: the next read goes on from here.
+          if (page === READ_PAGES - 1) {
+            entry.resume = start;
+            entry.again = true;
+          }
         }
+        for (const [id, at] of entry.seen) if (at < entry.newest - REORDER_MS) entry.seen.delete(id);
       } while (entry.again && this.#rooms.get(room) === entry && !this.#closed);
     } catch (error) {
       if (!this.#closed) this.#trouble?.(error);

@@ -248,3 +248,65 @@ Deno.test("KvBackplane on a KV without watch: no watch is tried (nothing to repo
     real.close();
   }
 });
+
+Deno.test("KvBackplane: an event committed after a later-keyed one was read is still delivered, once", async () => {
+  const real = await Deno.openKv(":memory:");
+  // Instance a's commits take 150 ms (a remote KV, a retried commit): its event's key is older
+  // than b's, which the reader has read by the time a's lands.
+  const slow = forward(real, {
+    atomic: () => {
+      const op = real.atomic();
+      const commit = op.commit.bind(op);
+      return forward(op, {
+        commit: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 150));
+          return await commit();
+        },
+      });
+    },
+  });
+  const a = new KvBackplane({ kv: slow, node: "a", pollMs: 20, watchRooms: 0 });
+  const b = new KvBackplane({ kv: real, node: "b", pollMs: 20, watchRooms: 0 });
+  const reader = new KvBackplane({ kv: real, node: "r", pollMs: 20, watchRooms: 0 });
+  const got: string[] = [];
+  reader.onEvent((event) => {
+    if (event.kind === "broadcast") got.push(String(event.data));
+  });
+  for (const node of [a, b]) node.onEvent(() => {});
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    a.publish({ kind: "broadcast", id: "1", data: "from a", ts: Date.now() });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    b.publish({ kind: "broadcast", id: "2", data: "from b", ts: Date.now() });
+    // Both are committed after 150 ms; the reader reads every 20 ms, about 40 times here.
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    assert.deepEqual(got, ["from b", "from a"], "each once, as they were committed");
+  } finally {
+    await Promise.all([a.close(), b.close(), reader.close()]);
+    real.close();
+  }
+});
+
+Deno.test("KvBackplane: more events than one read lists (20 pages of 500) are all read, once each", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const reader = new KvBackplane({ kv, node: "r", pollMs: 50, watchRooms: 0 });
+  const writer = new KvBackplane({ kv, node: "w", pollMs: 3_600_000, watchRooms: 0 });
+  const got: number[] = [];
+  reader.onEvent((event) => {
+    if (event.kind === "broadcast") got.push(event.data as number);
+  });
+  writer.onEvent(() => {});
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const n = 10_500;
+    for (let i = 0; i < n; i++) writer.publish({ kind: "broadcast", id: `${i}`, data: i, ts: Date.now() });
+    const deadline = Date.now() + 20_000;
+    while (got.length < n && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(got.length, n, "each once");
+    assert.deepEqual(got.toSorted((x, y) => x - y), Array.from({ length: n }, (_, i) => i));
+  } finally {
+    await Promise.all([reader.close(), writer.close()]);
+    kv.close();
+  }
+});
