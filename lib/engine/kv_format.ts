@@ -188,3 +188,9 @@ export async function retryLocked<T>(work: () => Promise<T>): Promise<T> {
     }
   }
 }
+
+/** A room's new epoch, and the one it replaced (none for a room that had none). */
+export interface NewEpoch {
+  epoch: string;
+  replaced: string | undefined;
+}

@@ -16,7 +16,7 @@
  * Each room's state and its reservation arithmetic: kv_sequence.ts.
  */
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
-import { appended, type Meta, metaKey, type Pending, pending, retryLocked } from "./kv_format.ts";
+import { appended, type Meta, metaKey, type NewEpoch, type Pending, pending, retryLocked } from "./kv_format.ts";
 import { BATCH_MAX_ROOMS, batchSize, type CachedMeta, type KvHistory } from "./kv_history.ts";
 import { CommitLog, type LogRecord } from "./kv_log.ts";
 import { Sequence } from "./kv_sequence.ts";
@@ -45,7 +45,7 @@ export class LocalSequencer {
   /** Rooms that need a load or a reservation commit. */
   readonly #wanting = new Set<Sequence>();
   /** Resets waiting for the committer. */
-  #resets: { seq: Sequence; done(epoch: string): void; failed(error: unknown): void }[] = [];
+  #resets: { seq: Sequence; done(epoch: NewEpoch): void; failed(error: unknown): void }[] = [];
   readonly #warned = new Set<string>();
   #closed = false;
   #lastIdleSweep = -Infinity;
@@ -111,9 +111,9 @@ export class LocalSequencer {
   }
 
   /** Starts a new epoch for the room (through the committer, like every meta write). */
-  async reset(room: string): Promise<string> {
+  async reset(room: string): Promise<NewEpoch> {
     const seq = await this.#loaded(room);
-    return await new Promise<string>((done, failed) => {
+    return await new Promise<NewEpoch>((done, failed) => {
       this.#resets.push({ seq, done, failed });
       this.#hurryUp();
       this.#kick();
@@ -407,12 +407,13 @@ export class LocalSequencer {
       for (const p of old) p.onDurable?.();
       this.#settle([...old.map((p) => p.message.room), ...this.#log.drop(seq.room)]);
       const fresh = { epoch: newEpoch(), offset: 0, reserved: 0 };
+      const replaced = seq.epoch || undefined;
       try {
         const result = await retryLocked(() => this.#history.kv.set(metaKey(seq.room), fresh));
         this.#adopt(seq, { value: fresh, versionstamp: result.versionstamp });
         this.#history.forget(seq.room);
         if (seq.waiting.length > 0) this.#wanting.add(seq);
-        done(fresh.epoch);
+        done({ epoch: fresh.epoch, replaced });
       } catch (error) {
         failed(error);
       }

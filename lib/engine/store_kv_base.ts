@@ -6,7 +6,7 @@
  * numbers, store_kv_shared.ts).
  */
 import type { NewMessage, Position } from "../protocol.ts";
-import { NS, retryLocked } from "./kv_format.ts";
+import { type NewEpoch, NS, retryLocked } from "./kv_format.ts";
 import { KvHistory, type KvStoreOptions } from "./kv_history.ts";
 import type { Appended, AppendOptions, OnDurable, Page, ReadOptions, Store } from "./store.ts";
 import { Idempotency } from "./idempotency.ts";
@@ -45,8 +45,8 @@ export abstract class KvStore implements Store {
 
   /** Resolves once every message of `room` handed out so far is where a read finds it. */
   protected abstract flush(room: string): Promise<void>;
-  /** Starts a new epoch for the room; returns it. */
-  protected abstract startEpoch(room: string): Promise<string>;
+  /** Starts a new epoch for the room; returns it, and the epoch it replaced (if the room had one). */
+  protected abstract startEpoch(room: string): Promise<NewEpoch>;
   /** Stops numbering and stores what is pending. */
   protected abstract stop(): Promise<void>;
 
@@ -57,9 +57,12 @@ export abstract class KvStore implements Store {
   }
 
   async reset(room: string): Promise<Position> {
-    const epoch = await this.startEpoch(room);
-    // Only older epochs: messages of the new one may already be arriving.
-    await retryLocked(() => this.history.deleteRange([NS, "msg", room], undefined, (key) => key[3] === epoch));
+    const { epoch, replaced } = await this.startEpoch(room);
+    // Only the epoch this reset replaced: messages of the new one may already be arriving, and a
+    // reset elsewhere may have started another since (its messages are acknowledged).
+    if (replaced !== undefined && replaced !== epoch) {
+      await retryLocked(() => this.history.deleteRange([NS, "msg", room, replaced]));
+    }
     return { epoch, offset: 0 };
   }
 

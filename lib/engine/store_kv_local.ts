@@ -4,7 +4,7 @@
  * `<path>.lock`).
  */
 import type { NewMessage, Position } from "../protocol.ts";
-import { pending } from "./kv_format.ts";
+import { type NewEpoch, pending } from "./kv_format.ts";
 import type { KvStoreOptions } from "./kv_history.ts";
 import { LocalSequencer } from "./kv_local.ts";
 import type { Appended, OnDurable } from "./store.ts";
@@ -41,7 +41,7 @@ export class LocalKvStore extends KvStore {
     return this.#sequencer.flush(room);
   }
 
-  protected startEpoch(room: string): Promise<string> {
+  protected startEpoch(room: string): Promise<NewEpoch> {
     return this.#sequencer.reset(room);
   }
 

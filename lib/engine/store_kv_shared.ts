@@ -11,6 +11,7 @@ import {
   isMeta,
   type Meta,
   metaKey,
+  type NewEpoch,
   number,
   type Pending,
   pending,
@@ -22,6 +23,8 @@ import { type Appended, keptHoles, newEpoch, type OnDurable } from "./store.ts";
 import { KvStore } from "./store_kv_base.ts";
 
 const MAX_ATTEMPTS = 50;
+/** Tries of a reset's check-and-set of the room's meta (each conflict is a commit by another writer). */
+const RESET_ATTEMPTS = 50;
 
 export class SharedKvStore extends KvStore {
   /** Appends waiting to be numbered and stored, in call order. */
@@ -156,12 +159,24 @@ export class SharedKvStore extends KvStore {
     return Promise.resolve();
   }
 
-  protected async startEpoch(room: string): Promise<string> {
+  /** Replaces the room's meta only as it read it, so that it knows which epoch it replaced (the
+   * one whose history the reset deletes): messages numbered meanwhile, or another instance's
+   * reset, make it read again. */
+  protected async startEpoch(room: string): Promise<NewEpoch> {
     const epoch = newEpoch();
-    await retryLocked(() => this.kv.set(metaKey(room), { epoch, offset: 0 }));
-    this.#meta.delete(room);
-    this.history.forget(room);
-    return epoch;
+    for (let attempt = 1;; attempt++) {
+      const current = await retryLocked(() => this.kv.get(metaKey(room)));
+      const result = await retryLocked(() =>
+        this.kv.atomic().check(current).set(metaKey(room), { epoch, offset: 0 }).commit()
+      );
+      if (result.ok) {
+        this.#meta.delete(room);
+        this.history.forget(room);
+        return { epoch, replaced: isMeta(current.value) ? current.value.epoch : undefined };
+      }
+      if (attempt >= RESET_ATTEMPTS) throw new Error(`resetting room ${room}: its meta kept changing`);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+    }
   }
 
   protected async stop(): Promise<void> {

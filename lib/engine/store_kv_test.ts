@@ -7,7 +7,7 @@ import { recover } from "./store.ts";
 import { type KvStore, kvStoreOver, openKvStore } from "./store_kv.ts";
 import { utf8Length } from "./kv_format.ts";
 import { durable, keysOf, logged, stored } from "../../tests/_kv.ts";
-import { faultyKv } from "../../tests/_faulty_kv.ts";
+import { faultyKv, forward } from "../../tests/_faulty_kv.ts";
 
 const clock = new ManualClock();
 const retention = { historyLimit: 1000, historyTtlMs: undefined, clock };
@@ -295,3 +295,65 @@ Deno.test("local sequencer: rooms whose first message comes while other rooms lo
     await store.close();
   }
 });
+
+/** `real` with `list` answering `ms` late: a reset going through a long history, a remote KV. */
+const listingSlowly = (real: Deno.Kv, ms: number) =>
+  forward(real, {
+    list: (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
+      (async function* () {
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        yield* real.list(selector, options);
+      })(),
+  });
+
+Deno.test("reset: two resets of one room at once delete only the epochs they replaced, never the newer one's messages", () =>
+  withKvFile(async (path) => {
+    // Two instances on one KV (sequencer kv); the first lists slowly while it deletes the old history.
+    const real = await Deno.openKv(path);
+    const one = await kvStoreOver(listingSlowly(real, 300), { ...retention, sequencer: "kv" });
+    const two = await openKvStore(path, { ...retention, sequencer: "kv" });
+    try {
+      for (let i = 0; i < 3; i++) await two.append(message("r", `old ${i}`));
+      const first = one.reset("r");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const second = await two.reset("r");
+      const acked = await two.append(message("r", "new"));
+      assert.equal(acked.message.epoch, second.epoch);
+      await first;
+      const page = await two.read("r", { limit: 10 });
+      assert.equal(page.epoch, second.epoch);
+      assert.deepEqual(page.messages.map((m) => m.data), ["new"], "the acknowledged message of the newest epoch stays");
+      const epochs = new Set<unknown>();
+      for await (const entry of real.list({ prefix: ["rc1", "msg", "r"] })) epochs.add(entry.key[3]);
+      assert.deepEqual([...epochs], [second.epoch], "the old epochs' history is gone");
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  }));
+
+Deno.test("reset: two resets at once in one process (local sequencer) keep the newer epoch's messages", () =>
+  withKvFile(async (path) => {
+    const real = await Deno.openKv(path);
+    // Every listing waits 300 ms: both resets are still deleting when the message comes.
+    const store = await kvStoreOver(listingSlowly(real, 300), { ...retention, sequencer: "local" });
+    try {
+      for (let i = 0; i < 3; i++) await appendDurably(store, message("r", `old ${i}`));
+      const first = store.reset("r");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const second = store.reset("r");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const stored = await appendDurably(store, message("r", "new"));
+      // A read files the message under the room's keys (where a reset deletes) at once.
+      const read = store.read("r", { limit: 10 });
+      const [a, b] = await Promise.all([first, second]);
+      assert.notEqual(a.epoch, b.epoch);
+      assert.equal(stored.epoch, b.epoch);
+      await read;
+      const page = await store.read("r", { limit: 10 });
+      assert.equal(page.epoch, b.epoch);
+      assert.deepEqual(page.messages.map((m) => m.data), ["new"], "the acknowledged message of the newest epoch stays");
+    } finally {
+      await store.close();
+    }
+  }));
