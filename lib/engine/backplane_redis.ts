@@ -25,28 +25,34 @@ export class RedisBackplane implements Backplane {
   readonly #rooms = new Interest();
   /** Channel → room, for the rooms subscribed to. */
   readonly #channels = new Map<string, string>();
+  /** The channels whose subscription Redis confirmed (node-redis makes them again after a reconnect). */
+  readonly #subscribed = new Set<string>();
+  #global = false;
+  /** One listener each, the same function every time: node-redis keeps a set of them per channel,
+   * so a subscription made twice still hands each message over once. */
+  readonly #onGlobal = (message: string) => this.#arrived(message, undefined);
+  readonly #onRoom = (message: string, channel: string) => this.#arrived(message, channel);
   #handler: BackplaneHandler | undefined;
   #trouble: ((error: unknown) => void) | undefined;
   #closed = false;
-  readonly #ready: Promise<void>;
   readonly #unwatch: () => void;
   /** The subscription changes under way, in order. */
   #changes: Promise<void> = Promise.resolve();
+  /** A sync that failed (Redis away) is tried again after this. */
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  /** Syncs have failed since the last that did not (the first failure is reported, not each retry). */
+  #failing = false;
 
   constructor(link: RedisLink, node: string) {
     this.#link = link;
     this.node = node;
-    this.#ready = this.#start();
-    this.#changes = this.#ready.catch(() => {});
-    // Back after Redis went away: what was published meanwhile never reached us.
-    this.#unwatch = link.onBack(() => this.#trouble?.(new Error("the connection to Redis was lost and is back")));
-  }
-
-  async #start(): Promise<void> {
-    const subscriber = await this.#link.subscriber();
-    await subscriber.subscribe(GLOBAL_CHANNEL, (message: string) => this.#arrived(message, undefined)).catch(
-      () => {},
-    );
+    this.#sync();
+    // Back after Redis went away: what was published meanwhile never reached us, and subscriptions
+    // asked for meanwhile are still to be made.
+    this.#unwatch = link.onBack(() => {
+      this.#trouble?.(new Error("the connection to Redis was lost and is back"));
+      this.#sync();
+    });
   }
 
   #arrived(payload: string, channel: string | undefined): void {
@@ -93,33 +99,48 @@ export class RedisBackplane implements Backplane {
 
   subscribe(room: string): void {
     if (!this.#rooms.add(room) || this.#closed) return;
-    const channel = roomKey(room, "ch");
-    this.#channels.set(channel, room);
-    this.#change(async () => {
-      if (!this.#rooms.has(room)) return;
-      const subscriber = await this.#link.subscriber();
-      await subscriber.sSubscribe(channel, (message: string, ch: string) => this.#arrived(message, ch));
-    });
-  }
-
-  /** Subscription changes run one after another (a subscribe then an unsubscribe stay in order). */
-  #change(work: () => Promise<void>): void {
-    this.#changes = this.#changes.then(() => this.#ready).then(work).catch((error) => this.#trouble?.(error));
-  }
-
-  settled(): Promise<void> {
-    return this.#changes;
+    this.#channels.set(roomKey(room, "ch"), room);
+    this.#sync();
   }
 
   unsubscribe(room: string): void {
     if (!this.#rooms.remove(room)) return;
-    const channel = roomKey(room, "ch");
-    this.#channels.delete(channel);
-    this.#change(async () => {
-      if (this.#rooms.has(room)) return;
+    this.#channels.delete(roomKey(room, "ch"));
+    this.#sync();
+  }
+
+  /** Makes Redis's subscriptions what is wanted now (everybody's channel, and the rooms'), one sync
+   * after another; one that fails is tried again a second later, and when Redis is back. */
+  #sync(): void {
+    this.#changes = this.#changes.then(async () => {
+      if (this.#closed) return;
       const subscriber = await this.#link.subscriber();
-      await subscriber.sUnsubscribe(channel);
+      if (!this.#global) {
+        await subscriber.subscribe(GLOBAL_CHANNEL, this.#onGlobal);
+        this.#global = true;
+      }
+      for (const channel of [...this.#subscribed]) {
+        if (this.#channels.has(channel)) continue;
+        await subscriber.sUnsubscribe(channel, this.#onRoom);
+        this.#subscribed.delete(channel);
+      }
+      for (const channel of [...this.#channels.keys()]) {
+        if (this.#subscribed.has(channel) || this.#closed) continue;
+        await subscriber.sSubscribe(channel, this.#onRoom);
+        this.#subscribed.add(channel);
+      }
+      this.#failing = false;
+    }).catch((error) => {
+      if (this.#closed) return;
+      if (!this.#failing) this.#trouble?.(error);
+      this.#failing = true;
+      clearTimeout(this.#retry);
+      this.#retry = setTimeout(() => this.#sync(), 1000);
     });
+  }
+
+  settled(): Promise<void> {
+    return this.#changes;
   }
 
   onTrouble(handler: (error: unknown) => void): void {
@@ -128,6 +149,7 @@ export class RedisBackplane implements Backplane {
 
   close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#retry);
     this.#unwatch();
     this.#handler = undefined;
     return Promise.resolve();

@@ -1,0 +1,138 @@
+/**
+ * The Redis backplane's subscriptions against a real redis-server that goes away and comes back:
+ * what is asked for while Redis is away is made once it is back (everybody's channel included),
+ * and a subscription made twice hands each event over once.
+ */
+import assert from "node:assert/strict";
+import { redisTest } from "./_redis.ts";
+import { RedisLink } from "../lib/engine/redis.ts";
+import { RedisBackplane } from "../lib/engine/backplane_redis.ts";
+import type { BackplaneEvent } from "../lib/engine/backplane.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const signal = (room: string, n: number): BackplaneEvent => ({
+  kind: "signal",
+  room,
+  from: { id: "u", name: "U" },
+  event: "typing",
+  data: n,
+  origin: "x",
+});
+
+async function upLink(url: string): Promise<RedisLink> {
+  const link = new RedisLink({ url });
+  await link.open();
+  return link;
+}
+
+async function until(what: string, done: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done() && Date.now() < end) await sleep(20);
+  assert.ok(done(), what);
+}
+
+/** The data of the events the test sent (probes still in flight, data -1, may come too). */
+const sent = (events: BackplaneEvent[]) => events.map((e) => (e as { data: number }).data).filter((n) => n >= 0);
+
+/** A backplane whose events from other nodes land in `got`. */
+function listening(link: RedisLink, node: string) {
+  const backplane = new RedisBackplane(link, node);
+  const got: BackplaneEvent[] = [];
+  backplane.onEvent((event, from) => {
+    if (from !== node) got.push(event);
+  });
+  backplane.onTrouble(() => {});
+  return { backplane, got };
+}
+
+redisTest(
+  "Redis backplane: a room subscribed while Redis is away gets its channel once Redis is back",
+  async (redis) => {
+    const [la, lb] = [await upLink(redis.url), await upLink(redis.url)];
+    const a = listening(la, "A");
+    const b = listening(lb, "B");
+    try {
+      await a.backplane.settled();
+      await redis.stop();
+      await sleep(200);
+      a.backplane.subscribe("r"); // a member joins room r on A while Redis is away
+      await a.backplane.settled();
+      await redis.start();
+      await until("both links back", () => la.state === "up" && lb.state === "up");
+      await until("A's subscription made again", () => {
+        b.backplane.publish(signal("r", -1));
+        return a.got.length > 0;
+      }, 8000);
+      a.got.length = 0;
+      for (let i = 0; i < 5; i++) b.backplane.publish(signal("r", i));
+      await until("every signal", () => sent(a.got).length >= 5);
+      await sleep(200);
+      assert.deepEqual(sent(a.got), [0, 1, 2, 3, 4]);
+    } finally {
+      await a.backplane.close();
+      await b.backplane.close();
+      await la.close();
+      await lb.close();
+    }
+  },
+);
+
+redisTest(
+  "Redis backplane: a process started while Redis is down hears directs and broadcasts once it is up",
+  async (redis) => {
+    await redis.stop();
+    const la = new RedisLink({ url: redis.url });
+    await la.open(300); // main.ts goes on after open's wait
+    const a = listening(la, "A");
+    try {
+      await sleep(300);
+      await redis.start();
+      await until("A's link up", () => la.state === "up");
+      const lb = await upLink(redis.url);
+      const b = listening(lb, "B");
+      try {
+        await b.backplane.settled();
+        await until("A hears everybody's channel", () => {
+          b.backplane.publish({ kind: "broadcast", id: "probe", data: -1, ts: 0 });
+          return a.got.length > 0;
+        }, 8000);
+        a.got.length = 0;
+        for (let i = 0; i < 3; i++) b.backplane.publish({ kind: "broadcast", id: `x${i}`, data: i, ts: 0 });
+        await until("every broadcast", () => sent(a.got).length >= 3);
+        await sleep(200);
+        assert.deepEqual(sent(a.got), [0, 1, 2]);
+      } finally {
+        await b.backplane.close();
+        await lb.close();
+      }
+    } finally {
+      await a.backplane.close();
+      await la.close();
+    }
+  },
+);
+
+redisTest(
+  "Redis backplane: a room left and joined again before the change ran hands each event over once",
+  async (redis) => {
+    const [la, lb] = [await upLink(redis.url), await upLink(redis.url)];
+    const a = listening(la, "A");
+    const b = listening(lb, "B");
+    try {
+      a.backplane.subscribe("r");
+      await a.backplane.settled();
+      a.backplane.unsubscribe("r");
+      a.backplane.subscribe("r");
+      await a.backplane.settled();
+      b.backplane.publish(signal("r", 1));
+      await until("the signal", () => a.got.length > 0);
+      await sleep(300);
+      assert.equal(a.got.length, 1, "one signal published, one handed over");
+    } finally {
+      await a.backplane.close();
+      await b.backplane.close();
+      await la.close();
+      await lb.close();
+    }
+  },
+);
