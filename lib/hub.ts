@@ -303,7 +303,10 @@ export class Hub {
       (error) => {
         connection.dropAck(message.id);
         if (error instanceof EngineUnavailable) {
-          return connection.error("unavailable", "Message not stored: the store is unavailable; try again", ref);
+          const text = error.unanswered
+            ? `Message not confirmed: the store did not answer in time; it may still be stored and delivered (id ${message.id})`
+            : "Message not stored: the store is unavailable; try again";
+          return connection.error("unavailable", text, ref);
         }
         console.error(`roomcast: storing a message of ${connection.id} in ${room} failed:`, error);
         connection.error("internal", "Message could not be stored", ref);

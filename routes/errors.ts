@@ -11,7 +11,13 @@ export function jsonError(c: Context, code: ErrorCode, message: string): Respons
 export function onError(error: unknown, c: Context): Response {
   if (error instanceof ProtocolError) return jsonError(c, error.code, error.message);
   if (error instanceof EngineUnavailable) {
-    const response = jsonError(c, "unavailable", "The store is unavailable: nothing was done; try again shortly");
+    const response = jsonError(
+      c,
+      "unavailable",
+      error.unanswered
+        ? "The store did not answer in time: this may still take effect; retry with the same Idempotency-Key"
+        : "The store is unavailable: nothing was done; try again shortly",
+    );
     response.headers.set("retry-after", "1");
     return response;
   }

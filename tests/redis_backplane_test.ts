@@ -1,13 +1,17 @@
 /**
  * The Redis backplane's subscriptions against a real redis-server that goes away and comes back:
  * what is asked for while Redis is away is made once it is back (everybody's channel included),
- * and a subscription made twice hands each event over once.
+ * and a subscription made twice hands each event over once. A publish Redis answers too late is told
+ * apart from one never sent.
  */
 import assert from "node:assert/strict";
 import { redisTest } from "./_redis.ts";
 import { RedisLink } from "../lib/engine/redis.ts";
 import { RedisBackplane } from "../lib/engine/backplane_redis.ts";
 import type { BackplaneEvent } from "../lib/engine/backplane.ts";
+import { RedisStore } from "../lib/engine/store_redis.ts";
+import { EngineUnavailable } from "../lib/engine/store.ts";
+import { systemClock } from "../lib/clock.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const signal = (room: string, n: number): BackplaneEvent => ({
@@ -133,6 +137,60 @@ redisTest(
       await b.backplane.close();
       await la.close();
       await lb.close();
+    }
+  },
+);
+
+redisTest(
+  "Redis: a publish Redis answers too late is refused as unanswered (it may still be stored, and then is, once)",
+  async (redis) => {
+    const la = new RedisLink({ url: redis.url, commandTimeoutMs: 300 });
+    await la.open();
+    const store = new RedisStore({
+      link: la,
+      node: "A",
+      clock: systemClock,
+      historyLimit: 100,
+      historyTtlMs: undefined,
+    });
+    const message = (id: string) => ({
+      type: "message" as const,
+      room: "r",
+      id,
+      from: { id: "u", name: "U" },
+      data: id,
+      ts: 0,
+    });
+    try {
+      await store.append(message("m1"));
+      // Redis stalls for a second (its process stopped); the connection stays up.
+      Deno.kill(redis.pid as number, "SIGSTOP");
+      const refused = await store.append(message("m2")).then(() => undefined, (error) => error);
+      Deno.kill(redis.pid as number, "SIGCONT");
+      assert.ok(refused instanceof EngineUnavailable);
+      assert.equal(refused.unanswered, true, "sent and not answered: it may still be stored");
+      const page = await (async () => {
+        for (let i = 0; i < 50; i++) {
+          const read = await store.read("r", { after: 0, limit: 10 }).catch(() => undefined);
+          if (read && read.messages.length === 2) return read;
+          await sleep(50);
+        }
+        return await store.read("r", { after: 0, limit: 10 });
+      })();
+      assert.deepEqual(page.messages.map((m) => m.id), ["m1", "m2"], "stored once Redis caught up, once");
+      // Redis unreachable: never sent, so nothing was done.
+      await redis.stop();
+      await sleep(200);
+      const down = await store.append(message("m3")).then(() => undefined, (error) => error);
+      assert.ok(down instanceof EngineUnavailable);
+      assert.equal(down.unanswered, false);
+    } finally {
+      try {
+        Deno.kill(redis.pid as number, "SIGCONT");
+      } catch {
+        // stopped already
+      }
+      await la.close();
     }
   },
 );

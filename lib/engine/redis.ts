@@ -156,7 +156,8 @@ export class RedisLink {
     for (const pending of this.#pending) {
       if (pending.at > late) continue;
       this.#pending.delete(pending);
-      pending.reject(new EngineUnavailable(`Redis did not answer within ${timeoutMs} ms`));
+      // Sent, so it may still run once Redis catches up: said so to whoever waited for it.
+      pending.reject(new EngineUnavailable(`Redis did not answer within ${timeoutMs} ms`, { unanswered: true }));
     }
   }
 

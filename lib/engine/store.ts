@@ -44,6 +44,13 @@ export interface Appended {
  * comes back by itself when the storage does. Clients get `unavailable` (HTTP 503). */
 export class EngineUnavailable extends Error {
   override name = "EngineUnavailable";
+  /** The request was sent and not answered in time: it may still take effect (a publish may yet be
+   * stored and delivered). Otherwise it was never sent, and nothing was done. */
+  readonly unanswered: boolean;
+  constructor(message: string, options: { unanswered?: boolean } = {}) {
+    super(message);
+    this.unanswered = options.unanswered ?? false;
+  }
 }
 
 /** What a publish may ask of its append. */
