@@ -66,17 +66,22 @@ export class KvPresence implements Presence {
   readonly #leaseMs: number;
   /** What this node holds, to renew: key → its user. */
   readonly #held = new Map<string, { key: Deno.KvKey; user: User }>();
+  /** Per member key (room and user): this node's connections in the room, changed at once by a join
+   * or leave (before any KV call), so that a join and a leave that overlap agree on who is here. */
+  readonly #here = new Map<string, Set<string>>();
   readonly #renewal: ReturnType<typeof setInterval>;
   readonly #sweeping: ReturnType<typeof setInterval>;
   readonly #onExpired: KvPresenceOptions["onExpired"];
   #swept: Promise<void> = Promise.resolve();
+  /** The renewal under way: a leave lets it finish before it deletes a member key it wrote. */
+  #renewing: Promise<void> = Promise.resolve();
 
   constructor({ kv, node, leaseMs = 15_000, onExpired }: KvPresenceOptions) {
     this.#kv = kv;
     this.#node = node;
     this.#leaseMs = leaseMs;
     this.#onExpired = onExpired;
-    this.#renewal = setInterval(() => this.#renew().catch(() => {}), leaseMs / 3);
+    this.#renewal = setInterval(() => this.#renewing = this.#renew().catch(() => {}), leaseMs / 3);
     this.#sweeping = setInterval(() => this.#swept = this.#sweep().catch(() => {}), leaseMs / 2);
   }
 
@@ -110,15 +115,33 @@ export class KvPresence implements Presence {
     await retryLocked(() => this.#kv.delete(key));
   }
 
-  /** Renews every key this node holds (members included), in batches. */
+  /** Renews every key this node holds (members included), in batches. A connection's key let go
+   * while its batch was being committed (a leave, a disconnect) was written back by it: it is
+   * deleted again, if it is still what the renewal wrote. A member key is left to its leave, which
+   * waits for this renewal and deletes it (and tells the member leave). */
   async #renew(): Promise<void> {
-    const all = [...this.#held.values()];
+    const all = [...this.#held.entries()];
     for (let i = 0; i < all.length; i += RENEW_BATCH) {
+      const batch = all.slice(i, i + RENEW_BATCH);
       const op = this.#kv.atomic();
-      for (const { key, user } of all.slice(i, i + RENEW_BATCH)) {
-        op.set(key, this.#leased(user), { expireIn: this.#leaseMs });
+      for (const [, { key, user }] of batch) op.set(key, this.#leased(user), { expireIn: this.#leaseMs });
+      const result = await retryLocked(() => op.commit());
+      if (!result.ok) continue;
+      const undo = this.#kv.atomic();
+      let undone = 0;
+      const gone = batch.filter(([id, { key }]) => !this.#held.has(id) && key[1] !== "member");
+      for (const [, { key }] of gone) {
+        undo.check({ key, versionstamp: result.versionstamp }).delete(key);
+        undone++;
       }
-      await retryLocked(() => op.commit());
+      // One check failing (the key changed since) fails them all: then one by one.
+      if (undone > 0 && !(await retryLocked(() => undo.commit())).ok) {
+        for (const [, { key }] of gone) {
+          await retryLocked(() =>
+            this.#kv.atomic().check({ key, versionstamp: result.versionstamp }).delete(key).commit()
+          );
+        }
+      }
     }
   }
 
@@ -146,36 +169,59 @@ export class KvPresence implements Presence {
   }
 
   async join(room: string, user: User, connection: string): Promise<MemberChange> {
-    await this.#set(joinKey(room, user.id, this.#node, connection), user);
     const key = memberKey(room, user.id);
+    const id = JSON.stringify(key);
+    let here = this.#here.get(id);
+    if (!here) this.#here.set(id, here = new Set());
+    here.add(connection);
+    await this.#set(joinKey(room, user.id, this.#node, connection), user);
     // Made by whoever comes first (a lapsed one counts as gone): that node tells the member join.
     const member = await retryLocked(() => this.#kv.get(key));
     const made = !live(member.value) &&
       (await retryLocked(() =>
         this.#kv.atomic().check(member).set(key, this.#leased(user), { expireIn: this.#leaseMs }).commit()
       )).ok;
-    // The member key is renewed by every node with a connection of the user in the room.
-    this.#held.set(JSON.stringify(key), { key, user });
+    // The member key is renewed by every node with a connection of the user in the room (unless
+    // this one left while the join was under way).
+    if (this.#here.get(id)?.size) this.#held.set(id, { key, user });
     return { changed: made, members: await this.#members(room) };
   }
 
   async leave(room: string, user: User, connection: string): Promise<MemberChange> {
     const mine = joinKey(room, user.id, this.#node, connection);
     if (!this.#held.has(JSON.stringify(mine))) return { changed: false, members: await this.#members(room) };
-    await this.#delete(mine);
-    let others = 0;
-    let ownOthers = 0;
-    for await (const { key, value } of this.#kv.list({ prefix: [NS, "pres", room, user.id] })) {
-      if (!live(value)) continue;
-      others++;
-      if (key[4] === this.#node) ownOthers++;
-    }
     const key = memberKey(room, user.id);
-    if (ownOthers === 0) this.#held.delete(JSON.stringify(key));
+    const id = JSON.stringify(key);
+    const here = this.#here.get(id);
+    here?.delete(connection);
+    if (!here?.size) {
+      this.#here.delete(id);
+      this.#held.delete(id);
+    }
+    await this.#delete(mine);
+    // This node's connections are as `#here` says; the others' are in the KV.
+    if (this.#here.get(id)?.size) return { changed: false, members: await this.#members(room) };
+    let others = 0;
+    for await (const { key, value } of this.#kv.list({ prefix: [NS, "pres", room, user.id] })) {
+      if (live(value) && key[4] !== this.#node) others++;
+    }
     if (others > 0) return { changed: false, members: await this.#members(room) };
-    const member = await retryLocked(() => this.#kv.get(key));
-    const gone = live(member.value) &&
-      (await retryLocked(() => this.#kv.atomic().check(member).delete(key).commit())).ok;
+    await this.#renewing;
+    // Whoever deletes the live member key tells the leave. A check that fails means the key was
+    // written meanwhile: by this node's renewal (which ran with the key still held), or by another
+    // node's join (whose connection key is then there): look again, a few times.
+    let gone = false;
+    for (let attempt = 0; attempt < 4 && !gone; attempt++) {
+      const member = await retryLocked(() => this.#kv.get(key));
+      if (!live(member.value) || this.#here.get(id)?.size) break;
+      gone = (await retryLocked(() => this.#kv.atomic().check(member).delete(key).commit())).ok;
+      if (gone) break;
+      let joined = false;
+      for await (const { key: other, value } of this.#kv.list({ prefix: [NS, "pres", room, user.id] })) {
+        if (live(value) && other[4] !== this.#node) joined = true;
+      }
+      if (joined) break;
+    }
     return { changed: gone, members: await this.#members(room) };
   }
 

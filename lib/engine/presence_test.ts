@@ -3,6 +3,7 @@ import { presenceContract } from "../../tests/presence_contract.ts";
 import { RedisLink } from "./redis.ts";
 import { RedisPresence } from "./presence_redis.ts";
 import { openLinks, redisTest, startRedis } from "../../tests/_redis.ts";
+import { forward } from "../../tests/_faulty_kv.ts";
 import assert from "node:assert/strict";
 import { MemoryPresence } from "./presence_memory.ts";
 import { KvPresence } from "./presence_kv.ts";
@@ -96,6 +97,71 @@ Deno.test("KvPresence: a dead node's members leave, told once by a live node of 
     assert.deepEqual((await live1.members("r")).map((m) => m.id).sort(), ["ann", "bob"]);
   } finally {
     await Promise.all([live1.close(), live2.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("KvPresence: a join and a leave of one connection at once leave no member behind; a later join is told", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const one = new KvPresence({ kv, node: "one", leaseMs: 300 });
+  const two = new KvPresence({ kv, node: "two", leaseMs: 300 });
+  const ann = { id: "ann", name: "Ann" };
+  try {
+    // As the hub does when a socket closes while its join is under way.
+    await Promise.all([one.join("r", ann, "c1"), one.leave("r", ann, "c1")]);
+    await new Promise((resolve) => setTimeout(resolve, 1200)); // four leases, renewals and sweeps
+    assert.deepEqual(await one.members("r"), []);
+    const again = await two.join("r", ann, "c2");
+    assert.equal(again.changed, true, "Ann's join on the other node is a member join");
+    assert.equal(again.members, 1);
+  } finally {
+    await Promise.all([one.close(), two.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("KvPresence: a leave while a renewal is being committed is told once, and the user is gone", async () => {
+  const kv = await Deno.openKv(":memory:");
+  // Node one's KV is slow (a remote KV): its commits take 50 ms and its listings 100 ms, so leaves
+  // land in the middle of its renewals (every 200 ms).
+  const slow = forward(kv, {
+    atomic: () => {
+      const op = kv.atomic();
+      const commit = op.commit.bind(op);
+      return forward(op, {
+        commit: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          return await commit();
+        },
+      });
+    },
+    list: (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
+      (async function* () {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        yield* kv.list(selector, options);
+      })(),
+  });
+  const leaseMs = 600;
+  const leaves: string[] = [];
+  const onExpired = (_room: string, user: { id: string }) => leaves.push(`${user.id} (lapsed)`);
+  const one = new KvPresence({ kv: slow, node: "one", leaseMs, onExpired });
+  const two = new KvPresence({ kv, node: "two", leaseMs, onExpired });
+  try {
+    await two.join("r", { id: "bob", name: "Bob" }, "b1"); // Bob stays, and node two sweeps the room
+    const users = ["u0", "u1", "u2", "u3", "u4"];
+    for (const [i, id] of users.entries()) {
+      const user = { id, name: id };
+      assert.equal((await one.join("r", user, `${id}-c`)).changed, true);
+      await new Promise((resolve) => setTimeout(resolve, 150 + 40 * i)); // at different points of a renewal
+      if ((await one.leave("r", user, `${id}-c`)).changed) leaves.push(id);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 4 * leaseMs));
+    assert.deepEqual((await two.members("r")).map((m) => m.id), ["bob"]);
+    for (const id of users) {
+      assert.equal(leaves.filter((l) => l.startsWith(id)).length, 1, `${id}'s leave once: ${leaves}`);
+    }
+  } finally {
+    await Promise.all([one.close(), two.close()]);
     kv.close();
   }
 });
