@@ -71,6 +71,15 @@ function leavesThrough(backplane: Backplane, config: Config): (room: string, use
   };
 }
 
+/** A shared presence's `onRestored`: a member written again after its node was taken for dead
+ * (its leave told) joins again, told to every node through `backplane`. */
+function joinsThrough(backplane: Backplane, config: Config): (room: string, user: User, change: MemberChange) => void {
+  return (room, user, change) => {
+    const event = memberEvent(room, user, "", "join", change, config.limits.memberEventsMax);
+    if (event) backplane.publish(event);
+  };
+}
+
 /** How often rooms with subscribers check Redis for what pub/sub did not bring. */
 const REDIS_CHECK_MS = 1000;
 
@@ -92,8 +101,9 @@ export async function createRedisEngine(config: Config, options: EngineOptions):
     link,
     node,
     leaseMs: config.redisLeaseMs,
-    // A killed process's members leave.
+    // A killed process's members leave; one taken for dead while it lived comes back.
     onExpired: leavesThrough(backplane, config),
+    onRestored: joinsThrough(backplane, config),
   });
   return {
     store,

@@ -56,12 +56,12 @@ if members <= 0 then redis.call("DEL", KEYS[1]) end
 return {n <= 0 and 1 or 0, members, user, name}
 `);
 
-/** KEYS: rc:nodes. ARGV: node, lease (ms). Renews the node's lease by Redis' clock. */
+/** KEYS: rc:nodes. ARGV: node, lease (ms). Renews the node's lease by Redis' clock; 1 if the node
+ * was not there (its first renewal, or it was swept as dead while it lived). */
 const RENEW = new Script(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return now
+return redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 `);
 
 /** KEYS: rc:nodes. The nodes whose lease has lapsed, by Redis' clock. */
@@ -78,6 +78,9 @@ export interface RedisPresenceOptions {
   leaseMs?: number;
   /** A member that left because its node's lease lapsed (told by whichever node cleaned up). */
   onExpired?: (room: string, user: User, change: MemberChange) => void;
+  /** A member of this node written again after the others swept it as dead while it lived (its
+   * leave was told then): its join is to be told again. */
+  onRestored?: (room: string, user: User, change: MemberChange) => void;
 }
 
 type Held = { kind: "p"; room: string; user: User; connection: string } | {
@@ -91,17 +94,23 @@ export class RedisPresence implements Presence {
   readonly #node: string;
   readonly #leaseMs: number;
   readonly #onExpired: RedisPresenceOptions["onExpired"];
+  readonly #onRestored: RedisPresenceOptions["onRestored"];
   /** What this node holds, to write again if Redis forgot it. */
   readonly #held = new Map<string, Held>();
+  /** What this node let go while Redis could not be told (a leave or a disconnect that failed): to
+   * remove once it is back, telling the member leaves then. */
+  readonly #released = new Map<string, Held>();
+  #renewed = false;
   readonly #timers: ReturnType<typeof setInterval>[];
   readonly #unwatch: () => void;
   #closed = false;
 
-  constructor({ link, node, leaseMs = 15_000, onExpired }: RedisPresenceOptions) {
+  constructor({ link, node, leaseMs = 15_000, onExpired, onRestored }: RedisPresenceOptions) {
     this.#link = link;
     this.#node = node;
     this.#leaseMs = leaseMs;
     this.#onExpired = onExpired;
+    this.#onRestored = onRestored;
     this.#timers = [
       setInterval(() => void this.#renew(), Math.max(50, Math.floor(leaseMs / 3))),
       setInterval(() => void this.#sweep(), Math.max(50, Math.floor(leaseMs / 2))),
@@ -112,22 +121,39 @@ export class RedisPresence implements Presence {
 
   async #renew(): Promise<void> {
     try {
-      await this.#link.eval(RENEW, [NODES], [this.#node, String(this.#leaseMs)]);
+      const added = await this.#link.eval<number>(RENEW, [NODES], [this.#node, String(this.#leaseMs)]);
+      // Swept as dead while alive (cut off longer than the lease without the connection dropping):
+      // what it held was removed, so it is written again.
+      if (added === 1 && this.#renewed) void this.#reassert(false);
+      this.#renewed = true;
     } catch {
       // Redis is away: renewed when it is back.
     }
   }
 
-  /** Writes again everything this node holds (idempotent: the scripts skip what is there). */
-  async #reassert(): Promise<void> {
-    await this.#renew();
-    for (const held of [...this.#held.values()]) {
-      try {
-        if (held.kind === "p") await this.#join(held.room, held.user, held.connection);
-        else await this.#connect(held.user, held.connection);
-      } catch {
-        return; // away again: the next return tries again
+  /** Removes what was let go while Redis was away, then writes again everything this node holds
+   * (idempotent: the scripts skip what is there); what a leave lets go meanwhile is not written. */
+  async #reassert(renew = true): Promise<void> {
+    if (renew) await this.#renew();
+    try {
+      for (const [key, held] of [...this.#released]) {
+        if (held.kind === "p") {
+          const change = await this.#leave(held.room, held.connection);
+          if (change.changed) this.#onExpired?.(held.room, held.user, change);
+        } else await this.#disconnect(held.user, held.connection);
+        this.#released.delete(key);
       }
+      for (const [key, held] of [...this.#held]) {
+        if (!this.#held.has(key)) continue;
+        if (held.kind === "p") {
+          const change = await this.#join(held.room, held.user, held.connection);
+          // Swept while alive, its leave told: its join is told again. (Back from Redis being away,
+          // nothing was told: a Redis that came back empty is filled again silently.)
+          if (!renew && change.changed) this.#onRestored?.(held.room, held.user, change);
+        } else await this.#connect(held.user, held.connection);
+      }
+    } catch {
+      // Away again: the next return tries again.
     }
   }
 
@@ -149,7 +175,7 @@ export class RedisPresence implements Presence {
               [roomKey(a, "pres")],
               [dead, b],
             );
-            if (members <= 0) await this.#link.command(["SREM", ROOMS, a]);
+            if (members <= 0) await this.#unlist(a);
             if (changed === 1) this.#onExpired?.(a, { id, name }, { changed: true, members: Math.max(0, members) });
           } else {
             await this.#link.command(["HDEL", userKey(a), `${dead}:${b}`]);
@@ -173,10 +199,21 @@ export class RedisPresence implements Presence {
     await this.#connect(user, connection);
   }
 
-  async disconnect(user: User, connection: string): Promise<void> {
-    this.#held.delete(`c\u0000${connection}`);
+  async #disconnect(user: User, connection: string): Promise<void> {
     await this.#link.command(["HDEL", userKey(user.id), `${this.#node}:${connection}`]);
     await this.#link.command(["SREM", nodeKey(this.#node), JSON.stringify(["c", user.id, connection])]);
+  }
+
+  async disconnect(user: User, connection: string): Promise<void> {
+    const key = `c\u0000${connection}`;
+    const held = this.#held.get(key);
+    this.#held.delete(key);
+    try {
+      await this.#disconnect(user, connection);
+    } catch (error) {
+      if (held) this.#released.set(key, held);
+      throw error;
+    }
   }
 
   async connections(user: string): Promise<number> {
@@ -200,16 +237,36 @@ export class RedisPresence implements Presence {
     return await this.#join(room, user, connection);
   }
 
-  async leave(room: string, _user: User, connection: string): Promise<MemberChange> {
-    this.#held.delete(`p\u0000${room}\u0000${connection}`);
+  async #leave(room: string, connection: string): Promise<MemberChange> {
     const [changed, members] = await this.#link.eval<[number, number, string, string]>(
       LEAVE,
       [roomKey(room, "pres")],
       [this.#node, connection],
     );
     await this.#link.command(["SREM", nodeKey(this.#node), JSON.stringify(["p", room, connection])]);
-    if (members <= 0) await this.#link.command(["SREM", ROOMS, room]);
+    if (members <= 0) await this.#unlist(room);
     return { changed: changed === 1, members: Math.max(0, members) };
+  }
+
+  async leave(room: string, _user: User, connection: string): Promise<MemberChange> {
+    const key = `p\u0000${room}\u0000${connection}`;
+    const held = this.#held.get(key);
+    this.#held.delete(key);
+    try {
+      return await this.#leave(room, connection);
+    } catch (error) {
+      // Removed once Redis is back (its member leave told then).
+      if (held) this.#released.set(key, held);
+      throw error;
+    }
+  }
+
+  /** Takes an emptied room off the rooms list, unless a join (on any node) filled it meanwhile: a
+   * join adds the room after its script ran, so a room joined before the check is listed again. */
+  async #unlist(room: string): Promise<void> {
+    await this.#link.command(["SREM", ROOMS, room]);
+    const members = await this.#link.command<string | null>(["HGET", roomKey(room, "pres"), "#members"]);
+    if (Number(members ?? 0) > 0) await this.#link.command(["SADD", ROOMS, room]);
   }
 
   async members(room: string, max = Infinity): Promise<Member[]> {

@@ -1,0 +1,149 @@
+/**
+ * Redis presence against a real redis-server when things go wrong: a leave while Redis is away, a
+ * leave while a node writes its presence again, a node cut off (no reset) for longer than its
+ * lease, and a leave and a join of one room crossing on two nodes. Nobody is left listed who left,
+ * and nobody who is connected goes missing.
+ */
+import assert from "node:assert/strict";
+import { redisTest } from "./_redis.ts";
+import { startTcpProxy } from "./_tcp_proxy.ts";
+import { RedisLink } from "../lib/engine/redis.ts";
+import { RedisPresence } from "../lib/engine/presence_redis.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const ann = { id: "ann", name: "Ann" };
+
+async function upLink(url: string): Promise<RedisLink> {
+  const link = new RedisLink({ url });
+  await link.open();
+  return link;
+}
+
+async function until(what: string, done: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await done()) && Date.now() < end) await sleep(20);
+  assert.ok(await done(), what);
+}
+
+redisTest(
+  "Redis presence: a leave and a disconnect while Redis is away take effect once it is back, the leave told",
+  async (redis) => {
+    const [la, lb] = [await upLink(redis.url), await upLink(redis.url)];
+    const told: string[] = [];
+    const a = new RedisPresence({
+      link: la,
+      node: "A",
+      leaseMs: 300,
+      onExpired: (room, user) => told.push(`${room}/${user.id}`),
+    });
+    const b = new RedisPresence({ link: lb, node: "B", leaseMs: 300 });
+    try {
+      await a.connect(ann, "c1");
+      await a.join("r", ann, "c1");
+      assert.deepEqual((await b.members("r")).map((m) => m.id), ["ann"]);
+      await redis.stop(); // it keeps its data (append-only file), as a restart or failover does
+      await until("A's link down", () => la.state === "down");
+      // Ann's socket closes meanwhile: the hub's leave and disconnect fail.
+      await assert.rejects(a.leave("r", ann, "c1"));
+      await assert.rejects(a.disconnect(ann, "c1"));
+      await redis.start();
+      await until("links up", () => la.state === "up" && lb.state === "up");
+      await until("Ann is no longer listed", async () => (await b.members("r")).length === 0);
+      assert.equal(await b.connections("ann"), 0, "a direct to Ann counts no connection");
+      assert.deepEqual(told, ["r/ann"], "her leave is told once it took effect");
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([la.close(), lb.close()]);
+    }
+  },
+);
+
+redisTest(
+  "Redis presence: a leave while a node writes its presence again after a reconnect stays a leave",
+  async (redis) => {
+    const [la, lb, admin] = [await upLink(redis.url), await upLink(redis.url), await upLink(redis.url)];
+    const a = new RedisPresence({ link: la, node: "A", leaseMs: 300 });
+    const b = new RedisPresence({ link: lb, node: "B", leaseMs: 300 });
+    try {
+      const n = 1000;
+      await Promise.all(Array.from({ length: n }, (_, i) => a.join(`r${i}`, { id: `u${i}`, name: "U" }, `c${i}`)));
+      // The connection is cut; when it is back A writes its 1,000 entries again, one after another,
+      // and 30 ms into that, u999's socket closes.
+      const left: boolean[] = [];
+      const back = Promise.withResolvers<void>();
+      la.onBack(() => {
+        setTimeout(() => void a.leave("r999", { id: "u999", name: "U" }, "c999").then((c) => left.push(c.changed)), 30);
+        back.resolve();
+      });
+      const id = await la.command<number>(["CLIENT", "ID"]);
+      await admin.command(["CLIENT", "KILL", "ID", String(id)]);
+      await back.promise;
+      await until("the leave answered", () => left.length === 1);
+      await sleep(1500);
+      assert.deepEqual((await b.members("r999")).map((m) => m.id), [], "u999 left r999");
+      assert.deepEqual((await b.members("r998")).map((m) => m.id), ["u998"], "the others are still there");
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([la.close(), lb.close(), admin.close()]);
+    }
+  },
+);
+
+redisTest(
+  "Redis presence: a node cut off (no reset) past its lease is taken for dead, then comes back, its members' joins told",
+  async (redis) => {
+    const proxy = startTcpProxy(redis.port);
+    const la = new RedisLink({ url: proxy.url });
+    await la.open();
+    const lb = await upLink(redis.url);
+    const events: string[] = [];
+    const a = new RedisPresence({
+      link: la,
+      node: "A",
+      leaseMs: 300,
+      onRestored: (room, u) => events.push(`join ${room}/${u.id}`),
+    });
+    const b = new RedisPresence({
+      link: lb,
+      node: "B",
+      leaseMs: 300,
+      onExpired: (room, u) => events.push(`leave ${room}/${u.id}`),
+    });
+    try {
+      await a.join("r", ann, "c1");
+      proxy.freeze(); // a network stall of a second: the connection stays up, commands wait
+      await sleep(1000);
+      proxy.thaw();
+      await until("Ann listed again, and told", async () => (await b.members("r")).length === 1 && events.length === 2);
+      assert.deepEqual(events, ["leave r/ann", "join r/ann"], "taken for dead (leave), then back (join)");
+      await sleep(1000);
+      assert.deepEqual((await b.members("r")).map((m) => m.id), ["ann"], "and she stays");
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([la.close(), lb.close()]);
+      proxy.close();
+    }
+  },
+);
+
+redisTest(
+  "Redis presence: a leave on one node crossing a join on another keeps the room in the rooms list",
+  async (redis) => {
+    const [la, lb] = [await upLink(redis.url), await upLink(redis.url)];
+    const a = new RedisPresence({ link: la, node: "A", leaseMs: 10_000 });
+    const b = new RedisPresence({ link: lb, node: "B", leaseMs: 10_000 });
+    const bob = { id: "bob", name: "Bob" };
+    try {
+      for (let i = 0; i < 300; i++) {
+        await b.join(`q${i}`, bob, "b");
+        await Promise.all([b.leave(`q${i}`, bob, "b"), a.join(`q${i}`, ann, "a")]);
+      }
+      const listed = new Set((await a.rooms()).map((r) => r.room));
+      const missing = Array.from({ length: 300 }, (_, i) => `q${i}`).filter((room) => !listed.has(room));
+      assert.deepEqual(missing, [], "every room Ann is in is listed");
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([la.close(), lb.close()]);
+    }
+  },
+);
