@@ -49,35 +49,46 @@ function listening(link: RedisLink, node: string) {
   return { backplane, got };
 }
 
-redisTest(
-  "Redis backplane: a room subscribed while Redis is away gets its channel once Redis is back",
-  async (redis) => {
-    const [la, lb] = [await upLink(redis.url), await upLink(redis.url)];
-    const a = listening(la, "A");
-    const b = listening(lb, "B");
-    try {
-      await a.backplane.settled();
-      await redis.stop();
-      await sleep(200);
-      a.backplane.subscribe("r"); // a member joins room r on A while Redis is away
-      await a.backplane.settled();
-      await redis.start();
-      await until("both links back", () => la.state === "up" && lb.state === "up");
-      await until("A's subscription made again", () => {
-        b.backplane.publish(signal("r", -1));
-        return a.got.length > 0;
-      }, 8000);
-      a.got.length = 0;
-      for (let i = 0; i < 5; i++) b.backplane.publish(signal("r", i));
-      await until("every signal", () => sent(a.got).length >= 5);
-      await sleep(200);
-      assert.deepEqual(sent(a.got), [0, 1, 2, 3, 4]);
-    } finally {
+/** Two processes' links and backplanes on one Redis, and how to end them. */
+async function pair(url: string) {
+  const [la, lb] = [await upLink(url), await upLink(url)];
+  const a = listening(la, "A");
+  const b = listening(lb, "B");
+  return {
+    la,
+    lb,
+    a,
+    b,
+    async [Symbol.asyncDispose]() {
       await a.backplane.close();
       await b.backplane.close();
       await la.close();
       await lb.close();
-    }
+    },
+  };
+}
+
+redisTest(
+  "Redis backplane: a room subscribed while Redis is away gets its channel once Redis is back",
+  async (redis) => {
+    await using both = await pair(redis.url);
+    const { la, lb, a, b } = both;
+    await a.backplane.settled();
+    await redis.stop();
+    await sleep(200);
+    a.backplane.subscribe("r"); // a member joins room r on A while Redis is away
+    await a.backplane.settled();
+    await redis.start();
+    await until("both links back", () => la.state === "up" && lb.state === "up");
+    await until("A's subscription made again", () => {
+      b.backplane.publish(signal("r", -1));
+      return a.got.length > 0;
+    }, 8000);
+    a.got.length = 0;
+    for (let i = 0; i < 5; i++) b.backplane.publish(signal("r", i));
+    await until("every signal", () => sent(a.got).length >= 5);
+    await sleep(200);
+    assert.deepEqual(sent(a.got), [0, 1, 2, 3, 4]);
   },
 );
 
@@ -119,25 +130,17 @@ redisTest(
 redisTest(
   "Redis backplane: a room left and joined again before the change ran hands each event over once",
   async (redis) => {
-    const [la, lb] = [await upLink(redis.url), await upLink(redis.url)];
-    const a = listening(la, "A");
-    const b = listening(lb, "B");
-    try {
-      a.backplane.subscribe("r");
-      await a.backplane.settled();
-      a.backplane.unsubscribe("r");
-      a.backplane.subscribe("r");
-      await a.backplane.settled();
-      b.backplane.publish(signal("r", 1));
-      await until("the signal", () => a.got.length > 0);
-      await sleep(300);
-      assert.equal(a.got.length, 1, "one signal published, one handed over");
-    } finally {
-      await a.backplane.close();
-      await b.backplane.close();
-      await la.close();
-      await lb.close();
-    }
+    await using both = await pair(redis.url);
+    const { a, b } = both;
+    a.backplane.subscribe("r");
+    await a.backplane.settled();
+    a.backplane.unsubscribe("r");
+    a.backplane.subscribe("r");
+    await a.backplane.settled();
+    b.backplane.publish(signal("r", 1));
+    await until("the signal", () => a.got.length > 0);
+    await sleep(300);
+    assert.equal(a.got.length, 1, "one signal published, one handed over");
   },
 );
 
