@@ -211,7 +211,15 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
           assert.equal(told.at(-1), "later retry durable");
           const other = await publish("other key", "k2");
           assert.equal(other.message.offset, a.message.offset + 1);
-          assert.deepEqual(offsets((await store.read("idem", { limit: 10 })).messages), [1, 2]);
+          // A key is its publisher's: another user's publish with it is another publish, stored.
+          const someoneElse = await store.append(
+            { ...message("idem", "theirs", clock.now()), from: { id: "u2", name: "Other" } },
+            undefined,
+            { idempotencyKey: "k1" },
+          );
+          assert.equal(someoneElse.message.offset, a.message.offset + 2);
+          assert.deepEqual(someoneElse.message.data, "theirs");
+          assert.deepEqual(offsets((await store.read("idem", { limit: 10 })).messages), [1, 2, 3]);
         }),
     );
 

@@ -31,13 +31,16 @@ export class Idempotency {
 
   constructor(readonly clock: Clock) {}
 
+  /** `publisher`: the user the message is from. A key is one publisher's: another's publish with the
+   * same key is another publish (otherwise anyone who guessed a key could make a publish vanish). */
   async run(
     room: string,
+    publisher: string,
     key: string,
     onDurable: OnDurable | undefined,
     append: (onDurable?: OnDurable) => Promise<Appended>,
   ): Promise<Appended> {
-    const id = `${room}\u0000${key}`;
+    const id = `${room}\u0000${publisher}\u0000${key}`;
     const now = this.clock.now();
     const seen = this.#keys.get(id);
     if (seen && seen.until > now) {

@@ -41,23 +41,27 @@ Deno.test("idempotency: a failed commit fails its waiting retries, and the next 
   const told: string[] = [];
   const tell = (who: string) => (error?: unknown) => told.push(`${who}: ${error === undefined ? "durable" : error}`);
 
-  const first = await keys.run("r", "k", tell("first"), store.append);
-  const retry = await keys.run("r", "k", tell("retry"), store.append);
+  const first = await keys.run("r", "u", "k", tell("first"), store.append);
+  const retry = await keys.run("r", "u", "k", tell("retry"), store.append);
   assert.equal(retry.message.offset, first.message.offset);
   assert.deepEqual(told, [], "nobody is told before the commit");
   store.commit("disk full");
   assert.deepEqual(told, ["first: disk full", "retry: disk full"]);
 
-  const again = await keys.run("r", "k", tell("again"), store.append);
+  const again = await keys.run("r", "u", "k", tell("again"), store.append);
   assert.equal(again.message.offset, 2, "the failed first publish stored nothing: this one stores it");
   store.commit();
   assert.deepEqual(told.slice(2), ["again: durable"]);
-  assert.equal((await keys.run("r", "k", tell("late"), store.append)).message.offset, 2);
+  assert.equal((await keys.run("r", "u", "k", tell("late"), store.append)).message.offset, 2);
   assert.deepEqual(told.slice(3), ["late: durable"], "told at once: it is stored");
   assert.equal(store.appends(), 2);
 
   clock.advance(IDEMPOTENCY_TTL_MS + 1);
-  assert.equal((await keys.run("r", "k", undefined, store.append)).message.offset, 3, "a day later the key is new");
+  assert.equal(
+    (await keys.run("r", "u", "k", undefined, store.append)).message.offset,
+    3,
+    "a day later the key is new",
+  );
 });
 
 Deno.test("idempotency: a refused publish refuses its concurrent retries and is forgotten", async () => {
@@ -65,12 +69,12 @@ Deno.test("idempotency: a refused publish refuses its concurrent retries and is 
   const told: unknown[] = [];
   let refuse: (error: Error) => void = () => {};
   const refused = new Promise<Appended>((_, reject) => refuse = reject);
-  const first = keys.run("r", "k", (error) => told.push(error), () => refused);
-  const retry = keys.run("r", "k", (error) => told.push(error), () => Promise.reject(new Error("not called")));
+  const first = keys.run("r", "u", "k", (error) => told.push(error), () => refused);
+  const retry = keys.run("r", "u", "k", (error) => told.push(error), () => Promise.reject(new Error("not called")));
   refuse(new Error("unavailable"));
   await assert.rejects(first, /unavailable/);
   await assert.rejects(retry, /unavailable/);
   assert.equal(told.length, 1, "the first publish hears of its refusal once");
   const store = fakeStore();
-  assert.equal((await keys.run("r", "k", undefined, store.append)).message.offset, 1, "the key was forgotten");
+  assert.equal((await keys.run("r", "u", "k", undefined, store.append)).message.offset, 1, "the key was forgotten");
 });

@@ -115,12 +115,10 @@ export async function recover(store: Store, room: string, since: Position, histo
   const page = await store.read(room, { after: since.offset, limit: historyLimit });
   const last = page.messages.at(-1)?.offset ?? since.offset;
   if (page.epoch !== since.epoch || !contiguous(page.messages, since.offset) || last < position.offset) return refused;
-  return {
-    epoch: page.epoch,
-    offset: Math.max(page.offset, position.offset),
-    recovered: true,
-    messages: page.messages,
-  };
+  // The subscription goes on from the last message handed over (at or past `position`): what comes
+  // after it arrives live. (Not the page's offset: a store could name there a message it has not
+  // written yet, and the live one would then be taken for delivered.)
+  return { epoch: page.epoch, offset: last, recovered: true, messages: page.messages };
 }
 
 /** Runs of offsets that name no message (a crash or a storage failure lost them after they were

@@ -36,7 +36,13 @@ export abstract class KvStore implements Store {
   append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
     const key = options?.idempotencyKey;
     if (key === undefined) return this.appendOnce(message, onDurable);
-    return this.#idempotency.run(message.room, key, onDurable, (done) => this.appendOnce(message, done));
+    return this.#idempotency.run(
+      message.room,
+      message.from.id,
+      key,
+      onDurable,
+      (done) => this.appendOnce(message, done),
+    );
   }
 
   /** Numbers and stores one message (`onDurable`: see `Store.append`). */
@@ -51,8 +57,11 @@ export abstract class KvStore implements Store {
   protected abstract stop(): Promise<void>;
 
   async read(room: string, options: ReadOptions): Promise<Page> {
-    await this.flush(room);
+    // The position first: every message numbered up to it is readable once the flush is done. (Read
+    // after the flush, it could name messages numbered meanwhile and not yet written: a page whose
+    // offset runs past its last message, which a recovery took for delivered.)
     const position = await this.position(room);
+    await this.flush(room);
     return await retryLocked(() => this.history.read(room, position, options));
   }
 

@@ -58,7 +58,7 @@ export class MemoryStore implements Store {
   append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
     const key = options?.idempotencyKey;
     if (key !== undefined) {
-      return this.#idempotency.run(message.room, key, onDurable, (done) => this.append(message, done));
+      return this.#idempotency.run(message.room, message.from.id, key, onDurable, (done) => this.append(message, done));
     }
     let stored: Appended;
     try {

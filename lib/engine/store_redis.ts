@@ -9,7 +9,8 @@
  * Keys (a room's share the hash tag `{room}`, so a Redis Cluster keeps them on one node):
  * - `rc:{room}:meta` hash: `epoch`, `offset` (the last handed out);
  * - `rc:{room}:log` stream: one entry per message, field `m` its JSON;
- * - `rc:{room}:idem:<key>`: a publish's result under its idempotency key, for a day;
+ * - `rc:{room}:idem:<length of the user id>:<user id>:<key>`: a publish's result under its publisher's
+ *   idempotency key, for a day;
  * - `rc:{room}:ch`: the room's channel (sharded pub/sub, `SPUBLISH`);
  * - `rc:salt`: derives the epoch of rooms without history (`firstEpoch`).
  *
@@ -130,7 +131,11 @@ export class RedisStore implements Store {
     const { historyLimit, historyTtlMs } = this.#options;
     const reply = await this.#link.eval<string[]>(
       APPEND,
-      [roomKey(room, "meta"), roomKey(room, "log"), key === undefined ? "" : roomKey(room, `idem:${key}`)],
+      [
+        roomKey(room, "meta"),
+        roomKey(room, "log"),
+        key === undefined ? "" : roomKey(room, `idem:${from.id.length}:${from.id}:${key}`),
+      ],
       [
         firstEpoch(await this.#saltOf(), room),
         head,
