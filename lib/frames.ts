@@ -31,21 +31,22 @@ export class Frames {
     this.#options = options;
   }
 
-  /** Counts an inbound text frame as a sign of life and checks its size (answering `too_large`). */
-  inbound(connection: Connection, text: string): boolean {
+  /** Counts an inbound text frame as a sign of life and checks its size (answering `too_large`, with
+   * `ref` where the caller knows the frame's ref without parsing it: Socket.IO's acks). */
+  inbound(connection: Connection, text: string, ref?: Ref): boolean {
     const now = this.#options.clock.now();
     if (connection.expiredAt(now)) return false;
     connection.lastSeen = now;
     this.#options.metrics.framesIn.inc();
     const max = this.#options.limits.maxFrameBytes;
     if (!exceedsBytes(text, max)) return true;
-    this.refuse(connection, new FrameError("too_large", `Frame is larger than ${max} bytes`));
+    this.refuse(connection, new FrameError("too_large", `Frame is larger than ${max} bytes`, ref));
     return false;
   }
 
-  /** One text frame of the JSON protocol. */
-  receive(connection: Connection, text: string): void {
-    if (!this.inbound(connection, text)) return;
+  /** One text frame of the JSON protocol (`ref`: see `inbound`). */
+  receive(connection: Connection, text: string, ref?: Ref): void {
+    if (!this.inbound(connection, text, ref)) return;
     const frame = decodeClientFrame(text, this.#options.limits);
     if (frame instanceof FrameError) return this.refuse(connection, frame);
     this.submit(connection, frame);

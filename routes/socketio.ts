@@ -250,7 +250,8 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
     if (ref === false) {
       return ack?.({ error: { code: "rate_limited", message: "Too many requests waiting for their reply" } });
     }
-    hub.frames.receive(connection, JSON.stringify(ref === undefined ? frame : { ...frame, ref }));
+    // The ref goes along: a frame refused before it is parsed (too large) still answers its ack.
+    hub.frames.receive(connection, JSON.stringify(ref === undefined ? frame : { ...frame, ref }), ref);
   };
   const since = position(socket.handshake.auth?.since ?? socket.handshake.query?.since);
   submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);

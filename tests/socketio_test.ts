@@ -9,6 +9,7 @@ import { isType } from "./_client.ts";
 import { onTransport, sio2, sio4 } from "./_sio.ts";
 import { startTestServer, until } from "./_server.ts";
 import { configWith } from "../lib/config.ts";
+import { ManualClock } from "../lib/clock.ts";
 import io2 from "socket.io-client-v2";
 
 // socket.io-client keeps timers and sockets of its own a little past `close()`.
@@ -302,3 +303,34 @@ for (const layer of ["official", "own"] as const) {
     },
   });
 }
+
+Deno.test({
+  name: "socket.io: an emit over the frame limit calls its ack with too_large, and leaves nothing waiting",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const clock = new ManualClock(Date.now());
+    await using server = await startTestServer({ clock, heartbeat: false, limits: { maxFrameBytes: 256 } });
+    const c = await sio4(server.url, { transports: ["websocket"] });
+    try {
+      await c.next("joined");
+      const big = "x".repeat(400); // over the 256-byte frame limit
+      const reply = await c.request("message", big) as { error?: { code: string } };
+      assert.equal(reply.error?.code, "too_large", "the ack is called with the error");
+      // 270 more (past the 256 acks a socket may have waiting), the bad-frame guard's window moved
+      // on between batches: a valid request still gets its answer.
+      for (let batch = 0; batch < 6; batch++) {
+        clock.advance(11_000); // the bad-frame guard allows 50 per 10 s
+        const replies = Array.from({ length: 45 }, () => c.request("message", big));
+        for (const answer of await Promise.all(replies)) {
+          assert.equal((answer as { error?: { code: string } }).error?.code, "too_large");
+        }
+      }
+      assert.ok(c.socket.connected);
+      const joined = await c.request("join", "room2") as { room?: string };
+      assert.equal(joined.room, "room2");
+    } finally {
+      c.close();
+    }
+  },
+});
