@@ -204,8 +204,12 @@ export class Connection {
       if (text === undefined || this.closed) continue;
       this.peer.send(text, out.frame);
       this.#options.metrics.deliveries.inc();
-      sent += text.length;
+      // Counted as the cap counts a queued message (its overhead too).
+      sent += text.length + QUEUED_MESSAGE_OVERHEAD;
     }
+    // The last part was not waited for: like a burst, it does not count against the cap at the next
+    // measurement (a reader that keeps up is not a slow consumer).
+    this.#sentSinceCheck += sent;
     this.lastSent = this.#options.clock.now();
     return !this.closed;
   }

@@ -73,3 +73,53 @@ Deno.test("recovery from the store while publishes go on: every offset once, in 
     }
   }
 });
+
+Deno.test("a client that keeps up is not closed as a slow consumer after a large replay (SSE, 900 behind, live publishes)", async () => {
+  await using server = await startTestServer({ kv: true });
+  const room = "replay";
+  const from = { id: "seed", name: "seed" };
+  let epoch = "";
+  for (let i = 0; i < 9; i++) {
+    const batch = await Promise.all(
+      Array.from({ length: 100 }, (_, j) => server.hub.publishAs(room, `m${i}-${j}`, from)),
+    );
+    epoch = batch[0]?.epoch ?? "";
+  }
+  // A subscriber keeps the room and its recent messages in memory, as in a live chat.
+  const watcher = await server.joined(room);
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const since = (await server.hub.history(room, { limit: 1 })).offset - 900;
+      const posts: Promise<unknown>[] = [];
+      const timer = setInterval(() => {
+        posts.push(postJson(server, `/api/rooms/${room}/messages`, { data: "live" }).then((r) => r.body?.cancel()));
+      }, 1);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const response = await server.fetch(`/events?room=${room}`, {
+        headers: { "last-event-id": `${epoch}:${since}` },
+      });
+      assert.equal(response.status, 200);
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      const deadline = Date.now() + 600;
+      while (Date.now() < deadline && !text.includes("event: close")) {
+        let wait: ReturnType<typeof setTimeout> | undefined;
+        const chunk = await Promise.race([
+          reader.read(),
+          new Promise<"later">((resolve) => wait = setTimeout(() => resolve("later"), 50)),
+        ]);
+        clearTimeout(wait);
+        if (chunk === "later") continue;
+        if (chunk.done) break;
+        text += chunk.value;
+      }
+      clearInterval(timer);
+      await Promise.all(posts);
+      await reader.cancel();
+      assert.equal(/event: close\ndata: (.*)/.exec(text)?.[1], undefined, `attempt ${attempt}: not closed`);
+      assert.ok(text.split("event: message").length - 1 >= 900, "the replay arrived");
+    }
+  } finally {
+    watcher.close();
+  }
+});
