@@ -175,6 +175,24 @@ export function jsonShape(text: string, limits: JsonLimits): string | undefined 
   return undefined;
 }
 
+/** A number too large for a double (`1e400`) parses as Infinity and would be stored as `null`: JSON
+ * holding one is refused. The text is looked at first (an exponent of three digits, or 309 digits
+ * in a row), and only then the parsed value (depth bounded by `jsonShape`). */
+const MAYBE_HUGE = /[eE]\+?\d{3}|\d{309}/;
+
+export function hasHugeNumber(text: string, value: unknown): boolean {
+  return MAYBE_HUGE.test(text) && nonFinite(value);
+}
+
+function nonFinite(value: unknown): boolean {
+  if (typeof value === "number") return !Number.isFinite(value);
+  if (typeof value !== "object" || value === null) return false;
+  for (const item of Array.isArray(value) ? value : Object.values(value)) if (nonFinite(item)) return true;
+  return false;
+}
+
+export const HUGE_NUMBER = "JSON holds a number too large to store (it would become null)";
+
 /** Decodes one text frame. Returns the error instead of throwing, with the frame's `ref` when it had a valid one. */
 export function decodeClientFrame(text: string, limits: JsonLimits = DEFAULT_JSON_LIMITS): ClientFrame | FrameError {
   const shape = jsonShape(text, limits);
@@ -188,6 +206,7 @@ export function decodeClientFrame(text: string, limits: JsonLimits = DEFAULT_JSO
   if (!isRecord(parsed)) return new FrameError("bad_request", "Frame must be a JSON object");
   const ref = readRef(parsed);
   if (ref instanceof FrameError) return ref;
+  if (hasHugeNumber(text, parsed)) return new FrameError("bad_request", HUGE_NUMBER, ref);
   try {
     return decodeObject(parsed, ref);
   } catch (err) {

@@ -85,3 +85,14 @@ Deno.test("historyLimit defaults to 50 and clamps to 100", () => {
   assert.equal(historyLimit(1000), 100);
   assert.throws(() => historyLimit(-1), FrameError);
 });
+
+Deno.test("codec refuses numbers too large for a double (they would be stored as null), keeps the rest", () => {
+  for (const data of ["1e400", "-1E+999", '[1, {"a": 2e308}]', "9".repeat(400)]) {
+    const frame = decodeClientFrame(`{"type":"publish","room":"r","data":${data},"ref":"q"}`);
+    assert.ok(frame instanceof FrameError, data.slice(0, 20));
+    assert.deepEqual([frame.code, frame.ref], ["bad_request", "q"]);
+  }
+  for (const data of ["1e308", "1e-400", '"e999 in a string"', "123456789", "[1.5e100]"]) {
+    assert.ok(!(decodeClientFrame(`{"type":"publish","room":"r","data":${data}}`) instanceof FrameError), data);
+  }
+});

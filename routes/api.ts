@@ -16,7 +16,7 @@ import {
   signToken,
   verifyToken,
 } from "../lib/auth.ts";
-import { historyLimit, type JsonLimits, jsonShape } from "../lib/codec.ts";
+import { hasHugeNumber, historyLimit, HUGE_NUMBER, type JsonLimits, jsonShape } from "../lib/codec.ts";
 import { isCleanId, normalizeName } from "../lib/names.ts";
 import type { AppendOptions, ReadOptions } from "../lib/engine/store.ts";
 import { FrameError, isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
@@ -95,6 +95,7 @@ export async function readJson(c: AppContext, limits: BodyLimits): Promise<Recor
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ProtocolError("bad_request", "Body must be a JSON object");
   }
+  if (hasHugeNumber(text, value)) throw new ProtocolError("bad_request", `Body ${HUGE_NUMBER.replace(/^JSON /, "")}`);
   return { ...value };
 }
 

@@ -178,3 +178,15 @@ for (const kv of [false, true]) {
     await bad.body?.cancel();
   });
 }
+
+Deno.test("POST a message holding a number too large for a double: 400, nothing stored", async () => {
+  await using server = await startTestServer({ kv: true });
+  const response = await postJson(server, "/api/rooms/big/messages", '{"data":{"amount":1e400}}');
+  assert.equal(response.status, 400);
+  assert.equal((await response.json()).error.code, "bad_request");
+  const history = await (await server.fetch("/api/rooms/big/messages")).json();
+  assert.deepEqual(history.messages, []);
+  const fine = await postJson(server, "/api/rooms/big/messages", '{"data":{"amount":1e308}}');
+  assert.equal(fine.status, 201);
+  await fine.body?.cancel();
+});
