@@ -60,3 +60,34 @@ export function faultyKv(real: Deno.Kv): FaultyKv {
   });
   return state;
 }
+
+/** `real` as a remote KV would feel: each atomic commit answered `commitMs` late, each listing
+ * started `listMs` late (0: as fast as `real`). For races that need a slow step. */
+export function slowKv(real: Deno.Kv, { commitMs = 0, listMs = 0 }: { commitMs?: number; listMs?: number }): Deno.Kv {
+  const later = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  return forward(real, {
+    ...(commitMs > 0
+      ? {
+        atomic: () => {
+          const op = real.atomic();
+          const commit = op.commit.bind(op);
+          return forward(op, {
+            commit: async () => {
+              await later(commitMs);
+              return await commit();
+            },
+          });
+        },
+      }
+      : {}),
+    ...(listMs > 0
+      ? {
+        list: (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
+          (async function* () {
+            await later(listMs);
+            yield* real.list(selector, options);
+          })(),
+      }
+      : {}),
+  });
+}

@@ -22,7 +22,7 @@ import { LocalBackplane } from "./backplane_local.ts";
 import { KvBackplane } from "./backplane_kv.ts";
 import { MemoryPresence } from "./presence_memory.ts";
 import { MemoryStore } from "./store_memory.ts";
-import { forward } from "../../tests/_faulty_kv.ts";
+import { forward, slowKv } from "../../tests/_faulty_kv.ts";
 
 backplaneContract("LocalBackplane", () => {
   const nodes = [new LocalBackplane("n1")];
@@ -253,18 +253,7 @@ Deno.test("KvBackplane: an event committed after a later-keyed one was read is s
   const real = await Deno.openKv(":memory:");
   // Instance a's commits take 150 ms (a remote KV, a retried commit): its event's key is older
   // than b's, which the reader has read by the time a's lands.
-  const slow = forward(real, {
-    atomic: () => {
-      const op = real.atomic();
-      const commit = op.commit.bind(op);
-      return forward(op, {
-        commit: async () => {
-          await new Promise((resolve) => setTimeout(resolve, 150));
-          return await commit();
-        },
-      });
-    },
-  });
+  const slow = slowKv(real, { commitMs: 150 });
   const a = new KvBackplane({ kv: slow, node: "a", pollMs: 20, watchRooms: 0 });
   const b = new KvBackplane({ kv: real, node: "b", pollMs: 20, watchRooms: 0 });
   const reader = new KvBackplane({ kv: real, node: "r", pollMs: 20, watchRooms: 0 });

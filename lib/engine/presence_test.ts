@@ -3,7 +3,7 @@ import { presenceContract } from "../../tests/presence_contract.ts";
 import { RedisLink } from "./redis.ts";
 import { RedisPresence } from "./presence_redis.ts";
 import { openLinks, redisTest, startRedis } from "../../tests/_redis.ts";
-import { forward } from "../../tests/_faulty_kv.ts";
+import { slowKv } from "../../tests/_faulty_kv.ts";
 import assert from "node:assert/strict";
 import { MemoryPresence } from "./presence_memory.ts";
 import { KvPresence } from "./presence_kv.ts";
@@ -124,23 +124,7 @@ Deno.test("KvPresence: a leave while a renewal is being committed is told once, 
   const kv = await Deno.openKv(":memory:");
   // Node one's KV is slow (a remote KV): its commits take 50 ms and its listings 100 ms, so leaves
   // land in the middle of its renewals (every 200 ms).
-  const slow = forward(kv, {
-    atomic: () => {
-      const op = kv.atomic();
-      const commit = op.commit.bind(op);
-      return forward(op, {
-        commit: async () => {
-          await new Promise((resolve) => setTimeout(resolve, 50));
-          return await commit();
-        },
-      });
-    },
-    list: (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
-      (async function* () {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        yield* kv.list(selector, options);
-      })(),
-  });
+  const slow = slowKv(kv, { commitMs: 50, listMs: 100 });
   const leaseMs = 600;
   const leaves: string[] = [];
   const onExpired = (_room: string, user: { id: string }) => leaves.push(`${user.id} (lapsed)`);

@@ -7,7 +7,7 @@ import { recover } from "./store.ts";
 import { type KvStore, kvStoreOver, openKvStore } from "./store_kv.ts";
 import { utf8Length } from "./kv_format.ts";
 import { durable, keysOf, logged, stored } from "../../tests/_kv.ts";
-import { faultyKv, forward } from "../../tests/_faulty_kv.ts";
+import { faultyKv, slowKv } from "../../tests/_faulty_kv.ts";
 
 const clock = new ManualClock();
 const retention = { historyLimit: 1000, historyTtlMs: undefined, clock };
@@ -296,21 +296,11 @@ Deno.test("local sequencer: rooms whose first message comes while other rooms lo
   }
 });
 
-/** `real` with `list` answering `ms` late: a reset going through a long history, a remote KV. */
-const listingSlowly = (real: Deno.Kv, ms: number) =>
-  forward(real, {
-    list: (selector: Deno.KvListSelector, options?: Deno.KvListOptions) =>
-      (async function* () {
-        await new Promise((resolve) => setTimeout(resolve, ms));
-        yield* real.list(selector, options);
-      })(),
-  });
-
 Deno.test("reset: two resets of one room at once delete only the epochs they replaced, never the newer one's messages", () =>
   withKvFile(async (path) => {
     // Two instances on one KV (sequencer kv); the first lists slowly while it deletes the old history.
     const real = await Deno.openKv(path);
-    const one = await kvStoreOver(listingSlowly(real, 300), { ...retention, sequencer: "kv" });
+    const one = await kvStoreOver(slowKv(real, { listMs: 300 }), { ...retention, sequencer: "kv" });
     const two = await openKvStore(path, { ...retention, sequencer: "kv" });
     try {
       for (let i = 0; i < 3; i++) await two.append(message("r", `old ${i}`));
@@ -336,7 +326,7 @@ Deno.test("reset: two resets at once in one process (local sequencer) keep the n
   withKvFile(async (path) => {
     const real = await Deno.openKv(path);
     // Every listing waits 300 ms: both resets are still deleting when the message comes.
-    const store = await kvStoreOver(listingSlowly(real, 300), { ...retention, sequencer: "local" });
+    const store = await kvStoreOver(slowKv(real, { listMs: 300 }), { ...retention, sequencer: "local" });
     try {
       for (let i = 0; i < 3; i++) await appendDurably(store, message("r", `old ${i}`));
       const first = store.reset("r");
