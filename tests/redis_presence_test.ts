@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { redisTest } from "./_redis.ts";
 import { startTcpProxy } from "./_tcp_proxy.ts";
-import { RedisLink } from "../lib/engine/redis.ts";
+import { hashTag, RedisLink } from "../lib/engine/redis.ts";
 import { RedisPresence } from "../lib/engine/presence_redis.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -147,3 +147,9 @@ redisTest(
     }
   },
 );
+
+Deno.test("Redis keys: two user ids never share a key (escapes escaped too); room names are kept as they are", () => {
+  const ids = ["a{b", "a%7Bb", "a%257Bb", "a}b", "a%7Db", "%", "%25", "{", "}"];
+  assert.equal(new Set(ids.map(hashTag)).size, ids.length);
+  assert.equal(hashTag("room-1.a:b@c_d"), "{room-1.a:b@c_d}");
+});

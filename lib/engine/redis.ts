@@ -34,9 +34,11 @@ export function roomKey(room: string, what: string): string {
   return `rc:${hashTag(room)}:${what}`;
 }
 
-/** `{name}`, the hash tag that keeps a name's keys in one Cluster slot (its braces escaped). */
+/** `{name}`, the hash tag that keeps a name's keys in one Cluster slot (its braces escaped, and
+ * the escape character itself first, so that two names never make one tag: user ids may hold any
+ * of them; room names hold none). */
 export function hashTag(name: string): string {
-  return `{${name.replaceAll("{", "%7B").replaceAll("}", "%7D")}}`;
+  return `{${name.replaceAll("%", "%25").replaceAll("{", "%7B").replaceAll("}", "%7D")}}`;
 }
 
 export interface RedisLinkOptions {
