@@ -175,6 +175,24 @@ export function jsonShape(text: string, limits: JsonLimits): string | undefined 
   return undefined;
 }
 
+/** `"ref":<string or number>` as the first or the last field of a frame's object. */
+const REF_FIRST = /^\s*\{\s*"ref"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,16}(?:\.\d{1,16})?)\s*[,}]/;
+const REF_LAST = /[{,]\s*"ref"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,16}(?:\.\d{1,16})?)\s*\}\s*$/;
+
+/** The ref of a frame refused before it is parsed (too large), where it is its object's first or
+ * last field (as clients write it: roomcast.js puts it last), read from at most 300 characters at
+ * either end: so that the error still answers the request. `undefined` when not found there. */
+export function refNear(text: string): Ref | undefined {
+  const found = REF_FIRST.exec(text.slice(0, 300)) ?? REF_LAST.exec(text.slice(-300));
+  if (!found?.[1]) return undefined;
+  try {
+    const ref: unknown = JSON.parse(found[1]);
+    return typeof ref === "string" || (typeof ref === "number" && Number.isFinite(ref)) ? ref : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A number too large for a double (`1e400`) parses as Infinity and would be stored as `null`: JSON
  * holding one is refused. The text is looked at first (an exponent of three digits, or 309 digits
  * in a row), and only then the parsed value (depth bounded by `jsonShape`). */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeClientFrame, exceedsBytes, historyLimit } from "./codec.ts";
+import { decodeClientFrame, exceedsBytes, historyLimit, refNear } from "./codec.ts";
 import { FrameError } from "./protocol.ts";
 
 function ok(text: string) {
@@ -95,4 +95,22 @@ Deno.test("codec refuses numbers too large for a double (they would be stored as
   for (const data of ["1e308", "1e-400", '"e999 in a string"', "123456789", "[1.5e100]"]) {
     assert.ok(!(decodeClientFrame(`{"type":"publish","room":"r","data":${data}}`) instanceof FrameError), data);
   }
+});
+
+Deno.test("refNear finds a too-large frame's ref where clients put it (first or last field), and nothing else", () => {
+  const big = "x".repeat(100_000);
+  assert.equal(refNear(`{"type":"publish","room":"r","data":"${big}","ref":"q7"}`), "q7");
+  assert.equal(refNear(`{"ref":12,"type":"publish","room":"r","data":"${big}"}`), 12);
+  assert.equal(refNear(`{"type":"publish","room":"r","data":"${big}","ref":"a\\"b"}`), 'a"b');
+  assert.equal(refNear(`{"type":"publish","room":"r","data":"${big}"}`), undefined);
+  assert.equal(
+    refNear(`{"type":"publish","data":"${big} \\",\\"ref\\":\\"fake\\"}"}`),
+    undefined,
+    "not inside a string",
+  );
+  assert.equal(
+    refNear(`{"type":"publish","ref":"${"r".repeat(200)}","data":"${big}"}`),
+    undefined,
+    "too long for a ref",
+  );
 });

@@ -5,7 +5,7 @@
  */
 import { EngineUnavailable } from "./engine/store.ts";
 import type { Clock } from "./clock.ts";
-import { decodeClientFrame, exceedsBytes } from "./codec.ts";
+import { decodeClientFrame, exceedsBytes, refNear } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import type { Hub } from "./hub.ts";
@@ -40,7 +40,7 @@ export class Frames {
     this.#options.metrics.framesIn.inc();
     const max = this.#options.limits.maxFrameBytes;
     if (!exceedsBytes(text, max)) return true;
-    this.refuse(connection, new FrameError("too_large", `Frame is larger than ${max} bytes`, ref));
+    this.refuse(connection, new FrameError("too_large", `Frame is larger than ${max} bytes`, ref ?? refNear(text)));
     return false;
   }
 

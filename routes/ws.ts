@@ -35,7 +35,8 @@ export const MAX_BATCH_FRAMES = 100;
  * close it). A message of more than MAX_BATCH_FRAMES lines is refused whole and closes the
  * connection (1008): counting its lines costs nothing, handling them could cost the event loop. */
 function receiveBatch(hub: Hub, connection: Connection, text: string): void {
-  let lines = 1;
+  // Lines, not newlines: a message whose last line ends with "\n" carries no extra frame.
+  let lines = text.endsWith("\n") ? 0 : 1;
   for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) {
     if (++lines > MAX_BATCH_FRAMES) {
       hub.frames.refuse(

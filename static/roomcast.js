@@ -326,7 +326,8 @@ export class RoomcastClient extends EventTarget {
 
   /**
    * The socket is gone (closed, failed or given up on): fail requests, then reconnect unless
-   * the close was a policy refusal (1008) or `close()` was called.
+   * the close was a policy refusal (1008) or `close()` was called. A token that expired is no
+   * refusal where `token` is a function: it is asked for a fresh one on the reconnect.
    * @param {number} code
    * @param {string} reason
    */
@@ -336,7 +337,7 @@ export class RoomcastClient extends EventTarget {
     this.#sent.clear();
     for (const entry of this.#rooms.values()) entry.joined = null;
     if (this.#state === "closed") return;
-    if (code === POLICY) {
+    if (code === POLICY && !(reason === "Token expired" && typeof this.#token === "function")) {
       this.#generation++;
       const error = new RoomcastError("closed", reason || "Connection refused by policy");
       for (const entry of this.#rooms.values()) this.#rejectWaiters(entry, error);

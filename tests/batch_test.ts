@@ -58,3 +58,25 @@ Deno.test("roomcast.js in batched mode", async () => {
   assert.deepEqual(got, Array.from({ length: 20 }, (_, i) => i + 1));
   client.close();
 });
+
+Deno.test("a batched message of exactly 100 frames is accepted, each line ending with a newline", async () => {
+  await using server = await startTestServer();
+  const c = await TestClient.raw(server.ws("/ws?batch=1"));
+  try {
+    await c.next((text) => text.includes('"welcome"'));
+    let text = "";
+    for (let i = 1; i <= 100; i++) text += JSON.stringify({ type: "ping", ref: i }) + "\n";
+    c.send(text);
+    const pongs = new Set<number>();
+    while (pongs.size < 100) {
+      for (const line of (await c.next(() => true, 3000)).split("\n")) {
+        const frame = JSON.parse(line);
+        assert.notEqual(frame.type, "error", line);
+        if (frame.type === "pong") pongs.add(frame.ref);
+      }
+    }
+    assert.equal(pongs.size, 100);
+  } finally {
+    await c.close();
+  }
+});

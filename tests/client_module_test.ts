@@ -1,0 +1,60 @@
+/**
+ * static/roomcast.js, the browser client module, against the real server (from Deno, which has
+ * WebSocket): a token that expires is refreshed on the reconnect when `token` is a function, and a
+ * publish too large for the server is rejected with `too_large`, matched by its ref, at once.
+ */
+import assert from "node:assert/strict";
+import { RoomcastClient, RoomcastError } from "../static/roomcast.js";
+import { postJson, startTestServer, until } from "./_server.ts";
+
+Deno.test("roomcast.js: an expired token is refreshed on the reconnect when token is a function", async () => {
+  await using server = await startTestServer({ authSecret: "s3cret-s3cret-s3cret-s3cret-s3cret" });
+  let minted = 0;
+  const token = async () => {
+    minted++;
+    const response = await postJson(server, "/api/tokens", { sub: "ann", name: "Ann", ttl: 1 });
+    return (await response.json()).token as string;
+  };
+  const client = new RoomcastClient({ url: server.ws("/ws"), token, minDelay: 50, maxDelay: 100 });
+  try {
+    client.connect();
+    await client.join("r");
+    // The first token expires within 1-2 s: the client comes back open with a second one.
+    await until(() => minted >= 2 && client.state === "open", 4000, "a reconnect with a fresh token");
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("roomcast.js: a token that is a string and expires closes the client for good (nothing to refresh it with)", async () => {
+  await using server = await startTestServer({ authSecret: "s3cret-s3cret-s3cret-s3cret-s3cret" });
+  const response = await postJson(server, "/api/tokens", { sub: "bob", name: "Bob", ttl: 1 });
+  const client = new RoomcastClient({ url: server.ws("/ws"), token: (await response.json()).token, minDelay: 50 });
+  try {
+    client.connect();
+    await client.join("r");
+    await until(() => client.state === "closed", 4000, "closed once the token expired");
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("a publish over the frame limit is refused with too_large and its ref; roomcast.js rejects at once", async () => {
+  await using server = await startTestServer();
+  const raw = await server.joined("big");
+  const reply = await raw.request({ type: "publish", room: "big", data: "x".repeat(70_000) });
+  await raw.close();
+  assert.deepEqual([reply.type, reply.code], ["error", "too_large"]);
+  const client = new RoomcastClient({ url: server.ws("/ws"), requestTimeout: 5000 });
+  try {
+    client.connect();
+    await client.join("big");
+    const started = Date.now();
+    const error = await client.publish("big", "x".repeat(70_000)).then(() => null, (e) => e);
+    assert.ok(error instanceof RoomcastError);
+    assert.equal(error.code, "too_large");
+    assert.ok(Date.now() - started < 2000, "not after the request timeout");
+  } finally {
+    client.close();
+  }
+});
