@@ -274,7 +274,14 @@ Deno.test({
     const storedIds = new Set(stored.map((m) => m.id));
     for (const ack of acked) assert.ok(storedIds.has(ack.id), `acked message ${ack.offset} is stored`);
     const got: number[] = [];
-    while (got.length < stored.length) got.push((await reader.next(isType("message"), 5000)).offset);
+    while (got.length < stored.length) {
+      got.push(
+        (await reader.next(isType("message"), 5000).catch(async (error) => {
+          const closed = reader.socket.readyState === WebSocket.CLOSED ? await reader.closed : undefined;
+          throw new Error(`${error} (got ${got.length} of ${stored.length}; closed ${closed?.code} ${closed?.reason})`);
+        })).offset,
+      );
+    }
     assert.deepEqual(got, stored.map((m) => m.offset), "the reader saw exactly the stored sequence");
     // The room goes on in the same sequence; the reader joins again and misses nothing.
     const next = await reader.request({ type: "publish", room: "m", data: "after" });
