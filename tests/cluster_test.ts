@@ -245,7 +245,11 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir();
-    await using server = await cluster(false, dir);
+    // The reader reads on this thread, the coordinator's: under load it can fall behind the burst of
+    // 400 and be closed as a slow consumer (4008, seen in CI), which is not what this test is about.
+    await using server = await cluster(false, dir, {
+      limits: { publishBurst: 10_000, userPublishBurst: 10_000, sendQueueBytes: 8 << 20 },
+    });
     const [reader, writer] = onWorkerLast(await onEachWorker(server.url, 2), server.workers());
     const { epoch } = await reader.request({ type: "join", room: "m" });
     await writer.request({ type: "join", room: "m" });
@@ -490,7 +494,14 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     await using server = await cluster(true, undefined, {
-      limits: { publishBurst: 10_000, userPublishBurst: 10_000, signalBurst: 10_000, userSignalBurst: 10_000 },
+      limits: {
+        publishBurst: 10_000,
+        userPublishBurst: 10_000,
+        signalBurst: 10_000,
+        userSignalBurst: 10_000,
+        // B reads on this thread: not to be closed as a slow consumer by the burst after the stall.
+        sendQueueBytes: 8 << 20,
+      },
     }, new URL("./_stalling_worker.ts", import.meta.url));
     const [a, b] = onWorkerLast(await onEachWorker(server.url, 2), server.workers());
     // A third client on A's isolate (the coordinator's), which joins and leaves while B is held up.
