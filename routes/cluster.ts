@@ -153,6 +153,8 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   let failedStarts = 0;
   /** Replacements waiting for their turn. */
   const respawns = new Set<ReturnType<typeof setTimeout>>();
+  /** The least time between two replacements: longer after each that did not start. */
+  const respawnPause = () => Math.min(RESPAWN_MAX_MS, RESPAWN_MS * 2 ** failedStarts);
 
   const expired = (node: string) => {
     relay.remove(node);
@@ -296,17 +298,14 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       regions[region] = undefined;
     }
     if (!running || draining) return;
-    const pause = Math.min(RESPAWN_MAX_MS, RESPAWN_MS * 2 ** failedStarts);
-    const wait = Math.max(0, lastSpawn + pause - Date.now());
+    const wait = Math.max(0, lastSpawn + respawnPause() - Date.now());
     lastSpawn = Date.now() + wait;
     const respawn = setTimeout(() => {
       respawns.delete(respawn);
       if (draining) return;
       spawn().catch((error) =>
         console.error(
-          `roomcast: replacing a worker failed (${error}); trying again in ${
-            Math.min(RESPAWN_MAX_MS, RESPAWN_MS * 2 ** failedStarts) / 1000
-          } s`,
+          `roomcast: replacing a worker failed (${error}); trying again in ${respawnPause() / 1000} s`,
         )
       );
     }, wait);

@@ -62,20 +62,16 @@ export function sharedKv(config: Config, memory = false): boolean {
   return !memory && config.sequencer === "kv" && config.kvPath !== ":memory:";
 }
 
-/** A shared presence's `onExpired`: the members of a node that died leave, told to every node
- * through `backplane` (member events capped as always). */
-function leavesThrough(backplane: Backplane, config: Config): (room: string, user: User, change: MemberChange) => void {
+/** A shared presence's member callbacks, told to every node through `backplane` (member events
+ * capped as always): `onExpired`, the members of a node that died leave ("leave"); `onRestored`, a
+ * member written again after its node was taken for dead, its leave told, joins again ("join"). */
+function membersThrough(
+  backplane: Backplane,
+  config: Config,
+  kind: "join" | "leave",
+): (room: string, user: User, change: MemberChange) => void {
   return (room, user, change) => {
-    const event = memberEvent(room, user, "", "leave", change, config.limits.memberEventsMax);
-    if (event) backplane.publish(event);
-  };
-}
-
-/** A shared presence's `onRestored`: a member written again after its node was taken for dead
- * (its leave told) joins again, told to every node through `backplane`. */
-function joinsThrough(backplane: Backplane, config: Config): (room: string, user: User, change: MemberChange) => void {
-  return (room, user, change) => {
-    const event = memberEvent(room, user, "", "join", change, config.limits.memberEventsMax);
+    const event = memberEvent(room, user, "", kind, change, config.limits.memberEventsMax);
     if (event) backplane.publish(event);
   };
 }
@@ -102,8 +98,8 @@ export async function createRedisEngine(config: Config, options: EngineOptions):
     node,
     leaseMs: config.redisLeaseMs,
     // A killed process's members leave; one taken for dead while it lived comes back.
-    onExpired: leavesThrough(backplane, config),
-    onRestored: joinsThrough(backplane, config),
+    onExpired: membersThrough(backplane, config, "leave"),
+    onRestored: membersThrough(backplane, config, "join"),
   });
   return {
     store,
@@ -138,7 +134,7 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
       node: options.node,
       leaseMs: config.kvLeaseMs,
       // An evicted instance's members leave.
-      onExpired: leavesThrough(shared, config),
+      onExpired: membersThrough(shared, config, "leave"),
     });
   }
   return {

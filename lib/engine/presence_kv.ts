@@ -127,15 +127,12 @@ export class KvPresence implements Presence {
       for (const [, { key, user }] of batch) op.set(key, this.#leased(user), { expireIn: this.#leaseMs });
       const result = await retryLocked(() => op.commit());
       if (!result.ok) continue;
-      const undo = this.#kv.atomic();
-      let undone = 0;
       const gone = batch.filter(([id, { key }]) => !this.#held.has(id) && key[1] !== "member");
-      for (const [, { key }] of gone) {
-        undo.check({ key, versionstamp: result.versionstamp }).delete(key);
-        undone++;
-      }
+      if (gone.length === 0) continue;
+      const undo = this.#kv.atomic();
+      for (const [, { key }] of gone) undo.check({ key, versionstamp: result.versionstamp }).delete(key);
       // One check failing (the key changed since) fails them all: then one by one.
-      if (undone > 0 && !(await retryLocked(() => undo.commit())).ok) {
+      if (!(await retryLocked(() => undo.commit())).ok) {
         for (const [, { key }] of gone) {
           await retryLocked(() =>
             this.#kv.atomic().check({ key, versionstamp: result.versionstamp }).delete(key).commit()
@@ -187,6 +184,14 @@ export class KvPresence implements Presence {
     return { changed: made, members: await this.#members(room) };
   }
 
+  /** Whether the user has a live connection in the room on another node. */
+  async #elsewhere(room: string, user: string): Promise<boolean> {
+    for await (const { key, value } of this.#kv.list({ prefix: [NS, "pres", room, user] })) {
+      if (live(value) && key[4] !== this.#node) return true;
+    }
+    return false;
+  }
+
   async leave(room: string, user: User, connection: string): Promise<MemberChange> {
     const mine = joinKey(room, user.id, this.#node, connection);
     if (!this.#held.has(JSON.stringify(mine))) return { changed: false, members: await this.#members(room) };
@@ -201,11 +206,7 @@ export class KvPresence implements Presence {
     await this.#delete(mine);
     // This node's connections are as `#here` says; the others' are in the KV.
     if (this.#here.get(id)?.size) return { changed: false, members: await this.#members(room) };
-    let others = 0;
-    for await (const { key, value } of this.#kv.list({ prefix: [NS, "pres", room, user.id] })) {
-      if (live(value) && key[4] !== this.#node) others++;
-    }
-    if (others > 0) return { changed: false, members: await this.#members(room) };
+    if (await this.#elsewhere(room, user.id)) return { changed: false, members: await this.#members(room) };
     await this.#renewing;
     // Whoever deletes the live member key tells the leave. A check that fails means the key was
     // written meanwhile: by this node's renewal (which ran with the key still held), or by another
@@ -215,12 +216,7 @@ export class KvPresence implements Presence {
       const member = await retryLocked(() => this.#kv.get(key));
       if (!live(member.value) || this.#here.get(id)?.size) break;
       gone = (await retryLocked(() => this.#kv.atomic().check(member).delete(key).commit())).ok;
-      if (gone) break;
-      let joined = false;
-      for await (const { key: other, value } of this.#kv.list({ prefix: [NS, "pres", room, user.id] })) {
-        if (live(value) && other[4] !== this.#node) joined = true;
-      }
-      if (joined) break;
+      if (gone || await this.#elsewhere(room, user.id)) break;
     }
     return { changed: gone, members: await this.#members(room) };
   }
