@@ -7,6 +7,11 @@
  * With several Workers (`ROOMCAST_WORKERS`) the caps and the rate hold for the whole process: the
  * Workers count in one `SharedCounts` (a SharedArrayBuffer the coordinator makes), where the rate
  * is a sliding window (`connectBurst` per `connectWindowMs`) rather than a token bucket.
+ *
+ * Offences: a message that cost the server before it could refuse it (a binary or oversized
+ * WebSocket message, which Deno reads whole, up to 64 MiB) counts against its address; an address
+ * with OFFENCES_BURST of them within PENALTY_MS may not connect for PENALTY_MS (each isolate keeps
+ * its own count).
  */
 import type { Clock } from "./clock.ts";
 import { IdleMap, TokenBucket } from "./limits.ts";
@@ -23,6 +28,19 @@ export interface AdmissionOptions {
   clock: Clock;
   /** Counts shared with the other Workers of the process; absent: this isolate's own. */
   shared?: SharedCounts | undefined;
+}
+
+/** Offences an address may commit per PENALTY_MS before it is shut out for PENALTY_MS. */
+const OFFENCES_BURST = 2;
+const PENALTY_MS = 60_000;
+
+/** An address's offences lately, and until when it is shut out. */
+class Record {
+  readonly offences: TokenBucket;
+  until = -Infinity;
+  constructor(clock: Clock) {
+    this.offences = new TokenBucket(OFFENCES_BURST, PENALTY_MS, clock);
+  }
 }
 
 /** Why a connection is refused: the server is full, the address has too many open, or it opens
@@ -49,8 +67,17 @@ export class Admission {
   /** New-connection buckets per address, forgotten once refilled. */
   readonly #rates: IdleMap<TokenBucket>;
 
+  /** Addresses that sent costly messages lately. */
+  readonly #records: IdleMap<Record>;
+
   constructor(options: AdmissionOptions) {
     this.#options = options;
+    this.#records = new IdleMap(
+      () => new Record(options.clock),
+      (record) => record.offences.full && record.until <= options.clock.now(),
+      PENALTY_MS,
+      options.clock,
+    );
     const { connectBurst, connectWindowMs, clock } = options;
     this.#rates = new IdleMap(
       () => new TokenBucket(connectBurst, connectWindowMs, clock),
@@ -68,13 +95,9 @@ export class Admission {
   /** Takes a slot for a new connection from `address`, or says why not. Every slot taken must be
    * given back once with `release`. */
   admit(address: string): Refused | undefined {
-    const { maxConnections, maxPerAddress, connectBurst, connectWindowMs, clock, shared } = this.#options;
+    const { maxConnections, maxPerAddress, shared } = this.#options;
     const key = addressKey(address);
-    if (connectBurst > 0) {
-      // With Workers, counted across them (the address counted here alone where the shared table is full).
-      const allowed = shared?.rate(key, connectBurst, connectWindowMs, clock.now()) ?? this.#rates.get(key).take();
-      if (!allowed) return "rate";
-    }
+    if (this.#shutOut(key) || !this.#rate(key)) return "rate";
     const mine = this.#perAddress.get(key) ?? 0;
     if (shared) {
       // This Worker's own count still bounds the address (one the shared table had no room for is
@@ -89,6 +112,34 @@ export class Admission {
     this.#open++;
     this.#perAddress.set(key, mine + 1);
     return undefined;
+  }
+
+  /** Counts a message from `address` that cost the server before it could be refused; past
+   * OFFENCES_BURST within PENALTY_MS the address may not connect for PENALTY_MS. True when this
+   * offence shut it out. */
+  offend(address: string): boolean {
+    const record = this.#records.get(addressKey(address));
+    if (record.offences.take()) return false;
+    record.until = this.#options.clock.now() + PENALTY_MS;
+    return true;
+  }
+
+  #shutOut(key: string): boolean {
+    return (this.#records.peek(key)?.until ?? -Infinity) > this.#options.clock.now();
+  }
+
+  /** Whether `address` may connect once more on a slot it already holds (a Socket.IO session whose
+   * connection ended and that connects again): the connect rate only, a token taken. */
+  again(address: string): boolean {
+    const key = addressKey(address);
+    return !this.#shutOut(key) && this.#rate(key);
+  }
+
+  #rate(key: string): boolean {
+    const { connectBurst, connectWindowMs, clock, shared } = this.#options;
+    if (connectBurst <= 0) return true;
+    // With Workers, counted across them (the address counted here alone where the shared table is full).
+    return shared?.rate(key, connectBurst, connectWindowMs, clock.now()) ?? this.#rates.get(key).take();
   }
 
   /** Gives back the slot of a connection from `address` that `admit` let in. */

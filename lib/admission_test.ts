@@ -158,3 +158,25 @@ Deno.test("shared admission: an address's recent new connections outlive compact
   assert.ok(counts[0].compactions > 0, "the table was compacted");
   assert.equal(w1.admit("a"), "rate", "a's four in this second still count");
 });
+
+Deno.test("admission: an address that keeps sending costly messages is shut out for a minute; others are not", () => {
+  const clock = new ManualClock();
+  const admission = new Admission({
+    maxConnections: 100,
+    maxPerAddress: 0,
+    connectBurst: 0,
+    connectWindowMs: 1,
+    clock,
+  });
+  assert.equal(admission.offend("203.0.113.7"), false, "one is tolerated");
+  assert.equal(admission.offend("203.0.113.7"), false, "two are tolerated");
+  assert.equal(admission.admit("203.0.113.7"), undefined);
+  assert.equal(admission.offend("203.0.113.7"), true, "the third within a minute shuts it out");
+  assert.equal(admission.admit("203.0.113.7"), "rate");
+  assert.equal(admission.again("203.0.113.7"), false, "nor may it connect again on a slot it holds");
+  assert.equal(admission.admit("198.51.100.1"), undefined, "another address is not affected");
+  clock.advance(59_000);
+  assert.equal(admission.admit("203.0.113.7"), "rate");
+  clock.advance(1_000);
+  assert.equal(admission.admit("203.0.113.7"), undefined, "back after a minute");
+});

@@ -87,6 +87,11 @@ export class IdleMap<V> {
     return this.#entries.size;
   }
 
+  /** The key's entry if it has one (nothing is made). */
+  peek(key: string): V | undefined {
+    return this.#entries.get(key);
+  }
+
   get(key: string): V {
     const now = this.clock.now();
     if (now - this.#swept >= this.windowMs) {

@@ -6,7 +6,7 @@
 import { type Identity, identityFromClaims, verifyToken } from "../lib/auth.ts";
 import { guestId, guestName } from "../lib/ids.ts";
 import { guestPrincipal } from "../lib/budgets.ts";
-import { normalizeName } from "../lib/names.ts";
+import { clientName } from "../lib/names.ts";
 import { ProtocolError } from "../lib/protocol.ts";
 import { type AppContext, type AppDeps, clientAddress } from "./deps.ts";
 import { jsonError } from "./errors.ts";
@@ -25,40 +25,14 @@ export function refuseStream(c: AppContext, deps: AppDeps): Response | undefined
   return undefined;
 }
 
-/** A connection the admission refused: what to tell the client, and when to try again. */
-export interface AdmissionRefusal {
-  code: "unavailable" | "rate_limited";
-  message: string;
-  retryAfterS: number;
-}
-
-/** Takes an admission slot for a WebSocket or SSE connection from `address` (lib/admission.ts),
- * or says why not. */
-export function admit(deps: AppDeps, address: string): AdmissionRefusal | undefined {
-  const { config, admission, metrics } = deps;
-  const refused = admission.admit(address);
-  if (refused === undefined) return undefined;
-  metrics.refused.incLabel(refused);
-  const refusal: AdmissionRefusal = refused === "full"
-    ? { code: "unavailable", message: "The server is full: try again later", retryAfterS: 5 }
-    : refused === "address"
-    ? { code: "rate_limited", message: "Too many connections from your address", retryAfterS: 5 }
-    : {
-      code: "rate_limited",
-      message: "Connecting too often: try again shortly",
-      retryAfterS: Math.max(1, Math.ceil(config.connectWindowMs / Math.max(1, config.connectBurst) / 1000)),
-    };
-  return refusal;
-}
-
 /** The client's address for limits (lib/admission.ts, lib/budgets.ts); "local" without a socket. */
 export function addressOf(c: AppContext, deps: AppDeps): string {
   return clientAddress(c, deps.config.trustedProxies) ?? "local";
 }
 
-/** `?name=`, normalised (lib/names.ts); absent, or nothing visible in it → undefined. */
+/** `?name=`, normalised (lib/names.ts); absent, nothing visible in it, or reserved → undefined. */
 export function nameParam(c: AppContext): string | undefined {
-  return normalizeName(c.req.query("name") ?? "");
+  return clientName(c.req.query("name") ?? "");
 }
 
 /** The connecting user: from `?token=` when auth is on, else a fresh guest, whose budgets are its

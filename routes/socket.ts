@@ -10,7 +10,8 @@ import { connectionId } from "../lib/ids.ts";
 import type { Identity } from "../lib/auth.ts";
 import type { AppContext, AppDeps } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { addressOf, admit, identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
+import { addressOf, identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
+import { Admitted } from "./admitted.ts";
 import { SocketPeer } from "./socket_peer.ts";
 import { type BatchFlusher, BatchingSocketPeer } from "./batch.ts";
 
@@ -34,27 +35,28 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   if (refused) return refused;
   const name = nameParam(c);
   const address = addressOf(c, deps);
-  const refusal = admit(deps, address);
-  // A slot taken is given back when the socket closes, whatever happens from here.
-  const release = () => {
-    if (!refusal) deps.admission.release(address);
-  };
-  let identity: Identity | ProtocolError;
+  const admitted = Admitted.take(deps, address);
+  // Refused by the admission (1013) or by the identity check (1008): the upgrade completes, then
+  // the client is told why.
+  let refusal: [ProtocolError, number] | undefined;
+  let identity: Identity | undefined;
   let socket: WebSocket;
   let response: Response;
   try {
-    identity = refusal
-      ? new ProtocolError(refusal.code, refusal.message)
-      : await identify(c, deps, name, address).catch(
-        (error) => {
-          if (error instanceof ProtocolError) return error;
-          throw error;
-        },
-      );
+    if (!(admitted instanceof Admitted)) {
+      refusal = [new ProtocolError(admitted.code, admitted.message), CloseCode.tryAgainLater];
+    } else {
+      try {
+        identity = await identify(c, deps, name, address);
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        refusal = [error, CloseCode.policy];
+      }
+    }
     const idleTimeout = Math.max(1, Math.ceil(deps.config.heartbeatMs / 1000));
     ({ socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout }));
   } catch (error) {
-    release();
+    if (admitted instanceof Admitted) admitted.release();
     // Deno refuses a malformed handshake (no Sec-WebSocket-Key, a wrong version…): the client's
     // mistake, answered as such, not logged as ours.
     if (error instanceof TypeError) {
@@ -62,12 +64,12 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
     }
     throw error;
   }
-  if (identity instanceof ProtocolError) {
-    socket.addEventListener("close", release, { once: true });
-    refuse(socket, identity, refusal ? CloseCode.tryAgainLater : CloseCode.policy);
-  } else {
+  if (admitted instanceof Admitted && identity) {
     // The session gives the slot back itself: an open connection holds no closure for it.
-    wire(socket, deps, identity, kind, address);
+    wire(socket, deps, identity, kind, admitted);
+  } else if (refusal) {
+    if (admitted instanceof Admitted) socket.addEventListener("close", () => admitted.release(), { once: true });
+    refuse(socket, ...refusal);
   }
   return response;
 }
@@ -91,8 +93,8 @@ class SocketSession {
     readonly deps: AppDeps,
     readonly identity: Identity,
     readonly kind: SocketKind,
-    /** Whose admission slot (lib/admission.ts) this socket holds, given back when it closes. */
-    readonly address: string,
+    /** The admission slot this socket holds, given back when it closes. */
+    readonly admitted: Admitted,
   ) {}
 
   handleEvent(event: Event): void {
@@ -103,9 +105,8 @@ class SocketSession {
         case "message":
           return this.#message(event as MessageEvent);
         case "close":
-          this.deps.admission.release(this.address);
-          if (this.#connection) this.deps.hub.disconnect(this.#connection);
-          return;
+          // Its hub connection, if any, is forgotten with it.
+          return this.admitted.release();
           // "error": a close event always follows.
       }
     } catch (error) {
@@ -124,8 +125,10 @@ class SocketSession {
     const peer = kind.batch
       ? new BatchingSocketPeer(socket, kind.batch, id, identity.user, kind.encoder, kind.liveness)
       : new SocketPeer(socket, id, identity.user, kind.encoder, kind.liveness);
-    this.#connection = this.deps.hub.connect(peer, identity);
-    kind.opened(this.#connection);
+    const connection = this.admitted.connect(peer, identity);
+    if (connection instanceof ProtocolError) return refuseOpen(socket, connection);
+    this.#connection = connection;
+    kind.opened(connection);
   }
 
   #message(event: MessageEvent): void {
@@ -133,18 +136,27 @@ class SocketSession {
     if (!connection || connection.closed) return;
     if (typeof event.data !== "string") {
       // Deno has read the whole message by now (it offers no early refusal, denoland/deno#15809):
-      // closing makes a client that sends binary pay a new connection for each one.
+      // closing makes a client that sends binary pay a new connection for each one, and an address
+      // that keeps doing it is shut out for a while.
       connection.error("bad_request", "Binary frames are not supported: send text");
       connection.close(CloseCode.unsupported, "Binary frames are not supported", "binary");
+      this.admitted.offend();
     } else if (event.data.length > this.deps.config.limits.maxFrameBytes * HARD_CAP_FACTOR) {
       connection.close(CloseCode.tooLarge, "Frame too large", "too_large");
+      this.admitted.offend();
     } else {
       this.kind.text(connection, event.data);
     }
   }
 }
 
-function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind, address: string): void {
-  const session = new SocketSession(socket, deps, identity, kind, address);
+/** Tells an open socket why it can't connect, and closes it (1008). */
+function refuseOpen(socket: WebSocket, error: ProtocolError): void {
+  socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
+  socket.close(CloseCode.policy, error.message.slice(0, 120));
+}
+
+function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind, admitted: Admitted): void {
+  const session = new SocketSession(socket, deps, identity, kind, admitted);
   for (const type of ["open", "message", "close"]) socket.addEventListener(type, session);
 }

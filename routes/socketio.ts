@@ -16,13 +16,14 @@
 import type { Hono } from "hono";
 import { Server } from "socket.io";
 import type { Identity } from "../lib/auth.ts";
-import { jsonShape } from "../lib/codec.ts";
 import { connectionId } from "../lib/ids.ts";
-import { normalizeName } from "../lib/names.ts";
+import { clientName } from "../lib/names.ts";
 import type { Encoder, Peer } from "../lib/peer.ts";
 import { CloseCode, type Position, ProtocolError, type ServerFrame, type StoredMessage } from "../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
-import { addressOf, admit, identifyToken } from "./identity.ts";
+import { addressOf, identifyToken } from "./identity.ts";
+import { Admitted } from "./admitted.ts";
+import { SocketIoGate } from "./socketio_gate.ts";
 import { EngineServer } from "./eio/server.ts";
 import { mountEngine } from "./eio/mount.ts";
 import type { EngineSocket } from "./eio/socket.ts";
@@ -89,6 +90,40 @@ function toStored(value: unknown, depth = 0): unknown {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) out[k] = toStored(v, depth + 1);
   return out;
+}
+
+/** What an emit's arguments can't be, found before anything is encoded: a number JSON can't hold
+ * (`1e400` parses as Infinity, and would be stored as null), an attachment named twice (socket.io
+ * puts the same buffer in each place: a packet naming one thousands of times would cost thousands
+ * of encodings), or binary values over the frame limit as base64. */
+function argsProblem(args: unknown[], maxFrameBytes: number): { code: string; message: string } | undefined {
+  const seen = new Set<unknown>();
+  let binary = 0;
+  const walk = (value: unknown, depth: number): string | undefined => {
+    if (typeof value === "number") return Number.isFinite(value) ? undefined : "number";
+    if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+      if (seen.has(value)) return "repeated";
+      seen.add(value);
+      binary += Math.ceil(value.byteLength / 3) * 4;
+      return binary > maxFrameBytes ? "large" : undefined;
+    }
+    if (depth > 64 || typeof value !== "object" || value === null) return undefined;
+    for (const v of Array.isArray(value) ? value : Object.values(value)) {
+      const problem = walk(v, depth + 1);
+      if (problem) return problem;
+    }
+    return undefined;
+  };
+  switch (walk(args, 0)) {
+    case "number":
+      return { code: "bad_request", message: "A number is too large for a double (such as 1e400)" };
+    case "repeated":
+      return { code: "bad_request", message: "An attachment may be named once in a packet" };
+    case "large":
+      return { code: "too_large", message: `Frame is larger than ${maxFrameBytes} bytes` };
+    default:
+      return undefined;
+  }
 }
 
 /** The inverse of `toStored`, for Socket.IO receivers: binary again. */
@@ -244,7 +279,14 @@ function position(value: unknown): Position | undefined {
 function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
   const { hub } = deps;
   const peer = new SocketIoPeer(socket, identity.user);
-  const connection = hub.connect(peer, identity);
+  const slot = (socket.conn as EngineSocket).slot;
+  const connection = slot instanceof Admitted
+    ? slot.connect(peer, identity)
+    : new ProtocolError("internal", "A Socket.IO session without an admission slot");
+  if (connection instanceof ProtocolError) {
+    socket.emit("roomcast:error", { code: connection.code, message: connection.message });
+    return void socket.disconnect(true);
+  }
   const submit = (frame: Record<string, unknown>, ack: Ack | undefined) => {
     const ref = peer.expect(ack);
     if (ref === false) {
@@ -256,8 +298,11 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
   const since = position(socket.handshake.auth?.since ?? socket.handshake.query?.since);
   submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
 
+  const { maxFrameBytes } = deps.config.limits;
   socket.onAny((event: string, ...args: unknown[]) => {
     const ack = typeof args.at(-1) === "function" ? args.pop() as Ack : undefined;
+    const error = argsProblem(args, maxFrameBytes);
+    if (error) return ack ? ack({ error }) : void socket.emit("roomcast:error", error);
     const values = toStored(args) as unknown[];
     switch (event) {
       case "join": {
@@ -327,8 +372,6 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
     maxPayload,
     bodyTimeoutMs: config.bodyTimeoutMs,
     headers: (request) => corsHeaders(deps, request),
-    // Checked before socket.io parses it: JSON nested too deep or too many values ends the session.
-    inspect: (packet) => jsonShape(packet, limits) === undefined,
     admit: (request, { remoteAddress: address, context }) => {
       const c = context as AppContext | undefined;
       const refuse = (status: number, code: number, message: string, retryAfterS?: number) => {
@@ -339,11 +382,17 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
       };
       if (deps.state.draining) return refuse(503, 4, "Server is shutting down", 5);
       if (c && !originAllowed(c, config)) return refuse(403, 4, "Origin not allowed");
-      const refusal = admit(deps, address);
-      if (refusal) return refuse(refusal.code === "unavailable" ? 503 : 429, 4, refusal.message, refusal.retryAfterS);
-      return undefined;
+      const admitted = Admitted.take(deps, address);
+      if (admitted instanceof Admitted) return admitted;
+      return refuse(admitted.code === "unavailable" ? 503 : 429, 4, admitted.message, admitted.retryAfterS);
     },
-    release: (address) => deps.admission.release(address),
+    gate: (session) =>
+      new SocketIoGate({
+        protocol: session.protocol,
+        limits,
+        maxPayload,
+        again: () => session.slot instanceof Admitted && session.slot.again(),
+      }),
     routing: deps.sessions,
   });
   deps.metrics.gauge(
@@ -363,7 +412,7 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
     const conn = socket.conn as unknown as EngineSocket;
     const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
     const query = (socket.handshake.query ?? {}) as Record<string, unknown>;
-    const name = normalizeName(text(auth.name) ?? text(query.name) ?? "");
+    const name = clientName(text(auth.name) ?? text(query.name) ?? "");
     try {
       const token = text(auth.token) ?? text(query.token);
       socket.data.identity = await identifyToken(deps, token, name, conn.remoteAddress, "connect with auth: {token}");

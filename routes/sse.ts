@@ -9,11 +9,12 @@ import type { Hono } from "hono";
 import { roomAllowed } from "../lib/auth.ts";
 import { jsonEncoder, type Peer, QueueEstimate } from "../lib/peer.ts";
 import { connectionId } from "../lib/ids.ts";
-import { isRoomName, type Position, ProtocolError, type ServerFrame, type User } from "../lib/protocol.ts";
+import { CloseCode, isRoomName, type Position, ProtocolError, type ServerFrame, type User } from "../lib/protocol.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { isHead } from "./head.ts";
 import { jsonError } from "./errors.ts";
-import { addressOf, admit, identify, nameParam, refuseStream } from "./identity.ts";
+import { addressOf, identify, nameParam, refuseStream } from "./identity.ts";
+import { Admitted } from "./admitted.ts";
 
 const encoder = new TextEncoder();
 const SSE_HEADERS = {
@@ -158,23 +159,23 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
     if (denied) return jsonError(c, "forbidden", `Not allowed to join room ${denied}`);
     const resume = parseStreamId(c.req.header("last-event-id") ?? c.req.query("since"), rooms);
     if (isHead(c)) return new Response(new ReadableStream({ start: (s) => s.close() }), { headers: SSE_HEADERS });
-    const refusal = admit(deps, address);
-    if (refusal) {
-      c.header("retry-after", String(refusal.retryAfterS));
-      return jsonError(c, refusal.code, refusal.message);
+    const admitted = Admitted.take(deps, address);
+    if (!(admitted instanceof Admitted)) {
+      c.header("retry-after", String(admitted.retryAfterS));
+      return jsonError(c, admitted.code, admitted.message);
     }
 
     let peer: SsePeer | undefined;
-    let connection: ReturnType<typeof hub.connect> | undefined;
     const ended = (p: SsePeer) => {
       track(p, false);
-      deps.admission.release(address);
+      admitted.release();
     };
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
         peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, ended);
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
-        connection = hub.connect(peer, identity);
+        const connection = admitted.connect(peer, identity);
+        if (connection instanceof ProtocolError) return peer.close(CloseCode.policy, connection.message);
         track(peer, true);
         for (const room of rooms) {
           const since = resume.get(room);
@@ -183,7 +184,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
       },
       cancel() {
         peer?.gone();
-        if (connection) hub.disconnect(connection);
+        admitted.release();
       },
     }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
     return new Response(body, { headers: SSE_HEADERS });

@@ -58,8 +58,69 @@ export interface WireCodec {
   decodePacket(frame: string | Uint8Array): Packet | undefined;
   /** A polling response body: text, or (EIO=3 with binary and no `b64`) bytes. */
   encodePayload(packets: Packet[], supportsBinary: boolean): string | Uint8Array;
-  /** A polling request body; `undefined` when any of it is not a packet. */
-  decodePayload(body: string | Uint8Array): Packet[] | undefined;
+  /** A polling request body's packets, one at a time (a body may hold hundreds of thousands: the
+   * caller can stop, or let others run, between two); `undefined` where the body stops making sense
+   * (nothing after it is read). */
+  payloadPackets(body: string | Uint8Array): Iterable<Packet | undefined>;
+}
+
+/** EIO=4: packets separated by `\x1e`. */
+function* v4Packets(body: string | Uint8Array): Generator<Packet | undefined> {
+  // EIO=4 polling is text only: a binary body is not a payload.
+  if (typeof body !== "string" || body === "") return yield undefined;
+  for (let at = 0; at <= body.length;) {
+    const end = body.indexOf("\x1e", at);
+    const raw = body.slice(at, end < 0 ? body.length : end);
+    const packet = fromParser(v4.decodePacket(raw, "arraybuffer"));
+    yield packet;
+    if (!packet || end < 0) return;
+    at = end + 1;
+  }
+}
+
+/** EIO=3 text: `<length>:<packet>` repeated, the length in characters. */
+function* v3TextPackets(body: string): Generator<Packet | undefined> {
+  if (body === "") return yield undefined;
+  for (let at = 0; at < body.length;) {
+    const colon = body.indexOf(":", at);
+    const digits = colon < 0 ? "" : body.slice(at, colon);
+    if (!/^\d{1,9}$/.test(digits)) return yield undefined;
+    const length = Number(digits);
+    const raw = body.substr(colon + 1, length);
+    if (raw.length !== length) return yield undefined;
+    at = colon + 1 + length;
+    if (length === 0) continue;
+    const packet = fromParser(v3.decodePacket(raw, "arraybuffer", false));
+    yield packet;
+    if (!packet) return;
+  }
+}
+
+/** EIO=3 bytes (XHR2): per packet a 0 (text) or 1 (binary) byte, the length as one byte per decimal
+ * digit, 255, then the packet (text as UTF-8). */
+function* v3BinaryPackets(body: Uint8Array): Generator<Packet | undefined> {
+  for (let at = 0; at < body.length;) {
+    const text = body[at] === 0;
+    let end = at + 1;
+    let digits = "";
+    while (end < body.length && body[end] !== 255 && digits.length < 10) digits += String(body[end++]);
+    if (body[end] !== 255 || !/^\d{1,9}$/.test(digits)) return yield undefined;
+    const length = Number(digits);
+    const bytes = body.subarray(end + 1, end + 1 + length);
+    if (bytes.length !== length) return yield undefined;
+    at = end + 1 + length;
+    const raw = text ? byteString(bytes) : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const packet = fromParser(v3.decodePacket(raw, "arraybuffer", true));
+    yield packet;
+    if (!packet) return;
+  }
+}
+
+/** Bytes as a string of one character per byte (what engine.io-parser 2 decodes UTF-8 from). */
+function byteString(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 0x2000) out += String.fromCharCode(...bytes.subarray(i, i + 0x2000));
+  return out;
 }
 
 const V4: WireCodec = {
@@ -78,17 +139,7 @@ const V4: WireCodec = {
     v4.encodePayload(packets.map(toParser) as v4.Packet[], (encoded: string) => out = encoded);
     return out;
   },
-  decodePayload(body) {
-    // EIO=4 polling is text only: a binary body is not a payload.
-    if (typeof body !== "string") return undefined;
-    const packets: Packet[] = [];
-    for (const raw of v4.decodePayload(body, "arraybuffer")) {
-      const packet = fromParser(raw);
-      if (!packet) return undefined;
-      packets.push(packet);
-    }
-    return packets.length > 0 ? packets : undefined;
-  },
+  payloadPackets: v4Packets,
 };
 
 const V3: WireCodec = {
@@ -107,21 +158,7 @@ const V3: WireCodec = {
     v3.encodePayload(packets.map(toParser), supportsBinary, (encoded: unknown) => out = encoded);
     return typeof out === "string" ? out : bytes(out);
   },
-  decodePayload(body) {
-    const raw = typeof body === "string" ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    const packets: Packet[] = [];
-    let failed = false;
-    v3.decodePayload(raw, "arraybuffer", (decoded: { type: string; data?: unknown }) => {
-      const packet = fromParser(decoded);
-      if (!packet) {
-        failed = true;
-        return false;
-      }
-      packets.push(packet);
-      return true;
-    });
-    return failed || packets.length === 0 ? undefined : packets;
-  },
+  payloadPackets: (body) => typeof body === "string" ? v3TextPackets(body) : v3BinaryPackets(body),
 };
 
 export function codecFor(protocol: Protocol): WireCodec {

@@ -10,7 +10,7 @@ import { bodyErrorStatus, readBody } from "../body.ts";
 import { sessionId } from "../../lib/ids.ts";
 import { forwardedRequest, ownerOf, requestFrom, responseFrom, type SessionRouting } from "./forward.ts";
 import { codecFor, type Protocol } from "./parser.ts";
-import { type EngineRequest, EngineSocket, type SessionOptions } from "./socket.ts";
+import { type EngineRequest, EngineSocket, type PacketGate, type SessionOptions, type SessionSlot } from "./socket.ts";
 import { PollingTransport, type Transport, WebSocketTransport } from "./transports.ts";
 
 export interface EngineOptions extends SessionOptions {
@@ -22,10 +22,12 @@ export interface EngineOptions extends SessionOptions {
   closeTimeoutMs?: number;
   /** Headers for every response to `request` (CORS), or none. */
   headers?: (request: Request) => Headers;
-  /** Runs before a session is made: a Response refuses it (and ends there). `release` is called when
-   * a session it let through ends. */
-  admit?: (request: Request, info: RequestInfo) => Response | undefined | Promise<Response | undefined>;
-  release?: (remoteAddress: string) => void;
+  /** Runs before a session is made: a Response refuses it (and ends there); a slot lets it through,
+   * held by the session (`EngineSocket.slot`) and released when it ends. */
+  admit?: (request: Request, info: RequestInfo) => Response | SessionSlot | Promise<Response | SessionSlot>;
+  /** Made for each new session, before its first packet: sees every message in and out (the
+   * Socket.IO layer's packet checks, routes/socketio_gate.ts). */
+  gate?: (socket: EngineSocket) => PacketGate;
   /** A session id: unguessable. @default 15 random bytes, base64url */
   generateId?: () => string;
   /** Several isolates on one port: session ids name their isolate, and a request for another
@@ -109,12 +111,12 @@ export class EngineServer extends EventEmitter {
     const protocol = eio === "4" ? 4 : eio === "3" ? 3 : undefined;
     if (protocol === undefined || !this.options.protocols.includes(protocol)) return this.#error(request, 5);
     if (transport === "websocket" && !upgrade) return this.#error(request, 3);
-    const refused = await this.options.admit?.(request, info);
-    if (refused) return refused;
+    const slot = await this.options.admit?.(request, info);
+    if (slot instanceof Response) return slot;
     try {
-      return this.#handshake(request, info, protocol, transport, query);
+      return this.#handshake(request, info, protocol, transport, query, slot);
     } catch (error) {
-      this.options.release?.(info.remoteAddress);
+      slot?.release();
       if (error instanceof TypeError) return this.#error(request, 3); // a malformed WebSocket handshake
       throw error;
     }
@@ -126,6 +128,7 @@ export class EngineServer extends EventEmitter {
     protocol: Protocol,
     name: "polling" | "websocket",
     query: URLSearchParams,
+    slot: SessionSlot | undefined,
   ): Response | Promise<Response> {
     const codec = codecFor(protocol);
     const supportsBinary = !query.has("b64");
@@ -143,12 +146,12 @@ export class EngineServer extends EventEmitter {
     } else {
       transport = this.#polling(codec.protocol, supportsBinary);
     }
-    const socket = new EngineSocket(id, protocol, described, info.remoteAddress, transport, this.options);
+    const socket = new EngineSocket(id, protocol, described, info.remoteAddress, transport, this.options, slot);
+    if (this.options.gate) socket.gate = this.options.gate(socket);
     this.clients.set(id, socket);
-    const { remoteAddress } = info;
     socket.once("close", () => {
       this.clients.delete(id);
-      this.options.release?.(remoteAddress);
+      slot?.release();
     });
     socket.open(name === "polling" ? ["websocket"] : []);
     try {

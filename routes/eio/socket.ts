@@ -12,6 +12,9 @@ import type { PollingTransport, Transport, TransportOwner, WebSocketTransport } 
 
 export type ReadyState = "opening" | "open" | "closing" | "closed";
 
+/** What a transport says of a message over the payload cap. */
+export const PAYLOAD_TOO_LARGE = "payload too large";
+
 /** The parts of a node `IncomingMessage` socket.io reads to build a handshake. */
 export interface EngineRequest {
   headers: Record<string, string>;
@@ -26,8 +29,21 @@ export interface SessionOptions {
   pingTimeout: number;
   upgradeTimeout: number;
   maxPayload: number;
-  /** Looks at a text message before anyone parses it: false ends the session (a parse error). */
-  inspect?: ((text: string) => boolean) | undefined;
+}
+
+/** What a session's admission holds for it (`EngineServer`'s `admit`), released once it ends. */
+export interface SessionSlot {
+  release(): void;
+  /** The client sent a message over the payload cap, read whole before it could be refused. */
+  offend?(): void;
+}
+
+/** The layer above's look at a session's messages before anyone parses them (routes/socketio_gate.ts). */
+export interface PacketGate {
+  /** A message from the client: why the session must end (it broke the rules), or undefined. */
+  inbound(data: string | Uint8Array): string | undefined;
+  /** A message to the client, as written. */
+  outbound(data: string | Uint8Array): void;
 }
 
 /** The data a caller may write: text, or binary in any of its usual shapes. */
@@ -44,6 +60,9 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
   readonly protocol: Protocol;
   readonly request: EngineRequest;
   readonly remoteAddress: string;
+  /** The admission slot this session holds (given back by the server when it ends). */
+  readonly slot: SessionSlot | undefined;
+  gate: PacketGate | undefined;
   readyState: ReadyState = "opening";
   transport: Transport;
   upgrading = false;
@@ -62,8 +81,10 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
     remoteAddress: string,
     transport: Transport,
     options: SessionOptions,
+    slot?: SessionSlot,
   ) {
     super();
+    this.slot = slot;
     this.id = id;
     this.protocol = protocol;
     this.request = request;
@@ -127,8 +148,9 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
         return;
       case "message": {
         const data = packet.data ?? "";
+        const broken = this.gate?.inbound(data);
+        if (broken !== undefined) return this.#onError("parse error", broken);
         if (typeof data === "string") {
-          if (this.#options.inspect && !this.#options.inspect(data)) return this.#onError("parse error");
           this.emit("data", data);
           this.emit("message", data);
         } else {
@@ -159,6 +181,7 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
   }
 
   #onError(reason: string, description?: string): void {
+    if (description === PAYLOAD_TOO_LARGE) this.slot?.offend?.();
     this.#onClose(reason === "parse error" ? "parse error" : "transport error", description ?? reason);
   }
 
@@ -166,7 +189,9 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
 
   /** Queues a message (socket.io's `conn.write`). */
   write(data: WriteData, _options?: unknown, callback?: () => void): this {
-    this.#sendPacket({ type: "message", data: toPacketData(data) });
+    const packet = toPacketData(data);
+    if (this.readyState === "open") this.gate?.outbound(packet);
+    this.#sendPacket({ type: "message", data: packet });
     if (callback) queueMicrotask(callback);
     return this;
   }
