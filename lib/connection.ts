@@ -140,6 +140,8 @@ export class Connection {
 
   /** Runs `task` after every earlier task of this connection has finished. */
   serially(task: () => void | Promise<void>): boolean {
+    // A closed connection does nothing more (it answers nobody).
+    if (this.closed) return true;
     if (this.#busy) {
       this.#backlog ??= [];
       if (this.#backlog.length >= MAX_BACKLOG) return false;
@@ -156,6 +158,7 @@ export class Connection {
     this.#busy = true;
     result.finally(() => {
       this.#busy = false;
+      if (this.closed) this.#backlog = undefined;
       while (!this.#busy && this.#backlog?.length) {
         const next = this.#backlog.shift();
         if (next) this.#run(next);

@@ -3,7 +3,7 @@
  * to the store, handed to the backplane, and comes back through `#onEvent` to be fanned out by its
  * room, exactly like one from another isolate; member joins and leaves, signals, directs,
  * broadcasts and resets go the same way. Who is present is the engine's `Presence`, shared by every
- * isolate. Frames reach the hub through `frames` (lib/frames.ts). Knows nothing of sockets or
+ * isolate, which also tells the member events (in the order its changes take effect). Frames reach the hub through `frames` (lib/frames.ts). Knows nothing of sockets or
  * HTTP: transports give it a `Peer`.
  */
 import { Budgets } from "./budgets.ts";
@@ -13,7 +13,7 @@ import type { LimitsConfig } from "./config.ts";
 import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
 import { Connections } from "./connections.ts";
 import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
-import { type MemberChange, memberEvent, type Presence, type RoomCount } from "./engine/presence.ts";
+import type { Presence, RoomCount } from "./engine/presence.ts";
 import {
   type Appended,
   type AppendOptions,
@@ -216,6 +216,9 @@ export class Hub {
   /** Subscribes a connection; with `since`, replays what it missed before any live message. */
   async join(connection: Connection, name: string, since?: Position, ref?: Ref): Promise<void> {
     const { limits, presence, clock, historyTtlMs } = this.#options;
+    // A join queued behind a leave may run after the connection closed: its rooms were left then,
+    // and a member added now would stay for good.
+    if (connection.closed) return;
     if (connection.rooms.has(name)) return connection.error("bad_request", `Already joined room ${name}`, ref);
     if (connection.rooms.size >= limits.maxRooms) {
       return connection.error("bad_request", `Too many rooms: a connection may join ${limits.maxRooms}`, ref);
@@ -228,7 +231,8 @@ export class Hub {
     room.subscribers.set(connection.id, connection);
     const user = connection.peer.user;
     try {
-      this.#memberChanged(name, user, connection.id, "join", await presence.join(name, user, connection.id));
+      // The presence tells the member join, if due, where the change takes effect.
+      await presence.join(name, user, connection.id);
       const minTs = historyTtlMs === undefined ? -Infinity : clock.now() - historyTtlMs;
       const { epoch, offset, recovered, messages } = await room.recover(since, minTs);
       if (connection.rooms.get(name) !== sub) return;
@@ -257,24 +261,12 @@ export class Hub {
     connection.unsubscribe(name);
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
-    const user = connection.peer.user;
-    this.#track(
-      this.#options.presence.leave(name, user, connection.id).then((change) =>
-        this.#memberChanged(name, user, connection.id, "leave", change)
-      ),
-    );
+    this.#track(this.#options.presence.leave(name, connection.peer.user, connection.id));
     if (room.subscribers.size > 0) return;
     // An empty room lingers (see `tick`), keeping its recent messages for clients that come back;
     // one that holds none goes at once (joining and leaving rooms leaves nothing behind).
     if (room.holdsRecent) room.emptySince = this.#options.clock.now();
     else this.#dropRoom(name);
-  }
-
-  /** Tells the room's other connections, on every isolate, that a user's first connection came in
-   * (or its last left), unless the room is too large for member events. */
-  #memberChanged(room: string, user: User, origin: string, event: "join" | "leave", change: MemberChange): void {
-    const told = memberEvent(room, user, origin, event, change, this.#options.limits.memberEventsMax);
-    if (told) this.#options.backplane.publish(told);
   }
 
   // ── publishing ──────────────────────────────────────────────────────────────

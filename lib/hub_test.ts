@@ -21,7 +21,10 @@ function setup(
   const config = configWith(limits);
   const clock = new ManualClock();
   const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: undefined }, clock);
-  const presence = new MemoryPresence();
+  const presence = new MemoryPresence({
+    max: config.limits.memberEventsMax,
+    tell: (event) => backplane.publish(event),
+  });
   const metrics = new Metrics();
   const hub = new Hub({
     store: wrap ? wrap(store) : store,

@@ -13,7 +13,6 @@ import { type Clock, systemClock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import { Relay } from "../lib/engine/backplane_relay.ts";
 import { createStore } from "../lib/engine/engine.ts";
-import { memberEvent } from "../lib/engine/presence.ts";
 import { NodePresence } from "../lib/engine/presence_nodes.ts";
 import { type Caller, DirectCaller, type Port, RpcClient, type RpcHandler, serveRpc } from "../lib/engine/rpc.ts";
 import { storeHandlers, TellingStore } from "../lib/engine/store_remote.ts";
@@ -32,6 +31,8 @@ const UNKNOWN_SESSION: ForwardedResponse = {
   body: new TextEncoder().encode(JSON.stringify({ code: 1, message: "Session ID unknown" })),
 };
 
+/** The node the coordinator's own events (member events) come from: no serving isolate's. */
+const COORDINATOR = "coordinator";
 /** How often Workers renew their presence lease, and how long a lapsed one lasts. */
 export const RENEW_MS = 1000;
 export const LEASE_MS = 5000;
@@ -107,7 +108,12 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   });
   const port = config.port === 0 ? freePort(config.hostname) : config.port;
   const namespace = `roomcast-${randomId(10)}`;
-  const presence = new NodePresence(LEASE_MS);
+  // The coordinator's fan-out: stored messages, and the member events of the shared presence.
+  const relay = new Relay();
+  const presence = new NodePresence(LEASE_MS, {
+    max: config.limits.memberEventsMax,
+    tell: (event) => relay.forward(event, COORDINATOR),
+  });
   // The limits on connections (in all, per address, their rate) and the users' budgets hold for
   // the process, whichever Worker a client reaches.
   const counts = new SharedCounts({
@@ -116,8 +122,6 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   });
   /** Which serving isolate counts in each region of `counts`. */
   const regions: (string | undefined)[] = Array(config.workers).fill(undefined);
-  // The coordinator's fan-out: stored messages, and the member leaves of a Worker that ended.
-  const relay = new Relay();
   // Socket.IO polling requests that reached an isolate other than their session's go to that one.
   const sessions: Record<string, RpcHandler> = {
     "eio.forward": ([owner, request]) => {
@@ -158,10 +162,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
 
   const expired = (node: string) => {
     relay.remove(node);
-    presence.expire(node, (room, user, connection, change) => {
-      const event = memberEvent(room, user, connection, "leave", change, config.limits.memberEventsMax);
-      if (event) relay.forward(event, "coordinator");
-    });
+    presence.expire(node);
   };
 
   /** Takes a region of the shared counts for `node`, and says how it starts. */

@@ -1,18 +1,22 @@
 /**
  * A TCP proxy on 127.0.0.1 (ephemeral port) to a local port, for tests of a network stall:
- * `freeze()` stops forwarding while the connections stay open (no reset), `thaw()` resumes,
- * `close()` ends everything.
+ * `freeze()` stops forwarding while the connections stay open (no reset), `thaw()` resumes;
+ * `cut()` closes every connection and each new one until `restore()` (the server is away for
+ * this client only); `close()` ends everything.
  */
 export interface TcpProxy {
   url: string;
   freeze(): void;
   thaw(): void;
+  cut(): void;
+  restore(): void;
   close(): void;
 }
 
 export function startTcpProxy(targetPort: number, scheme = "redis"): TcpProxy {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let frozen = false;
+  let cut = false;
   let waiting: (() => void)[] = [];
   const conns = new Set<Deno.Conn>();
   const gate = async () => {
@@ -44,6 +48,10 @@ export function startTcpProxy(targetPort: number, scheme = "redis"): TcpProxy {
   (async () => {
     try {
       for await (const conn of listener) {
+        if (cut) {
+          close(conn);
+          continue;
+        }
         const up = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
         conns.add(conn);
         conns.add(up);
@@ -64,6 +72,12 @@ export function startTcpProxy(targetPort: number, scheme = "redis"): TcpProxy {
     url: `${scheme}://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
     freeze: () => void (frozen = true),
     thaw,
+    cut() {
+      cut = true;
+      for (const conn of conns) close(conn);
+      conns.clear();
+    },
+    restore: () => void (cut = false),
     close() {
       thaw();
       try {

@@ -10,7 +10,11 @@
  * publishes nothing for them. What pub/sub drops (a subscriber that reconnected) the hub repairs
  * from the stream, told by `onTrouble` and by its periodic check of rooms against the store.
  *
- * On the wire: `m<node>\n<stored JSON>`, `r<node>\n<epoch>`, `e<{node, event} as JSON>`.
+ * Member events are published by the presence's scripts (presence_redis.ts), in the order the
+ * changes took effect, and reach every node, this one too.
+ *
+ * On the wire: `m<node>\n<stored JSON>`, `r<node>\n<epoch>`, `e<{node, event} as JSON>`, `p<member
+ * event as JSON>`.
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler, RoomEvent } from "./backplane.ts";
 import { Interest } from "./interest.ts";
@@ -18,6 +22,8 @@ import { type RedisLink, roomKey } from "./redis.ts";
 import type { StoredMessage } from "../protocol.ts";
 
 export const GLOBAL_CHANNEL = "rc:all";
+/** The node member events come from: Redis itself (the presence scripts tell them). */
+const PRESENCE = "redis";
 
 export class RedisBackplane implements Backplane {
   readonly node: string;
@@ -60,6 +66,12 @@ export class RedisBackplane implements Backplane {
     if (!handler || this.#closed) return;
     try {
       const kind = payload[0];
+      if (kind === "p") {
+        // A member event from a presence script: for every node, this one too (see presence_redis.ts).
+        const event = JSON.parse(payload.slice(1)) as BackplaneEvent;
+        if (event.kind !== "member" || !this.#rooms.has(event.room)) return;
+        return handler(event, PRESENCE);
+      }
       if (kind === "e") {
         const { node, event } = JSON.parse(payload.slice(1)) as { node: string; event: BackplaneEvent };
         if (node === this.node) return;

@@ -40,6 +40,8 @@ function coordinator(
   };
   return {
     store,
+    /** The shared presence, telling member events through the relay as the coordinator does. */
+    presence: new MemoryPresence({ max: 100, tell: (event) => relay.forward(event, "coordinator") }),
     /** How many reads of history the Workers made (catching up what did not reach them). */
     reads: () => reads,
     /** A Worker `node`: its RPC to the coordinator, its store and backplane there. */
@@ -149,7 +151,7 @@ Deno.test("hubs on two Workers publishing into one room: every message once, in 
   const namespace = `deaf-${crypto.randomUUID()}`;
   const hub = coordinator();
   const clock = new ManualClock();
-  const presence = new MemoryPresence();
+  const presence = hub.presence;
   const broadcasts = [new DeafBroadcast({ node: "a", namespace }), new DeafBroadcast({ node: "b", namespace })];
   const [a, b] = broadcasts.map((broadcast) => {
     const { store, backplane } = hub.worker(broadcast.node, broadcast);

@@ -75,11 +75,12 @@ function kvContract(name: string, pollMs: number, watch?: unknown, after?: (trou
 
 kvContract("KvBackplane (instances sharing one KV)", 10);
 
-/** Two hubs as two isolates: one store and one presence (the coordinator's), each its backplane. */
+/** Two hubs as two isolates: one store and one presence (as a coordinator on the first isolate
+ * would keep them, telling member events on its backplane), each its backplane. */
 function isolates(backplanes: [Backplane, Backplane], pollMs?: number) {
   const clock = new ManualClock();
   const store = new MemoryStore({ historyLimit: 1000, historyTtlMs: undefined }, clock);
-  const presence = new MemoryPresence();
+  const presence = new MemoryPresence({ max: 100, tell: (event) => backplanes[0].publish(event) });
   const hubs = backplanes.map((backplane, i) =>
     testHub({ store, backplane, presence, clock, node: `n${i}`, ...(pollMs === undefined ? {} : { pollMs }) })
   ) as [Hub, Hub];

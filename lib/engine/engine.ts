@@ -10,8 +10,7 @@ import { LocalBackplane } from "./backplane_local.ts";
 import { KvBackplane } from "./backplane_kv.ts";
 import { KvPresence } from "./presence_kv.ts";
 import { KvStore } from "./store_kv_base.ts";
-import { type MemberChange, memberEvent, type Presence } from "./presence.ts";
-import type { User } from "../protocol.ts";
+import type { MemberTelling, Presence } from "./presence.ts";
 import { MemoryPresence } from "./presence_memory.ts";
 import type { Store } from "./store.ts";
 import { openKvStore } from "./store_kv.ts";
@@ -62,18 +61,10 @@ export function sharedKv(config: Config, memory = false): boolean {
   return !memory && config.sequencer === "kv" && config.kvPath !== ":memory:";
 }
 
-/** A shared presence's member callbacks, told to every node through `backplane` (member events
- * capped as always): `onExpired`, the members of a node that died leave ("leave"); `onRestored`, a
- * member written again after its node was taken for dead, its leave told, joins again ("join"). */
-function membersThrough(
-  backplane: Backplane,
-  config: Config,
-  kind: "join" | "leave",
-): (room: string, user: User, change: MemberChange) => void {
-  return (room, user, change) => {
-    const event = memberEvent(room, user, "", kind, change, config.limits.memberEventsMax);
-    if (event) backplane.publish(event);
-  };
+/** Member events told through `backplane` (which delivers them here at once), in rooms up to the
+ * configured size. */
+function telling(backplane: Backplane, config: Config): MemberTelling {
+  return { max: config.limits.memberEventsMax, tell: (event) => backplane.publish(event) };
 }
 
 /** How often rooms with subscribers check Redis for what pub/sub did not bring. */
@@ -93,13 +84,12 @@ export async function createRedisEngine(config: Config, options: EngineOptions):
     historyTtlMs: config.historyTtlMs,
   });
   const backplane = new RedisBackplane(link, node);
+  // Its scripts tell the member events on the rooms' channels.
   const presence = new RedisPresence({
     link,
     node,
     leaseMs: config.redisLeaseMs,
-    // A killed process's members leave; one taken for dead while it lived comes back.
-    onExpired: membersThrough(backplane, config, "leave"),
-    onRestored: membersThrough(backplane, config, "join"),
+    memberEventsMax: config.limits.memberEventsMax,
   });
   return {
     store,
@@ -123,7 +113,7 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
   if (config.redisUrl && !options.memory) return await createRedisEngine(config, options);
   const store = await createStore(config, options);
   let backplane: Backplane = new LocalBackplane(options.node);
-  let presence: Presence = new MemoryPresence();
+  let presence: Presence = new MemoryPresence(telling(backplane, config));
   let pollMs: number | undefined;
   if (sharedKv(config, options.memory) && store instanceof KvStore) {
     pollMs = config.kvPollMs;
@@ -133,8 +123,7 @@ export async function createEngine(config: Config, options: EngineOptions): Prom
       kv: store.kv,
       node: options.node,
       leaseMs: config.kvLeaseMs,
-      // An evicted instance's members leave.
-      onExpired: membersThrough(shared, config, "leave"),
+      telling: telling(shared, config),
     });
   }
   return {

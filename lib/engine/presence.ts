@@ -1,8 +1,8 @@
 /**
  * The presence interface: who is connected and who is in which room, across every isolate,
- * process or instance that serves one set of rooms. Implementations: `MemoryPresence` (one
- * isolate: presence_memory.ts). Each node (isolate) tells it about its own connections; what a
- * node holds lives as long as that node renews its lease.
+ * process or instance that serves one set of rooms, and the member events (a user's first
+ * connection in a room, its last out) that its changes call for. Each node (isolate) tells it
+ * about its own connections; what a node holds lives as long as that node renews its lease.
  */
 import type { Member, User } from "../protocol.ts";
 import type { BackplaneEvent } from "./backplane.ts";
@@ -21,6 +21,16 @@ export interface MemberChange {
   members: number;
 }
 
+export type MemberEvent = Extract<BackplaneEvent, { kind: "member" }>;
+
+/** How a presence tells the member events its changes call for: rooms larger than `max`
+ * (`ROOMCAST_MEMBER_EVENTS_MAX`) have none; `tell` hands one to every node (a backplane's
+ * `publish`, which delivers it to this node at once). */
+export interface MemberTelling {
+  max: number;
+  tell(event: MemberEvent): void;
+}
+
 /** The member event a presence change calls for, or `undefined`: only a user's first connection in
  * (or last out) is told, never in a room of more than `max` members (`ROOMCAST_MEMBER_EVENTS_MAX`),
  * and not when nobody is there to hear it (the joiner alone, or nobody left). The hub's joins and
@@ -32,7 +42,7 @@ export function memberEvent(
   event: "join" | "leave",
   change: MemberChange,
   max: number,
-): Extract<BackplaneEvent, { kind: "member" }> | undefined {
+): MemberEvent | undefined {
   if (!change.changed || (event === "join" ? change.members > max : change.members >= max)) return undefined;
   if (event === "join" ? change.members <= 1 : change.members === 0) return undefined;
   return { kind: "member", room, event, user, origin };
@@ -49,6 +59,12 @@ export function memberEvent(
  *   evicted) held is dropped at most `leaseMs` later, as if its connections had left. Where the
  *   implementation sees a node end (a Worker that exits), sooner. `MemoryPresence` has one node.
  * - Counts never go below zero: a leave without its join, or twice, changes nothing.
+ * - A join or leave that calls for a member event (`memberEvent`) is told by the presence itself,
+ *   where its change takes effect, so that every node hears a room's member events in the order
+ *   the changes took effect (one order for every observer): in memory (one isolate) and by a
+ *   process's coordinator (its Workers) through the backplane at once, by Redis from the script
+ *   that made the change. Deno KV shared by instances tells each after its commit: in order for
+ *   the observers of one instance, not across instances.
  */
 export interface Presence {
   /** A connection of `user` opened on this node. */

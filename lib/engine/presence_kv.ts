@@ -6,26 +6,27 @@
  * eventually: locally, much later). A member is one key per
  * room and user, made by an atomic check when its first connection joins (whoever makes it tells
  * the member join) and deleted when its last connection leaves (whoever deletes it tells the
- * leave).
+ * leave), each told after its commit: in order for this instance's observers, not across instances.
  *
  * An instance that dies stops renewing: its keys lapse within the lease. Every live instance looks,
  * every half lease, at the members of the rooms where it holds connections (the rooms whose
  * subscribers care); a member key lapsed for more than a third of the lease (some slack for clocks
  * that differ between instances) is deleted by an atomic check, and whoever deletes it tells the
- * member leave through `onExpired`, once. A user with connections on a live instance keeps the
+ * member leave, once. A user with connections on a live instance keeps the
  * key renewed and stays.
  */
 import type { Member, User } from "../protocol.ts";
 import { NS, retryLocked } from "./kv_format.ts";
-import type { MemberChange, Presence, RoomCount } from "./presence.ts";
+import { type MemberChange, memberEvent, type MemberTelling, type Presence, type RoomCount } from "./presence.ts";
 
 export interface KvPresenceOptions {
   kv: Deno.Kv;
   node: string;
   /** How long what this node holds outlives its last renewal. @default 15000 */
   leaseMs?: number;
-  /** A member whose instance died, removed here: its leave is this node's to tell. */
-  onExpired?: (room: string, user: User, change: MemberChange) => void;
+  /** Where member events go (after the commit that called for them): the joins and leaves of this
+   * node's connections, and of a dead instance's members that this node removed. */
+  telling?: MemberTelling | undefined;
 }
 
 const connectionKey = (user: string, node: string, connection: string): Deno.KvKey => [
@@ -71,16 +72,16 @@ export class KvPresence implements Presence {
   readonly #here = new Map<string, Set<string>>();
   readonly #renewal: ReturnType<typeof setInterval>;
   readonly #sweeping: ReturnType<typeof setInterval>;
-  readonly #onExpired: KvPresenceOptions["onExpired"];
+  readonly #telling: MemberTelling | undefined;
   #swept: Promise<void> = Promise.resolve();
   /** The renewal under way: a leave lets it finish before it deletes a member key it wrote. */
   #renewing: Promise<void> = Promise.resolve();
 
-  constructor({ kv, node, leaseMs = 15_000, onExpired }: KvPresenceOptions) {
+  constructor({ kv, node, leaseMs = 15_000, telling }: KvPresenceOptions) {
     this.#kv = kv;
     this.#node = node;
     this.#leaseMs = leaseMs;
-    this.#onExpired = onExpired;
+    this.#telling = telling;
     this.#renewal = setInterval(() => this.#renewing = this.#renew().catch(() => {}), leaseMs / 3);
     this.#sweeping = setInterval(() => this.#swept = this.#sweep().catch(() => {}), leaseMs / 2);
   }
@@ -96,7 +97,7 @@ export class KvPresence implements Presence {
         const value = entry.value;
         if (!isLeased(value) || value.until > deadline) continue;
         const gone = (await retryLocked(() => this.#kv.atomic().check(entry).delete(entry.key).commit())).ok;
-        if (gone) this.#onExpired?.(room, value.user, { changed: true, members: await this.#members(room) });
+        if (gone) this.#tell(room, value.user, "", "leave", { changed: true, members: await this.#members(room) });
       }
     }
   }
@@ -165,7 +166,22 @@ export class KvPresence implements Presence {
     return this.#count([NS, "member", room]);
   }
 
+  #tell(room: string, user: User, connection: string, event: "join" | "leave", change: MemberChange): MemberChange {
+    const telling = this.#telling;
+    const told = telling && memberEvent(room, user, connection, event, change, telling.max);
+    if (told) telling.tell(told);
+    return change;
+  }
+
   async join(room: string, user: User, connection: string): Promise<MemberChange> {
+    return this.#tell(room, user, connection, "join", await this.#join(room, user, connection));
+  }
+
+  async leave(room: string, user: User, connection: string): Promise<MemberChange> {
+    return this.#tell(room, user, connection, "leave", await this.#leave(room, user, connection));
+  }
+
+  async #join(room: string, user: User, connection: string): Promise<MemberChange> {
     const key = memberKey(room, user.id);
     const id = JSON.stringify(key);
     let here = this.#here.get(id);
@@ -192,7 +208,7 @@ export class KvPresence implements Presence {
     return false;
   }
 
-  async leave(room: string, user: User, connection: string): Promise<MemberChange> {
+  async #leave(room: string, user: User, connection: string): Promise<MemberChange> {
     const mine = joinKey(room, user.id, this.#node, connection);
     if (!this.#held.has(JSON.stringify(mine))) return { changed: false, members: await this.#members(room) };
     const key = memberKey(room, user.id);

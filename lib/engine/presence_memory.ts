@@ -1,10 +1,11 @@
 /**
  * Presence for one isolate, in its memory: the default without Workers, and what the coordinator
- * of a process's Workers keeps for all of them (one node here; see `Presence`).
+ * of a process's Workers keeps for all of them (one node here; see `Presence`). A change that calls
+ * for a member event tells it (`MemberTelling`) before the change is answered.
  */
 import { addTo, deleteFrom, type Few, fewAdd, fewDelete, fewHas, fewSize } from "../few.ts";
 import type { Member, User } from "../protocol.ts";
-import type { MemberChange, Presence, RoomCount } from "./presence.ts";
+import { type MemberChange, memberEvent, type MemberTelling, type Presence, type RoomCount } from "./presence.ts";
 
 interface Entry {
   user: User;
@@ -17,6 +18,19 @@ const none: MemberChange = { changed: false, members: 0 };
 export class MemoryPresence implements Presence {
   readonly #users = new Map<string, Few<string>>();
   readonly #rooms = new Map<string, Map<string, Entry>>();
+  readonly #telling: MemberTelling | undefined;
+
+  /** `telling`: where member events go; absent, none are told. */
+  constructor(telling?: MemberTelling) {
+    this.#telling = telling;
+  }
+
+  #tell(room: string, user: User, connection: string, event: "join" | "leave", change: MemberChange): MemberChange {
+    const telling = this.#telling;
+    const told = telling && memberEvent(room, user, connection, event, change, telling.max);
+    if (told) telling.tell(told);
+    return change;
+  }
 
   connect(user: User, connection: string): Promise<void> {
     addTo(this.#users, user.id, connection);
@@ -50,7 +64,7 @@ export class MemoryPresence implements Presence {
       return { changed: false, members: members.size };
     }
     members.set(user.id, { user, connections: connection });
-    return { changed: true, members: members.size };
+    return this.#tell(room, user, connection, "join", { changed: true, members: members.size });
   }
 
   /** `leave`, answered at once. */
@@ -65,7 +79,7 @@ export class MemoryPresence implements Presence {
     }
     members.delete(user.id);
     if (members.size === 0) this.#rooms.delete(room);
-    return { changed: true, members: members.size };
+    return this.#tell(room, entry.user, connection, "leave", { changed: true, members: members.size });
   }
 
   /** `members`, answered at once. */

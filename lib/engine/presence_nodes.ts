@@ -2,15 +2,13 @@
  * Presence shared by the isolates (nodes) of one process, kept by its coordinator: each Worker's
  * `RemotePresence` calls it, and renews its lease while it lives. What a node holds is dropped when
  * the node ends (its Worker exits, or it stops renewing for `leaseMs`), as if its connections had
- * left; the member leaves that follow are told on the backplane by the coordinator.
+ * left. Member events are told by the coordinator as each change takes effect (`telling`: through
+ * the relay, to every node), so every node hears a room's events in one order.
  */
 import type { Member, User } from "../protocol.ts";
-import type { MemberChange, Presence, RoomCount } from "./presence.ts";
+import type { MemberChange, MemberTelling, Presence, RoomCount } from "./presence.ts";
 import { MemoryPresence } from "./presence_memory.ts";
 import type { Caller, RpcHandler } from "./rpc.ts";
-
-/** A member left because the node holding its last connection ended. */
-export type OnExpired = (room: string, user: User, connection: string, change: MemberChange) => void;
 
 interface Held {
   /** room → connection → user */
@@ -21,12 +19,13 @@ interface Held {
 }
 
 export class NodePresence {
-  readonly #presence = new MemoryPresence();
+  readonly #presence: MemoryPresence;
   readonly #nodes = new Map<string, Held>();
   readonly #leaseMs: number;
   readonly #now: () => number;
 
-  constructor(leaseMs: number, now: () => number = Date.now) {
+  constructor(leaseMs: number, telling?: MemberTelling, now: () => number = Date.now) {
+    this.#presence = new MemoryPresence(telling);
     this.#leaseMs = leaseMs;
     this.#now = now;
   }
@@ -75,15 +74,13 @@ export class NodePresence {
     };
   }
 
-  /** Drops what `node` held (it ended); `onExpired` hears each member that left with it. */
-  expire(node: string, onExpired: OnExpired): void {
+  /** Drops what `node` held (it ended), telling the member leaves that follow. */
+  expire(node: string): void {
     const held = this.#nodes.get(node);
     if (!held) return;
     this.#nodes.delete(node);
     for (const [room, members] of held.joins) {
-      for (const [connection, user] of members) {
-        onExpired(room, user, connection, this.#presence.leaveNow(room, user, connection));
-      }
+      for (const [connection, user] of members) this.#presence.leaveNow(room, user, connection);
     }
     for (const [connection, user] of held.connections) void this.#presence.disconnect(user, connection);
   }

@@ -6,10 +6,13 @@
  * one field read whatever the room's size: listing members is the only thing that grows with a
  * room, and it stops at `max`. A user's connections for directs are `rc:user:{user}`.
  *
+ * Member events are published on the room's channel by the script that made the change (`TELL`):
+ * every node, this one included, hears them from there, in the order the changes took effect.
+ *
  * Leases: each node renews its entry in the `rc:nodes` sorted set (score: when its lease ends, by
  * Redis' clock) every third of `leaseMs`, and remembers what it holds in `rc:node:{node}`. Every
  * node looks for lapsed leases every half lease; one of them (a lock decides) removes what the
- * dead node held, room by room, and tells the member leaves through `onExpired`. So a process
+ * dead node held, room by room, its scripts telling the member leaves. So a process
  * killed with `kill -9` leaves presence within about 1.5 × `leaseMs`, and its members' leaves are
  * told. When Redis comes back after being away (or restarted empty), every node writes again what
  * it holds (the scripts make that idempotent).
@@ -23,8 +26,23 @@ const ROOMS = "rc:rooms";
 const userKey = (user: string) => `rc:user:${hashTag(user)}`;
 const nodeKey = (node: string) => `rc:node:${hashTag(node)}`;
 
-/** KEYS: the room's hash. ARGV: node, connection, user id, user name. → {changed, members}. */
-const JOIN = new Script(`
+/** The member event a change calls for, published on the room's channel (KEYS[2]) by the script
+ * that made the change, so that every node hears a room's member events in the order they took
+ * effect (presence.ts `memberEvent` says when one is due). */
+const TELL = `
+local function tell(room, event, id, name, origin, changed, members, max, wanted)
+  if wanted ~= "1" or changed ~= 1 then return end
+  if event == "join" and (members > max or members <= 1) then return end
+  if event == "leave" and (members >= max or members <= 0) then return end
+  redis.call("SPUBLISH", KEYS[2], "p" .. cjson.encode({
+    kind = "member", room = room, event = event, user = { id = id, name = name }, origin = origin }))
+end
+`;
+
+/** KEYS: the room's hash, its channel. ARGV: node, connection, user id, user name, room, max, tell
+ * ("1" or "0"). → {changed, members}. */
+const JOIN = new Script(
+  TELL + `
 local field = "c:" .. ARGV[1] .. ":" .. ARGV[2]
 if redis.call("HSETNX", KEYS[1], field, ARGV[3]) == 0 then
   return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0")}
@@ -33,13 +51,18 @@ redis.call("HINCRBY", KEYS[1], "#conns", 1)
 local n = redis.call("HINCRBY", KEYS[1], "u:" .. ARGV[3], 1)
 redis.call("HSET", KEYS[1], "n:" .. ARGV[3], ARGV[4])
 if n == 1 then
-  return {1, redis.call("HINCRBY", KEYS[1], "#members", 1)}
+  local members = redis.call("HINCRBY", KEYS[1], "#members", 1)
+  tell(ARGV[5], "join", ARGV[3], ARGV[4], ARGV[2], 1, members, tonumber(ARGV[6]), ARGV[7])
+  return {1, members}
 end
 return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0")}
-`);
+`,
+);
 
-/** KEYS: the room's hash. ARGV: node, connection. → {changed, members, user id, user name}. */
-const LEAVE = new Script(`
+/** KEYS: the room's hash, its channel. ARGV: node, connection, room, max, tell ("1" or "0").
+ * → {changed, members, user id, user name}. */
+const LEAVE = new Script(
+  TELL + `
 local field = "c:" .. ARGV[1] .. ":" .. ARGV[2]
 local user = redis.call("HGET", KEYS[1], field)
 if not user then return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0"), "", ""} end
@@ -53,8 +76,10 @@ if n <= 0 then
   members = redis.call("HINCRBY", KEYS[1], "#members", -1)
 end
 if members <= 0 then redis.call("DEL", KEYS[1]) end
+tell(ARGV[3], "leave", user, name, ARGV[2], n <= 0 and 1 or 0, members, tonumber(ARGV[4]), ARGV[5])
 return {n <= 0 and 1 or 0, members, user, name}
-`);
+`,
+);
 
 /** KEYS: rc:nodes. ARGV: node, lease (ms). Renews the node's lease by Redis' clock; 1 if the node
  * was not there (its first renewal, or it was swept as dead while it lived). */
@@ -76,11 +101,9 @@ export interface RedisPresenceOptions {
   node: string;
   /** How long what this node holds outlives its last renewal. @default 15000 */
   leaseMs?: number;
-  /** A member that left because its node's lease lapsed (told by whichever node cleaned up). */
-  onExpired?: (room: string, user: User, change: MemberChange) => void;
-  /** A member of this node written again after the others swept it as dead while it lived (its
-   * leave was told then): its join is to be told again. */
-  onRestored?: (room: string, user: User, change: MemberChange) => void;
+  /** Rooms with more members than this tell no member events (`ROOMCAST_MEMBER_EVENTS_MAX`).
+   * @default 100 */
+  memberEventsMax?: number;
 }
 
 type Held = { kind: "p"; room: string; user: User; connection: string } | {
@@ -93,8 +116,7 @@ export class RedisPresence implements Presence {
   readonly #link: RedisLink;
   readonly #node: string;
   readonly #leaseMs: number;
-  readonly #onExpired: RedisPresenceOptions["onExpired"];
-  readonly #onRestored: RedisPresenceOptions["onRestored"];
+  readonly #max: string;
   /** What this node holds, to write again if Redis forgot it. */
   readonly #held = new Map<string, Held>();
   /** What this node let go while Redis could not be told (a leave or a disconnect that failed): to
@@ -105,12 +127,11 @@ export class RedisPresence implements Presence {
   readonly #unwatch: () => void;
   #closed = false;
 
-  constructor({ link, node, leaseMs = 15_000, onExpired, onRestored }: RedisPresenceOptions) {
+  constructor({ link, node, leaseMs = 15_000, memberEventsMax = 100 }: RedisPresenceOptions) {
     this.#link = link;
     this.#node = node;
     this.#leaseMs = leaseMs;
-    this.#onExpired = onExpired;
-    this.#onRestored = onRestored;
+    this.#max = String(memberEventsMax);
     this.#timers = [
       setInterval(() => void this.#renew(), Math.max(50, Math.floor(leaseMs / 3))),
       setInterval(() => void this.#sweep(), Math.max(50, Math.floor(leaseMs / 2))),
@@ -137,20 +158,16 @@ export class RedisPresence implements Presence {
     if (renew) await this.#renew();
     try {
       for (const [key, held] of [...this.#released]) {
-        if (held.kind === "p") {
-          const change = await this.#leave(held.room, held.connection);
-          if (change.changed) this.#onExpired?.(held.room, held.user, change);
-        } else await this.#disconnect(held.user, held.connection);
+        if (held.kind === "p") await this.#leave(held.room, held.connection);
+        else await this.#disconnect(held.user, held.connection);
         this.#released.delete(key);
       }
       for (const [key, held] of [...this.#held]) {
         if (!this.#held.has(key)) continue;
-        if (held.kind === "p") {
-          const change = await this.#join(held.room, held.user, held.connection);
-          // Swept while alive, its leave told: its join is told again. (Back from Redis being away,
-          // nothing was told: a Redis that came back empty is filled again silently.)
-          if (!renew && change.changed) this.#onRestored?.(held.room, held.user, change);
-        } else await this.#connect(held.user, held.connection);
+        // Swept while alive, its leave told: its join is told again. (Back from Redis being away,
+        // nothing was told: a Redis that came back empty is filled again silently.)
+        if (held.kind === "p") await this.#join(held.room, held.user, held.connection, !renew);
+        else await this.#connect(held.user, held.connection);
       }
     } catch {
       // Away again: the next return tries again.
@@ -170,13 +187,13 @@ export class RedisPresence implements Presence {
         for (const entry of entries) {
           const [kind, a, b] = JSON.parse(entry) as [string, string, string];
           if (kind === "p") {
-            const [changed, members, id, name] = await this.#link.eval<[number, number, string, string]>(
+            // Its members' leaves are told by the script.
+            const [, members] = await this.#link.eval<[number, number]>(
               LEAVE,
-              [roomKey(a, "pres")],
-              [dead, b],
+              [roomKey(a, "pres"), roomKey(a, "ch")],
+              [dead, b, a, this.#max, "1"],
             );
             if (members <= 0) await this.#unlist(a);
-            if (changed === 1) this.#onExpired?.(a, { id, name }, { changed: true, members: Math.max(0, members) });
           } else {
             await this.#link.command(["HDEL", userKey(a), `${dead}:${b}`]);
           }
@@ -220,13 +237,12 @@ export class RedisPresence implements Presence {
     return Number(await this.#link.command(["HLEN", userKey(user)]));
   }
 
-  async #join(room: string, user: User, connection: string): Promise<MemberChange> {
-    const [changed, members] = await this.#link.eval<[number, number]>(JOIN, [roomKey(room, "pres")], [
-      this.#node,
-      connection,
-      user.id,
-      user.name,
-    ]);
+  async #join(room: string, user: User, connection: string, tell = true): Promise<MemberChange> {
+    const [changed, members] = await this.#link.eval<[number, number]>(
+      JOIN,
+      [roomKey(room, "pres"), roomKey(room, "ch")],
+      [this.#node, connection, user.id, user.name, room, this.#max, tell ? "1" : "0"],
+    );
     await this.#link.command(["SADD", nodeKey(this.#node), JSON.stringify(["p", room, connection])]);
     if (changed === 1 && members === 1) await this.#link.command(["SADD", ROOMS, room]);
     return { changed: changed === 1, members };
@@ -240,8 +256,8 @@ export class RedisPresence implements Presence {
   async #leave(room: string, connection: string): Promise<MemberChange> {
     const [changed, members] = await this.#link.eval<[number, number, string, string]>(
       LEAVE,
-      [roomKey(room, "pres")],
-      [this.#node, connection],
+      [roomKey(room, "pres"), roomKey(room, "ch")],
+      [this.#node, connection, room, this.#max, "1"],
     );
     await this.#link.command(["SREM", nodeKey(this.#node), JSON.stringify(["p", room, connection])]);
     if (members <= 0) await this.#unlist(room);

@@ -7,6 +7,7 @@ import { slowKv } from "../../tests/_faulty_kv.ts";
 import assert from "node:assert/strict";
 import { MemoryPresence } from "./presence_memory.ts";
 import { KvPresence } from "./presence_kv.ts";
+import type { MemberEvent } from "./presence.ts";
 
 presenceContract("MemoryPresence", () => {
   const presence = new MemoryPresence();
@@ -73,13 +74,13 @@ redisTest(
 
 Deno.test("KvPresence: a dead node's members leave, told once by a live node of their rooms; a user also on a live node stays", async () => {
   const kv = await Deno.openKv(":memory:");
-  const told: [string, string, number][] = [];
+  const told: [string, string, string][] = [];
   const node = (name: string) =>
     new KvPresence({
       kv,
       node: name,
       leaseMs: 300,
-      onExpired: (room, user, change) => told.push([room, user.id, change.members]),
+      telling: { max: 100, tell: (event) => told.push([event.room, event.user.id, event.event]) },
     });
   const [live1, live2, dead] = [node("live1"), node("live2"), node("dead")];
   const user = (id: string) => ({ id, name: id.toUpperCase() });
@@ -91,9 +92,14 @@ Deno.test("KvPresence: a dead node's members leave, told once by a live node of 
     await dead.join("elsewhere", user("dan"), "c5"); // no live node holds connections there
     await dead.close(); // stops renewing, as a killed instance would
     const deadline = Date.now() + 3000;
-    while (told.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const leaves = () => told.filter(([, , event]) => event === "leave");
+    while (leaves().length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     await new Promise((resolve) => setTimeout(resolve, 400)); // both live nodes swept again meanwhile
-    assert.deepEqual(told, [["r", "carl", 2]], "carl's leave, once; bob stays; nobody listens in 'elsewhere'");
+    assert.deepEqual(
+      leaves(),
+      [["r", "carl", "leave"]],
+      "carl's leave, once; bob stays; nobody listens in 'elsewhere'",
+    );
     assert.deepEqual((await live1.members("r")).map((m) => m.id).sort(), ["ann", "bob"]);
   } finally {
     await Promise.all([live1.close(), live2.close()]);
@@ -127,9 +133,15 @@ Deno.test("KvPresence: a leave while a renewal is being committed is told once, 
   const slow = slowKv(kv, { commitMs: 50, listMs: 100 });
   const leaseMs = 600;
   const leaves: string[] = [];
-  const onExpired = (_room: string, user: { id: string }) => leaves.push(`${user.id} (lapsed)`);
-  const one = new KvPresence({ kv: slow, node: "one", leaseMs, onExpired });
-  const two = new KvPresence({ kv, node: "two", leaseMs, onExpired });
+  // Leaves the nodes tell of members that lapsed (a leave a node answers itself is counted below).
+  const telling = (node: string) => ({
+    max: 100,
+    tell: (event: MemberEvent) => {
+      if (event.event === "leave" && event.origin === "") leaves.push(`${event.user.id} (lapsed, told by ${node})`);
+    },
+  });
+  const one = new KvPresence({ kv: slow, node: "one", leaseMs, telling: telling("one") });
+  const two = new KvPresence({ kv, node: "two", leaseMs, telling: telling("two") });
   try {
     await two.join("r", { id: "bob", name: "Bob" }, "b1"); // Bob stays, and node two sweeps the room
     const users = ["u0", "u1", "u2", "u3", "u4"];
