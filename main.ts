@@ -5,6 +5,7 @@
 import { ConfigError, loadConfig } from "./lib/config.ts";
 import { startCluster } from "./routes/cluster.ts";
 import { startServer } from "./routes/server.ts";
+import { listensOnLoopback } from "./routes/trust.ts";
 
 let config;
 try {
@@ -32,6 +33,12 @@ const onListen = ({ hostname, port }: Deno.NetAddr) => {
     ? `history: redis at ${redisHost(config.redisUrl)}`
     : `history: ${config.kvPath ?? "platform default"}, sequencer: ${config.sequencer}`;
   console.log(`roomcast listening on http://${shown}:${port} (${where}${workers})`);
+  if (!listensOnLoopback(config) && !config.apiKey) {
+    console.warn(
+      `roomcast: listening on ${hostname} without ROOMCAST_API_KEY: the HTTP API's writes are closed ` +
+        "(and /metrics without ROOMCAST_METRICS_KEY) until it is set",
+    );
+  }
 };
 // One isolate, or N: a coordinator that serves too, and its Workers (ROOMCAST_WORKERS).
 const server = await (config.workers > 1 ? startCluster({ config, onListen }) : startServer({ config, onListen }))

@@ -43,7 +43,10 @@ export interface LimitsConfig extends JsonLimits {
 export interface Config {
   /** @default 8000 */
   port: number;
-  /** @default "0.0.0.0" */
+  /** The address to listen on. Loopback by default: keyless API writes and `/metrics` are for
+   * callers on this machine, and only while the server listens on loopback only; any other address
+   * (`0.0.0.0` for a LAN, a container) closes them until `ROOMCAST_API_KEY` is set.
+   * @default "127.0.0.1" ("0.0.0.0" on Deno Deploy, which ignores it) */
   hostname: string;
   /** Deno KV path; `undefined` opens the platform's KV (Deno Deploy). @default "./data/roomcast.kv" */
   kvPath: string | undefined;
@@ -217,7 +220,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
   const maxConnections = read.int("ROOMCAST_MAX_CONNECTIONS", 0, 0, 10_000_000);
   const config: Config = {
     port: read.int("PORT", 8000, 0, 65535),
-    hostname: read.string("HOSTNAME") ?? "0.0.0.0",
+    hostname: read.string("HOSTNAME") ?? (onDeploy ? "0.0.0.0" : "127.0.0.1"),
     kvPath,
     // On Deno Deploy instances share the KV whatever its path: its commits number the messages.
     sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], onDeploy || kvPath === undefined ? "kv" : "local"),

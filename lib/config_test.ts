@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, parseDuration } from "./config.ts";
 Deno.test("config defaults match the documented ones", () => {
   const config = loadConfig({});
   assert.equal(config.port, 8000);
-  assert.equal(config.hostname, "0.0.0.0");
+  assert.equal(config.hostname, "127.0.0.1", "loopback: keyless writes are for this machine");
   assert.equal(config.kvPath, "./data/roomcast.kv");
   assert.equal(config.workers, 1);
   assert.equal(config.sequencer, "local", "one process numbers the messages of its own KV file");
@@ -71,6 +71,8 @@ Deno.test("config reads the environment", () => {
   assert.equal(config.heartbeatMs, 500);
   assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).kvPath, undefined, "Deno Deploy uses its own KV");
   assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).sequencer, "kv", "many isolates share Deno Deploy's KV");
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).hostname, "0.0.0.0", "Deno Deploy ignores it");
+  assert.equal(loadConfig({ HOSTNAME: "0.0.0.0" }).hostname, "0.0.0.0");
   assert.equal(
     loadConfig({ DENO_DEPLOYMENT_ID: "x" }).kvPollMs,
     2000,

@@ -22,7 +22,7 @@ import type { AppendOptions, ReadOptions } from "../lib/engine/store.ts";
 import { FrameError, isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
-import { loopbackTrusted } from "./trust.ts";
+import { listensOnLoopback, loopbackTrusted } from "./trust.ts";
 
 type Caller = { kind: "backend" } | { kind: "user"; identity: Identity };
 
@@ -39,6 +39,12 @@ async function caller(c: AppContext, deps: AppDeps, options: { users: boolean; o
   if (!apiKey && loopbackTrusted(c, deps.config)) return { kind: "backend" };
   if (options.open) return { kind: "backend" };
   if (apiKey) throw new ProtocolError("unauthorized", "This endpoint needs Authorization: Bearer <API key>");
+  if (!listensOnLoopback(deps.config)) {
+    throw new ProtocolError(
+      "forbidden",
+      `This server listens on ${deps.config.hostname} without ROOMCAST_API_KEY: this endpoint is closed until the key is set`,
+    );
+  }
   throw new ProtocolError(
     "forbidden",
     "Without ROOMCAST_API_KEY this endpoint accepts only direct loopback callers (no proxy, no other site's page)",
@@ -67,6 +73,8 @@ function offsetParam(c: AppContext, name: string): number | undefined {
   return value;
 }
 
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /** `application/json` or `application/<anything>+json`, parameters allowed. */
 const JSON_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
 
@@ -83,7 +91,14 @@ export async function readJson(c: AppContext, limits: BodyLimits): Promise<Recor
   if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
     throw new ProtocolError("unsupported_media_type", "Send the body as JSON, with Content-Type: application/json");
   }
-  const text = new TextDecoder().decode(await readBody(c.req.raw, limits));
+  let text: string;
+  try {
+    text = UTF8.decode(await readBody(c.req.raw, limits));
+  } catch (error) {
+    // Decoded leniently, invalid bytes would become U+FFFD: stored three times their size.
+    if (error instanceof TypeError) throw new ProtocolError("bad_request", "Body is not valid UTF-8");
+    throw error;
+  }
   const shape = jsonShape(text, limits);
   if (shape !== undefined) throw new ProtocolError("bad_request", `Body ${shape.replace(/^JSON /, "")}`);
   let value: unknown;

@@ -3,7 +3,7 @@
 import type { Hono } from "hono";
 import { bearer, sameSecret } from "../lib/auth.ts";
 import { jsonError } from "./errors.ts";
-import { loopbackTrusted } from "./trust.ts";
+import { listensOnLoopback, loopbackTrusted } from "./trust.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { metricsText } from "../lib/metrics.ts";
 
@@ -23,7 +23,13 @@ export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
     if (!(key && token && sameSecret(token, key)) && !loopbackTrusted(c, deps.config)) {
       return key
         ? jsonError(c, "unauthorized", "Metrics need Authorization: Bearer <ROOMCAST_METRICS_KEY>")
-        : jsonError(c, "forbidden", "Metrics are for loopback callers, or set ROOMCAST_METRICS_KEY");
+        : jsonError(
+          c,
+          "forbidden",
+          listensOnLoopback(deps.config)
+            ? "Metrics are for loopback callers, or set ROOMCAST_METRICS_KEY"
+            : `This server listens on ${deps.config.hostname}: metrics need ROOMCAST_METRICS_KEY`,
+        );
     }
     // With Workers, every isolate's figures merged; this one's alone if the coordinator can't answer.
     const text = deps.allMetrics

@@ -46,6 +46,8 @@ export interface RunningServer {
   url: string;
   /** The Hono app, for in-process requests (tests that need a given remote address). */
   app: Hono<AppEnv>;
+  /** The configuration it runs with. */
+  config: Config;
   hub: Hub;
   admission: Admission;
   metrics: Metrics;
@@ -123,6 +125,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   return {
     url: `http://${host}:${server.addr.port}`,
     app,
+    config,
     hub,
     admission,
     metrics,
@@ -133,16 +136,32 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 }
 
-/** The soft limit on open files where the platform tells (Linux: /proc), else `undefined`. Deno
- * raises the soft limit to the hard one when it starts, so this is as high as the process may go. */
+/** The soft limit on open files where the platform tells, else `undefined`. Deno raises the soft
+ * limit to the hard one when it starts, so this is as high as the process may go. Deno lets only
+ * `--allow-all` read /proc/self, so `deno task start` asks util-linux's `prlimit`, which it may run
+ * (`--allow-run=prlimit`), and nothing else. */
 export function fdLimit(): number | undefined {
   try {
-    const match = /^Max open files\s+(\d+|unlimited)/m.exec(Deno.readTextFileSync("/proc/self/limits"));
-    if (!match) return undefined;
-    return match[1] === "unlimited" ? Infinity : Number(match[1]);
+    return openFiles(/^Max open files\s+(\d+|unlimited)/m.exec(Deno.readTextFileSync("/proc/self/limits"))?.[1]);
+  } catch {
+    // Not Linux, or not allowed: prlimit, where it may run.
+  }
+  try {
+    if (Deno.permissions.querySync({ name: "run", command: "prlimit" }).state !== "granted") return undefined;
+    const { success, stdout } = new Deno.Command("prlimit", {
+      args: ["--pid", String(Deno.pid), "--nofile", "--raw", "--noheadings", "--output=SOFT"],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    return success ? openFiles(new TextDecoder().decode(stdout).trim()) : undefined;
   } catch {
     return undefined;
   }
+}
+
+function openFiles(text: string | undefined): number | undefined {
+  if (text === "unlimited") return Infinity;
+  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
 }
 
 /** Connections allowed by default: 80 % of the file descriptors less 64 (the KV files, the

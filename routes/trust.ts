@@ -37,10 +37,15 @@ export function listedOrigin(origins: Config["origins"], origin: string | null |
 }
 
 /** No origin (not a browser page), or one of `ROOMCAST_ORIGINS` (`*` allows any), or, when that
- * is not set, the same origin. */
+ * is not set, the same origin. A browser request with no `Origin` that says it comes from another
+ * site (`Sec-Fetch-Site`: an `<img>`, a `no-cors` fetch) is a foreign page's: refused, whatever
+ * `ROOMCAST_ORIGINS` lists (a listed site's requests carry their `Origin`). */
 export function originAllowed(c: AppContext, config: Pick<Config, "origins" | "hosts">): boolean {
   const origin = c.req.header("origin");
-  if (!origin) return true;
+  if (!origin) {
+    const site = c.req.header("sec-fetch-site");
+    return site === undefined || site === "same-origin" || site === "none";
+  }
   if (config.origins) return listedOrigin(config.origins, origin);
   return sameOrigin(c, origin, config.hosts);
 }
@@ -50,11 +55,21 @@ export function forwarded(c: AppContext): boolean {
   return FORWARDING.some((name) => c.req.header(name) !== undefined);
 }
 
-/** Whether the request gets loopback trust: it comes from this machine's loopback, straight (no
- * forwarding headers, which a reverse proxy on this machine adds), to a host of ours (a page on a
- * rebound DNS name sends its own), and not from another site's page in a browser (a foreign
- * `Origin`, or `Sec-Fetch-Site` other than same-origin or none). */
-export function loopbackTrusted(c: AppContext, config: Pick<Config, "hosts">): boolean {
+/** Whether the server listens on loopback only (`HOSTNAME` 127.0.0.1, ::1 or localhost): only
+ * then may a caller from loopback have the backend's powers without a key. Listening on any other
+ * address, a proxy on this machine that adds no forwarding header (nginx's bare `proxy_pass`, a TCP
+ * relay) would hand them to the world. */
+export function listensOnLoopback(config: Pick<Config, "hostname">): boolean {
+  return config.hostname.toLowerCase() === "localhost" || isLoopback(config.hostname);
+}
+
+/** Whether the request gets loopback trust: the server listens on loopback only, and the request
+ * comes from this machine's loopback, straight (no forwarding headers, which a reverse proxy on
+ * this machine adds), to a host of ours (a page on a rebound DNS name sends its own), and not from
+ * another site's page in a browser (a foreign `Origin`, or `Sec-Fetch-Site` other than same-origin
+ * or none). */
+export function loopbackTrusted(c: AppContext, config: Pick<Config, "hosts" | "hostname">): boolean {
+  if (!listensOnLoopback(config)) return false;
   const host = remoteHost(c);
   if (!host || !isLoopback(host) || forwarded(c) || !hostAllowed(c, config.hosts)) return false;
   const site = c.req.header("sec-fetch-site");

@@ -31,28 +31,38 @@ export interface MainProcess {
   stderr(): string;
 }
 
-/** Runs main.ts (as `deno task start` does) with `env` and waits for its "listening on" line.
- * `ulimit` runs it under that file-descriptor limit (soft and hard), `softUlimit` under that soft
- * limit only (through `sh`). */
+/** Runs main.ts with `env` and waits for its "listening on" line: with every permission, or
+ * (`task`) through `deno task start` itself, with the permissions the task grants. `ulimit` runs it
+ * under that file-descriptor limit (soft and hard), `softUlimit` under that soft limit only
+ * (through `sh`). */
 export async function startMain(
   env: Record<string, string>,
-  options: { ulimit?: number; softUlimit?: number; stderr?: "inherit" | "piped"; noFlags?: boolean } = {},
+  options: {
+    ulimit?: number;
+    softUlimit?: number;
+    stderr?: "inherit" | "piped";
+    noFlags?: boolean;
+    task?: boolean;
+  } = {},
 ): Promise<MainProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
   // `noFlags`: as Deno Deploy runs it, with no --unstable-* flag (deno.json lists what it uses).
   const flags = options.noFlags ? [] : ["--unstable-kv", "--unstable-net"];
-  const deno = [Deno.execPath(), "run", ...flags, "-A", main];
+  const deno = options.task ? [Deno.execPath(), "task", "start"] : [Deno.execPath(), "run", ...flags, "-A", main];
   const stderr = options.stderr ?? "inherit";
+  // The project's folder, where `deno task` finds deno.json.
+  const cwd = new URL("..", import.meta.url).pathname;
   const limit = options.ulimit !== undefined
     ? `ulimit -n ${options.ulimit}`
     : options.softUlimit !== undefined
     ? `ulimit -Sn ${options.softUlimit}`
     : undefined;
   const command = limit === undefined
-    ? new Deno.Command(deno[0] as string, { args: deno.slice(1), env, stdout: "piped", stderr })
+    ? new Deno.Command(deno[0] as string, { args: deno.slice(1), env, stdout: "piped", stderr, cwd })
     : new Deno.Command("sh", {
       args: ["-c", `${limit} && exec "$@"`, "sh", ...deno],
       env,
+      cwd,
       stdout: "piped",
       stderr,
     });

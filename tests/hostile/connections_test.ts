@@ -226,3 +226,40 @@ Deno.test("a soft descriptor limit below the hard one is raised (by Deno) and th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("through `deno task start` (its own permissions, not --allow-all) under ulimit -n 1024: the cap follows the descriptor limit", async () => {
+  const server = await startMain({
+    PORT: "0",
+    HOSTNAME: "127.0.0.1",
+    ROOMCAST_KV_PATH: ":memory:",
+    ROOMCAST_CONNECT_RATE: "0",
+    ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
+  }, { task: true, ulimit: 1024, stderr: "piped" });
+  const clients: TestClient[] = [];
+  try {
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    // 80 % of 1024, less 64 (it was 10,000 when the task could not read the limit).
+    assert.equal(Number(/^roomcast_connections_max (\d+)$/m.exec(metrics)?.[1]), 755);
+    const ws = server.url.replace("http", "ws") + "/ws";
+    let refused = 0;
+    for (let batch = 0; batch < 16; batch++) {
+      const opened = await Promise.all(Array.from({ length: 50 }, () => TestClient.json(ws)));
+      for (const c of opened) {
+        if ((await c.next(() => true, 5000)).type === "welcome") clients.push(c);
+        else {
+          assert.equal((await c.closed).code, 1013);
+          refused++;
+        }
+      }
+    }
+    assert.equal(clients.length, 755);
+    assert.equal(refused, 800 - 755);
+    const health = await fetch(`${server.url}/healthz`);
+    assert.equal(health.status, 200, "healthz answers with the server full");
+    await health.body?.cancel();
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await stopMain(server);
+    assert.doesNotMatch(server.stderr(), /Uncaught|NotCapable/);
+  }
+});
