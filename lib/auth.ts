@@ -103,6 +103,8 @@ export async function verifyToken(token: string, secret: string, clock: Clock): 
   }
   const header = parseJson(head);
   if (header?.alg !== "HS256") throw new ProtocolError("unauthorized", "Token must be signed with HS256");
+  // RFC 7515 §4.1.11: extensions marked critical must be understood, and this server knows none.
+  if ("crit" in header) throw new ProtocolError("unauthorized", "Token header names critical extensions (crit)");
   const sig = fromBase64url(signature);
   const valid = sig !== undefined &&
     await crypto.subtle.verify("HMAC", await hmacKey(secret), sig, encoder.encode(`${head}.${body}`));

@@ -25,8 +25,8 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Kills it (SIGKILL): what its append-only file has is what it keeps. */
   kill(): Promise<void>;
-  /** Starts it again on the same port and dir. */
-  start(): Promise<void>;
+  /** Starts it again on the same port and dir (with `args` added to its command line). */
+  start(args?: string[]): Promise<void>;
   /** Kills it and starts it again with nothing: a Redis that lost its data. */
   wipe(): Promise<void>;
   /** Stops it and removes its dir. */
@@ -42,7 +42,8 @@ async function ready(port: number, ms = 10_000): Promise<void> {
       const buf = new Uint8Array(64);
       const n = await conn.read(buf);
       conn.close();
-      if (n && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG")) return;
+      // Up: answering, or loading its data (which it says to every command).
+      if (n && /^(\+PONG|-LOADING)/.test(new TextDecoder().decode(buf.subarray(0, n)))) return;
     } catch {
       // not yet
     }
@@ -60,7 +61,7 @@ export async function startRedis(options: { fsync?: "always" | "everysec" } = {}
   const dir = await Deno.makeTempDir({ prefix: "roomcast-redis-" });
   const port = freePort();
   let child: Deno.ChildProcess | undefined;
-  const start = async () => {
+  const start = async (extra: string[] = []) => {
     child = new Deno.Command(REDIS, {
       args: [
         "--port",
@@ -77,6 +78,7 @@ export async function startRedis(options: { fsync?: "always" | "everysec" } = {}
         options.fsync ?? "always",
         "--protected-mode",
         "no",
+        ...extra,
       ],
       stdout: "null",
       stderr: "null",

@@ -9,7 +9,7 @@
  * encoding) files a block per room.
  */
 import type { NewMessage, StoredMessage } from "../protocol.ts";
-import { type Appended, type OnDurable, stamp } from "./store.ts";
+import { type Appended, EngineUnavailable, type OnDurable, stamp } from "./store.ts";
 
 export const NS = "rc1";
 const CHUNK_BYTES = 60_000;
@@ -183,7 +183,9 @@ export async function retryLocked<T>(work: () => Promise<T>): Promise<T> {
       return await work();
     } catch (error) {
       const locked = error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
-      if (!locked || attempt >= 40) throw error;
+      if (!locked) throw error;
+      // Still locked after about two seconds: nothing was done, and the caller may try again.
+      if (attempt >= 40) throw new EngineUnavailable("The KV store stayed locked by another writer: try again");
       await new Promise((resolve) => setTimeout(resolve, Math.min(2 ** attempt, 50) * (0.5 + Math.random())));
     }
   }

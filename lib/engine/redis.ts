@@ -144,7 +144,9 @@ export class RedisLink {
         (error) => {
           this.#pending.delete(pending);
           reject(
-            isReplyError(error) ? error : new EngineUnavailable(`Redis is unavailable: ${error?.message ?? error}`),
+            isReplyError(error) && !notNow(error)
+              ? error
+              : new EngineUnavailable(`Redis is unavailable: ${error?.message ?? error}`),
           );
         },
       );
@@ -188,6 +190,12 @@ export class RedisLink {
       }
     }
   }
+}
+
+/** Replies that mean Redis did not run the command and may later: loading its data (AOF, RDB) after
+ * a start, busy with a long script, a replica without its master, a cluster changing. */
+function notNow(error: unknown): boolean {
+  return /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/.test(String((error as Error)?.message));
 }
 
 /** An error Redis answered (a wrong command, a script's error): not a lost connection. */

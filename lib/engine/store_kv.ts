@@ -41,10 +41,40 @@ export async function openKvStore(path: string | undefined, options: KvStoreOpti
     }
   }
   try {
-    return await kvStoreOver(await Deno.openKv(path), options, lock);
+    const kv = await Deno.openKv(path).catch((error) => {
+      throw file ? damaged(path, error) : error;
+    });
+    if (file) await readWhole(kv, path);
+    return await kvStoreOver(kv, options, lock);
   } catch (error) {
     lock?.close();
     throw error;
+  }
+}
+
+/** Whether an error is SQLite's for a file it can't read (a damaged page, a cut tail). */
+function isDamage(error: unknown): boolean {
+  return error instanceof Error && /malformed|corrupt|not a database/i.test(error.message);
+}
+
+function damaged(path: string, error: unknown): Error {
+  if (!isDamage(error)) return error as Error;
+  return new Error(
+    `the KV file ${path} is damaged (${(error as Error).message}): stop, and restore it from a backup or move it ` +
+      "(and its -wal and -shm files) aside to start with no history",
+  );
+}
+
+/** Reads every entry of a KV file once: a damaged one would otherwise open, take publishes, and
+ * fail some history reads for good. The KV is closed when it fails. */
+async function readWhole(kv: Deno.Kv, path: string): Promise<void> {
+  try {
+    for await (const _ of kv.list({ prefix: [] }, { batchSize: 1000 })) {
+      // Each entry read is a page checked.
+    }
+  } catch (error) {
+    kv.close();
+    throw damaged(path, error);
   }
 }
 

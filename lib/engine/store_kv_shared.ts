@@ -19,7 +19,7 @@ import {
   retryLocked,
 } from "./kv_format.ts";
 import { batchSize, type CachedMeta } from "./kv_history.ts";
-import { type Appended, keptHoles, newEpoch, type OnDurable } from "./store.ts";
+import { type Appended, EngineUnavailable, keptHoles, newEpoch, type OnDurable } from "./store.ts";
 import { KvStore } from "./store_kv_base.ts";
 
 const MAX_ATTEMPTS = 50;
@@ -108,7 +108,7 @@ export class SharedKvStore extends KvStore {
         // Another isolate or process appended to one of these rooms: re-read and renumber.
         for (const room of rooms) this.#meta.delete(room);
       }
-      throw new Error(`KV append of ${batch.length} messages conflicted ${MAX_ATTEMPTS} times`);
+      throw new EngineUnavailable(`KV append of ${batch.length} messages conflicted ${MAX_ATTEMPTS} times`);
     } catch (error) {
       for (const p of batch) {
         this.#meta.delete(p.message.room);
@@ -174,7 +174,10 @@ export class SharedKvStore extends KvStore {
         this.history.forget(room);
         return { epoch, replaced: isMeta(current.value) ? current.value.epoch : undefined };
       }
-      if (attempt >= RESET_ATTEMPTS) throw new Error(`resetting room ${room}: its meta kept changing`);
+      // Nothing was done: the caller may try again (HTTP: 503).
+      if (attempt >= RESET_ATTEMPTS) {
+        throw new EngineUnavailable(`Room ${room} kept changing while it was reset: try again`);
+      }
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
     }
   }
