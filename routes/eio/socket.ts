@@ -8,12 +8,15 @@
  */
 import { EventEmitter } from "node:events";
 import type { Packet, PacketData, Protocol } from "./parser.ts";
-import type { PollingTransport, Transport, TransportOwner, WebSocketTransport } from "./transports.ts";
+import {
+  PAYLOAD_TOO_LARGE,
+  type PollingTransport,
+  type Transport,
+  type TransportOwner,
+  type WebSocketTransport,
+} from "./transports.ts";
 
 export type ReadyState = "opening" | "open" | "closing" | "closed";
-
-/** What a transport says of a message over the payload cap. */
-export const PAYLOAD_TOO_LARGE = "payload too large";
 
 /** The parts of a node `IncomingMessage` socket.io reads to build a handshake. */
 export interface EngineRequest {

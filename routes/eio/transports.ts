@@ -5,7 +5,6 @@
  */
 import { bodyErrorStatus, readBody } from "../body.ts";
 import type { Packet, WireCodec } from "./parser.ts";
-import { PAYLOAD_TOO_LARGE } from "./socket.ts";
 
 /** What a transport tells its session. */
 export interface TransportOwner {
@@ -42,6 +41,8 @@ export interface PollingOptions {
 }
 
 const TEXT = "text/plain; charset=UTF-8";
+/** What a transport says of a message over the payload cap. */
+export const PAYLOAD_TOO_LARGE = "payload too large";
 /** How long one POST's packets may hold the event loop before others get a turn (ms). */
 const SLICE_MS = 4;
 

@@ -248,6 +248,7 @@ Deno.test({
     await until(() => got.some((m) => m.startsWith("437")), 5000, "the ack");
     assert.match(got.find((m) => m.startsWith("437")) as string, /named once/);
     ws.close();
+    await until(() => s.hub.connectionCount === 0, 3000, "the raw session to end");
     for (const connect of [sio4, sio2]) {
       const client = await connect(s.url, { transports: ["websocket"] });
       // socket.io-client 2.x sends an ArrayBuffer as binary (a Uint8Array as JSON).
@@ -256,6 +257,7 @@ Deno.test({
       const reply = await client.request("message", { room: "lobby", data: [bytes, bytes] }) as { offset?: number };
       assert.ok((reply.offset ?? 0) >= 1, JSON.stringify(reply));
       client.close();
+      await until(() => s.hub.connectionCount === 0, 3000, "the client to be gone");
     }
     const stored = (await s.hub.history("lobby", { limit: 10 })).messages.map((m) => m.data);
     assert.deepEqual(stored, [[{ $binary: "AQID" }, { $binary: "AQID" }], [{ $binary: "AQID" }, { $binary: "AQID" }]]);
