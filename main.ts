@@ -3,8 +3,8 @@
  * (healthz 503, sockets closed with 1001, history flushed) and exits within 5 s.
  */
 import { ConfigError, loadConfig } from "./lib/config.ts";
-import { startCluster } from "./routes/cluster.ts";
-import { startServer } from "./routes/server.ts";
+import { startCluster } from "./routes/serve/cluster.ts";
+import { startServer } from "./routes/serve/server.ts";
 import { listensOnLoopback } from "./routes/trust.ts";
 
 let config;

@@ -10,7 +10,7 @@
  * Options: --seconds=60, --sequencer=local|kv, --kill-every=6 (seconds, ± half), --workers=N
  * (`ROOMCAST_WORKERS`: publishers and readers then land on different Workers).
  */
-import { freePort } from "../routes/cluster.ts";
+import { freePort } from "../routes/serve/cluster.ts";
 import { startMain, stopMain } from "../tests/_process.ts";
 import type { MainProcess } from "../tests/_process.ts";
 

@@ -5,10 +5,10 @@
 import { ManualClock } from "../lib/clock.ts";
 import { decodeClientFrame } from "../lib/codec.ts";
 import { configWith } from "../lib/config.ts";
-import { MemoryPresence } from "../lib/engine/presence_memory.ts";
-import { LocalBackplane } from "../lib/engine/backplane_local.ts";
-import { openKvStore } from "../lib/engine/store_kv.ts";
-import { MemoryStore } from "../lib/engine/store_memory.ts";
+import { MemoryPresence } from "../lib/engine/memory/presence.ts";
+import { LocalBackplane } from "../lib/engine/memory/backplane.ts";
+import { openKvStore } from "../lib/engine/kv/open.ts";
+import { MemoryStore } from "../lib/engine/memory/store.ts";
 import { Hub } from "../lib/hub.ts";
 import { Metrics } from "../lib/metrics.ts";
 import { jsonEncoder, type Peer } from "../lib/peer.ts";

@@ -11,7 +11,7 @@
  */
 /// <reference lib="deno.worker" />
 import { loadConfig } from "../lib/config.ts";
-import { startServer } from "../routes/server.ts";
+import { startServer } from "../routes/serve/server.ts";
 
 if (self.name?.startsWith("instance")) {
   self.onmessage = async (event: MessageEvent<{ port: number }>) => {

@@ -12,7 +12,7 @@ import type { Result, Scenario, Spec } from "./loadgen.ts";
 import type { Target } from "./clients.ts";
 import { listeningUrl } from "../tests/_process.ts";
 import { startRedis } from "../tests/_redis.ts";
-import { freePort } from "../routes/cluster.ts";
+import { freePort } from "../routes/serve/cluster.ts";
 
 interface ScenarioSpec {
   key: string;

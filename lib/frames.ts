@@ -8,12 +8,24 @@ import type { Clock } from "./clock.ts";
 import { decodeClientFrame, exceedsBytes, refNear } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
 import type { Connection } from "./connection.ts";
-import type { Hub } from "./hub.ts";
+import type { Page, ReadOptions } from "./engine/store.ts";
+import type { Member, Position } from "./protocol.ts";
 import type { Metrics } from "./metrics.ts";
 import { type ClientFrame, CloseCode, FrameError, type Ref, type ServerFrame } from "./protocol.ts";
 
 export function withRef<T extends ServerFrame>(frame: T, ref: Ref | undefined): T {
   return ref === undefined ? frame : { ...frame, ref };
+}
+
+/** What a frame asks of the hub (lib/hub.ts), the operations behind each frame type. */
+export interface FrameTarget {
+  join(connection: Connection, room: string, since?: Position, ref?: Ref): Promise<void>;
+  leave(connection: Connection, room: string, ref: Ref | undefined): Promise<void>;
+  publish(connection: Connection, room: string, data: unknown, ref?: Ref): void;
+  direct(from: Connection["peer"]["user"], to: string, data: unknown): string;
+  signal(connection: Connection, room: string, event: string, data: unknown): void;
+  history(room: string, options: ReadOptions): Promise<Page>;
+  presence(room: string): Promise<Member[]>;
 }
 
 export interface FramesOptions {
@@ -23,10 +35,10 @@ export interface FramesOptions {
 }
 
 export class Frames {
-  readonly #hub: Hub;
+  readonly #hub: FrameTarget;
   readonly #options: FramesOptions;
 
-  constructor(hub: Hub, options: FramesOptions) {
+  constructor(hub: FrameTarget, options: FramesOptions) {
     this.#hub = hub;
     this.#options = options;
   }

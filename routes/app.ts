@@ -6,13 +6,13 @@ import type { AppDeps, AppEnv } from "./deps.ts";
 import { jsonError, onError } from "./errors.ts";
 import { mountApi } from "./api.ts";
 import { mountHealth } from "./health.ts";
-import { isWebSocketUpgrade } from "./identity.ts";
-import { acceptRaw, mountRaw } from "./raw.ts";
-import { mountSocketIo } from "./socketio.ts";
-import { mountSse } from "./sse.ts";
+import { isWebSocketUpgrade } from "./transports/identity.ts";
+import { acceptRaw, mountRaw } from "./transports/raw/raw.ts";
+import { mountSocketIo } from "./transports/socketio/socketio.ts";
+import { mountSse } from "./transports/sse/sse.ts";
 import { staticFile } from "./static.ts";
 import { listedOrigin } from "./trust.ts";
-import { mountWs } from "./ws.ts";
+import { mountWs } from "./transports/ws/ws.ts";
 
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();

@@ -5,7 +5,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import type { Hub } from "../lib/hub.ts";
 import type { Metrics } from "../lib/metrics.ts";
-import type { SessionRouting } from "./eio/forward.ts";
+import type { SessionRouting } from "./transports/socketio/eio/forward.ts";
 
 export interface ServerState {
   /** True once shutdown began: `/healthz` answers 503, new connections are refused. */

@@ -5,7 +5,7 @@
  * Usage: deno run -A --unstable-kv tests/_crash_writer.ts <kv path> <durable> <lost>
  */
 import { ManualClock } from "../lib/clock.ts";
-import { openKvStore } from "../lib/engine/store_kv.ts";
+import { openKvStore } from "../lib/engine/kv/open.ts";
 import type { NewMessage } from "../lib/protocol.ts";
 
 const [path = "", durable = "0", lost = "0"] = Deno.args;

@@ -17,5 +17,5 @@ if (left > 0) {
     }
   };
 } else {
-  await import("../routes/worker.ts");
+  await import("../routes/serve/worker.ts");
 }

@@ -8,7 +8,7 @@
  * Load this module in a Worker only.
  */
 /// <reference lib="deno.worker" />
-import "../routes/worker.ts";
+import "../routes/serve/worker.ts";
 
 const channel = new BroadcastChannel("roomcast-test-hang");
 channel.onmessage = (event: MessageEvent) => {

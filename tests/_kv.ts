@@ -1,5 +1,5 @@
 /** Test helpers that look inside a KV file written by `KvStore` (layout: lib/engine/kv_format.ts). */
-import { messagesOf } from "../lib/engine/kv_format.ts";
+import { messagesOf } from "../lib/engine/kv/format.ts";
 
 /** The values under `prefix`, grouped by the first `depth` parts of their keys (a block or a log
  * record, whose last key part is the chunk), in key order; and how many keys there are. */

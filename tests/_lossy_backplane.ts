@@ -3,7 +3,7 @@
  * nodes it drops every other one and holds every third back until the next one has gone through.
  * It proves the hub's gap repair (lib/room.ts): delivery completes from the store, in order, once.
  */
-import type { Backplane, BackplaneEvent, BackplaneHandler } from "../lib/engine/backplane.ts";
+import type { Backplane, BackplaneEvent, BackplaneHandler, MessagePath } from "../lib/engine/backplane.ts";
 
 export class LossyBackplane implements Backplane {
   readonly #inner: Backplane;
@@ -18,6 +18,10 @@ export class LossyBackplane implements Backplane {
 
   get node(): string {
     return this.#inner.node;
+  }
+
+  get messages(): MessagePath {
+    return this.#inner.messages;
   }
 
   publish(event: BackplaneEvent): void {

@@ -51,7 +51,7 @@ export async function startMain(
   const deno = options.task ? [Deno.execPath(), "task", "start"] : [Deno.execPath(), "run", ...flags, "-A", main];
   const stderr = options.stderr ?? "inherit";
   // The project's folder, where `deno task` finds deno.json.
-  const cwd = new URL("..", import.meta.url).pathname;
+  const cwd = new URL("../", import.meta.url).pathname;
   const limit = options.ulimit !== undefined
     ? `ulimit -n ${options.ulimit}`
     : options.softUlimit !== undefined

@@ -3,8 +3,8 @@
  * append-only persistence (fsync on every write) so that a stop and a restart keep what it had.
  * `redisTest` skips a test where redis-server is missing, except in CI (CI=true), where it fails.
  */
-import { freePort } from "../routes/cluster.ts";
-import { RedisLink } from "../lib/engine/redis.ts";
+import { freePort } from "../routes/serve/cluster.ts";
+import { RedisLink } from "../lib/engine/redis/link.ts";
 
 const REDIS = "/usr/bin/redis-server";
 export const haveRedis = (() => {

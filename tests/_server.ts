@@ -4,7 +4,7 @@
  */
 import type { Clock } from "../lib/clock.ts";
 import { type Config, configWith, type LimitsConfig } from "../lib/config.ts";
-import { type RunningServer, startServer } from "../routes/server.ts";
+import { type RunningServer, startServer } from "../routes/serve/server.ts";
 import { type Frame, TestClient } from "./_client.ts";
 
 export interface TestServerOptions extends Partial<Omit<Config, "limits">> {

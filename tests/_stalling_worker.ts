@@ -6,7 +6,7 @@
  * Load this module in a Worker only.
  */
 /// <reference lib="deno.worker" />
-import "../routes/worker.ts";
+import "../routes/serve/worker.ts";
 
 const channel = new BroadcastChannel("roomcast-test-stall");
 channel.onmessage = (event: MessageEvent) => {

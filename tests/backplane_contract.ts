@@ -40,7 +40,8 @@ const message = (room: string, offset: number): BackplaneEvent => {
   return { kind: "message", room, message: stored, json: JSON.stringify(stored) };
 };
 
-/** `messages: false`: stored messages don't cross this backplane (the store carries them). */
+/** `messages: false`: stored messages don't cross this backplane (the store carries them), as its
+ * `messages` says. */
 export function backplaneContract(
   name: string,
   factory: BackplaneFactory,
@@ -81,6 +82,7 @@ export function backplaneContract(
           data: null,
           origin: "c1",
         });
+        assert.equal(a.messages, messages ? "backplane" : "store", "it says whether stored messages cross it");
         await eventually(() => hb.length === (messages ? 2 : 1));
         const kinds = messages ? [["message", a.node], ["signal", a.node]] : [["signal", a.node]];
         assert.deepEqual(hb.map((h) => [h.event.kind, h.node]), kinds);

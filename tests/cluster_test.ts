@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { configWith } from "../lib/config.ts";
-import { startCluster } from "../routes/cluster.ts";
-import { defaultMaxConnections, fdLimit } from "../routes/server.ts";
+import { startCluster } from "../routes/serve/cluster.ts";
+import { defaultMaxConnections, fdLimit } from "../routes/serve/server.ts";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { startMain, stopMain } from "./_process.ts";
 import { redisTest } from "./_redis.ts";

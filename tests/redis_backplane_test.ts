@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { redisTest } from "./_redis.ts";
-import { RedisLink } from "../lib/engine/redis.ts";
-import { RedisBackplane } from "../lib/engine/backplane_redis.ts";
+import { RedisLink } from "../lib/engine/redis/link.ts";
+import { RedisBackplane } from "../lib/engine/redis/backplane.ts";
 import type { BackplaneEvent } from "../lib/engine/backplane.ts";
-import { RedisStore } from "../lib/engine/store_redis.ts";
+import { RedisStore } from "../lib/engine/redis/store.ts";
 import { EngineUnavailable } from "../lib/engine/store.ts";
 import { systemClock } from "../lib/clock.ts";
 

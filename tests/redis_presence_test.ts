@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { redisTest } from "./_redis.ts";
 import { startTcpProxy } from "./_tcp_proxy.ts";
-import { hashTag, RedisLink } from "../lib/engine/redis.ts";
-import { RedisPresence } from "../lib/engine/presence_redis.ts";
-import { RedisBackplane } from "../lib/engine/backplane_redis.ts";
+import { hashTag, RedisLink } from "../lib/engine/redis/link.ts";
+import { RedisPresence } from "../lib/engine/redis/presence.ts";
+import { RedisBackplane } from "../lib/engine/redis/backplane.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const ann = { id: "ann", name: "Ann" };

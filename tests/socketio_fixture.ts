@@ -14,8 +14,8 @@
  */
 import { Hono } from "hono";
 import { Server } from "socket.io";
-import { EngineServer } from "../routes/eio/server.ts";
-import { mountEngine } from "../routes/eio/mount.ts";
+import { EngineServer } from "../routes/transports/socketio/eio/server.ts";
+import { mountEngine } from "../routes/transports/socketio/eio/mount.ts";
 import type { AppContext, AppEnv } from "../routes/deps.ts";
 import { remoteHost } from "../routes/deps.ts";
 

@@ -1,8 +1,9 @@
 /**
  * The backplane interface: fan-out of events between isolates (Workers of one process, processes,
- * instances). Implementations: `LocalBackplane` (one isolate) and `BroadcastChannelBackplane`
- * (the Workers of one process). The store is the truth; the backplane is the fast path and may
- * lose or reorder what crosses isolates, which the hub repairs from the store (by offsets).
+ * instances). The store is the truth; the backplane is the fast path and may lose or reorder what
+ * crosses isolates, which the hub repairs from the store (by offsets). Not every backplane carries
+ * stored messages: where the engine's store tells the other nodes itself (Redis' scripts, a
+ * cluster's coordinator) or they read it (Deno KV shared by instances), `messages` says `"store"`.
  */
 import type { Position, StoredMessage, User } from "../protocol.ts";
 
@@ -39,9 +40,16 @@ export type StoredHandler = (room: string, head: Position) => void;
  * - Trouble that may have lost events (a receiver that could not keep up, a lost connection) is
  *   reported to `onTrouble`, so that the hub can check its rooms against the store.
  */
+/** How other nodes' stored messages reach this one: as `message` events of this backplane, or from
+ * the engine's store (told by it, or read from it), never through `publish`. */
+export type MessagePath = "backplane" | "store";
+
 export interface Backplane {
   /** This isolate's id, on every event it publishes. */
   readonly node: string;
+  /** Where other nodes' stored messages come from (a `message` published here reaches only this
+   * isolate's handler when it is `"store"`). */
+  readonly messages: MessagePath;
   publish(event: BackplaneEvent): void;
   /** Sets the one handler (the hub) that receives every event: this isolate's and the others'. */
   onEvent(handler: BackplaneHandler): void;

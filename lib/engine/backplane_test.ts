@@ -13,15 +13,15 @@ import { testHub } from "../../tests/_hubs.ts";
 import { LossyBackplane } from "../../tests/_lossy_backplane.ts";
 import type { Backplane, BackplaneEvent } from "./backplane.ts";
 import type { StoredMessage } from "../protocol.ts";
-import { BroadcastChannelBackplane } from "./backplane_broadcast.ts";
-import { RedisBackplane } from "./backplane_redis.ts";
-import { RedisLink } from "./redis.ts";
+import { BroadcastChannelBackplane } from "./cluster/broadcast.ts";
+import { RedisBackplane } from "./redis/backplane.ts";
+import { RedisLink } from "./redis/link.ts";
 import { openLinks, redisTest, startRedis } from "../../tests/_redis.ts";
-import { RedisStore } from "./store_redis.ts";
-import { LocalBackplane } from "./backplane_local.ts";
-import { KvBackplane } from "./backplane_kv.ts";
-import { MemoryPresence } from "./presence_memory.ts";
-import { MemoryStore } from "./store_memory.ts";
+import { RedisStore } from "./redis/store.ts";
+import { LocalBackplane } from "./memory/backplane.ts";
+import { KvBackplane } from "./kv/backplane.ts";
+import { MemoryPresence } from "./memory/presence.ts";
+import { MemoryStore } from "./memory/store.ts";
 import { forward, slowKv } from "../../tests/_faulty_kv.ts";
 
 backplaneContract("LocalBackplane", () => {

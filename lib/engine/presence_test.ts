@@ -1,18 +1,41 @@
 /** The presence contract for every presence. */
 import { presenceContract } from "../../tests/presence_contract.ts";
-import { RedisLink } from "./redis.ts";
-import { RedisPresence } from "./presence_redis.ts";
+import { RedisLink } from "./redis/link.ts";
+import { RedisPresence } from "./redis/presence.ts";
 import { openLinks, redisTest, startRedis } from "../../tests/_redis.ts";
 import { slowKv } from "../../tests/_faulty_kv.ts";
 import assert from "node:assert/strict";
-import { MemoryPresence } from "./presence_memory.ts";
-import { KvPresence } from "./presence_kv.ts";
+import { MemoryPresence } from "./memory/presence.ts";
+import { KvPresence } from "./kv/presence.ts";
+import { NodePresence, RemotePresence } from "./cluster/presence.ts";
+import { DirectCaller } from "./cluster/rpc.ts";
 import type { MemberEvent } from "./presence.ts";
 
 presenceContract("MemoryPresence", () => {
   const presence = new MemoryPresence();
   return Promise.resolve({ nodes: [presence], cleanup: () => presence.close() });
 }, { nodes: false });
+
+/** The isolates of one process: each a `RemotePresence` calling the coordinator's `NodePresence`
+ * (directly, as its own isolate does; a Worker's calls cross `postMessage` the same way). */
+presenceContract("RemotePresence (isolates and their coordinator's NodePresence)", (n) => {
+  const shared = new NodePresence(60_000);
+  const callers = Array.from({ length: n }, () => {
+    const caller = new DirectCaller();
+    caller.serve(shared.handlers());
+    return caller;
+  });
+  const nodes = callers.map((caller, i) => new RemotePresence(caller, `n${i}`, 20));
+  return Promise.resolve({
+    nodes,
+    // What the coordinator does when a Worker dies or its lease lapses.
+    expire: (i) => Promise.resolve(shared.expire(`n${i}`)),
+    async cleanup() {
+      await Promise.all(nodes.map((p) => p.close()));
+      for (const caller of callers) caller.close();
+    },
+  });
+}, { nodes: true });
 
 presenceContract("KvPresence (nodes sharing one KV)", async (n) => {
   const kv = await Deno.openKv(":memory:");

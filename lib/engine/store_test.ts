@@ -2,17 +2,50 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../clock.ts";
 import { storeContract } from "../../tests/store_contract.ts";
-import { openKvStore } from "./store_kv.ts";
+import { openKvStore } from "./kv/open.ts";
 import { stored } from "../../tests/_kv.ts";
-import { MemoryStore } from "./store_memory.ts";
+import { MemoryStore } from "./memory/store.ts";
+import { RemoteStore, storeHandlers, TellingStore } from "./cluster/store.ts";
+import { RpcClient, serveRpc } from "./cluster/rpc.ts";
 import { keptHoles, oldestKept, withHole } from "./store.ts";
-import { RedisLink } from "./redis.ts";
-import { RedisStore } from "./store_redis.ts";
+import { RedisLink } from "./redis/link.ts";
+import { RedisStore } from "./redis/store.ts";
 import { startRedis } from "../../tests/_redis.ts";
 
 storeContract("MemoryStore", (retention, clock) => {
   const store = new MemoryStore(retention, clock);
   return Promise.resolve({ store, cleanup: () => store.close() });
+}, { shared: false, durable: false });
+
+/** A Worker's store: every call goes over a MessageChannel to its coordinator's store (`serveRpc`,
+ * as a real Worker's `postMessage` does). */
+storeContract("RemoteStore (a Worker's, through its coordinator)", (retention, clock) => {
+  const real = new MemoryStore(retention, clock);
+  const { port1, port2 } = new MessageChannel();
+  const serving = serveRpc(port1, storeHandlers(real));
+  const rpc = new RpcClient(port2);
+  port1.start();
+  port2.start();
+  return Promise.resolve({
+    store: new RemoteStore(rpc),
+    async cleanup() {
+      rpc.close();
+      serving.stop();
+      port1.close();
+      port2.close();
+      await real.close();
+    },
+  });
+}, { shared: false, durable: false });
+
+/** The coordinator's own serving isolate: the real store, each numbered message told on. */
+storeContract("TellingStore (the coordinator's own isolate)", (retention, clock) => {
+  const real = new MemoryStore(retention, clock);
+  const told: number[] = [];
+  return Promise.resolve({
+    store: new TellingStore(real, ({ message }) => told.push(message.offset)),
+    cleanup: () => real.close(),
+  });
 }, { shared: false, durable: false });
 
 storeContract("KvStore :memory:", async (retention, clock) => {

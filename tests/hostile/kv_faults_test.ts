@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../../lib/clock.ts";
 import type { Sequencer } from "../../lib/config.ts";
 import { recover } from "../../lib/engine/store.ts";
-import { type KvStore, kvStoreOver } from "../../lib/engine/store_kv.ts";
+import { type KvStore, kvStoreOver } from "../../lib/engine/kv/open.ts";
 import { Counter } from "../../lib/metrics.ts";
 import type { NewMessage, StoredMessage } from "../../lib/protocol.ts";
 import { type Fault, faultyKv } from "../_faulty_kv.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../../lib/clock.ts";
-import { openKvStore } from "../../lib/engine/store_kv.ts";
+import { openKvStore } from "../../lib/engine/kv/open.ts";
 import { recover } from "../../lib/engine/store.ts";
 import type { NewMessage } from "../../lib/protocol.ts";
 import { signToken } from "../../lib/auth.ts";

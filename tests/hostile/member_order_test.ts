@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { signToken } from "../../lib/auth.ts";
 import { configWith } from "../../lib/config.ts";
-import { startCluster } from "../../routes/cluster.ts";
+import { startCluster } from "../../routes/serve/cluster.ts";
 import { type Frame, isType, TestClient } from "../_client.ts";
 import { startTestServer } from "../_server.ts";
 import { redisTest } from "../_redis.ts";

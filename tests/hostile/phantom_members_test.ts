@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { configWith } from "../../lib/config.ts";
-import { startCluster } from "../../routes/cluster.ts";
+import { startCluster } from "../../routes/serve/cluster.ts";
 import { TestClient } from "../_client.ts";
 import { startTestServer, until } from "../_server.ts";
 import { redisTest } from "../_redis.ts";

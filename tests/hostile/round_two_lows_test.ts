@@ -14,9 +14,9 @@ import { postJson, startTestServer } from "../_server.ts";
 import { sio4 } from "../_sio.ts";
 import { redisTest } from "../_redis.ts";
 import { forward } from "../_faulty_kv.ts";
-import { kvStoreOver } from "../../lib/engine/store_kv.ts";
+import { kvStoreOver } from "../../lib/engine/kv/open.ts";
 import { EngineUnavailable } from "../../lib/engine/store.ts";
-import { retryLocked } from "../../lib/engine/kv_format.ts";
+import { retryLocked } from "../../lib/engine/kv/format.ts";
 import { systemClock } from "../../lib/clock.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

@@ -14,7 +14,7 @@ import { signToken } from "../../lib/auth.ts";
 import { startTestServer, type TestServer, type TestServerOptions, until } from "../_server.ts";
 import { sio2, sio4 } from "../_sio.ts";
 import { stallProbe } from "../_stall.ts";
-import { startCluster } from "../../routes/cluster.ts";
+import { startCluster } from "../../routes/serve/cluster.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 /** The longest the event loop may be held by one attack (generous: CI machines are shared). */

@@ -1,0 +1,29 @@
+/**
+ * The memory engine: one isolate, nothing kept across a restart (tests, `ROOMCAST_KV_PATH` aside).
+ * The store numbers and holds messages in this process, the backplane hands events to this
+ * isolate's hub, presence is this isolate's maps.
+ */
+import type { Config } from "../../config.ts";
+import type { Engine, EngineOptions } from "../engine.ts";
+import { LocalBackplane } from "./backplane.ts";
+import { MemoryPresence } from "./presence.ts";
+import { MemoryStore } from "./store.ts";
+
+export function createMemoryEngine(config: Config, { clock, node }: EngineOptions): Engine {
+  const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: config.historyTtlMs }, clock);
+  const backplane = new LocalBackplane(node);
+  const presence = new MemoryPresence({
+    max: config.limits.memberEventsMax,
+    tell: (event) => backplane.publish(event),
+  });
+  return {
+    store,
+    backplane,
+    presence,
+    async close() {
+      await backplane.close();
+      await presence.close();
+      await store.close();
+    },
+  };
+}

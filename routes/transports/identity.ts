@@ -1,0 +1,69 @@
+/**
+ * Checks that run before a WebSocket or SSE stream is accepted: the `Origin` allow-list, the
+ * `?name=` parameter, and the connection's identity (a JWT when `ROOMCAST_AUTH_SECRET` is set,
+ * a generated guest otherwise).
+ */
+import { type Identity, identityFromClaims, verifyToken } from "../../lib/auth.ts";
+import { guestId, guestName } from "../../lib/ids.ts";
+import { guestPrincipal } from "../../lib/budgets.ts";
+import { clientName } from "../../lib/names.ts";
+import { ProtocolError } from "../../lib/protocol.ts";
+import { type AppContext, type AppDeps, clientAddress } from "../deps.ts";
+import { jsonError } from "../errors.ts";
+import { originAllowed } from "../trust.ts";
+
+/** Why a WebSocket or SSE stream can't be opened now (shutting down, foreign origin), or undefined. */
+export function refuseStream(c: AppContext, deps: AppDeps): Response | undefined {
+  if (deps.state.draining) return jsonError(c, "unavailable", "Server is shutting down");
+  if (!originAllowed(c, deps.config)) {
+    return jsonError(
+      c,
+      "forbidden",
+      "Origin not allowed (ROOMCAST_ORIGINS lists other sites; ROOMCAST_HOSTS this one)",
+    );
+  }
+  return undefined;
+}
+
+/** The client's address for limits (lib/admission.ts, lib/budgets.ts); "local" without a socket. */
+export function addressOf(c: AppContext, deps: AppDeps): string {
+  return clientAddress(c, deps.config.trustedProxies) ?? "local";
+}
+
+/** `?name=`, normalised (lib/names.ts); absent, nothing visible in it, or reserved → undefined. */
+export function nameParam(c: AppContext): string | undefined {
+  return clientName(c.req.query("name") ?? "");
+}
+
+/** The connecting user: from `?token=` when auth is on, else a fresh guest, whose budgets are its
+ * address's (lib/budgets.ts). */
+export async function identify(
+  c: AppContext,
+  deps: AppDeps,
+  name: string | undefined,
+  address: string,
+): Promise<Identity> {
+  return await identifyToken(deps, c.req.query("token"), name, address, "connect with ?token=<JWT>");
+}
+
+/** The user a token (when auth is on) or a fresh guest identity stands for; `how` tells a client
+ * without a token where to put it. */
+export async function identifyToken(
+  deps: Pick<AppDeps, "config" | "clock">,
+  token: string | undefined,
+  name: string | undefined,
+  address: string,
+  how: string,
+): Promise<Identity> {
+  const secret = deps.config.authSecret;
+  if (!secret) {
+    const user = { id: guestId(), name: name ?? guestName() };
+    return { user, rooms: undefined, expiresAt: undefined, principal: guestPrincipal(address) };
+  }
+  if (!token) throw new ProtocolError("unauthorized", `A token is required: ${how}`);
+  return identityFromClaims(await verifyToken(token, secret, deps.clock), name);
+}
+
+export function isWebSocketUpgrade(c: AppContext): boolean {
+  return c.req.header("upgrade")?.toLowerCase() === "websocket";
+}

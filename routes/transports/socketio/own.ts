@@ -1,0 +1,176 @@
+/**
+ * The other way to speak Socket.IO on routes/eio, kept to measure against the official `socket.io`
+ * Server (README, "Socket.IO": which one serves and why): a layer of our own on the official
+ * `socket.io-parser`, for the default namespace only, with the small part of the Server/Socket API
+ * that routes/socketio.ts uses (`use`, `on("connection")`, and on a socket `handshake`, `data`,
+ * `conn`, `connected`, `emit`, `onAny`, `on("disconnect")`, `disconnect`). `ROOMCAST_SIO_LAYER=own`
+ * selects it. It does what the bridge needs: CONNECT (with auth; 2.x clients are connected at
+ * once), CONNECT_ERROR for a failed auth or another namespace, EVENT and BINARY_EVENT with their
+ * acks (ACK or BINARY_ACK), DISCONNECT, and a connect timeout.
+ */
+import { Decoder, Encoder, type Packet, PacketType } from "socket.io-parser";
+import type { EngineServer } from "./eio/server.ts";
+import { sessionId } from "../../../lib/ids.ts";
+import type { EngineSocket } from "./eio/socket.ts";
+
+type Listener = (...args: unknown[]) => void;
+type Middleware = (socket: OwnSocket, next: (error?: Error) => void) => void | Promise<void>;
+
+const encoder = new Encoder();
+
+export class OwnSocket {
+  readonly id = sessionId();
+  readonly data: Record<string, unknown> = {};
+  connected = false;
+  readonly handshake: { auth: Record<string, unknown>; query: Record<string, string>; address: string };
+  #any: Listener[] = [];
+  readonly #listeners = new Map<string, Listener[]>();
+
+  constructor(readonly conn: EngineSocket, auth: Record<string, unknown>) {
+    this.handshake = { auth, query: conn.request._query, address: conn.remoteAddress };
+  }
+
+  /** Sends a packet for the default namespace. */
+  packet(packet: Omit<Packet, "nsp">): void {
+    if (this.conn.readyState !== "open") return;
+    for (const part of encoder.encode({ ...packet, nsp: "/" })) this.conn.write(part);
+  }
+
+  emit(event: string, ...args: unknown[]): boolean {
+    this.packet({ type: PacketType.EVENT, data: [event, ...args] });
+    return true;
+  }
+
+  onAny(listener: Listener): this {
+    this.#any.push(listener);
+    return this;
+  }
+
+  on(event: string, listener: Listener): this {
+    const list = this.#listeners.get(event) ?? [];
+    list.push(listener);
+    this.#listeners.set(event, list);
+    return this;
+  }
+
+  fire(event: string, ...args: unknown[]): void {
+    for (const listener of this.#listeners.get(event) ?? []) listener(...args);
+  }
+
+  /** An EVENT from the client: to `onAny` listeners, then to the event's own. */
+  onEvent(args: unknown[]): void {
+    for (const listener of this.#any) listener(...args);
+    const [event, ...rest] = args;
+    this.fire(String(event), ...rest);
+  }
+
+  disconnect(close = false): this {
+    if (this.connected) {
+      this.packet({ type: PacketType.DISCONNECT });
+      this.onClose("server namespace disconnect");
+    }
+    if (close) this.conn.close();
+    return this;
+  }
+
+  onClose(reason: string): void {
+    if (!this.connected) return;
+    this.connected = false;
+    this.fire("disconnect", reason);
+  }
+}
+
+export class OwnSocketIo {
+  readonly #middlewares: Middleware[] = [];
+  readonly #connection: ((socket: OwnSocket) => void)[] = [];
+
+  constructor(engine: EngineServer, readonly options: { connectTimeoutMs: number }) {
+    engine.on("connection", (conn: EngineSocket) => this.#accept(conn));
+  }
+
+  use(middleware: Middleware): this {
+    this.#middlewares.push(middleware);
+    return this;
+  }
+
+  on(_event: "connection", listener: (socket: OwnSocket) => void): this {
+    this.#connection.push(listener);
+    return this;
+  }
+
+  #accept(conn: EngineSocket): void {
+    const decoder = new Decoder();
+    let socket: OwnSocket | undefined;
+    let connecting = false;
+    const timer = setTimeout(() => {
+      if (!socket?.connected) conn.close();
+    }, this.options.connectTimeoutMs);
+    const refuse = (message: string, data?: unknown) => {
+      const error = conn.protocol === 3 ? message : data === undefined ? { message } : { message, data };
+      for (const part of encoder.encode({ type: PacketType.CONNECT_ERROR, nsp: "/", data: error })) conn.write(part);
+    };
+    const connect = async (auth: Record<string, unknown>) => {
+      connecting = true;
+      const candidate = new OwnSocket(conn, auth);
+      for (const middleware of this.#middlewares) {
+        const error = await new Promise<Error | undefined>((resolve) => {
+          Promise.resolve(middleware(candidate, resolve)).catch(resolve);
+        });
+        if (error) {
+          connecting = false;
+          return refuse(error.message, (error as Error & { data?: unknown }).data);
+        }
+      }
+      if (conn.readyState !== "open") return;
+      socket = candidate;
+      socket.connected = true;
+      clearTimeout(timer);
+      socket.packet(
+        conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data: { sid: socket.id } },
+      );
+      for (const listener of this.#connection) listener(socket);
+    };
+    decoder.on("decoded", (packet: Packet) => {
+      if (packet.type === PacketType.CONNECT) {
+        if (packet.nsp !== "/") return refuse("Invalid namespace");
+        if (socket || connecting) return conn.close();
+        return void connect((packet.data ?? {}) as Record<string, unknown>);
+      }
+      if (!socket?.connected || packet.nsp !== "/") return conn.close();
+      switch (packet.type) {
+        case PacketType.EVENT:
+        case PacketType.BINARY_EVENT: {
+          const args = [...(packet.data as unknown[])];
+          if (packet.id !== undefined) {
+            const id = packet.id;
+            let sent = false;
+            args.push((...reply: unknown[]) => {
+              if (sent) return;
+              sent = true;
+              socket?.packet({ type: PacketType.ACK, id, data: reply });
+            });
+          }
+          return socket.onEvent(args);
+        }
+        case PacketType.DISCONNECT:
+          return socket.onClose("client namespace disconnect");
+        default:
+          return; // ACKs: this server asks for none.
+      }
+    });
+    conn.on("data", (data: string | ArrayBuffer) => {
+      try {
+        decoder.add(data);
+      } catch {
+        conn.close();
+      }
+    });
+    conn.on("close", (reason: string) => {
+      clearTimeout(timer);
+      decoder.destroy();
+      socket?.onClose(reason);
+    });
+    // Socket.IO v4 (2.x clients) connects to the default namespace at once, auth in the query.
+    if (conn.protocol === 3) void connect({});
+  }
+}

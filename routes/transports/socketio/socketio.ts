@@ -1,0 +1,443 @@
+/**
+ * `/socket.io/`: Socket.IO clients (4.x, 3.x over Engine.IO 4; 2.x over Engine.IO 3) in roomcast's
+ * rooms. routes/eio serves Engine.IO; the official `socket.io` Server, bound to it, speaks Socket.IO
+ * (namespaces, packets, acks, binary). Each Socket.IO socket is a hub connection like a `/ws` one,
+ * so the same limits, budgets, history and recovery apply, and every kind of client meets in the
+ * same rooms. The mapping (docs/PROTOCOL.md, "Socket.IO"):
+ *
+ * - on connect the socket is in room `lobby` (recovering from `auth.since` if given);
+ * - `emit("join", room | {room, since}, ack?)`, `emit("leave", room, ack?)`;
+ * - `emit("message", data, ack?)` publishes to `lobby`, `emit("message", {room, data}, ack?)` to
+ *   `room`; the ack gets `{id, offset, epoch, room}`; the others receive `("message", data, meta)`
+ *   from `lobby` and `("message", {room, data, from, id, offset, epoch, ts})` from other rooms;
+ * - any other event is relayed to the other members of the socket's rooms (not stored);
+ * - roomcast's own events: `joined`, `member`, `direct`, `broadcast`, `roomcast:error`.
+ */
+import type { Hono } from "hono";
+import { Server } from "socket.io";
+import type { Identity } from "../../../lib/auth.ts";
+import { connectionId } from "../../../lib/ids.ts";
+import { clientName } from "../../../lib/names.ts";
+import type { Encoder, Peer } from "../../../lib/peer.ts";
+import {
+  CloseCode,
+  type Position,
+  ProtocolError,
+  type ServerFrame,
+  type StoredMessage,
+} from "../../../lib/protocol.ts";
+import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
+import { addressOf, identifyToken } from "../identity.ts";
+import { Admitted } from "../admitted.ts";
+import { SocketIoGate } from "./gate.ts";
+import { EngineServer } from "./eio/server.ts";
+import { mountEngine } from "./eio/mount.ts";
+import type { EngineSocket } from "./eio/socket.ts";
+import { listedOrigin, originAllowed } from "../../trust.ts";
+import { OwnSocketIo } from "./own.ts";
+
+/** What the bridge uses of a Socket.IO socket: the official Server's, or routes/socketio_own.ts'. */
+interface BridgeSocket {
+  readonly conn: unknown;
+  readonly connected: boolean;
+  readonly handshake: { auth?: Record<string, unknown>; query?: Record<string, unknown> };
+  readonly data: Record<string, unknown>;
+  emit(event: string, ...args: unknown[]): unknown;
+  onAny(listener: (event: string, ...args: unknown[]) => void): unknown;
+  on(event: "disconnect", listener: () => void): unknown;
+  disconnect(close?: boolean): unknown;
+}
+
+/** What mountSocketIo uses of a Socket.IO server. */
+interface BridgeServer {
+  use(middleware: (socket: BridgeSocket, next: (error?: Error) => void) => void | Promise<void>): unknown;
+  on(event: "connection", listener: (socket: BridgeSocket) => void): unknown;
+}
+
+export const LOBBY = "lobby";
+
+/** Events a client can't relay: Socket.IO's reserved names (a client that received one would drop
+ * its connection) and the ones roomcast sends itself. */
+const RESERVED = new Set([
+  "connect",
+  "connect_error",
+  "disconnect",
+  "disconnecting",
+  "newListener",
+  "removeListener",
+  "error",
+  "message",
+  "join",
+  "leave",
+  "joined",
+  "member",
+  "direct",
+  "broadcast",
+  "roomcast:error",
+]);
+
+/** Requests waiting for their reply at most, per socket: more are refused. */
+const MAX_PENDING_ACKS = 256;
+
+type Ack = (...args: unknown[]) => void;
+
+/** Binary values travel inside roomcast as `{"$binary": "<base64>"}` (stored messages are JSON). */
+function toStored(value: unknown, depth = 0): unknown {
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+    const bytes = value instanceof ArrayBuffer
+      ? new Uint8Array(value)
+      : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return { $binary: btoa(text) };
+  }
+  if (depth > 64 || typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) return value.map((v) => toStored(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = toStored(v, depth + 1);
+  return out;
+}
+
+/** What an emit's arguments can't be, found before anything is encoded: a number JSON can't hold
+ * (`1e400` parses as Infinity, and would be stored as null), an attachment named twice (socket.io
+ * puts the same buffer in each place: a packet naming one thousands of times would cost thousands
+ * of encodings), or binary values over the frame limit as base64. */
+function argsProblem(args: unknown[], maxFrameBytes: number): { code: string; message: string } | undefined {
+  const seen = new Set<unknown>();
+  let binary = 0;
+  const walk = (value: unknown, depth: number): string | undefined => {
+    if (typeof value === "number") return Number.isFinite(value) ? undefined : "number";
+    if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+      if (seen.has(value)) return "repeated";
+      seen.add(value);
+      binary += Math.ceil(value.byteLength / 3) * 4;
+      return binary > maxFrameBytes ? "large" : undefined;
+    }
+    if (depth > 64 || typeof value !== "object" || value === null) return undefined;
+    for (const v of Array.isArray(value) ? value : Object.values(value)) {
+      const problem = walk(v, depth + 1);
+      if (problem) return problem;
+    }
+    return undefined;
+  };
+  switch (walk(args, 0)) {
+    case "number":
+      return { code: "bad_request", message: "A number is too large for a double (such as 1e400)" };
+    case "repeated":
+      return { code: "bad_request", message: "An attachment may be named once in a packet" };
+    case "large":
+      return { code: "too_large", message: `Frame is larger than ${maxFrameBytes} bytes` };
+    default:
+      return undefined;
+  }
+}
+
+/** The inverse of `toStored`, for Socket.IO receivers: binary again. */
+function fromStored(value: unknown, depth = 0): unknown {
+  if (depth > 64 || typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) return value.map((v) => fromStored(v, depth + 1));
+  const keys = Object.keys(value);
+  if (keys.length === 1 && keys[0] === "$binary" && typeof (value as { $binary: unknown }).$binary === "string") {
+    try {
+      return Uint8Array.from(atob((value as { $binary: string }).$binary), (c) => c.charCodeAt(0));
+    } catch {
+      return value;
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = fromStored(v, depth + 1);
+  return out;
+}
+
+/** Socket.IO EVENT packets for the default namespace, as text: `2["event",...args]`. */
+function eventPacket(event: string, ...args: unknown[]): string {
+  return "2" + JSON.stringify([event, ...args]);
+}
+
+/** What a roomcast frame is to a Socket.IO client: the event and its arguments, or nothing. */
+function eventOf(frame: ServerFrame): [string, ...unknown[]] | undefined {
+  switch (frame.type) {
+    case "message": {
+      const { room, data, from, id, offset, epoch, ts } = frame as StoredMessage;
+      return room === LOBBY
+        ? ["message", data, { room, from, id, offset, epoch, ts }]
+        : ["message", { room, data, from, id, offset, epoch, ts }];
+    }
+    case "signal":
+      return RESERVED.has(frame.event) ? undefined : [frame.event, frame.data];
+    case "member":
+      return ["member", { room: frame.room, event: frame.event, user: frame.user }];
+    case "direct":
+      return ["direct", { id: frame.id, from: frame.from, data: frame.data, ts: frame.ts }];
+    case "broadcast":
+      return ["broadcast", { id: frame.id, data: frame.data, ts: frame.ts }];
+    default:
+      return undefined;
+  }
+}
+
+/** Frames that answer a request (matched to its ack callback by `ref`) or are this socket's alone. */
+const REPLIES = new Set(["joined", "left", "ack", "error", "history", "presence", "pong"]);
+
+/** Encodes a roomcast frame once for every Socket.IO receiver: the EVENT packet's text. Replies are
+ * handled per socket (`SocketIoPeer.send`), so they encode to "". Frames with binary (as
+ * `$binary`) are sent by socket.io itself, which frames attachments: they encode to "\u0000". */
+export const socketIoEncoder: Encoder = {
+  encode(frame) {
+    if (REPLIES.has(frame.type)) return "";
+    const event = eventOf(frame);
+    if (!event) return undefined;
+    const text = eventPacket(...event);
+    return text.includes('"$binary"') ? "\u0000" : text;
+  },
+};
+
+/** A Socket.IO socket as a hub peer. */
+class SocketIoPeer implements Peer {
+  readonly id = connectionId();
+  readonly encoder = socketIoEncoder;
+  readonly liveness = "transport" as const;
+  readonly #acks = new Map<string, Ack>();
+  #next = 0;
+
+  constructor(readonly socket: BridgeSocket, readonly user: Identity["user"]) {}
+
+  get #conn(): EngineSocket {
+    return this.socket.conn as unknown as EngineSocket;
+  }
+
+  get queuedBytes(): number {
+    return this.#conn.bufferedAmount;
+  }
+
+  /** A ref for a request whose reply goes to `ack`, or undefined when too many wait. */
+  expect(ack: Ack | undefined): string | undefined | false {
+    if (!ack) return undefined;
+    if (this.#acks.size >= MAX_PENDING_ACKS) return false;
+    const ref = `s${++this.#next}`;
+    this.#acks.set(ref, ack);
+    return ref;
+  }
+
+  send(text: string, frame: ServerFrame): void {
+    if (!this.socket.connected) return;
+    if (text === "") return this.#reply(frame);
+    if (text === "\u0000") {
+      const event = eventOf(frame);
+      if (event) this.socket.emit(...(fromStored(event) as [string, ...unknown[]]));
+      return;
+    }
+    // The packet is ready: straight to the engine, as socket.io's own broadcasts do.
+    this.#conn.write(text);
+  }
+
+  #reply(frame: ServerFrame): void {
+    const ref = "ref" in frame ? frame.ref : undefined;
+    const ack = typeof ref === "string" ? this.#acks.get(ref) : undefined;
+    if (ack) this.#acks.delete(ref as string);
+    switch (frame.type) {
+      case "joined": {
+        const { room, epoch, offset, recovered, members } = frame;
+        const value = { room, epoch, offset, recovered, members };
+        return ack ? ack(value) : void this.socket.emit("joined", value);
+      }
+      case "left":
+        return ack?.({ room: frame.room });
+      case "ack": {
+        const { room, id, offset, epoch } = frame;
+        return ack?.({ room, id, offset, epoch });
+      }
+      case "error": {
+        const error = { code: frame.code, message: frame.message };
+        return ack ? ack({ error }) : void this.socket.emit("roomcast:error", error);
+      }
+      default:
+        return;
+    }
+  }
+
+  close(code: number, reason: string): void {
+    if (!this.socket.connected) return;
+    if (code !== CloseCode.normal) this.socket.emit("roomcast:error", { code: "closed", message: reason });
+    this.socket.disconnect(true);
+  }
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === "string" && value.length > 0 ? value : undefined;
+}
+
+/** `{epoch, offset}` or `"epoch:offset"`, or undefined. */
+function position(value: unknown): Position | undefined {
+  if (typeof value === "string") {
+    const at = value.lastIndexOf(":");
+    const offset = Number(value.slice(at + 1));
+    return at > 0 && Number.isSafeInteger(offset) && offset >= 0 ? { epoch: value.slice(0, at), offset } : undefined;
+  }
+  if (typeof value === "object" && value !== null && "epoch" in value && "offset" in value) {
+    const { epoch, offset } = value as { epoch: unknown; offset: unknown };
+    if (typeof epoch === "string" && typeof offset === "number") return { epoch, offset };
+  }
+  return undefined;
+}
+
+/** One Socket.IO socket in the hub: what it emits becomes frames, checked as `/ws` frames are. */
+function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
+  const { hub } = deps;
+  const peer = new SocketIoPeer(socket, identity.user);
+  const slot = (socket.conn as EngineSocket).slot;
+  const connection = slot instanceof Admitted
+    ? slot.connect(peer, identity)
+    : new ProtocolError("internal", "A Socket.IO session without an admission slot");
+  if (connection instanceof ProtocolError) {
+    socket.emit("roomcast:error", { code: connection.code, message: connection.message });
+    return void socket.disconnect(true);
+  }
+  const submit = (frame: Record<string, unknown>, ack: Ack | undefined) => {
+    const ref = peer.expect(ack);
+    if (ref === false) {
+      return ack?.({ error: { code: "rate_limited", message: "Too many requests waiting for their reply" } });
+    }
+    // The ref goes along: a frame refused before it is parsed (too large) still answers its ack.
+    hub.frames.receive(connection, JSON.stringify(ref === undefined ? frame : { ...frame, ref }), ref);
+  };
+  const since = position(socket.handshake.auth?.since ?? socket.handshake.query?.since);
+  submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
+
+  const { maxFrameBytes } = deps.config.limits;
+  socket.onAny((event: string, ...args: unknown[]) => {
+    const ack = typeof args.at(-1) === "function" ? args.pop() as Ack : undefined;
+    const error = argsProblem(args, maxFrameBytes);
+    if (error) return ack ? ack({ error }) : void socket.emit("roomcast:error", error);
+    const values = toStored(args) as unknown[];
+    switch (event) {
+      case "join": {
+        const [target] = values;
+        const room = typeof target === "object" && target !== null ? (target as { room?: unknown }).room : target;
+        const from = typeof target === "object" && target !== null
+          ? position((target as { since?: unknown }).since)
+          : undefined;
+        return submit(from ? { type: "join", room, since: from } : { type: "join", room }, ack);
+      }
+      case "leave":
+        return submit({ type: "leave", room: values[0] }, ack);
+      case "message": {
+        const first = values[0] as { room?: unknown; data?: unknown } | null | undefined;
+        const addressed = typeof first === "object" && first !== null && !Array.isArray(first) &&
+          typeof first.room === "string" && "data" in first;
+        return addressed
+          ? submit({ type: "publish", room: first.room, data: first.data }, ack)
+          : submit({ type: "publish", room: LOBBY, data: first ?? null }, ack);
+      }
+      default: {
+        if (RESERVED.has(event)) {
+          const error = { code: "bad_request", message: `Event ${event} is roomcast's own: it can't be relayed` };
+          return ack ? ack({ error }) : void socket.emit("roomcast:error", error);
+        }
+        // Relayed to every room the socket is in, not stored; the ack says it went.
+        const data = values.length === 1 ? values[0] : values;
+        for (const room of connection.rooms.keys()) submit({ type: "signal", room, event, data }, undefined);
+        return ack?.();
+      }
+    }
+  });
+  socket.on("disconnect", () => hub.disconnect(connection));
+}
+
+/** CORS for polling, on `ROOMCAST_ORIGINS`' rules, with credentials (Socket.IO's `withCredentials`). */
+function corsHeaders(deps: AppDeps, request: Request): Headers {
+  const headers = new Headers({ vary: "Origin" });
+  const origin = request.headers.get("origin");
+  if (listedOrigin(deps.config.origins, origin)) {
+    headers.set("access-control-allow-origin", origin);
+    headers.set("access-control-allow-credentials", "true");
+    if (request.method === "OPTIONS") {
+      headers.set("access-control-allow-methods", "GET, POST");
+      const asked = request.headers.get("access-control-request-headers");
+      if (asked) headers.set("access-control-allow-headers", asked.slice(0, 512));
+      headers.set("access-control-max-age", "600");
+    }
+  }
+  return headers;
+}
+
+export interface SocketIoService {
+  engine: EngineServer;
+  close(): void;
+}
+
+export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService {
+  const { config } = deps;
+  const { pingIntervalMs, pingTimeoutMs, maxPayload, eio3 } = config.socketIo;
+  const limits = config.limits;
+  const engine = new EngineServer({
+    protocols: eio3 ? [3, 4] : [4],
+    pingInterval: pingIntervalMs,
+    pingTimeout: pingTimeoutMs,
+    upgradeTimeout: 10_000,
+    maxPayload,
+    bodyTimeoutMs: config.bodyTimeoutMs,
+    headers: (request) => corsHeaders(deps, request),
+    admit: (request, { remoteAddress: address, context }) => {
+      const c = context as AppContext | undefined;
+      const refuse = (status: number, code: number, message: string, retryAfterS?: number) => {
+        const headers = corsHeaders(deps, request);
+        headers.set("content-type", "application/json");
+        if (retryAfterS) headers.set("retry-after", String(retryAfterS));
+        return new Response(JSON.stringify({ code, message }), { status, headers });
+      };
+      if (deps.state.draining) return refuse(503, 4, "Server is shutting down", 5);
+      if (c && !originAllowed(c, config)) return refuse(403, 4, "Origin not allowed");
+      const admitted = Admitted.take(deps, address);
+      if (admitted instanceof Admitted) return admitted;
+      return refuse(admitted.code === "unavailable" ? 503 : 429, 4, admitted.message, admitted.retryAfterS);
+    },
+    gate: (session) =>
+      new SocketIoGate({
+        protocol: session.protocol,
+        limits,
+        maxPayload,
+        again: () => session.slot instanceof Admitted && session.slot.again(),
+      }),
+    routing: deps.sessions,
+  });
+  deps.metrics.gauge(
+    "roomcast_socketio_sessions",
+    "Engine.IO sessions open (Socket.IO clients)",
+    () => engine.clientsCount,
+  );
+  let io: BridgeServer;
+  if (config.socketIo.layer === "own") {
+    io = new OwnSocketIo(engine, { connectTimeoutMs: 45_000 }) as unknown as BridgeServer;
+  } else {
+    const server = new Server({ serveClient: false, connectTimeout: 45_000 });
+    server.bind(engine);
+    io = server as unknown as BridgeServer;
+  }
+  io.use(async (socket, next) => {
+    const conn = socket.conn as unknown as EngineSocket;
+    const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
+    const query = (socket.handshake.query ?? {}) as Record<string, unknown>;
+    const name = clientName(text(auth.name) ?? text(query.name) ?? "");
+    try {
+      const token = text(auth.token) ?? text(query.token);
+      socket.data.identity = await identifyToken(deps, token, name, conn.remoteAddress, "connect with auth: {token}");
+      next();
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) return next(error as Error);
+      const refused = new Error(error.message) as Error & { data?: unknown };
+      refused.data = { code: error.code, message: error.message };
+      next(refused);
+    }
+  });
+  io.on("connection", (socket) => {
+    try {
+      bridge(deps, socket, socket.data.identity as Identity);
+    } catch (error) {
+      console.error("roomcast: a Socket.IO connection failed to start:", error);
+      socket.disconnect(true);
+    }
+  });
+  mountEngine(app, "/socket.io/", engine, (c: AppContext) => addressOf(c, deps));
+  return { engine, close: () => engine.close() };
+}

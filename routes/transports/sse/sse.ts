@@ -1,0 +1,199 @@
+/**
+ * `GET /events?room=a&room=b`: Server-Sent Events. The stream is one hub connection that joins
+ * each room (with `since` from `Last-Event-ID` or `?since=`), so it gets the same ordered,
+ * gap-free feed as a WebSocket. Every `message` (and `joined`) event carries an id holding the
+ * stream's position in each room, which the browser sends back as `Last-Event-ID`:
+ * one room: `<epoch>:<offset>`; several: `<room>=<epoch>:<offset>,<room>=<epoch>:<offset>…`.
+ */
+import type { Hono } from "hono";
+import { roomAllowed } from "../../../lib/auth.ts";
+import { jsonEncoder, type Peer, QueueEstimate } from "../../../lib/peer.ts";
+import { connectionId } from "../../../lib/ids.ts";
+import {
+  CloseCode,
+  isRoomName,
+  type Position,
+  ProtocolError,
+  type ServerFrame,
+  type User,
+} from "../../../lib/protocol.ts";
+import type { AppDeps, AppEnv } from "../../deps.ts";
+import { isHead } from "../../serve/head.ts";
+import { jsonError } from "../../errors.ts";
+import { addressOf, identify, nameParam, refuseStream } from "../identity.ts";
+import { Admitted } from "../admitted.ts";
+
+const encoder = new TextEncoder();
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+};
+
+function parsePosition(text: string): Position | undefined {
+  const colon = text.lastIndexOf(":");
+  const epoch = text.slice(0, colon);
+  const offset = Number(text.slice(colon + 1));
+  if (colon <= 0 || !Number.isSafeInteger(offset) || offset < 0) return undefined;
+  return { epoch, offset };
+}
+
+/** Reads a stream id (see the module comment) into a position per requested room. */
+export function parseStreamId(text: string | undefined, rooms: string[]): Map<string, Position> {
+  const positions = new Map<string, Position>();
+  if (!text) return positions;
+  if (!text.includes("=")) {
+    const position = parsePosition(text.trim());
+    if (position && rooms.length === 1 && rooms[0]) positions.set(rooms[0], position);
+    return positions;
+  }
+  for (const part of text.split(",")) {
+    const eq = part.indexOf("=");
+    const room = part.slice(0, eq).trim();
+    const position = parsePosition(part.slice(eq + 1).trim());
+    if (eq > 0 && position && rooms.includes(room)) positions.set(room, position);
+  }
+  return positions;
+}
+
+/** The hub's view of one event stream. */
+class SsePeer implements Peer {
+  readonly encoder = jsonEncoder;
+  readonly liveness = "transport" as const;
+  readonly #controller: ReadableStreamDefaultController<Uint8Array>;
+  readonly #positions: Map<string, string>;
+  readonly #rooms: string[];
+  #closed = false;
+
+  constructor(
+    readonly id: string,
+    readonly user: User,
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    rooms: string[],
+    resume: Map<string, Position>,
+    readonly onEnd: (peer: SsePeer) => void,
+  ) {
+    this.#controller = controller;
+    this.#rooms = rooms;
+    this.#positions = new Map([...resume].map(([room, p]) => [room, `${p.epoch}:${p.offset}`]));
+  }
+
+  readonly #queue = new QueueEstimate();
+
+  get queuedBytes(): number {
+    return this.#queue.bytes(Math.max(0, -(this.#controller.desiredSize ?? 0)));
+  }
+
+  #write(text: string): void {
+    if (this.#closed) return;
+    const bytes = encoder.encode(text);
+    this.#controller.enqueue(bytes);
+    this.#queue.sent(bytes.length);
+  }
+
+  #streamId(): string {
+    if (this.#rooms.length === 1) return this.#positions.get(this.#rooms[0] ?? "") ?? "";
+    return this.#rooms.flatMap((room) => {
+      const position = this.#positions.get(room);
+      return position ? [`${room}=${position}`] : [];
+    }).join(",");
+  }
+
+  send(text: string, frame: ServerFrame): void {
+    if (frame.type === "ping") return this.comment("ping");
+    let id = "";
+    if (frame.type === "message" || (frame.type === "joined" && !frame.recovered)) {
+      // A recovered join keeps the resume position: the replayed messages advance it one by one.
+      this.#positions.set(frame.room, `${frame.epoch}:${frame.offset}`);
+      id = `id: ${this.#streamId()}\n`;
+    }
+    this.#write(`event: ${frame.type}\n${id}data: ${text}\n\n`);
+  }
+
+  comment(text: string): void {
+    this.#write(`: ${text}\n\n`);
+  }
+
+  /** The hub ends the stream: say why, then close it. */
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#write(`event: close\ndata: ${JSON.stringify({ code, reason })}\n\n`);
+    this.#controller.close();
+    this.gone();
+  }
+
+  /** The stream ended (closed here, or the client went away). */
+  gone(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.onEnd(this);
+  }
+}
+
+function roomsParam(rooms: string[], maxRooms: number): string[] {
+  const unique = [...new Set(rooms)];
+  if (unique.length === 0) throw new ProtocolError("bad_request", "Name at least one room: /events?room=lobby");
+  if (unique.length > maxRooms) {
+    throw new ProtocolError("bad_request", `Too many rooms: a stream may follow ${maxRooms}`);
+  }
+  const bad = unique.find((room) => !isRoomName(room));
+  if (bad !== undefined) throw new ProtocolError("bad_request", "Room names must match [A-Za-z0-9_.:@-]{1,128}");
+  return unique;
+}
+
+export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
+  const { hub, config } = deps;
+  const streams = new Set<SsePeer>();
+  let keepAlive: ReturnType<typeof setInterval> | undefined;
+  const track = (peer: SsePeer, open: boolean) => {
+    if (open) streams.add(peer);
+    else streams.delete(peer);
+    if (open) {
+      keepAlive ??= setInterval(() => streams.forEach((s) => s.comment("keep-alive")), config.sseKeepAliveMs);
+    } else if (streams.size === 0 && keepAlive !== undefined) {
+      clearInterval(keepAlive);
+      keepAlive = undefined;
+    }
+  };
+
+  app.get("/events", async (c) => {
+    const refused = refuseStream(c, deps);
+    if (refused) return refused;
+    const rooms = roomsParam(c.req.queries("room") ?? [], config.limits.maxRooms);
+    const address = addressOf(c, deps);
+    const identity = await identify(c, deps, nameParam(c), address);
+    const denied = rooms.find((room) => !roomAllowed(identity.rooms, room));
+    if (denied) return jsonError(c, "forbidden", `Not allowed to join room ${denied}`);
+    const resume = parseStreamId(c.req.header("last-event-id") ?? c.req.query("since"), rooms);
+    if (isHead(c)) return new Response(new ReadableStream({ start: (s) => s.close() }), { headers: SSE_HEADERS });
+    const admitted = Admitted.take(deps, address);
+    if (!(admitted instanceof Admitted)) {
+      c.header("retry-after", String(admitted.retryAfterS));
+      return jsonError(c, admitted.code, admitted.message);
+    }
+
+    let peer: SsePeer | undefined;
+    const ended = (p: SsePeer) => {
+      track(p, false);
+      admitted.release();
+    };
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, ended);
+        controller.enqueue(encoder.encode("retry: 1000\n\n"));
+        const connection = admitted.connect(peer, identity);
+        if (connection instanceof ProtocolError) return peer.close(CloseCode.policy, connection.message);
+        track(peer, true);
+        for (const room of rooms) {
+          const since = resume.get(room);
+          hub.frames.submit(connection, since ? { type: "join", room, since } : { type: "join", room });
+        }
+      },
+      cancel() {
+        peer?.gone();
+        admitted.release();
+      },
+    }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
+    return new Response(body, { headers: SSE_HEADERS });
+  });
+}

@@ -1,0 +1,158 @@
+/**
+ * Accepting a WebSocket for the WebSocket transports (ws/, batch/, raw/): the opening steps every
+ * transport takes (transport.ts: refused, admitted, identified) before the native
+ * `Deno.upgradeWebSocket`, and the wiring of socket events to the hub. The transports differ only
+ * in their peer and what a text frame means (`SocketKind`).
+ */
+import type { Connection } from "../../lib/connection.ts";
+import type { Peer } from "../../lib/peer.ts";
+import { CloseCode, ProtocolError, type User } from "../../lib/protocol.ts";
+import { connectionId } from "../../lib/ids.ts";
+import type { Identity } from "../../lib/auth.ts";
+import type { AppContext, AppDeps } from "../deps.ts";
+import { jsonError } from "../errors.ts";
+import { addressOf, identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
+import { Admitted } from "./admitted.ts";
+
+/** What a WebSocket transport (ws, batch, raw) makes of a socket: its peer, and what a text frame
+ * means. */
+export interface SocketKind {
+  /** The hub's peer for an open socket. */
+  peer(socket: WebSocket, id: string, user: User): Peer;
+  /** Called once the socket is open and the hub knows the connection. */
+  opened(connection: Connection): void;
+  /** One text frame within the hard size cap. */
+  text(connection: Connection, text: string): void;
+}
+
+/** Frames above this many times the frame limit close the socket with 1009 instead of an error frame. */
+const HARD_CAP_FACTOR = 16;
+
+export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKind): Promise<Response> {
+  if (!isWebSocketUpgrade(c)) return jsonError(c, "bad_request", "Expected a WebSocket upgrade");
+  const refused = refuseStream(c, deps);
+  if (refused) return refused;
+  const name = nameParam(c);
+  const address = addressOf(c, deps);
+  const admitted = Admitted.take(deps, address);
+  // Refused by the admission (1013) or by the identity check (1008): the upgrade completes, then
+  // the client is told why.
+  let refusal: [ProtocolError, number] | undefined;
+  let identity: Identity | undefined;
+  let socket: WebSocket;
+  let response: Response;
+  try {
+    if (!(admitted instanceof Admitted)) {
+      refusal = [new ProtocolError(admitted.code, admitted.message), CloseCode.tryAgainLater];
+    } else {
+      try {
+        identity = await identify(c, deps, name, address);
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        refusal = [error, CloseCode.policy];
+      }
+    }
+    const idleTimeout = Math.max(1, Math.ceil(deps.config.heartbeatMs / 1000));
+    ({ socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout }));
+  } catch (error) {
+    if (admitted instanceof Admitted) admitted.release();
+    // Deno refuses a malformed handshake (no Sec-WebSocket-Key, a wrong version…): the client's
+    // mistake, answered as such, not logged as ours.
+    if (error instanceof TypeError) {
+      return jsonError(c, "bad_request", `Not a valid WebSocket upgrade: ${error.message}`);
+    }
+    throw error;
+  }
+  if (admitted instanceof Admitted && identity) {
+    // The session gives the slot back itself: an open connection holds no closure for it.
+    wire(socket, deps, identity, kind, admitted);
+  } else if (refusal) {
+    if (admitted instanceof Admitted) socket.addEventListener("close", () => admitted.release(), { once: true });
+    refuse(socket, ...refusal);
+  }
+  return response;
+}
+
+/** Tells the client why (an `error` frame) and closes: 1008 for a policy (auth), 1013 for a
+ * server that can't take it now. Browsers can't read a refused upgrade's status, so the upgrade
+ * completes first. */
+function refuse(socket: WebSocket, error: ProtocolError, code: number): void {
+  socket.onopen = () => {
+    socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
+    socket.close(code, error.message.slice(0, 120));
+  };
+}
+
+/** Connects a socket's events to the hub: one object per socket handles them all (no closures),
+ * which keeps an idle connection small. */
+class SocketSession {
+  #connection: Connection | undefined;
+  constructor(
+    readonly socket: WebSocket,
+    readonly deps: AppDeps,
+    readonly identity: Identity,
+    readonly kind: SocketKind,
+    /** The admission slot this socket holds, given back when it closes. */
+    readonly admitted: Admitted,
+  ) {}
+
+  handleEvent(event: Event): void {
+    try {
+      switch (event.type) {
+        case "open":
+          return this.#open();
+        case "message":
+          return this.#message(event as MessageEvent);
+        case "close":
+          // Its hub connection, if any, is forgotten with it.
+          return this.admitted.release();
+          // "error": a close event always follows.
+      }
+    } catch (error) {
+      // A bug, not the client's doing: it ends this connection only, never the process (an
+      // exception thrown from an event listener would).
+      console.error(`roomcast: ${event.type} of connection ${this.#connection?.id ?? "(opening)"} failed:`, error);
+      this.deps.metrics.errors.incLabel("internal");
+      if (this.#connection) this.#connection.close(CloseCode.internal, "Internal error", "internal");
+      else this.socket.close(CloseCode.internal, "Internal error");
+    }
+  }
+
+  #open(): void {
+    const { socket, identity, kind } = this;
+    const peer = kind.peer(socket, connectionId(), identity.user);
+    const connection = this.admitted.connect(peer, identity);
+    if (connection instanceof ProtocolError) return refuseOpen(socket, connection);
+    this.#connection = connection;
+    kind.opened(connection);
+  }
+
+  #message(event: MessageEvent): void {
+    const connection = this.#connection;
+    if (!connection || connection.closed) return;
+    if (typeof event.data !== "string") {
+      // Deno has read the whole message by now (it offers no early refusal, denoland/deno#15809):
+      // closing makes a client that sends binary pay a new connection for each one, and an address
+      // that keeps doing it is shut out for a while.
+      connection.error("bad_request", "Binary frames are not supported: send text");
+      connection.close(CloseCode.unsupported, "Binary frames are not supported", "binary");
+      this.admitted.offend();
+    } else if (event.data.length > this.deps.config.limits.maxFrameBytes * HARD_CAP_FACTOR) {
+      connection.close(CloseCode.tooLarge, "Frame too large", "too_large");
+      this.admitted.offend();
+    } else {
+      this.kind.text(connection, event.data);
+    }
+  }
+}
+
+/** Tells an open socket why it can't connect, and closes it (1008). */
+function refuseOpen(socket: WebSocket, error: ProtocolError): void {
+  socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
+  socket.close(CloseCode.policy, error.message.slice(0, 120));
+}
+
+function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind, admitted: Admitted): void {
+  const session = new SocketSession(socket, deps, identity, kind, admitted);
+  for (const type of ["open", "message", "close"]) socket.addEventListener(type, session);
+}
