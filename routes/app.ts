@@ -7,12 +7,10 @@ import { jsonError, onError } from "./errors.ts";
 import { mountApi } from "./api.ts";
 import { mountHealth } from "./health.ts";
 import { isWebSocketUpgrade } from "./transports/identity.ts";
-import { acceptRaw, mountRaw } from "./transports/raw/raw.ts";
-import { mountSocketIo } from "./transports/socketio/socketio.ts";
-import { mountSse } from "./transports/sse/sse.ts";
+import { acceptRaw } from "./transports/raw/raw.ts";
+import { TRANSPORTS } from "./transports/transports.ts";
 import { staticFile } from "./static.ts";
 import { listedOrigin } from "./trust.ts";
-import { mountWs } from "./transports/ws/ws.ts";
 
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -20,12 +18,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use("/api/*", cors(deps.config));
   app.use("/events", cors(deps.config));
   mountHealth(app, deps);
-  mountWs(app, deps);
-  mountRaw(app, deps);
-  mountSse(app, deps);
+  for (const transport of TRANSPORTS) {
+    const service = transport.mount(app, deps);
+    if (service) (deps.state.stops ??= []).push(() => service.close());
+  }
   mountApi(app, deps);
-  const socketIo = mountSocketIo(app, deps);
-  (deps.state.stops ??= []).push(() => socketIo.close());
   app.get("/", async (c) => {
     if (isWebSocketUpgrade(c)) return acceptRaw(c, deps, "lobby");
     return await staticFile(c, "index.html") ?? jsonError(c, "not_found", "No chat page");

@@ -6,7 +6,7 @@
  * one room: `<epoch>:<offset>`; several: `<room>=<epoch>:<offset>,<room>=<epoch>:<offset>…`.
  */
 import type { Hono } from "hono";
-import { roomAllowed } from "../../../lib/auth.ts";
+import { type Identity, roomAllowed } from "../../../lib/auth.ts";
 import { jsonEncoder, type Peer, QueueEstimate } from "../../../lib/peer.ts";
 import { connectionId } from "../../../lib/ids.ts";
 import {
@@ -161,16 +161,27 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
     if (refused) return refused;
     const rooms = roomsParam(c.req.queries("room") ?? [], config.limits.maxRooms);
     const address = addressOf(c, deps);
-    const identity = await identify(c, deps, nameParam(c), address);
-    const denied = rooms.find((room) => !roomAllowed(identity.rooms, room));
-    if (denied) return jsonError(c, "forbidden", `Not allowed to join room ${denied}`);
-    const resume = parseStreamId(c.req.header("last-event-id") ?? c.req.query("since"), rooms);
-    if (isHead(c)) return new Response(new ReadableStream({ start: (s) => s.close() }), { headers: SSE_HEADERS });
-    const admitted = Admitted.take(deps, address);
-    if (!(admitted instanceof Admitted)) {
+    // Admitted before anything else is done for the client (a JWT checked, say); a HEAD opens
+    // nothing and takes no slot.
+    const admitted = isHead(c) ? undefined : Admitted.take(deps, address);
+    if (admitted !== undefined && !(admitted instanceof Admitted)) {
       c.header("retry-after", String(admitted.retryAfterS));
       return jsonError(c, admitted.code, admitted.message);
     }
+    let identity: Identity;
+    try {
+      identity = await identify(c, deps, nameParam(c), address);
+    } catch (error) {
+      admitted?.release();
+      throw error;
+    }
+    const denied = rooms.find((room) => !roomAllowed(identity.rooms, room));
+    if (denied) {
+      admitted?.release();
+      return jsonError(c, "forbidden", `Not allowed to join room ${denied}`);
+    }
+    const resume = parseStreamId(c.req.header("last-event-id") ?? c.req.query("since"), rooms);
+    if (!admitted) return new Response(new ReadableStream({ start: (s) => s.close() }), { headers: SSE_HEADERS });
 
     let peer: SsePeer | undefined;
     const ended = (p: SsePeer) => {

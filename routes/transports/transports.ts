@@ -1,0 +1,14 @@
+/** Every transport the server mounts, in one list (routes/app.ts mounts them in this order). */
+import type { Transport } from "./transport.ts";
+import { mountWs } from "./ws/ws.ts";
+import { mountRaw } from "./raw/raw.ts";
+import { mountSse } from "./sse/sse.ts";
+import { mountSocketIo } from "./socketio/socketio.ts";
+
+export const TRANSPORTS: readonly Transport[] = [
+  // `/ws`, and `/ws?batch=1`, which hands the socket to batch/.
+  { name: "ws", mount: mountWs },
+  { name: "raw", mount: mountRaw },
+  { name: "sse", mount: mountSse },
+  { name: "socketio", mount: mountSocketIo },
+];

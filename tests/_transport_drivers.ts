@@ -1,0 +1,328 @@
+/**
+ * One driver per transport for the transport contract (tests/transport_contract.ts): each opens a
+ * client of its protocol and turns what it receives into the same events, so that one suite can
+ * hold every transport to the same rules. A new protocol adds a driver here.
+ */
+import { io, type Socket } from "socket.io-client";
+import type { Position } from "../lib/protocol.ts";
+import type { TestServer } from "./_server.ts";
+
+/** What a client saw, whatever its protocol. */
+export type Seen =
+  | { kind: "joined"; room: string; epoch: string; offset: number; recovered: boolean }
+  | { kind: "message"; room: string; data: unknown; offset: number | undefined }
+  | { kind: "ack"; offset: number }
+  | { kind: "error"; code: string }
+  | { kind: "closed"; code: number | undefined };
+
+export interface ConnectOptions {
+  token?: string;
+  name?: string;
+  /** The room to be in from the start, where the protocol names it on connect (raw, SSE). */
+  room?: string;
+  since?: Position;
+}
+
+export interface DriverClient {
+  readonly seen: Seen[];
+  /** The first unread event matching `pred` (taken from `seen`), waiting up to `ms`. */
+  next(pred: (seen: Seen) => boolean, ms?: number): Promise<Seen>;
+  /** Connected (true), or refused (false: an error and/or a close came first). */
+  readonly opened: Promise<boolean>;
+  join(room: string, since?: Position): void;
+  leave(room: string): void;
+  publish(room: string, data: unknown): void;
+  /** Sends `n` frames as fast as it can (a flood of whatever the protocol takes most of). */
+  flood(n: number): void;
+  close(): void;
+}
+
+export interface TransportDriver {
+  name: string;
+  can: {
+    /** A client publishes (raw: each text frame; SSE: never). */
+    publish: boolean;
+    /** Its publishes are acknowledged with their offset. */
+    acks: boolean;
+    /** It can leave a room and stay connected. */
+    leave: boolean;
+    /** It joins rooms after connecting (raw and SSE name theirs when they connect). */
+    joins: boolean;
+  };
+  connect(server: TestServer, options?: ConnectOptions): DriverClient;
+}
+
+class Inbox {
+  readonly seen: Seen[] = [];
+  readonly #waiters = new Set<() => void>();
+
+  push(seen: Seen): void {
+    this.seen.push(seen);
+    for (const wake of this.#waiters) wake();
+  }
+
+  async next(pred: (seen: Seen) => boolean, ms = 4000): Promise<Seen> {
+    const deadline = Date.now() + ms;
+    while (true) {
+      const index = this.seen.findIndex(pred);
+      if (index >= 0) return this.seen.splice(index, 1)[0] as Seen;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`nothing matching within ${ms} ms; seen ${JSON.stringify(this.seen).slice(0, 400)}`);
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#waiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.#waiters.add(wake);
+      });
+    }
+  }
+}
+
+function query(options: ConnectOptions): string {
+  const params = new URLSearchParams();
+  if (options.token) params.set("token", options.token);
+  if (options.name) params.set("name", options.name);
+  return params.toString();
+}
+
+/** A JSON frame as the driver's events. */
+function fromJson(inbox: Inbox, frame: Record<string, unknown>): void {
+  switch (frame.type) {
+    case "joined":
+      return inbox.push({
+        kind: "joined",
+        room: frame.room as string,
+        epoch: frame.epoch as string,
+        offset: frame.offset as number,
+        recovered: frame.recovered as boolean,
+      });
+    case "message":
+      return inbox.push({
+        kind: "message",
+        room: frame.room as string,
+        data: frame.data,
+        offset: frame.offset as number,
+      });
+    case "ack":
+      if (typeof frame.offset === "number") inbox.push({ kind: "ack", offset: frame.offset });
+      return;
+    case "error":
+      return inbox.push({ kind: "error", code: frame.code as string });
+  }
+}
+
+/** `/ws`, one JSON frame per message; `batch`: `/ws?batch=1`, several per message, one per line. */
+function jsonSocket(batch: boolean): TransportDriver {
+  return {
+    name: batch ? "batch" : "ws",
+    can: { publish: true, acks: true, leave: true, joins: true },
+    connect(server, options = {}) {
+      const inbox = new Inbox();
+      const q = [batch ? "batch=1" : "", query(options)].filter((p) => p).join("&");
+      const socket = new WebSocket(server.ws(`/ws${q ? `?${q}` : ""}`));
+      const opened = Promise.withResolvers<boolean>();
+      socket.onmessage = (event) => {
+        for (const line of String(event.data).split("\n")) {
+          if (!line.trim()) continue;
+          const frame = JSON.parse(line);
+          if (frame.type === "welcome") opened.resolve(true);
+          if (frame.type === "error") opened.resolve(false);
+          fromJson(inbox, frame);
+        }
+      };
+      socket.onclose = (event) => {
+        opened.resolve(false);
+        inbox.push({ kind: "closed", code: event.code });
+      };
+      const send = (frames: Record<string, unknown>[]) => {
+        if (socket.readyState !== WebSocket.OPEN) return;
+        if (batch) socket.send(frames.map((f) => JSON.stringify(f)).join("\n"));
+        else for (const f of frames) socket.send(JSON.stringify(f));
+      };
+      return {
+        seen: inbox.seen,
+        next: (pred, ms) => inbox.next(pred, ms),
+        opened: opened.promise,
+        join: (room, since) => send([since ? { type: "join", room, since } : { type: "join", room }]),
+        leave: (room) => send([{ type: "leave", room }]),
+        publish: (room, data) => send([{ type: "publish", room, data }]),
+        flood(n) {
+          // Joins (rate limited: the flood guard closes the connection after enough refusals).
+          const joins = Array.from({ length: n }, (_, i) => ({ type: "join", room: `flood-${i}` }));
+          if (!batch) return send(joins);
+          for (let i = 0; i < n; i += 100) send(joins.slice(i, i + 100));
+        },
+        close: () => socket.close(),
+      };
+    },
+  };
+}
+
+/** `/raw/:room`: the room is the path; every text frame is a message's data, received as text. */
+const raw: TransportDriver = {
+  name: "raw",
+  can: { publish: true, acks: false, leave: false, joins: false },
+  connect(server, options = {}) {
+    const inbox = new Inbox();
+    const room = options.room ?? "lobby";
+    const q = query(options);
+    const socket = new WebSocket(server.ws(`/raw/${room}${q ? `?${q}` : ""}`));
+    const opened = Promise.withResolvers<boolean>();
+    // A raw client gets no welcome nor joined: open is connected and in its room, unless an
+    // error frame and a close follow at once.
+    socket.onopen = () =>
+      setTimeout(() => {
+        if (socket.readyState !== WebSocket.OPEN) return;
+        opened.resolve(true);
+        inbox.push({ kind: "joined", room, epoch: "", offset: 0, recovered: false });
+      }, 50);
+    socket.onmessage = (event) => {
+      const text = String(event.data);
+      if (text.startsWith('{"type":"error"')) {
+        opened.resolve(false);
+        return inbox.push({ kind: "error", code: JSON.parse(text).code });
+      }
+      inbox.push({ kind: "message", room, data: text, offset: undefined });
+    };
+    socket.onclose = (event) => {
+      opened.resolve(false);
+      inbox.push({ kind: "closed", code: event.code });
+    };
+    return {
+      seen: inbox.seen,
+      next: (pred, ms) => inbox.next(pred, ms),
+      opened: opened.promise,
+      join: () => {},
+      leave: () => {},
+      publish: (_room, data) => socket.readyState === WebSocket.OPEN && socket.send(String(data)),
+      flood(n) {
+        for (let i = 0; i < n && socket.readyState === WebSocket.OPEN; i++) socket.send(`flood ${i}`);
+      },
+      close: () => socket.close(),
+    };
+  },
+};
+
+/** `/events?room=…`: one stream, read with fetch; it only reads. */
+const sse: TransportDriver = {
+  name: "sse",
+  can: { publish: false, acks: false, leave: false, joins: false },
+  connect(server, options = {}) {
+    const inbox = new Inbox();
+    const room = options.room ?? "lobby";
+    const params = new URLSearchParams(query(options));
+    params.set("room", room);
+    if (options.since) params.set("since", `${options.since.epoch}:${options.since.offset}`);
+    const controller = new AbortController();
+    const opened = Promise.withResolvers<boolean>();
+    (async () => {
+      try {
+        const response = await server.fetch(`/events?${params}`, { signal: controller.signal });
+        if (response.status !== 200) {
+          const body = await response.json().catch(() => ({}));
+          inbox.push({ kind: "error", code: body.error?.code ?? String(response.status) });
+          opened.resolve(false);
+          return inbox.push({ kind: "closed", code: response.status });
+        }
+        opened.resolve(true);
+        let buffer = "";
+        for await (const chunk of response.body!.pipeThrough(new TextDecoderStream())) {
+          buffer += chunk;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const event = /^event: (.*)$/m.exec(block)?.[1];
+            const data = /^data: (.*)$/m.exec(block)?.[1];
+            if (event === "close") {
+              inbox.push({ kind: "closed", code: JSON.parse(data ?? "{}").code });
+            } else if (event && data) fromJson(inbox, JSON.parse(data));
+          }
+        }
+        inbox.push({ kind: "closed", code: undefined });
+      } catch {
+        opened.resolve(false);
+        inbox.push({ kind: "closed", code: undefined });
+      }
+    })();
+    return {
+      seen: inbox.seen,
+      next: (pred, ms) => inbox.next(pred, ms),
+      opened: opened.promise,
+      join: () => {},
+      leave: () => {},
+      publish: () => {},
+      flood: () => {},
+      close: () => controller.abort(),
+    };
+  },
+};
+
+/** `/socket.io/`: socket.io-client 4 over a WebSocket; roomcast's events mapped back. */
+const socketio: TransportDriver = {
+  name: "socketio",
+  can: { publish: true, acks: true, leave: true, joins: true },
+  connect(server, options = {}) {
+    const inbox = new Inbox();
+    const auth: Record<string, unknown> = {};
+    if (options.token) auth.token = options.token;
+    if (options.name) auth.name = options.name;
+    const socket: Socket = io(server.url, { transports: ["websocket"], reconnection: false, forceNew: true, auth });
+    const opened = Promise.withResolvers<boolean>();
+    socket.on("connect", () => opened.resolve(true));
+    socket.on("connect_error", (error: Error & { data?: { code?: string } }) => {
+      inbox.push({ kind: "error", code: error.data?.code ?? error.message });
+      opened.resolve(false);
+      inbox.push({ kind: "closed", code: undefined });
+    });
+    socket.on("roomcast:error", (error: { code: string; message: string }) => {
+      if (error.code === "closed") return;
+      inbox.push({ kind: "error", code: error.code });
+      opened.resolve(false);
+    });
+    socket.on(
+      "disconnect",
+      (reason: string) => inbox.push({ kind: "closed", code: reason === "io server disconnect" ? 1001 : undefined }),
+    );
+    socket.on("message", (first: unknown, meta?: { room: string; offset: number }) => {
+      if (meta) return inbox.push({ kind: "message", room: meta.room, data: first, offset: meta.offset });
+      const m = first as { room: string; data: unknown; offset: number };
+      inbox.push({ kind: "message", room: m.room, data: m.data, offset: m.offset });
+    });
+    const answer = (
+      reply: { error?: { code: string }; offset?: number; epoch?: string; room?: string; recovered?: boolean },
+    ) => {
+      if (reply?.error) return inbox.push({ kind: "error", code: reply.error.code });
+      if (reply?.recovered !== undefined) {
+        return inbox.push({
+          kind: "joined",
+          room: reply.room as string,
+          epoch: reply.epoch as string,
+          offset: reply.offset as number,
+          recovered: reply.recovered,
+        });
+      }
+      if (typeof reply?.offset === "number") inbox.push({ kind: "ack", offset: reply.offset });
+    };
+    socket.on("joined", answer);
+    return {
+      seen: inbox.seen,
+      next: (pred, ms) => inbox.next(pred, ms),
+      opened: opened.promise,
+      join: (room, since) => void socket.emit("join", since ? { room, since } : room, answer),
+      leave: (room) => void socket.emit("leave", room, () => {}),
+      publish: (room, data) => void socket.emit("message", { room, data }, answer),
+      flood(n) {
+        for (let i = 0; i < n; i++) socket.emit("join", `flood-${i}`, () => {});
+      },
+      close: () => void socket.close(),
+    };
+  },
+};
+
+export const DRIVERS: TransportDriver[] = [jsonSocket(false), jsonSocket(true), raw, sse, socketio];
