@@ -391,7 +391,8 @@ async function main(): Promise<void> {
   try {
     previous = await Deno.readTextFile(path);
   } catch { /* first run */ }
-  const intro = '# Benchmark results\n\nNewest first. Re-run with `deno task bench`; see README "Performance".\n\n';
+  const intro = "# Benchmark results\n\nNewest first. Re-run with `deno task bench` (options: `--quick`, " +
+    "`--only=maxfanout,chat`, `--targets=bare,roomcast`,\n`--rounds=3`, `--no-write`; bench/run.ts says the rest).\n\n";
   const older = previous.indexOf("\n## ");
   const body = older >= 0 ? previous.slice(older) : "";
   await Deno.writeTextFile(path, `${intro}${header}${out}\n${body}`);

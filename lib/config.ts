@@ -1,6 +1,6 @@
 /**
  * Reads the environment once into a validated `Config`. Every field has a documented default
- * (README "Configuration"); a bad value stops start-up with a message naming the variable.
+ * (docs/CONFIG.md, checked against this file by tests/config_doc_test.ts); a bad value stops start-up with a message naming the variable.
  */
 
 import type { JsonLimits } from "./codec.ts";

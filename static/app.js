@@ -768,12 +768,14 @@ function backToLogin(error = "") {
 
 // ── DOM events ─────────────────────────────────────────────────────────────
 
-/** The room name typed into `input`, without a leading `#`. */
+/** The room name typed into `input`, without a leading `#`.
+ * @param {HTMLInputElement} input */
 function typedRoom(input) {
   return input.value.trim().replace(/^#/, "");
 }
 
-/** Shows `message` under a form and marks `input` as the field to fix. */
+/** Shows `message` under a form and marks `input` as the field to fix.
+ * @param {HTMLElement} errorEl @param {HTMLInputElement} input @param {string} message */
 function rejectField(errorEl, input, message) {
   showError(errorEl, message);
   input.setAttribute("aria-invalid", "true");

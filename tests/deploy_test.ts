@@ -166,3 +166,25 @@ Deno.test("instances watch the KV: messages, member events and directs cross at 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Deploy mode refuses to start on a KV only this instance sees (no database assigned to the app)", async () => {
+  // No ROOMCAST_KV_PATH: the platform's KV, which here is a SQLite file of this process's own, as
+  // Deno Deploy silently hands an app with no database assigned.
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", main],
+    env: { DENO_DEPLOYMENT_ID: "local-check", PORT: "0", HOSTNAME: "127.0.0.1" },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 1);
+  assert.match(new TextDecoder().decode(stderr), /only this instance sees .*assign one in the Deno Deploy console/);
+});
+
+Deno.test("versionstamps tell a shared KV (Deno Deploy's commit versions) from an instance's own SQLite KV", async () => {
+  const { sharedVersionstamp } = await import("../lib/engine/kv/open.ts");
+  assert.equal(sharedVersionstamp("00000000000000020000"), false, "a fresh SQLite KV");
+  assert.equal(sharedVersionstamp("000000000098967f0000"), false, "ten million commits of its own");
+  assert.equal(sharedVersionstamp("0005f1a2b3c4d5e60000"), true, "a distributed KV's commit version");
+  assert.equal(sharedVersionstamp("not-a-versionstamp"), false);
+});

@@ -10,6 +10,7 @@
  */
 import type { KvStoreOptions } from "./history.ts";
 import type { KvStore } from "./kv_store.ts";
+import { NS } from "./format.ts";
 import { LocalKvStore } from "./local_kv_store.ts";
 import { SharedKvStore } from "./shared_kv_store.ts";
 
@@ -45,6 +46,7 @@ export async function openKvStore(path: string | undefined, options: KvStoreOpti
       throw file ? damaged(path, error) : error;
     });
     if (file) await readWhole(kv, path);
+    if (path === undefined) await sharedOrRefused(kv);
     return await kvStoreOver(kv, options, lock);
   } catch (error) {
     lock?.close();
@@ -86,4 +88,28 @@ export async function kvStoreOver(kv: Deno.Kv, options: KvStoreOptions, lock?: D
     : new SharedKvStore(kv, options, lock);
   await store.start();
   return store;
+}
+
+/** Commit versions of a KV shared by instances (Deno Deploy's: its distributed store's versions,
+ * which advance about a million a second, e.g. 0x619c4832d3e) are far past this; a SQLite KV's
+ * count its own commits from 1. */
+const SHARED_VERSIONS = 10n ** 10n;
+
+/** Whether a versionstamp comes from a KV that other instances share: Deno Deploy's, not a SQLite
+ * KV of this instance's own (what `Deno.openKv()` gives where no database is assigned to the app). */
+export function sharedVersionstamp(versionstamp: string): boolean {
+  return /^[0-9a-f]{20}$/.test(versionstamp) && BigInt(`0x${versionstamp.slice(0, 16)}`) >= SHARED_VERSIONS;
+}
+
+/** The platform's KV must be one every instance shares: with none assigned to the app, Deno Deploy
+ * hands each instance a database of its own, silently, and instances would never see each
+ * other's messages. */
+async function sharedOrRefused(kv: Deno.Kv): Promise<void> {
+  const { versionstamp } = await kv.set([NS, "instance-probe"], Date.now(), { expireIn: 60_000 });
+  if (sharedVersionstamp(versionstamp)) return;
+  kv.close();
+  throw new Error(
+    "Deno.openKv() gave a database that only this instance sees (no KV database is assigned to the app): assign " +
+      "one in the Deno Deploy console (Databases), or set ROOMCAST_REDIS_URL",
+  );
 }

@@ -1,6 +1,6 @@
 /**
  * The other way to speak Socket.IO on routes/eio, kept to measure against the official `socket.io`
- * Server (README, "Socket.IO": which one serves and why): a layer of our own on the official
+ * Server (bench/RESULTS.md: which one serves and why): a layer of our own on the official
  * `socket.io-parser`, for the default namespace only, with the small part of the Server/Socket API
  * that routes/socketio.ts uses (`use`, `on("connection")`, and on a socket `handshake`, `data`,
  * `conn`, `connected`, `emit`, `onAny`, `on("disconnect")`, `disconnect`). `ROOMCAST_SIO_LAYER=own`
