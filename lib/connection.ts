@@ -175,7 +175,7 @@ export class Connection {
     // consumer, a backlog older than that is.
     const now = this.#options.clock.now();
     // Nothing reaches a connection once its token has expired, not even until the next heartbeat.
-    if (this.expiredAt(now)) return;
+    if (this.closeIfExpired(now)) return;
     if (now - this.#checkedAt >= QUEUE_CHECK_MS) {
       // An upper bound under the cap spares measuring.
       const cap = this.#options.limits.sendQueueBytes + this.#sentSinceCheck;
@@ -346,8 +346,8 @@ export class Connection {
     return this.expiresAt !== undefined && now >= this.expiresAt;
   }
 
-  /** Whether the token has expired by `now` (then the connection is closed, see `expire`). */
-  expiredAt(now: number): boolean {
+  /** Closes the connection if its token has expired by `now` (see `expire`); whether it had. */
+  closeIfExpired(now: number): boolean {
     if (!this.expiresBy(now)) return false;
     this.expire();
     return true;

@@ -47,7 +47,7 @@ export class Frames {
    * `ref` where the caller knows the frame's ref without parsing it: Socket.IO's acks). */
   inbound(connection: Connection, text: string, ref?: Ref): boolean {
     const now = this.#options.clock.now();
-    if (connection.expiredAt(now)) return false;
+    if (connection.closeIfExpired(now)) return false;
     connection.lastSeen = now;
     this.#options.metrics.framesIn.inc();
     const max = this.#options.limits.maxFrameBytes;

@@ -41,7 +41,7 @@ export function checkLiveness(connections: Connections, now: number, heartbeatMs
   }
   // Closed after the walk (closing changes the set being walked): expired ones with 1008.
   for (const connection of closing) {
-    if (connection.expiredAt(now)) continue;
+    if (connection.closeIfExpired(now)) continue;
     connection.close(CloseCode.heartbeat, "Heartbeat timeout", "heartbeat");
   }
 }

@@ -155,6 +155,8 @@ export class RoomcastClient extends EventTarget {
   #rooms = new Map();
   /** Batched mode: the server may send several frames in one WebSocket message, one per line. */
   #batch = false;
+  /** @type {Map<string, RoomSubscription>} */
+  #subscriptions = new Map();
 
   /** @param {RoomcastOptions} [options] */
   constructor(options = {}) {
@@ -549,6 +551,22 @@ export class RoomcastClient extends EventTarget {
     return this.#request({ type: "presence", room });
   }
 
+  /**
+   * One room as an object: joins it (with the last position seen, so a rejoin recovers), and hands
+   * back a `RoomSubscription` with the room's own events, position and requests. The same object
+   * for the same room until it is left.
+   * @param {string} room
+   * @returns {RoomSubscription}
+   */
+  subscribe(room) {
+    let subscription = this.#subscriptions.get(room);
+    if (!subscription) {
+      subscription = new RoomSubscription(this, room, () => this.#subscriptions.delete(room));
+      this.#subscriptions.set(room, subscription);
+    }
+    return subscription;
+  }
+
   // ── receiving ───────────────────────────────────────────────────────────────
 
   /** @param {string} text */
@@ -686,6 +704,88 @@ export class RoomcastClient extends EventTarget {
    */
   #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** Events about one room, as a `RoomSubscription` re-dispatches them. */
+const ROOM_EVENTS = ["message", "member", "signal", "joined", "reset", "ack"];
+
+/**
+ * One room of a `RoomcastClient` (`client.subscribe(room)`): `message`, `member`, `signal`,
+ * `joined`, `reset` and `ack` events of that room only (the same `detail` as the client's), its
+ * position, and publish, history, presence, signal and unsubscribe for it. The client's flat calls
+ * (`client.join(room)`, `client.publish(room, data)`) stay: these are the same, bound to a room.
+ */
+export class RoomSubscription extends EventTarget {
+  #client;
+  #room;
+  #forget;
+  /** @type {((event: Event) => void) | null} */
+  #relay;
+  /** @type {Promise<JoinedFrame>} */
+  #joined;
+
+  /**
+   * @param {RoomcastClient} client
+   * @param {string} room
+   * @param {() => void} forget
+   */
+  constructor(client, room, forget) {
+    super();
+    this.#client = client;
+    this.#room = room;
+    this.#forget = forget;
+    this.#relay = (event) => {
+      const detail = /** @type {CustomEvent} */ (event).detail;
+      if (detail?.room === room) this.dispatchEvent(new CustomEvent(event.type, { detail }));
+    };
+    for (const type of ROOM_EVENTS) client.addEventListener(type, this.#relay);
+    this.#joined = client.join(room);
+    this.#joined.catch(() => {});
+  }
+
+  get room() {
+    return this.#room;
+  }
+
+  /** Resolves with the room's `joined` frame (the first one; a rejoin after a reconnect recovers
+   * by itself). */
+  get joined() {
+    return this.#joined;
+  }
+
+  /** The last position seen in the room, or null. */
+  get position() {
+    return this.#client.position(this.#room);
+  }
+
+  /** @param {unknown} data @returns {Promise<AckFrame>} */
+  publish(data) {
+    return this.#client.publish(this.#room, data);
+  }
+
+  /** @param {{ before?: number, after?: number, limit?: number }} [options] */
+  history(options = {}) {
+    return this.#client.history(this.#room, options);
+  }
+
+  presence() {
+    return this.#client.presence(this.#room);
+  }
+
+  /** @param {string} event @param {unknown} [data] */
+  signal(event, data = null) {
+    return this.#client.signal(this.#room, event, data);
+  }
+
+  /** Leaves the room; the object hears nothing more. */
+  unsubscribe() {
+    if (this.#relay) {
+      for (const type of ROOM_EVENTS) this.#client.removeEventListener(type, this.#relay);
+      this.#relay = null;
+    }
+    this.#forget();
+    return this.#client.leave(this.#room);
   }
 }
 

@@ -4,6 +4,7 @@
  * locally and fails in CI (CI=true).
  */
 import { type Browser, chromium } from "playwright-core";
+import { skipping } from "./_skips.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = (() => {
@@ -35,6 +36,7 @@ async function launch(): Promise<Browser> {
 /** A `Deno.test` with a browser (closed afterwards). Deno's resource checks are off: the
  * browser's pipes outlive the test's own bookkeeping. */
 export function browserTest(name: string, fn: (browser: Browser) => Promise<void>): void {
+  if (!haveChromium && !inCI) skipping("Chromium", "apt-get install -y chromium");
   Deno.test({
     name,
     ignore: !haveChromium && !inCI,

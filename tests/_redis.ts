@@ -5,6 +5,7 @@
  */
 import { freePort } from "../routes/serve/cluster.ts";
 import { RedisLink } from "../lib/engine/redis/link.ts";
+import { skipping } from "./_skips.ts";
 
 const REDIS = "/usr/bin/redis-server";
 export const haveRedis = (() => {
@@ -124,6 +125,7 @@ export function redisTest(
   fn: (redis: RedisServer) => Promise<void>,
   options: { sanitize?: boolean } = {},
 ): void {
+  if (!haveRedis && !inCI) skipping("redis-server", "apt-get install -y redis-server");
   Deno.test({
     name,
     ignore: !haveRedis && !inCI,

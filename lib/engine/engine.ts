@@ -53,3 +53,15 @@ export interface EngineOptions {
   /** A serving isolate of a cluster: how it reaches its coordinator. @default undefined */
   cluster?: ClusterLink | undefined;
 }
+
+/** An engine of `parts` whose `close` closes the backplane, the presence, then the store. */
+export function engineOf(parts: Omit<Engine, "close">): Engine {
+  return {
+    ...parts,
+    async close() {
+      await parts.backplane.close();
+      await parts.presence.close();
+      await parts.store.close();
+    },
+  };
+}

@@ -1,6 +1,6 @@
 /**
  * The store interface: room history and per-room offsets, the source of truth for "nothing lost".
- * Implementations: `MemoryStore` (tests, `:memory:`) and `KvStore` (Deno KV, the default).
+ * Each engine kind has one (lib/engine/engine.ts lists them).
  */
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
 

@@ -7,7 +7,7 @@
  * and polled every `ROOMCAST_KV_POLL`).
  */
 import type { Config } from "../../config.ts";
-import type { Engine, EngineOptions } from "../engine.ts";
+import { type Engine, engineOf, type EngineOptions } from "../engine.ts";
 import { LocalBackplane } from "../memory/backplane.ts";
 import { MemoryPresence } from "../memory/presence.ts";
 import type { Backplane } from "../backplane.ts";
@@ -61,15 +61,5 @@ export async function createKvEngine(config: Config, options: EngineOptions): Pr
     backplane = local;
     presence = new MemoryPresence({ max: config.limits.memberEventsMax, tell: (event) => local.publish(event) });
   }
-  return {
-    store,
-    backplane,
-    presence,
-    pollMs,
-    async close() {
-      await backplane.close();
-      await presence.close();
-      await store.close();
-    },
-  };
+  return engineOf({ store, backplane, presence, pollMs });
 }

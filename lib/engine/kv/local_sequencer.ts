@@ -91,7 +91,6 @@ export class LocalSequencer {
     return p.stored ? appended(p) : undefined;
   }
 
-  /** The room's epoch and the last offset handed out; reserves offsets for a room about to be used. */
   /** The room's epoch and the last offset handed out. Reads only: a room without history is
    * neither written nor kept in memory (its epoch is `firstEpoch`), and offsets are reserved by
    * the first publish, not by a join. */

@@ -4,7 +4,7 @@
  * isolate's hub, presence is this isolate's maps.
  */
 import type { Config } from "../../config.ts";
-import type { Engine, EngineOptions } from "../engine.ts";
+import { type Engine, engineOf, type EngineOptions } from "../engine.ts";
 import { LocalBackplane } from "./backplane.ts";
 import { MemoryPresence } from "./presence.ts";
 import { MemoryStore } from "./store.ts";
@@ -16,14 +16,5 @@ export function createMemoryEngine(config: Config, { clock, node }: EngineOption
     max: config.limits.memberEventsMax,
     tell: (event) => backplane.publish(event),
   });
-  return {
-    store,
-    backplane,
-    presence,
-    async close() {
-      await backplane.close();
-      await presence.close();
-      await store.close();
-    },
-  };
+  return engineOf({ store, backplane, presence });
 }

@@ -13,7 +13,7 @@ import { codecFor, type Protocol } from "./parser.ts";
 import { type EngineRequest, EngineSocket, type PacketGate, type SessionOptions, type SessionSlot } from "./socket.ts";
 import { PollingTransport, type Transport, WebSocketTransport } from "./transports.ts";
 
-export interface EngineOptions extends SessionOptions {
+export interface EngineServerOptions extends SessionOptions {
   /** The protocol versions served: [4], or [3, 4]. */
   protocols: readonly Protocol[];
   /** How long a POST body may take to arrive. @default 10000 */
@@ -52,11 +52,11 @@ const ERRORS = {
 
 export class EngineServer extends EventEmitter {
   readonly clients = new Map<string, EngineSocket>();
-  readonly options: EngineOptions;
+  readonly options: EngineServerOptions;
 
   #forwards = 0;
 
-  constructor(options: EngineOptions) {
+  constructor(options: EngineServerOptions) {
     super();
     this.options = options;
     options.routing?.serve((forwarded, signal) =>
