@@ -233,6 +233,20 @@ export function decodeClientFrame(text: string, limits: JsonLimits = DEFAULT_JSO
   }
 }
 
+/** A frame a transport built from what its own parser read (Socket.IO's packets), checked as
+ * `decodeClientFrame` checks a parsed frame: JSON is not parsed again. Its JSON shape and numbers
+ * are the transport's to have checked. */
+export function decodeClientValue(value: Record<string, unknown>): ClientFrame | FrameError {
+  const ref = readRef(value);
+  if (ref instanceof FrameError) return ref;
+  try {
+    return decodeObject(value, ref);
+  } catch (err) {
+    if (err instanceof FrameError) return err;
+    throw err;
+  }
+}
+
 const encoder = new TextEncoder();
 
 /** Whether `text` is longer than `max` bytes in UTF-8; encodes only when its length can't tell. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeClientFrame, exceedsBytes, historyLimit, refNear } from "./codec.ts";
+import { decodeClientFrame, decodeClientValue, exceedsBytes, historyLimit, refNear } from "./codec.ts";
 import { FrameError } from "./protocol.ts";
 
 function ok(text: string) {
@@ -113,4 +113,14 @@ Deno.test("refNear finds a too-large frame's ref where clients put it (first or 
     undefined,
     "too long for a ref",
   );
+});
+
+Deno.test("decodeClientValue checks a frame a transport built as decodeClientFrame checks a parsed one", () => {
+  const value = { type: "publish", room: "r", data: { n: 1 }, ref: "s1" };
+  assert.deepEqual(decodeClientValue(value), decodeClientFrame(JSON.stringify(value)));
+  for (const bad of [{ type: "nope" }, { type: "join", room: "no spaces" }, { type: "publish", room: "r", ref: {} }]) {
+    const error = decodeClientValue(bad);
+    assert.ok(error instanceof FrameError, JSON.stringify(bad));
+    assert.equal(error.code, "bad_request");
+  }
 });

@@ -5,7 +5,7 @@
  */
 import { EngineUnavailable } from "./engine/store.ts";
 import type { Clock } from "./clock.ts";
-import { decodeClientFrame, exceedsBytes, refNear } from "./codec.ts";
+import { decodeClientFrame, decodeClientValue, exceedsBytes, refNear } from "./codec.ts";
 import type { LimitsConfig } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import type { Page, ReadOptions } from "./engine/store.ts";
@@ -60,6 +60,15 @@ export class Frames {
   receive(connection: Connection, text: string, ref?: Ref): void {
     if (!this.inbound(connection, text, ref)) return;
     const frame = decodeClientFrame(text, this.#options.limits);
+    if (frame instanceof FrameError) return this.refuse(connection, frame);
+    this.submit(connection, frame);
+  }
+
+  /** A frame a transport built from what its own parser read (`decodeClientValue`); `text` is its
+   * JSON, for the size check (`ref`: see `inbound`). */
+  receiveValue(connection: Connection, value: Record<string, unknown>, text: string, ref?: Ref): void {
+    if (!this.inbound(connection, text, ref)) return;
+    const frame = decodeClientValue(value);
     if (frame instanceof FrameError) return this.refuse(connection, frame);
     this.submit(connection, frame);
   }

@@ -298,8 +298,10 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
     if (ref === false) {
       return ack?.({ error: { code: "rate_limited", message: "Too many requests waiting for their reply" } });
     }
-    // The ref goes along: a frame refused before it is parsed (too large) still answers its ack.
-    hub.frames.receive(connection, JSON.stringify(ref === undefined ? frame : { ...frame, ref }), ref);
+    // socket.io parsed it (the gate checked its JSON first): its JSON is made for the size check
+    // only. The ref goes along: a frame refused as too large still answers its ack.
+    const value = ref === undefined ? frame : { ...frame, ref };
+    hub.frames.receiveValue(connection, value, JSON.stringify(value), ref);
   };
   const since = position(socket.handshake.auth?.since ?? socket.handshake.query?.since);
   submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
