@@ -179,20 +179,23 @@ function eventOf(frame: ServerFrame): [string, ...unknown[]] | undefined {
 /** Frames that answer a request (matched to its ack callback by `ref`) or are this socket's alone. */
 const REPLIES = new Set(["joined", "left", "ack", "error", "history", "presence", "pong"]);
 
-/** Encodes a roomcast frame once for every Socket.IO receiver: the EVENT packet's text. Replies are
- * handled per socket (`SocketIoPeer.send`), so they encode to "". Frames with binary (as
- * `$binary`) are sent by socket.io itself, which frames attachments: they encode to "\u0000". */
+/** Frames whose event carries binary (as `$binary`): socket.io sends those itself, framing the
+ * attachments. Marked when encoded, once per frame whatever its receivers. */
+const withBinary = new WeakSet<ServerFrame>();
+
+/** Encodes a roomcast frame once for every Socket.IO receiver: the EVENT packet's text. A reply
+ * (`REPLIES`) is each socket's own: `SocketIoPeer.send` hands it to the ack that waits for it, or
+ * emits it, and its text (the event's name alone) is never sent. */
 export const socketIoEncoder: Encoder = {
   encode(frame) {
-    if (REPLIES.has(frame.type)) return "";
-    const event = eventOf(frame);
+    const event = REPLIES.has(frame.type) ? [frame.type] as [string] : eventOf(frame);
     if (!event) return undefined;
     const text = eventPacket(...event);
-    return text.includes('"$binary"') ? "\u0000" : text;
+    if (text.includes('"$binary"')) withBinary.add(frame);
+    return text;
   },
 };
 
-/** A Socket.IO socket as a hub peer. */
 class SocketIoPeer implements Peer {
   readonly id = connectionId();
   readonly encoder = socketIoEncoder;
@@ -221,8 +224,8 @@ class SocketIoPeer implements Peer {
 
   send(text: string, frame: ServerFrame): void {
     if (!this.socket.connected) return;
-    if (text === "") return this.#reply(frame);
-    if (text === "\u0000") {
+    if (REPLIES.has(frame.type)) return this.#reply(frame);
+    if (withBinary.has(frame)) {
       const event = eventOf(frame);
       if (event) this.socket.emit(...(fromStored(event) as [string, ...unknown[]]));
       return;
