@@ -40,7 +40,7 @@ import {
 import { Room } from "./room.ts";
 
 /** What a publish numbered at once waits for: nothing. */
-const SETTLED: Promise<void> = Promise.resolve();
+const AT_ONCE: Promise<void> = Promise.resolve();
 
 /** The hub ticks (liveness, lingering rooms) every heartbeat interval or every TICK_MS, whichever
  * is shorter, so that pings go out when each connection falls due rather than all at once. */
@@ -169,7 +169,7 @@ export class Hub {
     this.#track(this.#options.presence.disconnect(connection.peer.user, connection.id));
   }
 
-  /** Presence updates nobody waits for: failures are logged, and `settled` waits for them all. */
+  /** Presence updates nobody waits for: failures are logged, and `presenceWritten` waits for them all. */
   #track(update: Promise<unknown>): void {
     const tracked = update.catch((error) => {
       // While the storage is away, every update fails alike: that is reported once, by /healthz.
@@ -180,7 +180,7 @@ export class Hub {
   }
 
   /** Resolves once the presence updates under way are done (a clean stop leaves none behind). */
-  async settled(): Promise<void> {
+  async presenceWritten(): Promise<void> {
     while (this.#updates.size > 0) await Promise.all([...this.#updates]);
   }
 
@@ -283,7 +283,7 @@ export class Hub {
     }
     if (now) {
       // Numbered at once (this process sequences): delivered now, no promise to wait for.
-      connection.expectAck(message.id, room, ref, SETTLED);
+      connection.expectAck(message.id, room, ref, AT_ONCE);
       this.#published(now);
       connection.stored(now.message);
       return;

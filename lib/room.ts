@@ -47,7 +47,7 @@ export class Room {
     this.#options = options;
     this.ready = options.store.position(name).then((position) => {
       this.#cursor = { ...position };
-      this.#replayPending();
+      this.#feedPending();
       return position;
     });
   }
@@ -149,7 +149,7 @@ export class Room {
       this.#catchingUp = false;
     }
     this.#pending = this.#pending.slice(seen);
-    this.#replayPending();
+    this.#feedPending();
     const head = this.#headDuringCatchUp;
     this.#headDuringCatchUp = undefined;
     if (head) this.headMoved(head);
@@ -181,7 +181,7 @@ export class Room {
     this.headMoved(await this.#options.store.position(this.name));
   }
 
-  #replayPending(): void {
+  #feedPending(): void {
     const pending = this.#pending;
     this.#pending = [];
     for (const message of pending) this.feed(message);

@@ -72,7 +72,7 @@ export function backplaneContract(
       try {
         const [ha, hb, hc] = [listen(a), listen(b), listen(c)];
         b.subscribe("r");
-        await b.settled?.();
+        await b.subscribed?.();
         a.publish(message("r", 1));
         a.publish({
           kind: "signal",
@@ -127,12 +127,12 @@ export function backplaneContract(
         b.subscribe("r");
         b.subscribe("r");
         b.unsubscribe("r");
-        await b.settled?.();
+        await b.subscribed?.();
         a.publish(signal(1));
         await eventually(() => hb.length === 1);
         assert.equal(hb.length, 1, "still subscribed once");
         b.unsubscribe("r");
-        await b.settled?.();
+        await b.subscribed?.();
         a.publish(signal(2));
         await new Promise((resolve) => setTimeout(resolve, 50));
         assert.equal(hb.length, 1, "no longer subscribed");
@@ -150,7 +150,7 @@ export function backplaneContract(
         const hb = listen(b);
         listen(a);
         b.subscribe("é-room");
-        await b.settled?.();
+        await b.subscribed?.();
         const event = message("é-room", 7);
         a.publish(event);
         await eventually(() => hb.length === 1);

@@ -73,11 +73,11 @@ redisTest(
   async (redis) => {
     await using both = await pair(redis.url);
     const { la, lb, a, b } = both;
-    await a.backplane.settled();
+    await a.backplane.subscribed();
     await redis.stop();
     await sleep(200);
     a.backplane.subscribe("r"); // a member joins room r on A while Redis is away
-    await a.backplane.settled();
+    await a.backplane.subscribed();
     await redis.start();
     await until("both links back", () => la.state === "up" && lb.state === "up");
     await until("A's subscription made again", () => {
@@ -106,7 +106,7 @@ redisTest(
       const lb = await upLink(redis.url);
       const b = listening(lb, "B");
       try {
-        await b.backplane.settled();
+        await b.backplane.subscribed();
         await until("A hears everybody's channel", () => {
           b.backplane.publish({ kind: "broadcast", id: "probe", data: -1, ts: 0 });
           return a.got.length > 0;
@@ -133,10 +133,10 @@ redisTest(
     await using both = await pair(redis.url);
     const { a, b } = both;
     a.backplane.subscribe("r");
-    await a.backplane.settled();
+    await a.backplane.subscribed();
     a.backplane.unsubscribe("r");
     a.backplane.subscribe("r");
-    await a.backplane.settled();
+    await a.backplane.subscribed();
     b.backplane.publish(signal("r", 1));
     await until("the signal", () => a.got.length > 0);
     await sleep(300);

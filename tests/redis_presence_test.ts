@@ -25,7 +25,7 @@ async function observe(link: RedisLink, room: string): Promise<{ events: string[
   });
   backplane.onTrouble(() => {});
   backplane.subscribe(room);
-  await backplane.settled();
+  await backplane.subscribed();
   return { events, close: () => backplane.close() };
 }
 

@@ -172,7 +172,7 @@ export function transportContract(driver: TransportDriver): void {
               client.close();
             }
             await until(() => server.hub.connectionCount === 0, 3000, "every connection to go");
-            await server.hub.settled();
+            await server.hub.presenceWritten();
             assert.deepEqual(await server.hub.presence("c7"), []);
           }),
       );

@@ -59,7 +59,7 @@ export interface Backplane {
   unsubscribe(room: string): void;
   /** Resolves once the subscriptions asked for so far are in effect (where making one takes a
    * round trip, as with Redis); absent: at once. */
-  settled?(): Promise<void>;
+  subscribed?(): Promise<void>;
   /** Where the backplane carries no messages but sees the store's head move (the KV backplane's
    * watch): sets the one handler (the hub) told of it, so that rooms catch up from the store at
    * once instead of at their next check. Absent: messages come as events. */

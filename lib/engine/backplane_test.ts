@@ -39,7 +39,7 @@ backplaneContract("RedisBackplane (processes on one Redis)", async (n) => {
   const redis = await startRedis();
   const links = await openLinks(redis, n);
   const nodes = links.map((link, i) => new RedisBackplane(link, `n${i}`));
-  await Promise.all(nodes.map((node) => node.settled()));
+  await Promise.all(nodes.map((node) => node.subscribed()));
   return {
     nodes,
     async cleanup() {
@@ -191,7 +191,7 @@ redisTest(
       n.backplane.onEvent((event) => heard[name]?.push(event));
     }
     b.backplane.subscribe("room");
-    await b.backplane.settled();
+    await b.backplane.subscribed();
     const first = await a.store.append({
       type: "message",
       room: "room",

@@ -117,7 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await Promise.race([server.shutdown(), timeout]);
       clearTimeout(timer);
       // The closed connections' presence is removed (a shared presence must not keep them), within a second.
-      await Promise.race([hub.settled(), new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
+      await Promise.race([hub.presenceWritten(), new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
       clearTimeout(timer);
       await engine.close();
     })();

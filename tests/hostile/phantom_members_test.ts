@@ -38,7 +38,7 @@ Deno.test({
     await using server = await startTestServer({ kv: true });
     await hammer([server.url], "r");
     await until(() => server.hub.connectionCount === 0, 3000, "every connection to go");
-    await server.hub.settled();
+    await server.hub.presenceWritten();
     assert.equal(await members(server.url, "r"), 0);
     // A real user still hears member events in that room.
     const watcher = await server.joined("r");
@@ -68,7 +68,7 @@ redisTest("join, leave, join, close at once leaves no member behind: two process
   await using two = await startTestServer({ kv: true, redisUrl: redis.url });
   await hammer([one.url, two.url], "r");
   await until(() => one.hub.connectionCount === 0 && two.hub.connectionCount === 0, 3000, "every connection to go");
-  await Promise.all([one.hub.settled(), two.hub.settled()]);
+  await Promise.all([one.hub.presenceWritten(), two.hub.presenceWritten()]);
   assert.equal(await members(one.url, "r"), 0);
   assert.equal(await members(two.url, "r"), 0);
 });

@@ -77,7 +77,7 @@ export class ClusterBackplane implements Backplane {
 
   /** Resolves once the coordinator has the subscriptions asked for so far (calls are answered in
    * order). */
-  async settled(): Promise<void> {
+  async subscribed(): Promise<void> {
     await this.#changed;
   }
 

@@ -112,7 +112,7 @@ Deno.test("the coordinator pushes what a Worker stores to the Workers in its roo
     b.backplane.subscribe("r");
     a.backplane.subscribe("r");
     c.backplane.subscribe("elsewhere");
-    await Promise.all([a, b, c].map((w) => w.backplane.settled()));
+    await Promise.all([a, b, c].map((w) => w.backplane.subscribed()));
     // Publishes from two Workers, interleaved: one sequence, and each Worker hears the other's.
     for (let i = 1; i <= 10; i++) await (i % 2 ? a : b).store.append(newMessage("r", i));
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -126,7 +126,7 @@ Deno.test("the coordinator pushes what a Worker stores to the Workers in its roo
     assert.deepEqual(JSON.parse(first.json), first.message);
     // A Worker no longer subscribed hears nothing more; a Worker that is gone gets nothing.
     b.backplane.unsubscribe("r");
-    await b.backplane.settled();
+    await b.backplane.subscribed();
     await a.store.append(newMessage("r", 11));
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(hb.length, 5);

@@ -290,10 +290,10 @@ export class Coordinator {
     };
     this.#isolates.set(node, isolate);
     const started = Promise.withResolvers<void>();
-    let settled = false;
+    let answered = false;
     const failed = (why: string) => {
-      if (settled) return;
-      settled = true;
+      if (answered) return;
+      answered = true;
       this.#failedStarts++;
       started.reject(new Error(`worker ${node} did not start: ${why}`));
       // Once the cluster runs, a Worker that can't start is ended and tried again, later each time.
@@ -301,8 +301,8 @@ export class Coordinator {
     };
     worker.addEventListener("message", (event: MessageEvent) => {
       const report = event.data as Partial<IsolateReport>;
-      if (report.control === "listening" && !settled) {
-        settled = true;
+      if (report.control === "listening" && !answered) {
+        answered = true;
         this.#failedStarts = 0;
         isolate.serving = true;
         started.resolve();
@@ -312,7 +312,7 @@ export class Coordinator {
     worker.addEventListener("error", (event) => {
       event.preventDefault();
       console.error(`roomcast: worker ${node} failed: ${event.message}; starting another`);
-      if (settled) this.#replace(node);
+      if (answered) this.#replace(node);
       else failed(event.message);
     });
     worker.postMessage(start);

@@ -180,7 +180,7 @@ export class CommitLog {
 
   /** Files what an unclean stop left in the log, in the epoch its room still has; before this
    * process numbers anything. Returns how many messages were filed. */
-  async replay(): Promise<number> {
+  async fileLeftovers(): Promise<number> {
     const stored = new Map<number, Deno.KvEntry<Uint8Array>[]>();
     for await (const entry of this.#history.kv.list<Uint8Array>({ prefix: [NS, "log"] })) {
       const id = entry.key[2] as number;

@@ -63,7 +63,7 @@ export class LocalSequencer {
 
   /** Files what an unclean stop left in the commit log; before anything else. */
   async start(): Promise<void> {
-    const filed = await this.#log.replay();
+    const filed = await this.#log.fileLeftovers();
     if (filed > 0) console.log(`roomcast: filed ${filed} messages left in the KV commit log by an unclean stop`);
   }
 

@@ -152,7 +152,7 @@ export class RedisBackplane implements Backplane {
     });
   }
 
-  settled(): Promise<void> {
+  subscribed(): Promise<void> {
     return this.#changes;
   }
 
