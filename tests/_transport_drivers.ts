@@ -52,9 +52,27 @@ export interface TransportDriver {
   connect(server: TestServer, options?: ConnectOptions): DriverClient;
 }
 
+/** What a driver's client saw, and whether it was let in: one per client. */
 class Inbox {
   readonly seen: Seen[] = [];
   readonly #waiters = new Set<() => void>();
+  readonly #opened = Promise.withResolvers<boolean>();
+
+  /** Connected (true) or refused (false); the first word counts. */
+  open(ok: boolean): void {
+    this.#opened.resolve(ok);
+  }
+
+  /** The connection ended (a close before it opened is a refusal). */
+  closed(code: number | undefined): void {
+    this.open(false);
+    this.push({ kind: "closed", code });
+  }
+
+  /** The client over this inbox, with its protocol's own actions. */
+  client(actions: Pick<DriverClient, "join" | "leave" | "publish" | "flood" | "close">): DriverClient {
+    return { seen: this.seen, next: (pred, ms) => this.next(pred, ms), opened: this.#opened.promise, ...actions };
+  }
 
   push(seen: Seen): void {
     this.seen.push(seen);
@@ -125,29 +143,24 @@ function jsonSocket(batch: boolean): TransportDriver {
       const inbox = new Inbox();
       const q = [batch ? "batch=1" : "", query(options)].filter((p) => p).join("&");
       const socket = new WebSocket(server.ws(`/ws${q ? `?${q}` : ""}`));
-      const opened = Promise.withResolvers<boolean>();
       socket.onmessage = (event) => {
         for (const line of String(event.data).split("\n")) {
           if (!line.trim()) continue;
           const frame = JSON.parse(line);
-          if (frame.type === "welcome") opened.resolve(true);
-          if (frame.type === "error") opened.resolve(false);
+          if (frame.type === "welcome") inbox.open(true);
+          if (frame.type === "error") inbox.open(false);
           fromJson(inbox, frame);
         }
       };
       socket.onclose = (event) => {
-        opened.resolve(false);
-        inbox.push({ kind: "closed", code: event.code });
+        inbox.closed(event.code);
       };
       const send = (frames: Record<string, unknown>[]) => {
         if (socket.readyState !== WebSocket.OPEN) return;
         if (batch) socket.send(frames.map((f) => JSON.stringify(f)).join("\n"));
         else for (const f of frames) socket.send(JSON.stringify(f));
       };
-      return {
-        seen: inbox.seen,
-        next: (pred, ms) => inbox.next(pred, ms),
-        opened: opened.promise,
+      return inbox.client({
         join: (room, since) => send([since ? { type: "join", room, since } : { type: "join", room }]),
         leave: (room) => send([{ type: "leave", room }]),
         publish: (room, data) => send([{ type: "publish", room, data }]),
@@ -158,7 +171,7 @@ function jsonSocket(batch: boolean): TransportDriver {
           for (let i = 0; i < n; i += 100) send(joins.slice(i, i + 100));
         },
         close: () => socket.close(),
-      };
+      });
     },
   };
 }
@@ -172,31 +185,26 @@ const raw: TransportDriver = {
     const room = options.room ?? "lobby";
     const q = query(options);
     const socket = new WebSocket(server.ws(`/raw/${room}${q ? `?${q}` : ""}`));
-    const opened = Promise.withResolvers<boolean>();
     // A raw client gets no welcome nor joined: open is connected and in its room, unless an
     // error frame and a close follow at once.
     socket.onopen = () =>
       setTimeout(() => {
         if (socket.readyState !== WebSocket.OPEN) return;
-        opened.resolve(true);
+        inbox.open(true);
         inbox.push({ kind: "joined", room, epoch: "", offset: 0, recovered: false });
       }, 50);
     socket.onmessage = (event) => {
       const text = String(event.data);
       if (text.startsWith('{"type":"error"')) {
-        opened.resolve(false);
+        inbox.open(false);
         return inbox.push({ kind: "error", code: JSON.parse(text).code });
       }
       inbox.push({ kind: "message", room, data: text, offset: undefined });
     };
     socket.onclose = (event) => {
-      opened.resolve(false);
-      inbox.push({ kind: "closed", code: event.code });
+      inbox.closed(event.code);
     };
-    return {
-      seen: inbox.seen,
-      next: (pred, ms) => inbox.next(pred, ms),
-      opened: opened.promise,
+    return inbox.client({
       join: () => {},
       leave: () => {},
       publish: (_room, data) => socket.readyState === WebSocket.OPEN && socket.send(String(data)),
@@ -204,7 +212,7 @@ const raw: TransportDriver = {
         for (let i = 0; i < n && socket.readyState === WebSocket.OPEN; i++) socket.send(`flood ${i}`);
       },
       close: () => socket.close(),
-    };
+    });
   },
 };
 
@@ -219,17 +227,15 @@ const sse: TransportDriver = {
     params.set("room", room);
     if (options.since) params.set("since", `${options.since.epoch}:${options.since.offset}`);
     const controller = new AbortController();
-    const opened = Promise.withResolvers<boolean>();
     (async () => {
       try {
         const response = await server.fetch(`/events?${params}`, { signal: controller.signal });
         if (response.status !== 200) {
           const body = await response.json().catch(() => ({}));
           inbox.push({ kind: "error", code: body.error?.code ?? String(response.status) });
-          opened.resolve(false);
-          return inbox.push({ kind: "closed", code: response.status });
+          return inbox.closed(response.status);
         }
-        opened.resolve(true);
+        inbox.open(true);
         let buffer = "";
         for await (const chunk of response.body!.pipeThrough(new TextDecoderStream())) {
           buffer += chunk;
@@ -240,26 +246,22 @@ const sse: TransportDriver = {
             const event = /^event: (.*)$/m.exec(block)?.[1];
             const data = /^data: (.*)$/m.exec(block)?.[1];
             if (event === "close") {
-              inbox.push({ kind: "closed", code: JSON.parse(data ?? "{}").code });
+              inbox.closed(JSON.parse(data ?? "{}").code);
             } else if (event && data) fromJson(inbox, JSON.parse(data));
           }
         }
-        inbox.push({ kind: "closed", code: undefined });
+        inbox.closed(undefined);
       } catch {
-        opened.resolve(false);
-        inbox.push({ kind: "closed", code: undefined });
+        inbox.closed(undefined);
       }
     })();
-    return {
-      seen: inbox.seen,
-      next: (pred, ms) => inbox.next(pred, ms),
-      opened: opened.promise,
+    return inbox.client({
       join: () => {},
       leave: () => {},
       publish: () => {},
       flood: () => {},
       close: () => controller.abort(),
-    };
+    });
   },
 };
 
@@ -273,21 +275,19 @@ const socketio: TransportDriver = {
     if (options.token) auth.token = options.token;
     if (options.name) auth.name = options.name;
     const socket: Socket = io(server.url, { transports: ["websocket"], reconnection: false, forceNew: true, auth });
-    const opened = Promise.withResolvers<boolean>();
-    socket.on("connect", () => opened.resolve(true));
+    socket.on("connect", () => inbox.open(true));
     socket.on("connect_error", (error: Error & { data?: { code?: string } }) => {
       inbox.push({ kind: "error", code: error.data?.code ?? error.message });
-      opened.resolve(false);
-      inbox.push({ kind: "closed", code: undefined });
+      inbox.closed(undefined);
     });
     socket.on("roomcast:error", (error: { code: string; message: string }) => {
       if (error.code === "closed") return;
       inbox.push({ kind: "error", code: error.code });
-      opened.resolve(false);
+      inbox.open(false);
     });
     socket.on(
       "disconnect",
-      (reason: string) => inbox.push({ kind: "closed", code: reason === "io server disconnect" ? 1001 : undefined }),
+      (reason: string) => inbox.closed(reason === "io server disconnect" ? 1001 : undefined),
     );
     socket.on("message", (first: unknown, meta?: { room: string; offset: number }) => {
       if (meta) return inbox.push({ kind: "message", room: meta.room, data: first, offset: meta.offset });
@@ -310,10 +310,7 @@ const socketio: TransportDriver = {
       if (typeof reply?.offset === "number") inbox.push({ kind: "ack", offset: reply.offset });
     };
     socket.on("joined", answer);
-    return {
-      seen: inbox.seen,
-      next: (pred, ms) => inbox.next(pred, ms),
-      opened: opened.promise,
+    return inbox.client({
       join: (room, since) => void socket.emit("join", since ? { room, since } : room, answer),
       leave: (room) => void socket.emit("leave", room, () => {}),
       publish: (room, data) => void socket.emit("message", { room, data }, answer),
@@ -321,7 +318,7 @@ const socketio: TransportDriver = {
         for (let i = 0; i < n; i++) socket.emit("join", `flood-${i}`, () => {});
       },
       close: () => void socket.close(),
-    };
+    });
   },
 };
 

@@ -31,6 +31,27 @@ export interface MemberTelling {
   tell(event: MemberEvent): void;
 }
 
+/** Member events told through `backplane` (its `publish` delivers to this node at once), in rooms
+ * of up to `max` members. */
+export function tellingThrough(backplane: { publish(event: MemberEvent): void }, max: number): MemberTelling {
+  return { max, tell: (event) => backplane.publish(event) };
+}
+
+/** Tells the member event `change` calls for (`memberEvent`) where `telling` says, if any; returns
+ * `change`. */
+export function tell(
+  telling: MemberTelling | undefined,
+  room: string,
+  user: User,
+  connection: string,
+  event: "join" | "leave",
+  change: MemberChange,
+): MemberChange {
+  const told = telling && memberEvent(room, user, connection, event, change, telling.max);
+  if (told) telling.tell(told);
+  return change;
+}
+
 /** The member event a presence change calls for, or `undefined`: only a user's first connection in
  * (or last out) is told, never in a room of more than `max` members (`ROOMCAST_MEMBER_EVENTS_MAX`),
  * and not when nobody is there to hear it (the joiner alone, or nobody left). The hub's joins and

@@ -86,10 +86,6 @@ export class Admitted {
     if (this.#connection) this.#deps.hub.disconnect(this.#connection);
     this.#deps.admission.release(this.address);
   }
-
-  get released(): boolean {
-    return this.#released;
-  }
 }
 
 function refusal(config: AppDeps["config"], refused: "full" | "address" | "rate"): AdmissionRefusal {

@@ -77,10 +77,13 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
  * server that can't take it now. Browsers can't read a refused upgrade's status, so the upgrade
  * completes first. */
 function refuse(socket: WebSocket, error: ProtocolError, code: number): void {
-  socket.onopen = () => {
-    socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
-    socket.close(code, error.message.slice(0, 120));
-  };
+  socket.onopen = () => tellAndClose(socket, error, code);
+}
+
+/** An `error` frame saying why, then the close. */
+function tellAndClose(socket: WebSocket, error: ProtocolError, code: number): void {
+  socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
+  socket.close(code, error.message.slice(0, 120));
 }
 
 /** Connects a socket's events to the hub: one object per socket handles them all (no closures),
@@ -122,7 +125,8 @@ class SocketSession {
     const { socket, identity, kind } = this;
     const peer = kind.peer(socket, connectionId(), identity.user);
     const connection = this.admitted.connect(peer, identity);
-    if (connection instanceof ProtocolError) return refuseOpen(socket, connection);
+    // The slot can't connect (it was given back, or carries a connection): 1008.
+    if (connection instanceof ProtocolError) return tellAndClose(socket, connection, CloseCode.policy);
     this.#connection = connection;
     kind.opened(connection);
   }
@@ -144,12 +148,6 @@ class SocketSession {
       this.kind.text(connection, event.data);
     }
   }
-}
-
-/** Tells an open socket why it can't connect, and closes it (1008). */
-function refuseOpen(socket: WebSocket, error: ProtocolError): void {
-  socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
-  socket.close(CloseCode.policy, error.message.slice(0, 120));
 }
 
 function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind, admitted: Admitted): void {

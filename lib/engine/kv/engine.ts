@@ -11,7 +11,7 @@ import { type Engine, engineOf, type EngineOptions } from "../engine.ts";
 import { LocalBackplane } from "../memory/backplane.ts";
 import { MemoryPresence } from "../memory/presence.ts";
 import type { Backplane } from "../backplane.ts";
-import type { Presence } from "../presence.ts";
+import { type Presence, tellingThrough } from "../presence.ts";
 import { KvBackplane } from "./backplane.ts";
 import type { KvStoreOptions } from "./history.ts";
 import type { KvStore } from "./kv_store.ts";
@@ -54,12 +54,12 @@ export async function createKvEngine(config: Config, options: EngineOptions): Pr
       kv: store.kv,
       node,
       leaseMs: config.kvLeaseMs,
-      telling: { max: config.limits.memberEventsMax, tell: (event) => shared.publish(event) },
+      telling: tellingThrough(shared, config.limits.memberEventsMax),
     });
   } else {
     const local = new LocalBackplane(node);
     backplane = local;
-    presence = new MemoryPresence({ max: config.limits.memberEventsMax, tell: (event) => local.publish(event) });
+    presence = new MemoryPresence(tellingThrough(local, config.limits.memberEventsMax));
   }
   return engineOf({ store, backplane, presence, pollMs });
 }

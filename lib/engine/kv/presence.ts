@@ -17,7 +17,7 @@
  */
 import type { Member, User } from "../../protocol.ts";
 import { NS, retryLocked } from "./format.ts";
-import { type MemberChange, memberEvent, type MemberTelling, type Presence, type RoomCount } from "../presence.ts";
+import { type MemberChange, type MemberTelling, type Presence, type RoomCount, tell } from "../presence.ts";
 
 export interface KvPresenceOptions {
   kv: Deno.Kv;
@@ -97,7 +97,9 @@ export class KvPresence implements Presence {
         const value = entry.value;
         if (!isLeased(value) || value.until > deadline) continue;
         const gone = (await retryLocked(() => this.#kv.atomic().check(entry).delete(entry.key).commit())).ok;
-        if (gone) this.#tell(room, value.user, "", "leave", { changed: true, members: await this.#members(room) });
+        if (gone) {
+          tell(this.#telling, room, value.user, "", "leave", { changed: true, members: await this.#members(room) });
+        }
       }
     }
   }
@@ -166,19 +168,12 @@ export class KvPresence implements Presence {
     return this.#count([NS, "member", room]);
   }
 
-  #tell(room: string, user: User, connection: string, event: "join" | "leave", change: MemberChange): MemberChange {
-    const telling = this.#telling;
-    const told = telling && memberEvent(room, user, connection, event, change, telling.max);
-    if (told) telling.tell(told);
-    return change;
-  }
-
   async join(room: string, user: User, connection: string): Promise<MemberChange> {
-    return this.#tell(room, user, connection, "join", await this.#join(room, user, connection));
+    return tell(this.#telling, room, user, connection, "join", await this.#join(room, user, connection));
   }
 
   async leave(room: string, user: User, connection: string): Promise<MemberChange> {
-    return this.#tell(room, user, connection, "leave", await this.#leave(room, user, connection));
+    return tell(this.#telling, room, user, connection, "leave", await this.#leave(room, user, connection));
   }
 
   async #join(room: string, user: User, connection: string): Promise<MemberChange> {

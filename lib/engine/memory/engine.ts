@@ -8,13 +8,11 @@ import { type Engine, engineOf, type EngineOptions } from "../engine.ts";
 import { LocalBackplane } from "./backplane.ts";
 import { MemoryPresence } from "./presence.ts";
 import { MemoryStore } from "./store.ts";
+import { tellingThrough } from "../presence.ts";
 
 export function createMemoryEngine(config: Config, { clock, node }: EngineOptions): Engine {
   const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: config.historyTtlMs }, clock);
   const backplane = new LocalBackplane(node);
-  const presence = new MemoryPresence({
-    max: config.limits.memberEventsMax,
-    tell: (event) => backplane.publish(event),
-  });
+  const presence = new MemoryPresence(tellingThrough(backplane, config.limits.memberEventsMax));
   return engineOf({ store, backplane, presence });
 }

@@ -5,7 +5,7 @@
  */
 import { addTo, deleteFrom, type Few, fewAdd, fewDelete, fewHas, fewSize } from "../../few.ts";
 import type { Member, User } from "../../protocol.ts";
-import { type MemberChange, memberEvent, type MemberTelling, type Presence, type RoomCount } from "../presence.ts";
+import { type MemberChange, type MemberTelling, type Presence, type RoomCount, tell } from "../presence.ts";
 
 interface Entry {
   user: User;
@@ -23,13 +23,6 @@ export class MemoryPresence implements Presence {
   /** `telling`: where member events go; absent, none are told. */
   constructor(telling?: MemberTelling) {
     this.#telling = telling;
-  }
-
-  #tell(room: string, user: User, connection: string, event: "join" | "leave", change: MemberChange): MemberChange {
-    const telling = this.#telling;
-    const told = telling && memberEvent(room, user, connection, event, change, telling.max);
-    if (told) telling.tell(told);
-    return change;
   }
 
   connect(user: User, connection: string): Promise<void> {
@@ -64,7 +57,7 @@ export class MemoryPresence implements Presence {
       return { changed: false, members: members.size };
     }
     members.set(user.id, { user, connections: connection });
-    return this.#tell(room, user, connection, "join", { changed: true, members: members.size });
+    return tell(this.#telling, room, user, connection, "join", { changed: true, members: members.size });
   }
 
   /** `leave`, answered at once. */
@@ -79,7 +72,7 @@ export class MemoryPresence implements Presence {
     }
     members.delete(user.id);
     if (members.size === 0) this.#rooms.delete(room);
-    return this.#tell(room, entry.user, connection, "leave", { changed: true, members: members.size });
+    return tell(this.#telling, room, entry.user, connection, "leave", { changed: true, members: members.size });
   }
 
   /** `members`, answered at once. */
