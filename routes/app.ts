@@ -27,6 +27,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (isWebSocketUpgrade(c)) return acceptRaw(c, deps, "lobby");
     return await staticFile(c, "index.html") ?? jsonError(c, "not_found", "No chat page");
   });
+  app.get("/chat/:file", async (c, next) => (await staticFile(c, `chat/${c.req.param("file")}`)) ?? next());
   app.get("/:file", async (c, next) => (await staticFile(c, c.req.param("file"))) ?? next());
   app.notFound((c) => jsonError(c, "not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   return app;

@@ -1,6 +1,6 @@
 /**
- * Serves the files of `static/` (the chat page and the browser client) by name: no directory
- * walking, no dot files, a strict Content-Security-Policy on the page.
+ * Serves the files of `static/` (the chat page, its panels in `static/chat/`, the browser client)
+ * by name: no other directory, no dot files, a strict Content-Security-Policy on the page.
  */
 import type { Context } from "hono";
 
@@ -18,9 +18,10 @@ const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' dat
 
 const STATIC_DIR = new URL("../static/", import.meta.url);
 
-/** Responds with `static/<name>`, or undefined when there is no such file. */
+/** Responds with `static/<name>` (`name` is `file.ext` or `chat/file.ext`), or undefined when
+ * there is no such file. */
 export async function staticFile(c: Context, name: string): Promise<Response | undefined> {
-  const match = /^[a-z0-9_-]+\.([a-z]+)$/.exec(name);
+  const match = /^(?:chat\/)?[a-z0-9_-]+\.([a-z]+)$/.exec(name);
   const type = match?.[1] ? TYPES[match[1]] : undefined;
   if (!type) return undefined;
   let bytes: Uint8Array<ArrayBuffer>;

@@ -122,3 +122,49 @@ test("e2e: the page shows every message once, in order, across a cut and a serve
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+test("e2e: the sidebar switches rooms, older history pages in, sign-out returns to the join screen", async (browser) => {
+  await using server = await startTestServer();
+  for (let n = 1; n <= 60; n++) {
+    await (await postJson(server, "/api/rooms/archive/messages", { data: { text: `old ${n}` } })).body?.cancel();
+  }
+  const page = await openChat(browser, server.url, "Ann", "first");
+  const bob = await openChat(browser, server.url, "Bob", "first");
+  await page.locator("#members li.member", { hasText: "Bob" }).waitFor();
+  await page.locator("#room-list .room-link.current", { hasText: "first" }).waitFor();
+
+  // A bad name is refused in place; a good one switches, and the URL follows.
+  await page.locator("#switch-input").fill("two words");
+  await page.locator("#switch-input").press("Enter");
+  await page.locator("#switch-error", { hasText: "no spaces" }).waitFor();
+  assert.equal(await page.locator("#switch-input").getAttribute("aria-invalid"), "true");
+  assert.equal(await page.locator("#room-name").textContent(), "first");
+  await page.locator("#switch-input").fill("#archive");
+  await page.locator("#switch-input").press("Enter");
+  await page.locator("#room-name", { hasText: "archive" }).waitFor();
+  assert.equal(await page.locator("#switch-error").isHidden(), true);
+  assert.match(page.url(), /room=archive/);
+
+  // The newest page (50) first, then the older 10 above them, in order.
+  await waitForOffsets(page, Array.from({ length: 50 }, (_, i) => i + 11));
+  await page.locator("#older").click();
+  await waitForOffsets(page, Array.from({ length: 60 }, (_, i) => i + 1));
+  await page.locator("#room-intro").waitFor();
+  assert.equal(await page.locator("#older").isHidden(), true, "nothing older is left");
+
+  // The list shows the room Bob is still in (Ann left it: 1 member); clicking it goes back.
+  const first = page.locator("#room-list .room-link", { hasText: "first" });
+  await first.locator(".count", { hasText: "1" }).waitFor();
+  await first.click();
+  await page.locator("#room-name", { hasText: "first" }).waitFor();
+  await waitForOffsets(page, []);
+  await page.locator("#members li.member.self", { hasText: "Ann" }).waitFor();
+  await page.locator("#members li.member", { hasText: "Bob" }).waitFor();
+  await bob.close();
+
+  await page.locator("#sign-out").click();
+  await page.locator("#login-view").waitFor();
+  assert.equal(await page.locator("#chat-view").isHidden(), true);
+  assert.doesNotMatch(page.url(), /name=/);
+  assert.deepEqual((page as Page & { problems?: string[] }).problems, [], "no page errors or CSP violations");
+});

@@ -1,0 +1,46 @@
+// @ts-check
+/** The connection status: the badge in the header, the banner, the composer's placeholder. */
+import { ui } from "./dom.js";
+
+const STATE_LABELS = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  open: "Connected",
+  reconnecting: "Reconnecting…",
+  closed: "Disconnected",
+};
+
+/**
+ * @typedef {{ state: keyof typeof STATE_LABELS, code?: number, reason?: string, delay?: number }} StateDetail
+ */
+
+/**
+ * @param {StateDetail} detail The client's `state` event.
+ * @param {string} room The room on screen.
+ * @param {boolean} everOpen Whether this client has been connected before (a drop, not a first failure).
+ */
+export function showState(detail, room, everOpen) {
+  const { state } = detail;
+  ui.status.dataset.state = state;
+  ui.status.textContent = STATE_LABELS[state] ?? state;
+  if (detail.reason) ui.status.title = `${detail.code ?? ""} ${detail.reason}`.trim();
+  else ui.status.removeAttribute("title");
+  let banner = "";
+  if (state === "reconnecting") {
+    banner = everOpen
+      ? "Connection lost. Reconnecting… Messages you missed will appear when you're back."
+      : "Can't reach the server yet. Retrying…";
+  } else if (state === "closed" && detail.code === 1008) {
+    banner = `Disconnected: ${detail.reason || "refused by the server"}.`;
+  }
+  ui.banner.textContent = banner;
+  ui.banner.hidden = !banner;
+  ui.banner.dataset.state = state;
+  ui.input.placeholder = placeholder(state, room);
+}
+
+/** @param {string} state @param {string} room */
+export function placeholder(state, room) {
+  if (state === "open") return `Message #${room}`;
+  return state === "closed" ? "Disconnected" : "Waiting for connection…";
+}
