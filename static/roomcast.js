@@ -16,6 +16,10 @@
  */
 
 /**
+ * The frames the server sends (docs/PROTOCOL.md), as this module's own typedefs so the file works
+ * alone; tests/client_types_test.ts checks each against lib/protocol.ts, the one source.
+ * `ErrorFrame.code` is any string here, so a newer server's code is not a type error.
+ *
  * @typedef {{ id: string, name: string }} User
  * @typedef {{ id: string, name: string, connections: number }} Member
  * @typedef {{ epoch: string, offset: number }} Position
@@ -23,14 +27,25 @@
  * @typedef {{ type: "welcome", connection: string, user: User, heartbeat: number, node: string }} WelcomeFrame
  * @typedef {{ type: "joined", room: string, epoch: string, offset: number, recovered: boolean,
  *   members: Member[], ref?: string | number }} JoinedFrame
+ * @typedef {{ type: "left", room: string, ref?: string | number }} LeftFrame
  * @typedef {{ type: "message", room: string, id: string, epoch: string, offset: number, from: User,
  *   data: unknown, ts: number }} MessageFrame
  * @typedef {{ type: "ack", id: string, ref?: string | number, room?: string, offset?: number,
- *   epoch?: string, delivered?: number, data?: unknown, from?: User | null }} AckFrame
- * @typedef {{ type: "history", room: string, epoch: string, messages: MessageFrame[] }} HistoryFrame
- * @typedef {{ type: "presence", room: string, members: Member[] }} PresenceFrame
- * @typedef {{ type: "left", room: string }} LeftFrame
- * @typedef {{ type: "error", code: string, message: string, ref?: string | number, room?: string }} ErrorFrame
+ *   epoch?: string, delivered?: number }} AckFrame
+ * @typedef {{ type: "direct", id: string, from: User, data: unknown, ts: number }} DirectFrame
+ * @typedef {{ type: "signal", room: string, from: User, event: string, data: unknown }} SignalFrame
+ * @typedef {{ type: "history", room: string, epoch: string, messages: MessageFrame[], ref?: string | number }} HistoryFrame
+ * @typedef {{ type: "presence", room: string, members: Member[], ref?: string | number }} PresenceFrame
+ * @typedef {{ type: "member", room: string, event: "join" | "leave", user: User }} MemberFrame
+ * @typedef {{ type: "broadcast", id: string, data: unknown, ts: number }} BroadcastFrame
+ * @typedef {{ type: "ping" }} PingFrame
+ * @typedef {{ type: "pong", ref?: string | number }} PongFrame
+ * @typedef {{ type: "error", code: string, message: string, ref?: string | number }} ErrorFrame
+ *
+ * What the `ack` and `error` events carry besides the frame: a publish's ack has the data sent and
+ * who sent it (so a page can draw its own message); an error the client made itself names its room.
+ * @typedef {AckFrame & { data?: unknown, from?: User | null }} AckDetail
+ * @typedef {ErrorFrame & { room?: string }} ErrorDetail
  *
  * @typedef {object} RoomcastOptions
  * @property {string} [url] WebSocket URL; default: `/ws` on the page's origin (ws: or wss:).
