@@ -5,8 +5,8 @@
  * one silent for two intervals is closed (4000), but never before a ping had an interval to be
  * answered. A connection that talks and is talked to needs no ping (Deno's WebSocket pings go by
  * the same rule), and the pings of idle connections go out in the ticks where each falls due
- * instead of all at once: a ping costs about what a delivery does (10 µs of CPU here), so one burst
- * to 100,000 connections would hold the event loop for about a second. At most `maxPings` go out in
+ * instead of all at once: a ping costs about what a delivery does, so one burst to a hundred
+ * thousand connections would hold the event loop for about a second. At most `maxPings` go out in
  * one tick; those left are still due at the next. Connections whose token expired are closed
  * (1008), whatever their liveness.
  */

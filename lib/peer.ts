@@ -29,7 +29,8 @@ export interface Peer {
 }
 
 /** What one queued WebSocket message costs Deno besides its payload (its write task and buffers):
- * 300–950 bytes on Deno 2.9.6, measured by bench/queue_overhead.ts. Rounded up. */
+ * `deno run -A bench/queue_overhead.ts` measures it (bench/RESULTS.md, "Figures behind the code"); this is
+ * rounded up from what it found. */
 export const QUEUED_MESSAGE_OVERHEAD = 1024;
 
 /** Estimates the memory a transport's unsent messages hold from the bytes it reports unsent and

@@ -112,7 +112,7 @@ export class Relay {
 
   /** What the coordinator's store calls with each message `node` appended (`storeHandlers`):
    * it goes to the other nodes subscribed to its room, in the order messages were numbered. */
-  storedBy(node: string): (appended: Appended) => void {
+  appendedBy(node: string): (appended: Appended) => void {
     return ({ message, json }) => this.forward({ kind: "message", room: message.room, message, json }, node);
   }
 

@@ -48,7 +48,7 @@ function coordinator(
     worker(node: string, broadcast?: Backplane) {
       const { port1, port2 } = new MessageChannel();
       ports.push(port1, port2);
-      const server = serveRpc(port1, { ...relay.handlers(), ...storeHandlers(counted, relay.storedBy(node)) });
+      const server = serveRpc(port1, { ...relay.handlers(), ...storeHandlers(counted, relay.appendedBy(node)) });
       relay.add(node, server.push);
       port1.start();
       port2.start();

@@ -5,10 +5,11 @@
  * gaps from it.
  *
  * In Deno every isolate with any channel open receives every message posted on any channel (names
- * are matched after arrival, channel by channel), and each arrival wakes the isolate's thread, about
- * 60 µs of CPU on this machine whatever it carries. So one channel carries everything, what an
- * isolate publishes in one turn of its event loop crosses as one message, and rooms this isolate is
- * not subscribed to are dropped on arrival (the interest `subscribe` records).
+ * are matched after arrival, channel by channel), and each arrival wakes the isolate's thread, which
+ * costs far more CPU than what it carries (bench/RESULTS.md, "Figures behind the code"). So one
+ * channel carries everything, what an isolate publishes in one turn of its event loop crosses as
+ * one message, and rooms this isolate is not subscribed to are dropped on arrival (the interest
+ * `subscribe` records).
  */
 import type { Backplane, BackplaneEvent, BackplaneHandler } from "../backplane.ts";
 import { Interest } from "../interest.ts";

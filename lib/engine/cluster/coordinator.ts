@@ -235,7 +235,7 @@ export class Coordinator {
     };
     const link = {
       caller: toCoordinator,
-      store: new TellingStore(this.store, this.#relay.storedBy(node)),
+      store: new TellingStore(this.store, this.#relay.appendedBy(node)),
       renewMs: RENEW_MS,
       namespace: this.#namespace,
       serve: (handlers: Record<string, RpcHandler>) => toIsolate.serve(handlers),
@@ -264,7 +264,7 @@ export class Coordinator {
       return Promise.reject(error);
     }
     const worker = new Worker(this.#options.workerModule, { type: "module" });
-    const serving = serveRpc(worker, { ...this.#handlers, ...storeHandlers(this.store, this.#relay.storedBy(node)) });
+    const serving = serveRpc(worker, { ...this.#handlers, ...storeHandlers(this.store, this.#relay.appendedBy(node)) });
     this.#relay.add(node, serving.push);
     const client = new RpcClient(worker);
     // Started below, or failed in time (`failed` is called once this has run).

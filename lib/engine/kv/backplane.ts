@@ -49,7 +49,7 @@ function headKey(room: string): Deno.KvKey {
   return [NS, "evh", room];
 }
 
-interface Stored {
+interface EventRecord {
   node: string;
   event: BackplaneEvent;
 }
@@ -135,10 +135,10 @@ export class KvBackplane implements Backplane {
     if (event.kind === "message") return;
     const room = "room" in event ? event.room : EVERYBODY;
     const key = [NS, "ev", room, Date.now(), `${this.node}:${(++this.#counter).toString(36).padStart(8, "0")}`];
-    const stored: Stored = { node: this.node, event };
+    const record: EventRecord = { node: this.node, event };
     retryLocked(() =>
       this.#kv.atomic()
-        .set(key, stored, { expireIn: EVENT_TTL_MS })
+        .set(key, record, { expireIn: EVENT_TTL_MS })
         .set(headKey(room), key[4], { expireIn: EVENT_TTL_MS })
         .commit()
     ).catch((error) => {
@@ -184,7 +184,7 @@ export class KvBackplane implements Backplane {
         entry.resume = undefined;
         for (let page = 0; page < READ_PAGES; page++) {
           let listed = 0;
-          for await (const { key, value } of this.#kv.list<Stored>({ prefix, start }, { limit: READ_LIMIT })) {
+          for await (const { key, value } of this.#kv.list<EventRecord>({ prefix, start }, { limit: READ_LIMIT })) {
             listed++;
             start = [...key.slice(0, 4), `${key[4] as string}\u0000`];
             const at = key[3] as number;

@@ -3,7 +3,7 @@
  * (`["rc1","log",record,chunk]` → the messages' UTF-8 JSON joined by "\n", in chunks): a few keys
  * at the end of the KV's B-tree however many rooms the messages belong to. Writing each message
  * under its room's key instead rewrites a B-tree page per room per commit (SQLite's write
- * amplification: chat in 200 rooms wrote 40 MB/s to disk for 0.4 MB/s of messages).
+ * amplification, a hundredfold for chat over many rooms: bench/RESULTS.md, "Figures behind the code").
  *
  * Every FILE_INTERVAL_MS, sooner when much is waiting or a read waits for a room, the logged
  * messages are filed under their rooms' keys as one block per room (kv_format.ts), sorted by room

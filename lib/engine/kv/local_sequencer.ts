@@ -317,7 +317,7 @@ export class LocalSequencer {
     versionstamp: string | null,
     started: number,
   ): void {
-    for (const [seq, meta] of reserving) seq.reservationStored(meta, versionstamp);
+    for (const [seq, meta] of reserving) seq.reservationCommitted(meta, versionstamp);
     for (const p of batch) {
       const seq = this.#sequence(p.message.room);
       seq.durable = Math.max(seq.durable, (p.stored as StoredMessage).offset);
@@ -441,7 +441,7 @@ export class LocalSequencer {
     this.#wake?.();
   }
 
-  /** Rooms idle for IDLE_MS, with nothing waiting or unstored, give their reservation back (as at a
+  /** Rooms idle for IDLE_MS, with nothing waiting or uncommitted, give their reservation back (as at a
    * clean stop) and leave memory. Their reservation shrinks in memory first, so an append that
    * comes meanwhile waits for a new one instead of numbering above what is stored. */
   async #forgetIdle(): Promise<void> {

@@ -101,7 +101,7 @@ export class Sequence {
   }
 
   /** A commit stored `meta` (from `reservation`) as of `versionstamp`. */
-  reservationStored(meta: Required<Meta>, versionstamp: string | null): void {
+  reservationCommitted(meta: Required<Meta>, versionstamp: string | null): void {
     this.reservedHere = true;
     this.versionstamp = versionstamp;
     this.step = meta.reserved - this.reserved;

@@ -81,8 +81,8 @@ const MAX_PENDING_ACKS = 256;
 
 type Ack = (...args: unknown[]) => void;
 
-/** Binary values travel inside roomcast as `{"$binary": "<base64>"}` (stored messages are JSON). */
-function toStored(value: unknown, depth = 0): unknown {
+/** Binary values travel inside roomcast as `{"$binary": "<base64>"}`: messages are JSON everywhere. */
+function binaryToJson(value: unknown, depth = 0): unknown {
   if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
     const bytes = value instanceof ArrayBuffer
       ? new Uint8Array(value)
@@ -92,9 +92,9 @@ function toStored(value: unknown, depth = 0): unknown {
     return { $binary: btoa(text) };
   }
   if (depth > 64 || typeof value !== "object" || value === null) return value;
-  if (Array.isArray(value)) return value.map((v) => toStored(v, depth + 1));
+  if (Array.isArray(value)) return value.map((v) => binaryToJson(v, depth + 1));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = toStored(v, depth + 1);
+  for (const [k, v] of Object.entries(value)) out[k] = binaryToJson(v, depth + 1);
   return out;
 }
 
@@ -132,10 +132,10 @@ function argsProblem(args: unknown[], maxFrameBytes: number): { code: string; me
   }
 }
 
-/** The inverse of `toStored`, for Socket.IO receivers: binary again. */
-function fromStored(value: unknown, depth = 0): unknown {
+/** The inverse of `binaryToJson`, for Socket.IO receivers: binary again. */
+function jsonToBinary(value: unknown, depth = 0): unknown {
   if (depth > 64 || typeof value !== "object" || value === null) return value;
-  if (Array.isArray(value)) return value.map((v) => fromStored(v, depth + 1));
+  if (Array.isArray(value)) return value.map((v) => jsonToBinary(v, depth + 1));
   const keys = Object.keys(value);
   if (keys.length === 1 && keys[0] === "$binary" && typeof (value as { $binary: unknown }).$binary === "string") {
     try {
@@ -145,7 +145,7 @@ function fromStored(value: unknown, depth = 0): unknown {
     }
   }
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = fromStored(v, depth + 1);
+  for (const [k, v] of Object.entries(value)) out[k] = jsonToBinary(v, depth + 1);
   return out;
 }
 
@@ -227,7 +227,7 @@ class SocketIoPeer implements Peer {
     if (REPLIES.has(frame.type)) return this.#reply(frame);
     if (withBinary.has(frame)) {
       const event = eventOf(frame);
-      if (event) this.socket.emit(...(fromStored(event) as [string, ...unknown[]]));
+      if (event) this.socket.emit(...(jsonToBinary(event) as [string, ...unknown[]]));
       return;
     }
     // The packet is ready: straight to the engine, as socket.io's own broadcasts do.
@@ -314,7 +314,7 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
     const ack = typeof args.at(-1) === "function" ? args.pop() as Ack : undefined;
     const error = argsProblem(args, maxFrameBytes);
     if (error) return ack ? ack({ error }) : void socket.emit("roomcast:error", error);
-    const values = toStored(args) as unknown[];
+    const values = binaryToJson(args) as unknown[];
     switch (event) {
       case "join": {
         const [target] = values;
