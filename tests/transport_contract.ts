@@ -144,6 +144,22 @@ export function transportContract(driver: TransportDriver): void {
       );
 
       await t.step(
+        "a flood of connects is refused past the rate, never holds the loop, and leaves no slot behind",
+        () =>
+          withServer({ connectBurst: 20, connectWindowMs: 60_000 }, async (server) => {
+            using probe = stallProbe();
+            const clients = Array.from({ length: 200 }, () => driver.connect(server, { room: "c5b" }));
+            const opened = await Promise.all(clients.map((client) => client.opened));
+            assert.ok(probe.stop() < 200, `the loop was held ${Math.round(probe.worst)} ms`);
+            assert.equal(opened.filter(Boolean).length, 20, "the burst is let in, no more");
+            assert.ok(server.admission.open <= 20, `${server.admission.open} slots taken`);
+            assert.equal(server.metrics.refused.get("rate"), 180);
+            await closeAll(clients);
+            await until(() => server.admission.open === 0 && server.hub.connectionCount === 0, 5000, "every slot back");
+          }),
+      );
+
+      await t.step(
         "with auth on, no token opens nothing; a token's user is who connects",
         () =>
           withServer({ authSecret: SECRET }, async (server) => {
