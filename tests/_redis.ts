@@ -6,6 +6,7 @@
 import { freePort } from "../routes/serve/cluster.ts";
 import { RedisLink } from "../lib/engine/redis/link.ts";
 import { skipping } from "./_skips.ts";
+import { until } from "./_wait.ts";
 
 const REDIS = "/usr/bin/redis-server";
 export const haveRedis = (() => {
@@ -34,23 +35,24 @@ export interface RedisServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-async function ready(port: number, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      await conn.write(new TextEncoder().encode("PING\r\n"));
-      const buf = new Uint8Array(64);
-      const n = await conn.read(buf);
-      conn.close();
-      // Up: answering, or loading its data (which it says to every command).
-      if (n && /^(\+PONG|-LOADING)/.test(new TextDecoder().decode(buf.subarray(0, n)))) return;
-    } catch {
-      // not yet
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`redis-server on ${port} did not start`);
+function ready(port: number, ms = 10_000): Promise<void> {
+  return until(
+    async () => {
+      try {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await conn.write(new TextEncoder().encode("PING\r\n"));
+        const buf = new Uint8Array(64);
+        const n = await conn.read(buf);
+        conn.close();
+        // Up: answering, or loading its data (which it says to every command).
+        return n !== null && /^(\+PONG|-LOADING)/.test(new TextDecoder().decode(buf.subarray(0, n)));
+      } catch {
+        return false; // not yet
+      }
+    },
+    ms,
+    `redis-server on ${port} to start`,
+  );
 }
 
 /** `fsync`: when the append-only file is synced (`always`: every write, what the tests use; the

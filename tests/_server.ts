@@ -60,12 +60,3 @@ export function postJson(server: TestServer, path: string, body: unknown, header
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
 }
-
-/** Polls `pred` every few ms until it holds; throws after `ms`. For state without an event to wait on. */
-export async function until(pred: () => boolean | Promise<boolean>, ms = 3000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!await pred()) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

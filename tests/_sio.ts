@@ -4,6 +4,7 @@
  */
 import { io, type Socket } from "socket.io-client";
 import io2 from "socket.io-client-v2";
+import { until } from "./_wait.ts";
 
 export interface Received {
   event: string;
@@ -106,9 +107,6 @@ export async function sio2(url: string, options: Record<string, unknown> = {}): 
 
 /** Waits until `socket` is on `transport` (the upgrade from polling happens on its own). */
 export async function onTransport(client: SioClient, transport: string, ms = 4000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (client.socket.io.engine?.transport?.name !== transport) {
-    if (Date.now() > deadline) throw new Error(`still on ${client.socket.io.engine?.transport?.name}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  const name = () => client.socket.io.engine?.transport?.name;
+  await until(() => name() === transport, ms, () => `${transport} (still on ${name()})`);
 }

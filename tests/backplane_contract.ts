@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { Backplane, BackplaneEvent } from "../lib/engine/backplane.ts";
 import type { StoredMessage } from "../lib/protocol.ts";
+import { quiet, until } from "./_wait.ts";
 
 export type BackplaneFactory = (nodes: number) => Promise<{ nodes: Backplane[]; cleanup(): Promise<void> }>;
 
@@ -18,12 +19,6 @@ function listen(backplane: Backplane): Heard[] {
   const heard: Heard[] = [];
   backplane.onEvent((event, node) => heard.push({ event, node }));
   return heard;
-}
-
-/** Waits until `pred` holds (events cross isolates asynchronously), at most `ms`. */
-async function eventually(pred: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
 const message = (room: string, offset: number): BackplaneEvent => {
@@ -83,10 +78,11 @@ export function backplaneContract(
           origin: "c1",
         });
         assert.equal(a.messages, messages ? "backplane" : "store", "it says whether stored messages cross it");
-        await eventually(() => hb.length === (messages ? 2 : 1));
+        // Events cross isolates asynchronously.
+        await until(() => hb.length >= (messages ? 2 : 1), 2000, "b to hear r's events");
         const kinds = messages ? [["message", a.node], ["signal", a.node]] : [["signal", a.node]];
         assert.deepEqual(hb.map((h) => [h.event.kind, h.node]), kinds);
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await quiet(50, "nothing reaches c, nor comes back to a");
         assert.equal(hc.length, 0, "c is not subscribed to r");
         assert.equal(ha.length, 2, "a heard its own events once, not echoed back");
       } finally {
@@ -102,7 +98,7 @@ export function backplaneContract(
         listen(a);
         a.publish({ kind: "direct", to: "u", id: "d1", from: { id: "s", name: "S" }, data: 1, ts: 0 });
         a.publish({ kind: "broadcast", id: "b1", data: "all", ts: 0 });
-        await eventually(() => hb.length === 2 && hc.length === 2);
+        await until(() => hb.length >= 2 && hc.length >= 2, 2000, "b and c to hear both");
         assert.deepEqual(hb.map((h) => h.event.kind), ["direct", "broadcast"]);
         assert.deepEqual(hc.map((h) => h.event.kind), ["direct", "broadcast"]);
       } finally {
@@ -129,12 +125,12 @@ export function backplaneContract(
         b.unsubscribe("r");
         await b.subscribed?.();
         a.publish(signal(1));
-        await eventually(() => hb.length === 1);
+        await until(() => hb.length >= 1, 2000, "b, still subscribed once, to hear the first signal");
         assert.equal(hb.length, 1, "still subscribed once");
         b.unsubscribe("r");
         await b.subscribed?.();
         a.publish(signal(2));
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await quiet(50, "the second signal must not reach b");
         assert.equal(hb.length, 1, "no longer subscribed");
       } finally {
         await cleanup();
@@ -153,7 +149,7 @@ export function backplaneContract(
         await b.subscribed?.();
         const event = message("é-room", 7);
         a.publish(event);
-        await eventually(() => hb.length === 1);
+        await until(() => hb.length >= 1, 2000, "b to hear the message");
         assert.deepEqual(hb[0]?.event, event);
       } finally {
         await cleanup();

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { RoomcastClient, RoomcastError } from "../static/roomcast.js";
-import { postJson, startTestServer, until } from "./_server.ts";
+import { postJson, startTestServer } from "./_server.ts";
+import { until } from "./_wait.ts";
 
 Deno.test("roomcast.js: an expired token is refreshed on the reconnect when token is a function", async () => {
   await using server = await startTestServer({ authSecret: "s3cret-s3cret-s3cret-s3cret-s3cret" });

@@ -11,6 +11,7 @@ import { defaultMaxConnections, fdLimit } from "../routes/serve/server.ts";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { startMain, stopMain } from "./_process.ts";
 import { redisTest } from "./_redis.ts";
+import { breathe, quiet, until } from "./_wait.ts";
 
 /** Clients until there is one on each Worker (the kernel picks; a few tries suffice). */
 async function onEachWorker(url: string, nodes: number, query = ""): Promise<TestClient<Frame>[]> {
@@ -37,14 +38,16 @@ function onWorkerLast(clients: TestClient<Frame>[], workers: string[]): [TestCli
 /** Like a client, tries again when a connection is reset (a kept-alive connection from an earlier
  * test to a port that this test's cluster got again; a connection queued on a Worker that died). */
 async function retried<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let i = 0;; i++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (i >= 4) throw error;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const outcomes: PromiseSettledResult<T>[] = [];
+  await until(
+    async () => {
+      outcomes.push(...await Promise.allSettled([attempt()]));
+      return outcomes.at(-1)?.status === "fulfilled";
+    },
+    3000,
+    () => `an attempt that is not reset (last: ${(outcomes.at(-1) as PromiseRejectedResult).reason})`,
+  );
+  return (outcomes.at(-1) as PromiseFulfilledResult<T>).value;
 }
 
 const post = (url: string, path: string, body: unknown) =>
@@ -172,8 +175,7 @@ Deno.test({
     const presence = await retried(async () => await (await fetch(`${server.url}/api/rooms/d/presence`)).json());
     assert.deepEqual(presence.members.map((m: { id: string }) => m.id), [a.welcome?.user.id]);
     // Another Worker takes its place: two serve again.
-    const deadline = Date.now() + 10_000;
-    while (server.nodes().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await until(() => server.nodes().length >= 2, 10_000, "a replacement Worker");
     assert.equal(server.nodes().length, 2);
     assert.ok(!server.nodes().includes(doomed));
     assert.equal((await a.request({ type: "publish", room: "d", data: "still here" })).type, "ack");
@@ -201,8 +203,7 @@ Deno.test({
     assert.equal(left.user.id, b.welcome?.user.id);
     const closed = await b.closed;
     assert.notEqual(closed.code, 1000, "its client was cut off");
-    const deadline = Date.now() + 10_000;
-    while (server.workers().length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await until(() => server.workers().length >= 1, 10_000, "a replacement Worker");
     assert.equal(server.workers().length, 1, "another Worker took its place");
     assert.ok(!server.nodes().includes(stuck));
     assert.equal((await a.request({ type: "publish", room: "h", data: "still here" })).type, "ack");
@@ -256,10 +257,7 @@ Deno.test({
     // The writer streams publishes without waiting; the Worker is terminated while they flow.
     const total = 400;
     for (let i = 0; i < total; i++) writer.send({ type: "publish", room: "m", data: i, ref: `p${i}` });
-    const deadline = Date.now() + 5000;
-    while (writer.unread.filter(isType("ack")).length < 20 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 1));
-    }
+    await until(() => writer.unread.filter(isType("ack")).length >= 20, 5000, "20 acks");
     server.kill(writer.welcome?.node as string);
     await writer.closed;
     const acked = writer.unread.filter(isType("ack"));
@@ -381,9 +379,16 @@ Deno.test({
     const doomed = server.workers()[0] as string;
     for (let i = 0; i < 20 && !open.some((o) => o.node === doomed); i++) {
       if (open.length === 3) await open.shift()?.client.close();
-      await new Promise((r) => setTimeout(r, 20));
-      const a = await attempt(url);
-      if (a.node) open.push(a);
+      // The closed connection's slot is free a moment after its close: connect until one is let in.
+      await until(
+        async () => {
+          const a = await attempt(url);
+          if (a.node) open.push(a);
+          return open.length === 3;
+        },
+        3000,
+        "the closed connection's slot to come back",
+      );
     }
     const lost = open.filter((o) => o.node === doomed);
     assert.ok(lost.length > 0, "a connection on the Worker");
@@ -480,7 +485,7 @@ Deno.test({
     const end = Date.now() + 6000;
     while (Date.now() < end) { /* busy */ }
     // Two lease checks later, the same isolates serve, and the clients are still connected.
-    await new Promise((resolve) => setTimeout(resolve, 6000));
+    await quiet(6000, "two lease checks, in which no Worker may be replaced");
     assert.deepEqual(server.nodes(), before, "no Worker was replaced");
     assert.equal((await a.request({ type: "ping" })).type, "pong");
     assert.equal((await b.request({ type: "ping" })).type, "pong");
@@ -520,7 +525,7 @@ Deno.test({
     const stall = new BroadcastChannel("roomcast-test-stall");
     stall.postMessage({ stall: 800 });
     stall.close();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await quiet(50, "B's Worker begins its 800 ms stall (unseen from here) before the burst");
     // While B's isolate is held up, A sends 600 directs and 600 signals and C joins and leaves 20
     // times, over many turns of their isolate's event loop: more than Deno's BroadcastChannel holds
     // (256 messages for the whole process).
@@ -529,7 +534,7 @@ Deno.test({
       a.send({ type: "direct", to: b.welcome?.user.id as string, data: i });
       a.send({ type: "signal", room: "st", event: "e", data: i });
       if (i % 30 === 0) c.send({ type: i % 60 === 0 ? "join" : "leave", room: "st" });
-      if (i % 4 === 3) await new Promise((resolve) => setTimeout(resolve, 1));
+      if (i % 4 === 3) await breathe();
     }
     const directs: number[] = [];
     while (directs.length < n) directs.push((await b.next(isType("direct"), 5000)).data as number);
@@ -559,10 +564,7 @@ Deno.test({
       Deno.env.set("ROOMCAST_TEST_FAILED_STARTS", "2");
       server.kill(doomed);
       // Replacements at once (refused), 2 s later (refused), 4 s later (started and listed by `workers()`).
-      const deadline = Date.now() + 15_000;
-      while (server.workers().length !== 1 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await until(() => server.workers().length === 1, 15_000, "the third start");
       assert.equal(Deno.env.get("ROOMCAST_TEST_FAILED_STARTS"), "0", "two starts were refused");
       assert.equal(server.workers().length, 1, "the third start took the dead Worker's place");
       assert.equal(server.nodes().length, 2, "the refused ones hold no place");

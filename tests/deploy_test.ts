@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { type MainProcess, startMain, stopMain } from "./_process.ts";
 import { startTestServer } from "./_server.ts";
+import { until } from "./_wait.ts";
 
 async function client(instance: MainProcess, name: string): Promise<TestClient<Frame>> {
   const c = await TestClient.json(`${instance.url.replace("http", "ws")}/ws?name=${name}`);
@@ -86,13 +87,8 @@ Deno.test("two instances on one KV, as on Deno Deploy, serve one room", async ()
     // Its member's leave is told by the instance that finds the lapsed lease.
     const left = await ann.next((f) => f.type === "member" && f.event === "leave" && f.user.name === "Carl", 6000);
     assert.equal(left.room, "d");
-    const deadline = Date.now() + 5000;
     let seen: string[] = [];
-    while (Date.now() < deadline) {
-      seen = await members(one, "d");
-      if (seen.length === 1) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await until(async () => (seen = await members(one, "d")).length === 1, 5000, () => `one member left (${seen})`);
     assert.deepEqual(seen, ["Ann"]);
     await ann.close();
     assert.doesNotMatch(one.stderr(), /Uncaught|bug/);

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../lib/clock.ts";
 import { isType, TestClient } from "./_client.ts";
 import { startMain } from "./_process.ts";
-import { postJson, startTestServer, until } from "./_server.ts";
+import { postJson, startTestServer } from "./_server.ts";
+import { until } from "./_wait.ts";
 import { RawWsClient } from "./_raw_ws.ts";
 
 /** A WebSocket client over plain TCP that completes the handshake and then never reads or answers. */

@@ -1,7 +1,8 @@
 /** Raw rooms: seed-tutorial clients on `/` and `/raw/:room`, and their interplay with JSON clients. */
 import assert from "node:assert/strict";
 import { isType, TestClient } from "./_client.ts";
-import { startTestServer, until } from "./_server.ts";
+import { startTestServer } from "./_server.ts";
+import { until } from "./_wait.ts";
 
 Deno.test("raw rooms", async (t) => {
   await using server = await startTestServer();

@@ -6,14 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { postJson, startTestServer } from "./_server.ts";
+import { quiet, until } from "./_wait.ts";
 
-/** The offsets of the `message` events read from an SSE response until `until.offset` or `ms`. */
-async function offsetsOf(response: Response, until: { offset: number }, ms: number): Promise<number[]> {
+/** The offsets of the `message` events read from an SSE response until `last.offset` or `ms`. */
+async function offsetsOf(response: Response, last: { offset: number }, ms: number): Promise<number[]> {
   const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   const offsets: number[] = [];
   const deadline = Date.now() + ms;
-  while (Date.now() < deadline && (offsets.at(-1) ?? 0) < until.offset) {
+  while (Date.now() < deadline && (offsets.at(-1) ?? 0) < last.offset) {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), deadline - Date.now()));
     const chunk = await Promise.race([reader.read(), late]);
@@ -53,22 +54,22 @@ Deno.test("recovery from the store while publishes go on: every offset once, in 
         );
       }
     }, 0);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    const until = { offset: Infinity };
+    await until(() => posts.length > 0, 1000, "the live publishes to start");
+    const last = { offset: Infinity };
     const readings = Promise.all([0, 1, 2].map(async (n) => {
-      await new Promise((resolve) => setTimeout(resolve, n * 7));
+      await quiet(n * 7, "the three readings start 7 ms apart, amid the publishes");
       const response = await server.fetch(`/events?room=${room}`, {
         headers: { "last-event-id": `${epoch}:${since}` },
       });
       assert.equal(response.status, 200);
-      return await offsetsOf(response, until, 3000);
+      return await offsetsOf(response, last, 3000);
     }));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await quiet(200, "the publishes go on for 200 ms while the readings recover");
     clearInterval(timer);
     await Promise.all(posts);
-    until.offset = (await server.hub.history(room, { limit: 1 })).offset;
+    last.offset = (await server.hub.history(room, { limit: 1 })).offset;
     for (const offsets of await readings) {
-      const expected = Array.from({ length: until.offset - since }, (_, i) => since + 1 + i);
+      const expected = Array.from({ length: last.offset - since }, (_, i) => since + 1 + i);
       assert.deepEqual(offsets, expected, `attempt ${attempt}: every offset after ${since}, once, in order`);
     }
   }
@@ -94,28 +95,21 @@ Deno.test("a client that keeps up is not closed as a slow consumer after a large
       const timer = setInterval(() => {
         posts.push(postJson(server, `/api/rooms/${room}/messages`, { data: "live" }).then((r) => r.body?.cancel()));
       }, 1);
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await until(() => posts.length > 0, 1000, "the live publishes to start");
       const response = await server.fetch(`/events?room=${room}`, {
         headers: { "last-event-id": `${epoch}:${since}` },
       });
       assert.equal(response.status, 200);
       const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
       let text = "";
-      const deadline = Date.now() + 600;
-      while (Date.now() < deadline && !text.includes("event: close")) {
-        let wait: ReturnType<typeof setTimeout> | undefined;
-        const chunk = await Promise.race([
-          reader.read(),
-          new Promise<"later">((resolve) => wait = setTimeout(() => resolve("later"), 50)),
-        ]);
-        clearTimeout(wait);
-        if (chunk === "later") continue;
-        if (chunk.done) break;
-        text += chunk.value;
-      }
+      const reading = (async () => {
+        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += chunk.value;
+      })();
+      await quiet(600, "the replay and the live publishes flow, and no close may come");
       clearInterval(timer);
       await Promise.all(posts);
       await reader.cancel();
+      await reading;
       assert.equal(/event: close\ndata: (.*)/.exec(text)?.[1], undefined, `attempt ${attempt}: not closed`);
       assert.ok(text.split("event: message").length - 1 >= 900, "the replay arrived");
     }

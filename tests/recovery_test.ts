@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { RawWsClient } from "./_raw_ws.ts";
-import { postJson, startTestServer, type TestServer, until } from "./_server.ts";
+import { postJson, startTestServer, type TestServer } from "./_server.ts";
+import { breathe, quiet, until } from "./_wait.ts";
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -37,7 +38,7 @@ async function floodRejoin(kv: boolean): Promise<void> {
       for (let j = i; j < i + 10; j++) publisher.send({ type: "publish", room: "flood", data: j, ref: j });
       const ack = await publisher.next((f) => f.ref === i + 9, 10_000);
       acked.push(ack.offset);
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      await breathe();
     }
   })();
 
@@ -177,7 +178,7 @@ Deno.test("a recovery larger than the send-queue cap is paced for a slow reader,
   assert.ok(await reader.readUntil(() => reader.texts.length >= 1), "welcome");
   await reader.send(JSON.stringify({ type: "join", room: "big-replay", since: { epoch: first.epoch, offset: 0 } }));
   // 10 MB of replay against a reader that stalls: more than the kernel buffers hold.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await quiet(300, "the reader stalls while the replay fills its send queue");
   for (let i = 1001; i <= 1005; i++) await publishMany(server, "big-replay", i, "live");
   const messages = () => reader.texts.filter((t) => t.startsWith('{"type":"message"'));
   assert.ok(await reader.readUntil(() => messages().length >= 1005 || reader.closeCode !== undefined, 20_000));

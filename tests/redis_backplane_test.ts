@@ -12,8 +12,8 @@ import type { BackplaneEvent } from "../lib/engine/backplane.ts";
 import { RedisStore } from "../lib/engine/redis/store.ts";
 import { EngineUnavailable } from "../lib/engine/store.ts";
 import { systemClock } from "../lib/clock.ts";
+import { quiet, until } from "./_wait.ts";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const signal = (room: string, n: number): BackplaneEvent => ({
   kind: "signal",
   room,
@@ -27,12 +27,6 @@ async function upLink(url: string): Promise<RedisLink> {
   const link = new RedisLink({ url });
   await link.open();
   return link;
-}
-
-async function until(what: string, done: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!done() && Date.now() < end) await sleep(20);
-  assert.ok(done(), what);
 }
 
 /** The data of the events the test sent (probes still in flight, data -1, may come too). */
@@ -75,19 +69,23 @@ redisTest(
     const { la, lb, a, b } = both;
     await a.backplane.subscribed();
     await redis.stop();
-    await sleep(200);
+    await until(() => la.state === "down" && lb.state === "down", 5000, "both links to see Redis gone");
     a.backplane.subscribe("r"); // a member joins room r on A while Redis is away
     await a.backplane.subscribed();
     await redis.start();
-    await until("both links back", () => la.state === "up" && lb.state === "up");
-    await until("A's subscription made again", () => {
-      b.backplane.publish(signal("r", -1));
-      return a.got.length > 0;
-    }, 8000);
+    await until(() => la.state === "up" && lb.state === "up", 5000, "both links back");
+    await until(
+      () => {
+        b.backplane.publish(signal("r", -1));
+        return a.got.length > 0;
+      },
+      8000,
+      "A's subscription made again",
+    );
     a.got.length = 0;
     for (let i = 0; i < 5; i++) b.backplane.publish(signal("r", i));
-    await until("every signal", () => sent(a.got).length >= 5);
-    await sleep(200);
+    await until(() => sent(a.got).length >= 5, 5000, "every signal");
+    await quiet(200, "no signal is handed over twice");
     assert.deepEqual(sent(a.got), [0, 1, 2, 3, 4]);
   },
 );
@@ -100,21 +98,25 @@ redisTest(
     await la.open(300); // main.ts goes on after open's wait
     const a = listening(la, "A");
     try {
-      await sleep(300);
+      await a.backplane.subscribed(); // its subscription to everybody's channel failed: Redis is down
       await redis.start();
-      await until("A's link up", () => la.state === "up");
+      await until(() => la.state === "up", 5000, "A's link up");
       const lb = await upLink(redis.url);
       const b = listening(lb, "B");
       try {
         await b.backplane.subscribed();
-        await until("A hears everybody's channel", () => {
-          b.backplane.publish({ kind: "broadcast", id: "probe", data: -1, ts: 0 });
-          return a.got.length > 0;
-        }, 8000);
+        await until(
+          () => {
+            b.backplane.publish({ kind: "broadcast", id: "probe", data: -1, ts: 0 });
+            return a.got.length > 0;
+          },
+          8000,
+          "A to hear everybody's channel",
+        );
         a.got.length = 0;
         for (let i = 0; i < 3; i++) b.backplane.publish({ kind: "broadcast", id: `x${i}`, data: i, ts: 0 });
-        await until("every broadcast", () => sent(a.got).length >= 3);
-        await sleep(200);
+        await until(() => sent(a.got).length >= 3, 5000, "every broadcast");
+        await quiet(200, "no broadcast is handed over twice");
         assert.deepEqual(sent(a.got), [0, 1, 2]);
       } finally {
         await b.backplane.close();
@@ -138,8 +140,8 @@ redisTest(
     a.backplane.subscribe("r");
     await a.backplane.subscribed();
     b.backplane.publish(signal("r", 1));
-    await until("the signal", () => a.got.length > 0);
-    await sleep(300);
+    await until(() => a.got.length > 0, 5000, "the signal");
+    await quiet(300, "a second copy of the signal would come by now");
     assert.equal(a.got.length, 1, "one signal published, one handed over");
   },
 );
@@ -172,18 +174,13 @@ redisTest(
       Deno.kill(redis.pid as number, "SIGCONT");
       assert.ok(refused instanceof EngineUnavailable);
       assert.equal(refused.unanswered, true, "sent and not answered: it may still be stored");
-      const page = await (async () => {
-        for (let i = 0; i < 50; i++) {
-          const read = await store.read("r", { after: 0, limit: 10 }).catch(() => undefined);
-          if (read && read.messages.length === 2) return read;
-          await sleep(50);
-        }
-        return await store.read("r", { after: 0, limit: 10 });
-      })();
+      const read = () => store.read("r", { after: 0, limit: 10 }).catch(() => undefined);
+      await until(async () => ((await read())?.messages.length ?? 0) >= 2, 3000, "Redis to catch up and store m2");
+      const page = await store.read("r", { after: 0, limit: 10 });
       assert.deepEqual(page.messages.map((m) => m.id), ["m1", "m2"], "stored once Redis caught up, once");
       // Redis unreachable: never sent, so nothing was done.
       await redis.stop();
-      await sleep(200);
+      await until(() => la.state === "down", 5000, "the link to see Redis gone");
       const down = await store.append(message("m3")).then(() => undefined, (error) => error);
       assert.ok(down instanceof EngineUnavailable);
       assert.equal(down.unanswered, false);

@@ -9,7 +9,7 @@ import { signToken } from "../lib/auth.ts";
 import { type Frame, isType, TestClient } from "./_client.ts";
 import { type MainProcess, startMain, stopMain } from "./_process.ts";
 import { redisTest } from "./_redis.ts";
-import { until } from "./_server.ts";
+import { breathe, until } from "./_wait.ts";
 
 const SECRET = "a-secret-for-the-redis-tests";
 
@@ -113,17 +113,10 @@ redisTest("two processes on one Redis serve one set of rooms", async (redis) => 
     const sse = new EventSource(`${one.url}/events?room=r&token=${await signToken({ sub: "eve" }, SECRET)}`);
     const seen: number[] = [];
     sse.addEventListener("message", (e) => seen.push(JSON.parse((e as MessageEvent).data).offset));
+    // The stream is open before its join has read the room's position: wait for the join's answer.
+    const sseJoined = new Promise((resolve) => sse.addEventListener("joined", resolve, { once: true }));
     await new Promise((resolve) => sse.addEventListener("open", resolve, { once: true }));
-    // The stream is open before its join has read the room's position: wait for the join.
-    await until(
-      async () => {
-        const body = await (await api(two, "/api/rooms/r/presence")).json();
-        return body.members.some((m: { id: string }) => m.id === "eve");
-      },
-      4000,
-      "the SSE client in the room",
-    );
-    await new Promise((r) => setTimeout(r, 100));
+    await sseJoined;
     await bob.request({ type: "publish", room: "r", data: "to sse" });
     await until(() => seen.includes(8), 4000, "the SSE client to get offset 8");
     sse.close();
@@ -158,7 +151,7 @@ redisTest(
           writer.send({ type: "publish", room: "load", data: sent, ref: `p${sent}` });
           refs.add(`p${sent}`);
           sent++;
-          await new Promise((r) => setTimeout(r, 2));
+          await breathe(2); // 3,000 at most: paced to last through the outage
         }
       })();
       await until(() => writer.unread.filter(isType("ack")).length > 50, 5000, "acks before the outage");
@@ -184,7 +177,8 @@ redisTest(
       await until(() => writer.unread.filter(isType("ack")).length > before + 50, 10_000, "acks after Redis is back");
       running = false;
       await pump;
-      await new Promise((r) => setTimeout(r, 500));
+      const answered = () => writer.unread.filter((f) => (f.type === "ack" || f.type === "error") && refs.has(f.ref));
+      await until(() => answered().length >= sent, 5000, () => `every publish answered (${answered().length}/${sent})`);
 
       const acked = writer.unread.filter(isType("ack"));
       const failed = writer.unread.filter((f) => f.type === "error" && f.code === "unavailable");
@@ -223,7 +217,7 @@ redisTest(
       const pump = (async () => {
         for (let i = 0; i < 2000 && writer.socket.readyState === WebSocket.OPEN; i++) {
           writer.send({ type: "publish", room: "k", data: i });
-          if (i % 10 === 9) await new Promise((r) => setTimeout(r, 1));
+          if (i % 10 === 9) await breathe();
         }
       })();
       await until(() => writer.unread.filter(isType("ack")).length >= 100, 5000, "some acks");

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { RoomcastClient, RoomSubscription } from "../static/roomcast.js";
+import { until } from "./_wait.ts";
 
 /** A WebSocket as the client uses it: the test plays the server. */
 class FakeSocket {
@@ -65,12 +66,13 @@ function client(): [RoomcastClient, () => FakeSocket] {
   return [c, () => FakeSocket.made.at(-1) as FakeSocket];
 }
 
-const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+/** Once `connect()` has made its socket. */
+const dialled = () => until(() => FakeSocket.made.length > 0, 1000, "the client to make a socket");
 
 Deno.test("roomcast.js: a subscription joins its room and hears its events only", async () => {
   const [c, socket] = client();
   c.connect();
-  await tick();
+  await dialled();
   socket().open();
   const lobby = c.subscribe("lobby");
   assert.ok(lobby instanceof RoomSubscription);
@@ -111,7 +113,7 @@ Deno.test("roomcast.js: a subscription joins its room and hears its events only"
 Deno.test("roomcast.js: a subscription's requests name its room; unsubscribe leaves and goes quiet", async () => {
   const [c, socket] = client();
   c.connect();
-  await tick();
+  await dialled();
   socket().open();
   const news = c.subscribe("news");
   const join = socket().last("join");
@@ -153,7 +155,7 @@ Deno.test("roomcast.js: a subscription's requests name its room; unsubscribe lea
 Deno.test("roomcast.js: after a drop it reconnects and rejoins with the last position it saw", async () => {
   const [c, socket] = client();
   c.connect();
-  await tick();
+  await dialled();
   socket().open();
   const room = c.subscribe("r");
   const join = socket().last("join");
@@ -161,8 +163,7 @@ Deno.test("roomcast.js: after a drop it reconnects and rejoins with the last pos
   await room.joined;
   const first = socket();
   first.drop(1006);
-  const deadline = Date.now() + 1000;
-  while (socket() === first && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+  await until(() => socket() !== first, 1000, "a new socket");
   assert.notEqual(socket(), first, "a new socket");
   socket().open();
   assert.deepEqual(socket().last("join").since, { epoch: "e", offset: 7 });

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { signToken } from "../lib/auth.ts";
 import { isType } from "./_client.ts";
 import { onTransport, sio2, sio4 } from "./_sio.ts";
-import { startTestServer, until } from "./_server.ts";
+import { startTestServer } from "./_server.ts";
+import { until } from "./_wait.ts";
 import { configWith } from "../lib/config.ts";
 import { ManualClock } from "../lib/clock.ts";
 import io2 from "socket.io-client-v2";
@@ -30,8 +31,7 @@ for (const layer of ["official", "own"] as const) {
       const ws = await sio4(server.url, { transports: ["websocket"] });
       const polling = await sio4(server.url, { transports: ["polling"] });
       const upgrading = await sio4(server.url);
-      await onTransport(upgrading, "websocket");
-      await new Promise((r) => setTimeout(r, 300));
+      await onTransport(upgrading, "websocket"); // (the polling-only client, opened first, did not upgrade meanwhile)
       assert.equal(ws.socket.io.engine.transport.name, "websocket");
       assert.equal(polling.socket.io.engine.transport.name, "polling");
       for (const c of [ws, polling, upgrading]) {

@@ -7,6 +7,7 @@ import { ManualClock } from "../lib/clock.ts";
 import { recover, type RetentionOptions, type Store } from "../lib/engine/store.ts";
 import { jsonEncoder, Outbound } from "../lib/peer.ts";
 import type { NewMessage } from "../lib/protocol.ts";
+import { until } from "./_wait.ts";
 
 export interface StoreFixture {
   store: Store;
@@ -195,8 +196,7 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
           const [a, b] = await Promise.all([first, concurrent]);
           // Numbered, perhaps not yet stored (the local sequencer): a retry now must wait for the commit too.
           const numbered = await publish("retry once numbered");
-          const deadline = Date.now() + 5000;
-          while (told.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+          await until(() => told.length >= 3, 5000, () => `three told durable (told: ${told})`);
           assert.equal(told[0], "first durable", `a retry was told durable before the message was stored: ${told}`);
           assert.deepEqual([...told].sort(), [
             "concurrent retry durable",

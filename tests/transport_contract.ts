@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { signToken } from "../lib/auth.ts";
 import type { Position } from "../lib/protocol.ts";
-import { postJson, startTestServer, type TestServer, type TestServerOptions, until } from "./_server.ts";
+import { postJson, startTestServer, type TestServer, type TestServerOptions } from "./_server.ts";
+import { until } from "./_wait.ts";
 import { stallProbe } from "./_stall.ts";
 import type { DriverClient, Seen, TransportDriver } from "./_transport_drivers.ts";
 

@@ -11,6 +11,7 @@ import type { Browser, Page } from "playwright-core";
 import { browserTest } from "../_browser.ts";
 import { isType } from "../_client.ts";
 import { postJson, startTestServer } from "../_server.ts";
+import { quiet } from "../_wait.ts";
 
 /** A blank page served on `http://localhost:<port>`: another site, from which a test's scripts
  * run (`page.evaluate`). */
@@ -266,7 +267,7 @@ Deno.test("HEAD reports the GET's headers and length, and opens no stream", asyn
   assert.match(events.headers.get("content-type") ?? "", /text\/event-stream/);
   await events.body?.cancel();
   assert.equal(server.hub.connectionCount, 1, "the HEAD opened no connection");
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await quiet(50, "no member event comes");
   assert.deepEqual(watcher.unread.filter(isType("member")), [], "and nobody joined the room");
   await watcher.close();
 });

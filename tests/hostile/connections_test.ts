@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../../lib/clock.ts";
 import { isType, TestClient } from "../_client.ts";
 import { startMain, stopMain } from "../_process.ts";
-import { startTestServer, until } from "../_server.ts";
+import { startTestServer } from "../_server.ts";
+import { until } from "../_wait.ts";
 
 /** A client refused at admission: the upgrade completes, then an error frame and close 1013. */
 async function refusedSocket(url: string): Promise<{ code: number; error: Record<string, string> }> {
@@ -182,18 +183,23 @@ Deno.test("under ulimit -n 256: connections past the cap get 1013, a flood of ba
         break;
       }
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const emfile = /stopped accepting connections \(.*Too many open files/;
+    await until(() => emfile.test(server.stderr()), 5000, "the server to run out of descriptors");
     for (const conn of flood.splice(0)) conn.close();
-    const deadline = Date.now() + 10_000;
     let health = 0;
-    while (Date.now() < deadline) {
-      health = await fetch(`${server.url}/healthz`).then((r) => r.body?.cancel().then(() => r.status)).catch(() => 0) ??
-        0;
-      if (health === 200) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await until(
+      async () => {
+        health = await fetch(`${server.url}/healthz`).then((r) =>
+          r.body?.cancel().then(() => r.status)
+        ).catch(() => 0) ??
+          0;
+        return health === 200;
+      },
+      10_000,
+      () => `healthz 200 once the flood ends (${health})`,
+    );
     assert.equal(health, 200, "it serves again once the flood ends");
-    assert.match(server.stderr(), /stopped accepting connections \(.*Too many open files/);
+    assert.match(server.stderr(), emfile);
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     assert.match(metrics, /roomcast_accept_errors_total [1-9]/);
     const alive = clients[0] as TestClient;

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import type { Sequencer } from "../../lib/config.ts";
 import { isType, TestClient } from "../_client.ts";
 import { type MainProcess, startMain, stopMain } from "../_process.ts";
+import { breathe, quiet } from "../_wait.ts";
 
 interface Acked {
   id: string;
@@ -106,7 +107,7 @@ async function publish(server: MainProcess, load: Load, wsDurable: boolean, stop
   const acked: Acked[] = [];
   let stopped = false;
   stop.then(() => stopped = true);
-  const pause = () => load.pauseMs > 0 ? new Promise((r) => setTimeout(r, load.pauseMs)) : Promise.resolve();
+  const pause = () => load.pauseMs > 0 ? breathe(load.pauseMs) : Promise.resolve();
   const http = async (loop: number) => {
     for (let i = 0; i < 5000 && !stopped; i++) {
       try {
@@ -171,7 +172,7 @@ for (const { name, sequencer, load, loadMs } of scenarios) {
     const joined = await reader.request({ type: "join", room: ROOM });
     const killed = Promise.withResolvers<void>();
     const publishing = publish(first, load, sequencer === "kv", killed.promise);
-    await new Promise((resolve) => setTimeout(resolve, loadMs));
+    await quiet(loadMs, "the load runs this long before the kill");
     first.child.kill("SIGKILL");
     await first.child.status;
     killed.resolve();

@@ -11,6 +11,7 @@ import type { NewMessage } from "../../lib/protocol.ts";
 import { signToken } from "../../lib/auth.ts";
 import { isType, TestClient } from "../_client.ts";
 import { startTestServer, type TestServer } from "../_server.ts";
+import { quiet } from "../_wait.ts";
 
 Deno.test("/metrics: loopback callers, or the bearer of ROOMCAST_METRICS_KEY; nobody else", async () => {
   const remote = { remoteAddr: { transport: "tcp" as const, hostname: "203.0.113.7", port: 5555 } };
@@ -52,7 +53,7 @@ Deno.test("a connection gets nothing once its token expires, even between heartb
   await publisher.request({ type: "join", room: "x" });
   assert.equal((await publisher.request({ type: "publish", room: "x", data: "before" })).type, "ack");
   assert.equal((await expiring.next(isType("message"))).data, "before");
-  await new Promise((resolve) => setTimeout(resolve, exp * 1000 - Date.now() + 50));
+  await quiet(exp * 1000 - Date.now() + 50, "past the token's exp");
   await publisher.request({ type: "publish", room: "x", data: "after" });
   const closed = await expiring.closed;
   assert.deepEqual([closed.code, closed.reason], [1008, "Token expired"]);

@@ -15,6 +15,7 @@ import { startCluster } from "../../routes/serve/cluster.ts";
 import { type Frame, isType, TestClient } from "../_client.ts";
 import { startTestServer } from "../_server.ts";
 import { redisTest } from "../_redis.ts";
+import { quiet, until } from "../_wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const SECRET = "member-order-secret";
@@ -60,13 +61,12 @@ async function flapAndCompare(urls: string[], nodes: number): Promise<void> {
     }
   }));
   // Quiet: flap is out; the last leave reaches everyone.
-  const deadline = Date.now() + 5000;
-  while (
-    Date.now() < deadline && !observers.every((o) => heard(o, "flap").at(-1) === "leave" && heard(o, "flap").length)
-  ) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await until(
+    () => observers.every((o) => heard(o, "flap").length > 0 && heard(o, "flap").at(-1) === "leave"),
+    5000,
+    () => `flap's last leave at every observer (heard ${observers.map((o) => heard(o, "flap")).join(" | ")})`,
+  );
+  await quiet(200, "nothing more about flap comes late");
   const sequences = observers.map((o) => heard(o, "flap"));
   for (const sequence of sequences) {
     assert.ok(sequence.length >= 2, `heard ${sequence}`);

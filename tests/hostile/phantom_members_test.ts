@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { configWith } from "../../lib/config.ts";
 import { startCluster } from "../../routes/serve/cluster.ts";
 import { TestClient } from "../_client.ts";
-import { startTestServer, until } from "../_server.ts";
+import { startTestServer } from "../_server.ts";
+import { quiet, until } from "../_wait.ts";
 import { redisTest } from "../_redis.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -58,7 +59,7 @@ Deno.test({
     await hammer([cluster.url], "r");
     await until(async () => await members(cluster.url, "r") === 0, 5000, "the room to be empty");
     // And it stays empty: nothing was left to come in late.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await quiet(300, "nothing comes in late");
     assert.equal(await members(cluster.url, "r"), 0);
   },
 });

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { sio4 } from "../_sio.ts";
 import { configWith } from "../../lib/config.ts";
-import { startTestServer, type TestServer, until } from "../_server.ts";
+import { startTestServer, type TestServer } from "../_server.ts";
+import { quiet, until } from "../_wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -138,7 +139,7 @@ Deno.test({
 
     // Two GETs at once: the first gets the close packet, the second 400, the session is gone.
     const first = server.fetch(`/socket.io/?EIO=4&transport=polling&sid=${sid}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await quiet(50, "the first GET reaches the server and is held there (nothing shows it from here)");
     const second = await server.fetch(`/socket.io/?EIO=4&transport=polling&sid=${sid}`);
     assert.equal(second.status, 400);
     await second.body?.cancel();
