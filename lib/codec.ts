@@ -4,7 +4,7 @@
  * nested too deeply or holding too many values is refused before it is parsed (`jsonShape`), so
  * nothing later (`JSON.stringify` on the publish path) can overflow the stack on it.
  */
-import { type ClientFrame, FrameError, isRoomName, type Position, type Ref } from "./protocol.ts";
+import { type ClientFrame, FrameError, isRoomName, type Position, type Ref, ROOM_RULE } from "./protocol.ts";
 
 /** Largest `limit` a history request may ask for; larger values are clamped. */
 export const HISTORY_MAX_LIMIT = 100;
@@ -32,7 +32,7 @@ function readRef(obj: Json): Ref | undefined | FrameError {
 
 function room(obj: Json, ref: Ref | undefined): string {
   if (isRoomName(obj.room)) return obj.room;
-  const what = obj.room === undefined ? "Field room is required" : "Field room must match [A-Za-z0-9_.:@-]{1,128}";
+  const what = obj.room === undefined ? "Field room is required" : `Field room must match ${ROOM_RULE}`;
   throw new FrameError("bad_request", what, ref);
 }
 

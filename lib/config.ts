@@ -117,7 +117,25 @@ export interface Config {
     eio3: boolean;
     layer: "official" | "own";
   };
+  /** Pusher Channels (protocol 7, `/app/:key`, the HTTP API under `/apps/:id`): the apps, from
+   * `app_id:key:secret` items; empty: those endpoints answer 404. @default [] */
+  pusherApps: PusherApp[];
+  /** Client events (`client-*`) a Pusher connection may send per `pusherClientEventWindowMs`
+   * (Pusher's own limit is 10 per second). @default 10 */
+  pusherClientEventBurst: number;
+  /** @default 1000 */
+  pusherClientEventWindowMs: number;
+  /** The largest event data a Pusher client event or API trigger may carry, in bytes (Pusher's is
+   * 10 KB). @default 10240 */
+  pusherMaxEventBytes: number;
   limits: LimitsConfig;
+}
+
+/** A Pusher app: its id (in API paths), key (clients connect with it) and secret (signatures). */
+export interface PusherApp {
+  id: string;
+  key: string;
+  secret: string;
 }
 
 export class ConfigError extends Error {
@@ -218,6 +236,10 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
   const [joinBurst, joinWindowMs] = read.rate("ROOMCAST_JOIN_RATE", [200, 10_000]);
   const list = (name: string) => read.string(name)?.split(",").map((item) => item.trim()).filter((item) => item);
   const maxConnections = read.int("ROOMCAST_MAX_CONNECTIONS", 0, 0, 10_000_000);
+  const [pusherClientEventBurst, pusherClientEventWindowMs] = read.rate("ROOMCAST_PUSHER_CLIENT_EVENT_RATE", [
+    10,
+    1000,
+  ]);
   const config: Config = {
     port: read.int("PORT", 8000, 0, 65535),
     hostname: read.string("HOSTNAME") ?? (onDeploy ? "0.0.0.0" : "127.0.0.1"),
@@ -254,6 +276,10 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
       eio3: read.choice("ROOMCAST_SIO_EIO3", ["on", "off"], "on") === "on",
       layer: read.choice("ROOMCAST_SIO_LAYER", ["official", "own"], "official"),
     },
+    pusherApps: pusherApps(list("ROOMCAST_PUSHER_APPS") ?? [], read.problems),
+    pusherClientEventBurst,
+    pusherClientEventWindowMs,
+    pusherMaxEventBytes: read.int("ROOMCAST_PUSHER_MAX_EVENT_BYTES", 10_240, 64, 1_048_576),
     limits: {
       maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),
       maxJsonDepth: read.int("ROOMCAST_MAX_JSON_DEPTH", 32, 2, 1000),
@@ -274,6 +300,27 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems.join("; "));
   return config;
+}
+
+/** `app_id:key:secret` items; a malformed or repeated one is a problem (the secret is never quoted). */
+function pusherApps(items: string[], problems: string[]): PusherApp[] {
+  const apps: PusherApp[] = [];
+  for (const [i, item] of items.entries()) {
+    const [id, key, secret, ...rest] = item.split(":");
+    const part = /^[A-Za-z0-9_.-]{1,64}$/;
+    if (!id || !key || !secret || rest.length > 0 || !part.test(id) || !part.test(key) || secret.length < 8) {
+      problems.push(
+        `ROOMCAST_PUSHER_APPS item ${
+          i + 1
+        } must be app_id:key:secret (ids and keys of letters, digits, _ . -; a secret of 8 characters or more)`,
+      );
+    } else if (apps.some((app) => app.id === id || app.key === key)) {
+      problems.push(`ROOMCAST_PUSHER_APPS item ${i + 1} repeats an app id or key`);
+    } else {
+      apps.push({ id, key, secret });
+    }
+  }
+  return apps;
 }
 
 /** The defaults with some fields replaced: handy for tests and embedding. */

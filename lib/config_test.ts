@@ -100,3 +100,29 @@ Deno.test("config refuses bad values, naming each variable", () => {
   assert.equal(parseDuration("2m"), 120_000);
   assert.equal(parseDuration("-1s"), undefined);
 });
+
+Deno.test("ROOMCAST_PUSHER_APPS: app_id:key:secret items; a bad one stops start-up without quoting its secret", () => {
+  const config = loadConfig({ ROOMCAST_PUSHER_APPS: "app1:key1:secret-one, app2:key2:secret-two" });
+  assert.deepEqual(config.pusherApps, [
+    { id: "app1", key: "key1", secret: "secret-one" },
+    { id: "app2", key: "key2", secret: "secret-two" },
+  ]);
+  assert.deepEqual(loadConfig({}).pusherApps, []);
+  for (
+    const bad of [
+      "app1:key1",
+      "app1:key1:short",
+      "app 1:key1:secret-one",
+      "a:b:secret-one:extra",
+      "a:k:secret-one,b:k:secret-two",
+    ]
+  ) {
+    assert.throws(
+      () => loadConfig({ ROOMCAST_PUSHER_APPS: bad }),
+      (error: unknown) =>
+        error instanceof ConfigError && /ROOMCAST_PUSHER_APPS item/.test(error.message) &&
+        !/secret-one|secret-two|short/.test(error.message.replace("a secret of 8", "")),
+      bad,
+    );
+  }
+});

@@ -169,6 +169,26 @@ export class Hub {
     this.#track(this.#options.presence.disconnect(connection.peer.user, connection.id));
   }
 
+  /** Makes `connection` another user's (a Pusher client signing in, or subscribing to a presence
+   * channel as the user its app signed): it leaves its rooms as the old user and joins them again as
+   * the new one (member events included), and directs to the new user reach it. False when its
+   * peer can't change users or it is closed. */
+  reidentify(connection: Connection, user: User): boolean {
+    const peer = connection.peer;
+    if (!peer.become || connection.closed) return false;
+    const old = peer.user;
+    if (old.id === user.id && old.name === user.name && old.info === user.info) return true;
+    this.#connections.remove(connection);
+    peer.become(user);
+    this.#connections.add(connection);
+    const { presence } = this.#options;
+    this.#track(presence.disconnect(old, connection.id).then(() => presence.connect(user, connection.id)));
+    for (const room of connection.rooms.keys()) {
+      this.#track(presence.leave(room, old, connection.id).then(() => presence.join(room, user, connection.id)));
+    }
+    return true;
+  }
+
   /** Presence updates nobody waits for: failures are logged, and `presenceWritten` waits for them all. */
   #track(update: Promise<unknown>): void {
     const tracked = update.catch((error) => {
@@ -362,8 +382,18 @@ export class Hub {
     return { id };
   }
 
+  /** Closes every connection of `user`, on every node (4009: not to reconnect by itself). */
+  terminate(user: string): void {
+    this.#options.backplane.publish({ kind: "terminate", user });
+  }
+
   #onEvent(event: BackplaneEvent, _node: string): void {
     switch (event.kind) {
+      case "terminate":
+        for (const connection of this.#connections.of(event.user)) {
+          connection.close(CloseCode.terminated, "Terminated by the app", "terminated");
+        }
+        return;
       case "message":
         // Its JSON, made once by the store that numbered it, is what every JSON receiver is sent.
         rememberJson(event.message, event.json);

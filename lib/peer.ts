@@ -23,6 +23,9 @@ export interface Peer {
   /** At least `queuedBytes`, known without asking the runtime (whose answer is a call into it):
    * lets a check that would pass skip the measurement. Absent: measure. */
   readonly queuedAtMost?: number;
+  /** Takes another user (a Pusher connection signing in): only `Hub.reidentify` calls it. Absent:
+   * the peer's user is fixed. */
+  become?(user: User): void;
   /** Sends `text`, the encoding of `frame` (given for transports that frame by type, like SSE). */
   send(text: string, frame: ServerFrame): void;
   close(code: number, reason: string): void;

@@ -7,6 +7,9 @@
 export interface User {
   id: string;
   name: string;
+  /** What a presence lists about the user besides the name: a Pusher presence channel's
+   * `user_info` (JSON, at most 1 KB), absent otherwise. */
+  info?: unknown;
 }
 
 /** A client-chosen correlation id, echoed on the reply, ack or error of a request. */
@@ -37,6 +40,15 @@ export interface Member {
   id: string;
   name: string;
   connections: number;
+  /** The user's `info`, where it has one. */
+  info?: unknown;
+}
+
+/** The member a presence lists for `user` with `connections` connections. */
+export function memberOf(user: User, connections: number): Member {
+  const member: Member = { id: user.id, name: user.name, connections };
+  if (user.info !== undefined) member.info = user.info;
+  return member;
 }
 
 interface WithRef {
@@ -156,11 +168,15 @@ export const CloseCode = {
   tryAgainLater: 1013,
   heartbeat: 4000,
   slowConsumer: 4008,
+  /** The app ended the user's connections (HTTP API): clients don't reconnect by themselves. */
+  terminated: 4009,
   flood: 4429,
 } as const;
 
-/** `[A-Za-z0-9_.:@-]{1,128}` */
-export const ROOM_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
+/** A room name's characters: roomcast's `[A-Za-z0-9_.:@-]` and Pusher's channel characters
+ * `=`, `,` and `;`, so every Pusher channel name of up to 128 characters is a room. */
+export const ROOM_RULE = "[A-Za-z0-9_.:@=,;-]{1,128}";
+export const ROOM_PATTERN = /^[A-Za-z0-9_.:@=,;-]{1,128}$/;
 
 export function isRoomName(value: unknown): value is string {
   return typeof value === "string" && ROOM_PATTERN.test(value);

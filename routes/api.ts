@@ -19,7 +19,7 @@ import {
 import { hasHugeNumber, historyLimit, HUGE_NUMBER, type JsonLimits, jsonShape } from "../lib/codec.ts";
 import { isCleanId, normalizeName } from "../lib/names.ts";
 import type { AppendOptions, ReadOptions } from "../lib/engine/store.ts";
-import { FrameError, isRoomName, ProtocolError, type User } from "../lib/protocol.ts";
+import { FrameError, isRoomName, ProtocolError, ROOM_RULE, type User } from "../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
 import { listensOnLoopback, loopbackTrusted } from "./trust.ts";
@@ -53,7 +53,7 @@ async function caller(c: AppContext, deps: AppDeps, options: { users: boolean; o
 
 function roomParam(c: AppContext): string {
   const room = c.req.param("room");
-  if (!isRoomName(room)) throw new ProtocolError("bad_request", "Room name must match [A-Za-z0-9_.:@-]{1,128}");
+  if (!isRoomName(room)) throw new ProtocolError("bad_request", `Room name must match ${ROOM_RULE}`);
   return room;
 }
 

@@ -20,8 +20,8 @@
  * alone; tests/client_types_test.ts checks each against lib/protocol.ts, the one source.
  * `ErrorFrame.code` is any string here, so a newer server's code is not a type error.
  *
- * @typedef {{ id: string, name: string }} User
- * @typedef {{ id: string, name: string, connections: number }} Member
+ * @typedef {{ id: string, name: string, info?: unknown }} User
+ * @typedef {{ id: string, name: string, connections: number, info?: unknown }} Member
  * @typedef {{ epoch: string, offset: number }} Position
  * @typedef {"idle" | "connecting" | "open" | "reconnecting" | "closed"} ClientState
  * @typedef {{ type: "welcome", connection: string, user: User, heartbeat: number, node: string }} WelcomeFrame
@@ -67,6 +67,8 @@ const OPEN = 1;
 /** Close code reported when the client itself gives up on a silent or stuck socket. */
 const ABNORMAL = 1006;
 const POLICY = 1008;
+/** The app ended this user's connections: not to come back by itself. */
+const TERMINATED = 4009;
 
 /** A failed request: `code` is a protocol error code, or `disconnected`, `timeout`, `closed`. */
 export class RoomcastError extends Error {
@@ -354,7 +356,8 @@ export class RoomcastClient extends EventTarget {
     this.#sent.clear();
     for (const entry of this.#rooms.values()) entry.joined = null;
     if (this.#state === "closed") return;
-    if (code === POLICY && !(reason === "Token expired" && typeof this.#token === "function")) {
+    const refreshable = code === POLICY && reason === "Token expired" && typeof this.#token === "function";
+    if ((code === POLICY || code === TERMINATED) && !refreshable) {
       this.#generation++;
       const error = new RoomcastError("closed", reason || "Connection refused by policy");
       for (const entry of this.#rooms.values()) this.#rejectWaiters(entry, error);

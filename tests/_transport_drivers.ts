@@ -6,6 +6,7 @@
 import { io, type Socket } from "socket.io-client";
 import type { Position } from "../lib/protocol.ts";
 import type { TestServer } from "./_server.ts";
+import { PUSHER_APP } from "./_pusher.ts";
 
 /** What a client saw, whatever its protocol. */
 export type Seen =
@@ -48,7 +49,15 @@ export interface TransportDriver {
     leave: boolean;
     /** It joins rooms after connecting (raw and SSE name theirs when they connect). */
     joins: boolean;
+    /** Back with its last position, it gets what it missed (Pusher clients have no position). */
+    recovers: boolean;
+    /** It connects as the user of a roomcast JWT when auth is on (Pusher clients are their app's). */
+    tokens: boolean;
+    /** It can send a flood of frames. */
+    floods: boolean;
   };
+  /** The close code a draining server sends it. @default 1001 */
+  goingAway?: number;
   connect(server: TestServer, options?: ConnectOptions): DriverClient;
 }
 
@@ -138,7 +147,7 @@ function fromJson(inbox: Inbox, frame: Record<string, unknown>): void {
 function jsonSocket(batch: boolean): TransportDriver {
   return {
     name: batch ? "batch" : "ws",
-    can: { publish: true, acks: true, leave: true, joins: true },
+    can: { publish: true, acks: true, leave: true, joins: true, recovers: true, tokens: true, floods: true },
     connect(server, options = {}) {
       const inbox = new Inbox();
       const q = [batch ? "batch=1" : "", query(options)].filter((p) => p).join("&");
@@ -179,7 +188,7 @@ function jsonSocket(batch: boolean): TransportDriver {
 /** `/raw/:room`: the room is the path; every text frame is a message's data, received as text. */
 const raw: TransportDriver = {
   name: "raw",
-  can: { publish: true, acks: false, leave: false, joins: false },
+  can: { publish: true, acks: false, leave: false, joins: false, recovers: false, tokens: true, floods: true },
   connect(server, options = {}) {
     const inbox = new Inbox();
     const room = options.room ?? "lobby";
@@ -219,7 +228,7 @@ const raw: TransportDriver = {
 /** `/events?room=…`: one stream, read with fetch; it only reads. */
 const sse: TransportDriver = {
   name: "sse",
-  can: { publish: false, acks: false, leave: false, joins: false },
+  can: { publish: false, acks: false, leave: false, joins: false, recovers: true, tokens: true, floods: false },
   connect(server, options = {}) {
     const inbox = new Inbox();
     const room = options.room ?? "lobby";
@@ -268,7 +277,7 @@ const sse: TransportDriver = {
 /** `/socket.io/`: socket.io-client 4 over a WebSocket; roomcast's events mapped back. */
 const socketio: TransportDriver = {
   name: "socketio",
-  can: { publish: true, acks: true, leave: true, joins: true },
+  can: { publish: true, acks: true, leave: true, joins: true, recovers: true, tokens: true, floods: true },
   connect(server, options = {}) {
     const inbox = new Inbox();
     const auth: Record<string, unknown> = {};
@@ -322,4 +331,52 @@ const socketio: TransportDriver = {
   },
 };
 
-export const DRIVERS: TransportDriver[] = [jsonSocket(false), jsonSocket(true), raw, sse, socketio];
+/** `/app/:key`: the Pusher protocol by hand (tests/pusher_test.ts uses pusher-js itself). A channel
+ * is a room; clients don't publish stored messages (their client events are signals). */
+const pusher: TransportDriver = {
+  name: "pusher",
+  can: { publish: false, acks: false, leave: true, joins: true, recovers: false, tokens: false, floods: true },
+  goingAway: 4200,
+  connect(server, options = {}) {
+    const inbox = new Inbox();
+    const q = options.name ? `&name=${encodeURIComponent(options.name)}` : "";
+    const socket = new WebSocket(server.ws(`/app/${PUSHER_APP.key}?protocol=7&client=js&version=8${q}`));
+    socket.onmessage = (event) => {
+      const frame = JSON.parse(String(event.data));
+      let data = frame.data;
+      if (typeof data === "string") {
+        try {
+          data = JSON.parse(data);
+        } catch { /* a string as sent */ }
+      }
+      switch (frame.event) {
+        case "pusher:connection_established":
+          return inbox.open(true);
+        case "pusher:error":
+          inbox.open(false);
+          return inbox.push({ kind: "error", code: String(data?.code ?? "error") });
+        case "pusher:subscription_error":
+          return inbox.push({ kind: "error", code: String(data?.type ?? "error") });
+        case "pusher_internal:subscription_succeeded":
+          return inbox.push({ kind: "joined", room: frame.channel, epoch: "", offset: 0, recovered: false });
+        default:
+          if (typeof frame.channel === "string" && !frame.event.startsWith("pusher")) {
+            inbox.push({ kind: "message", room: frame.channel, data, offset: undefined });
+          }
+      }
+    };
+    socket.onclose = (event) => inbox.closed(event.code);
+    const send = (frame: unknown) => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(frame));
+    return inbox.client({
+      join: (room) => send({ event: "pusher:subscribe", data: { channel: room } }),
+      leave: (room) => send({ event: "pusher:unsubscribe", data: { channel: room } }),
+      publish: () => {},
+      flood(n) {
+        for (let i = 0; i < n; i++) send({ event: "pusher:subscribe", data: { channel: `flood-${i}` } });
+      },
+      close: () => socket.close(),
+    });
+  },
+};
+
+export const DRIVERS: TransportDriver[] = [jsonSocket(false), jsonSocket(true), raw, sse, socketio, pusher];

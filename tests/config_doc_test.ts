@@ -45,6 +45,7 @@ Deno.test("docs/CONFIG.md's plain defaults are the code's", () => {
   assert.equal(plain("ROOMCAST_SIO_MAX_PAYLOAD"), String(config.socketIo.maxPayload));
   assert.equal(plain("ROOMCAST_SIO_LAYER"), config.socketIo.layer);
   assert.equal(plain("ROOMCAST_HOSTS"), config.hosts.join(","));
+  assert.equal(plain("ROOMCAST_PUSHER_MAX_EVENT_BYTES"), String(config.pusherMaxEventBytes));
   const seconds = (name: string) => Number(plain(name)?.replace(/s$/, "")) * 1000;
   assert.equal(seconds("ROOMCAST_HEARTBEAT"), config.heartbeatMs);
   assert.equal(seconds("ROOMCAST_SSE_KEEPALIVE"), config.sseKeepAliveMs);
@@ -56,6 +57,10 @@ Deno.test("docs/CONFIG.md's plain defaults are the code's", () => {
   const rate = (name: string) => plain(name)?.split("/").map((part) => Number(part.replace(/s$/, "")));
   assert.deepEqual(rate("ROOMCAST_PUBLISH_RATE"), [config.limits.publishBurst, config.limits.publishWindowMs / 1000]);
   assert.deepEqual(rate("ROOMCAST_CONNECT_RATE"), [config.connectBurst, config.connectWindowMs / 1000]);
+  assert.deepEqual(rate("ROOMCAST_PUSHER_CLIENT_EVENT_RATE"), [
+    config.pusherClientEventBurst,
+    config.pusherClientEventWindowMs / 1000,
+  ]);
   assert.deepEqual(rate("ROOMCAST_JOIN_RATE"), [config.limits.joinBurst, config.limits.joinWindowMs / 1000]);
   assert.deepEqual(rate("ROOMCAST_USER_PUBLISH_RATE"), [
     config.limits.userPublishBurst,

@@ -17,7 +17,9 @@ export type RoomEvent =
 /** Events for every isolate. */
 export type GlobalEvent =
   | { kind: "direct"; to: string; id: string; from: User; data: unknown; ts: number }
-  | { kind: "broadcast"; id: string; data: unknown; ts: number };
+  | { kind: "broadcast"; id: string; data: unknown; ts: number }
+  /** Ends every connection of `user` (the HTTP API's terminate_connections). */
+  | { kind: "terminate"; user: string };
 
 /** What `publish` takes; `origin` in a signal or member event is the connection it came from (it
  * is not sent back to that connection). */

@@ -112,6 +112,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       state.draining = true;
       hub.close(CloseCode.goingAway, "Server shutting down");
       for (const stop of state.stops ?? []) stop();
+      // A turn of the event loop for the close frames to go out as sent (a Pusher client's 4200):
+      // Deno's shutdown would close the sockets still open with 1001 first.
+      await new Promise((resolve) => setTimeout(resolve, 0));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
       await Promise.race([server.shutdown(), timeout]);

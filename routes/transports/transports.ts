@@ -4,6 +4,7 @@ import { mountWs } from "./ws/ws.ts";
 import { mountRaw } from "./raw/raw.ts";
 import { mountSse } from "./sse/sse.ts";
 import { mountSocketIo } from "./socketio/socketio.ts";
+import { mountPusher } from "./pusher/pusher.ts";
 
 export const TRANSPORTS: readonly Transport[] = [
   // `/ws`, and `/ws?batch=1`, which hands the socket to batch/.
@@ -11,4 +12,6 @@ export const TRANSPORTS: readonly Transport[] = [
   { name: "raw", mount: mountRaw },
   { name: "sse", mount: mountSse },
   { name: "socketio", mount: mountSocketIo },
+  // `/app/:key` and the HTTP API under `/apps/:app_id`, where ROOMCAST_PUSHER_APPS lists apps.
+  { name: "pusher", mount: mountPusher },
 ];

@@ -17,6 +17,14 @@ import { Admitted } from "./admitted.ts";
 /** What a WebSocket transport (ws, batch, raw) makes of a socket: its peer, and what a text frame
  * means. */
 export interface SocketKind {
+  /** Who connects, where the protocol has its own way to say (Pusher: the app key in the path);
+   * a `ProtocolError` refuses the client. Absent: `identify` (a JWT when auth is on, else a guest). */
+  identify?(c: AppContext, deps: AppDeps, name: string | undefined, address: string): Promise<Identity>;
+  /** Tells a refused client why in this protocol, and closes (`code`: 1008 for a policy, 1013 for
+   * a server that can't take it now). Absent: an `error` frame, then the close. */
+  refuse?(socket: WebSocket, error: ProtocolError, code: number): void;
+  /** A new connection's id, where the protocol fixes its form (Pusher's `socket_id`). */
+  connectionId?(): string;
   /** The hub's peer for an open socket. */
   peer(socket: WebSocket, id: string, user: User): Peer;
   /** Called once the socket is open and the hub knows the connection. */
@@ -46,7 +54,7 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
       refusal = [new ProtocolError(admitted.code, admitted.message), CloseCode.tryAgainLater];
     } else {
       try {
-        identity = await identify(c, deps, name, address);
+        identity = kind.identify ? await kind.identify(c, deps, name, address) : await identify(c, deps, name, address);
       } catch (error) {
         if (!(error instanceof ProtocolError)) throw error;
         refusal = [error, CloseCode.policy];
@@ -68,16 +76,11 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
     wire(socket, deps, identity, kind, admitted);
   } else if (refusal) {
     if (admitted instanceof Admitted) socket.addEventListener("close", () => admitted.release(), { once: true });
-    refuse(socket, ...refusal);
+    // Browsers can't read a refused upgrade's status, so the upgrade completes first.
+    const [error, code] = refusal;
+    socket.onopen = () => (kind.refuse ?? tellAndClose)(socket, error, code);
   }
   return response;
-}
-
-/** Tells the client why (an `error` frame) and closes: 1008 for a policy (auth), 1013 for a
- * server that can't take it now. Browsers can't read a refused upgrade's status, so the upgrade
- * completes first. */
-function refuse(socket: WebSocket, error: ProtocolError, code: number): void {
-  socket.onopen = () => tellAndClose(socket, error, code);
 }
 
 /** An `error` frame saying why, then the close. */
@@ -123,10 +126,10 @@ class SocketSession {
 
   #open(): void {
     const { socket, identity, kind } = this;
-    const peer = kind.peer(socket, connectionId(), identity.user);
+    const peer = kind.peer(socket, kind.connectionId?.() ?? connectionId(), identity.user);
     const connection = this.admitted.connect(peer, identity);
     // The slot can't connect (it was given back, or carries a connection): 1008.
-    if (connection instanceof ProtocolError) return tellAndClose(socket, connection, CloseCode.policy);
+    if (connection instanceof ProtocolError) return (kind.refuse ?? tellAndClose)(socket, connection, CloseCode.policy);
     this.#connection = connection;
     kind.opened(connection);
   }

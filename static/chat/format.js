@@ -4,8 +4,8 @@
  * tests/chat_format_test.ts runs them in Deno.
  */
 
-export const ROOM_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
-export const ROOM_RULE = "Room names use 1–128 letters, numbers or _ . : @ - (no spaces).";
+export const ROOM_PATTERN = /^[A-Za-z0-9_.:@=,;-]{1,128}$/;
+export const ROOM_RULE = "Room names use 1–128 letters, numbers or _ . : @ = , ; - (no spaces).";
 const AVATAR_COLORS = 8;
 
 /**

@@ -15,7 +15,7 @@
  * member leave, once. A user with connections on a live instance keeps the
  * key renewed and stays.
  */
-import type { Member, User } from "../../protocol.ts";
+import { type Member, memberOf, type User } from "../../protocol.ts";
 import { NS, retryLocked } from "./format.ts";
 import { type MemberChange, type MemberTelling, type Presence, type RoomCount, tell } from "../presence.ts";
 
@@ -239,7 +239,7 @@ export class KvPresence implements Presence {
       const id = key[3] as string;
       const member = byUser.get(id);
       if (member) member.connections++;
-      else if (byUser.size < max) byUser.set(id, { id, name: value.user.name, connections: 1 });
+      else if (byUser.size < max) byUser.set(id, memberOf({ ...value.user, id }, 1));
     }
     return [...byUser.values()];
   }

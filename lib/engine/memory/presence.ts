@@ -4,7 +4,7 @@
  * for a member event tells it (`MemberTelling`) before the change is answered.
  */
 import { addTo, deleteFrom, type Few, fewAdd, fewDelete, fewHas, fewSize } from "../../few.ts";
-import type { Member, User } from "../../protocol.ts";
+import { type Member, memberOf, type User } from "../../protocol.ts";
 import { type MemberChange, type MemberTelling, type Presence, type RoomCount, tell } from "../presence.ts";
 
 interface Entry {
@@ -80,7 +80,7 @@ export class MemoryPresence implements Presence {
     const out: Member[] = [];
     for (const { user, connections } of this.#rooms.get(room)?.values() ?? []) {
       if (out.length >= max) break;
-      out.push({ id: user.id, name: user.name, connections: fewSize(connections) });
+      out.push(memberOf(user, fewSize(connections)));
     }
     return out;
   }

@@ -3,7 +3,7 @@
  * published as a message whose `data` is that text; members receive messages as plain text.
  */
 import type { Hono } from "hono";
-import { isRoomName, type User } from "../../../lib/protocol.ts";
+import { isRoomName, ROOM_RULE, type User } from "../../../lib/protocol.ts";
 import { type Peer, rawEncoder } from "../../../lib/peer.ts";
 import { SocketPeer } from "../ws/socket_peer.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
@@ -39,7 +39,7 @@ export function acceptRaw(c: AppContext, deps: AppDeps, room: string): Promise<R
 export function mountRaw(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get("/raw/:room", (c) => {
     const room = c.req.param("room");
-    if (!isRoomName(room)) return jsonError(c, "bad_request", "Room name must match [A-Za-z0-9_.:@-]{1,128}");
+    if (!isRoomName(room)) return jsonError(c, "bad_request", `Room name must match ${ROOM_RULE}`);
     return acceptRaw(c, deps, room);
   });
 }

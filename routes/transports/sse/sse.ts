@@ -3,7 +3,8 @@
  * each room (with `since` from `Last-Event-ID` or `?since=`), so it gets the same ordered,
  * gap-free feed as a WebSocket. Every `message` (and `joined`) event carries an id holding the
  * stream's position in each room, which the browser sends back as `Last-Event-ID`:
- * one room: `<epoch>:<offset>`; several: `<room>=<epoch>:<offset>,<room>=<epoch>:<offset>…`.
+ * one room: `<epoch>:<offset>`; several: `<room>=<epoch>:<offset>,<room>=<epoch>:<offset>…`, where
+ * a room name's own `=` and `,` (Pusher's channel characters) are written `%3D` and `%2C`.
  */
 import type { Hono } from "hono";
 import { type Identity, roomAllowed } from "../../../lib/auth.ts";
@@ -14,6 +15,7 @@ import {
   isRoomName,
   type Position,
   ProtocolError,
+  ROOM_RULE,
   type ServerFrame,
   type User,
 } from "../../../lib/protocol.ts";
@@ -49,11 +51,20 @@ export function parseStreamId(text: string | undefined, rooms: string[]): Map<st
   }
   for (const part of text.split(",")) {
     const eq = part.indexOf("=");
-    const room = part.slice(0, eq).trim();
+    const room = unescapeRoom(part.slice(0, eq).trim());
     const position = parsePosition(part.slice(eq + 1).trim());
     if (eq > 0 && position && rooms.includes(room)) positions.set(room, position);
   }
   return positions;
+}
+
+/** A room name as a multi-room stream id writes it: its `=` and `,` escaped (names have no `%`). */
+function escapeRoom(room: string): string {
+  return room.replaceAll("=", "%3D").replaceAll(",", "%2C");
+}
+
+function unescapeRoom(text: string): string {
+  return text.replaceAll("%3D", "=").replaceAll("%2C", ",");
 }
 
 /** The hub's view of one event stream. */
@@ -95,7 +106,7 @@ class SsePeer implements Peer {
     if (this.#rooms.length === 1) return this.#positions.get(this.#rooms[0] ?? "") ?? "";
     return this.#rooms.flatMap((room) => {
       const position = this.#positions.get(room);
-      return position ? [`${room}=${position}`] : [];
+      return position ? [`${escapeRoom(room)}=${position}`] : [];
     }).join(",");
   }
 
@@ -137,7 +148,7 @@ function roomsParam(rooms: string[], maxRooms: number): string[] {
     throw new ProtocolError("bad_request", `Too many rooms: a stream may follow ${maxRooms}`);
   }
   const bad = unique.find((room) => !isRoomName(room));
-  if (bad !== undefined) throw new ProtocolError("bad_request", "Room names must match [A-Za-z0-9_.:@-]{1,128}");
+  if (bad !== undefined) throw new ProtocolError("bad_request", `Room names must match ${ROOM_RULE}`);
   return unique;
 }
 

@@ -57,7 +57,8 @@ export class SocketPeer implements Peer {
   constructor(
     socket: WebSocket,
     readonly id: string,
-    readonly user: User,
+    /** Changes only where a subclass lets it (a Pusher connection signing in). */
+    public user: User,
     readonly encoder: Encoder,
     readonly liveness: "app" | "transport",
   ) {
