@@ -128,6 +128,11 @@ export interface Config {
   /** The largest event data a Pusher client event or API trigger may carry, in bytes (Pusher's is
    * 10 KB). @default 10240 */
   pusherMaxEventBytes: number;
+  /** Where webhooks go (Pusher's format, signed with the first Pusher app's secret), for every
+   * room; needs `pusherApps`. @default [] */
+  webhookUrls: string[];
+  /** How long a webhook event waits for a receiver that fails before it is dropped. @default 300000 */
+  webhookKeepMs: number;
   limits: LimitsConfig;
 }
 
@@ -280,6 +285,8 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     pusherClientEventBurst,
     pusherClientEventWindowMs,
     pusherMaxEventBytes: read.int("ROOMCAST_PUSHER_MAX_EVENT_BYTES", 10_240, 64, 1_048_576),
+    webhookUrls: webhookUrls(list("ROOMCAST_WEBHOOK_URL") ?? [], read.problems),
+    webhookKeepMs: read.duration("ROOMCAST_WEBHOOK_KEEP", 300_000) ?? 300_000,
     limits: {
       maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),
       maxJsonDepth: read.int("ROOMCAST_MAX_JSON_DEPTH", 32, 2, 1000),
@@ -298,8 +305,27 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
       sendQueueBytes: read.int("ROOMCAST_SEND_QUEUE_BYTES", 131_072, 1024, 1 << 30),
     },
   };
+  if (config.webhookUrls.length > 0 && config.pusherApps.length === 0) {
+    read.problems.push(
+      "ROOMCAST_WEBHOOK_URL needs ROOMCAST_PUSHER_APPS: webhooks are signed with its first app's secret",
+    );
+  }
   if (read.problems.length > 0) throw new ConfigError(read.problems.join("; "));
   return config;
+}
+
+/** http(s) URLs; one that is not names its place, never its text (it may hold credentials). */
+function webhookUrls(items: string[], problems: string[]): string[] {
+  return items.filter((item, i) => {
+    let ok = false;
+    try {
+      ok = ["http:", "https:"].includes(new URL(item).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) problems.push(`ROOMCAST_WEBHOOK_URL item ${i + 1} must be an http:// or https:// URL`);
+    return ok;
+  });
 }
 
 /** `app_id:key:secret` items; a malformed or repeated one is a problem (the secret is never quoted). */

@@ -119,6 +119,11 @@ export class Metrics {
     "roomcast_store_lost_total",
     "Messages delivered but not stored (local sequencer: a storage failure or another writer); recoveries across them answer recovered:false",
   );
+  readonly webhooks = new Counter(
+    "roomcast_webhooks_total",
+    "Webhook events: sent (the receiver answered 2xx), retried, dropped (kept past ROOMCAST_WEBHOOK_KEEP or the queue's cap)",
+    "outcome",
+  );
   readonly #extra: Metric[] = [];
 
   gauge(name: string, help: string, read: () => number): void {
@@ -142,6 +147,7 @@ export class Metrics {
       this.storeAppends,
       this.storeAppendSeconds,
       this.storeLost,
+      this.webhooks,
     ];
     return all.map((m) => m.render()).join("");
   }

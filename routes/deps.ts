@@ -1,4 +1,5 @@
 /** What every route gets: the hub and the configuration, plus shared state of the running server. */
+import type { Webhooks } from "../lib/webhooks.ts";
 import type { Context } from "hono";
 import type { Admission } from "../lib/admission.ts";
 import type { Clock } from "../lib/clock.ts";
@@ -27,6 +28,9 @@ export interface AppDeps {
   sessions?: SessionRouting | undefined;
   /** With several Workers: every isolate's metrics, merged (the coordinator gathers them). */
   allMetrics?: (() => Promise<string>) | undefined;
+  /** Where `ROOMCAST_WEBHOOK_URL` is set: client events and cache misses are told here (presence
+   * changes are told by the engine's presence). */
+  webhooks?: Webhooks | undefined;
 }
 
 /** `Deno.serve` passes its handler info as Hono's `env`. */

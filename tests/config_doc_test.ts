@@ -52,6 +52,7 @@ Deno.test("docs/CONFIG.md's plain defaults are the code's", () => {
   assert.equal(seconds("ROOMCAST_BODY_TIMEOUT"), config.bodyTimeoutMs);
   assert.equal(seconds("ROOMCAST_KV_LEASE"), config.kvLeaseMs);
   assert.equal(seconds("ROOMCAST_REDIS_LEASE"), config.redisLeaseMs);
+  assert.equal(Number(plain("ROOMCAST_WEBHOOK_KEEP")?.replace(/m$/, "")) * 60_000, config.webhookKeepMs);
   assert.equal(seconds("ROOMCAST_SIO_PING_INTERVAL"), config.socketIo.pingIntervalMs);
   assert.equal(seconds("ROOMCAST_SIO_PING_TIMEOUT"), config.socketIo.pingTimeoutMs);
   const rate = (name: string) => plain(name)?.split("/").map((part) => Number(part.replace(/s$/, "")));

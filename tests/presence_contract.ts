@@ -74,6 +74,24 @@ export function presenceContract(name: string, factory: PresenceFactory, can: { 
         assert.equal(await presence.connections("nobody"), 0);
       }));
 
+    await t.step(
+      "a user's info (a Pusher user_info) is listed with it, as given",
+      () =>
+        using(can.nodes ? 2 : 1, async ({ nodes }) => {
+          const [p, q] = [nodes[0] as Presence, (nodes[1] ?? nodes[0]) as Presence];
+          const info = { role: "admin", tags: [], nested: { empty: {} }, text: 'a/b "quoted"' };
+          await p.join("r", { id: "cy", name: "Cy", info }, "c1");
+          await p.join("r", ann, "c2");
+          const listed = (await q.members("r")).sort((a, b) => a.id.localeCompare(b.id));
+          assert.deepEqual(listed, [
+            { id: "ann", name: "Ann", connections: 1 },
+            { id: "cy", name: "Cy", connections: 1, info },
+          ]);
+          await p.leave("r", { id: "cy", name: "Cy", info }, "c1");
+          assert.deepEqual(await q.members("r"), [{ id: "ann", name: "Ann", connections: 1 }]);
+        }),
+    );
+
     if (!can.nodes) return;
 
     await t.step(

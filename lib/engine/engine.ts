@@ -14,7 +14,7 @@
 import type { Clock } from "../clock.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Backplane } from "./backplane.ts";
-import type { Presence } from "./presence.ts";
+import type { Presence, PresenceChange } from "./presence.ts";
 import type { Store } from "./store.ts";
 import type { Caller } from "./cluster/rpc.ts";
 
@@ -52,6 +52,8 @@ export interface EngineOptions {
   node: string;
   /** A serving isolate of a cluster: how it reaches its coordinator. @default undefined */
   cluster?: ClusterLink | undefined;
+  /** Hears every presence change this node makes take effect (webhooks). @default undefined */
+  onPresenceChange?: ((change: PresenceChange) => void) | undefined;
 }
 
 /** An engine of `parts` whose `close` closes the backplane, the presence, then the store. */

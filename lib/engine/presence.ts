@@ -19,22 +19,45 @@ export interface RoomCount {
 export interface MemberChange {
   changed: boolean;
   members: number;
+  /** Whether the change occupied the room (its first member in) or vacated it (its last out),
+   * decided once across nodes. Absent: as `members` says (1 after a join, 0 after a leave), which
+   * holds where the count is read in the same atomic step as the change (one node, Redis' scripts). */
+  occupancy?: Occupancy;
 }
+
+export type Occupancy = "occupied" | "vacated" | "none";
 
 export type MemberEvent = Extract<BackplaneEvent, { kind: "member" }>;
 
+/** A user's first connection into a room, or its last out, on any node: reported once, by the
+ * node where it took effect (webhooks hang on it). `members`: the room's members after it. */
+export interface PresenceChange {
+  room: string;
+  user: User;
+  event: "join" | "leave";
+  members: number;
+  /** The room's first member in, or its last out: told once across nodes. */
+  occupancy: Occupancy;
+}
+
 /** How a presence tells the member events its changes call for: rooms larger than `max`
  * (`ROOMCAST_MEMBER_EVENTS_MAX`) have none; `tell` hands one to every node (a backplane's
- * `publish`, which delivers it to this node at once). */
+ * `publish`, which delivers it to this node at once). `changed`, if set, hears every change,
+ * whatever the room's size (`PresenceChange`). */
 export interface MemberTelling {
   max: number;
   tell(event: MemberEvent): void;
+  changed?: ((change: PresenceChange) => void) | undefined;
 }
 
 /** Member events told through `backplane` (its `publish` delivers to this node at once), in rooms
- * of up to `max` members. */
-export function tellingThrough(backplane: { publish(event: MemberEvent): void }, max: number): MemberTelling {
-  return { max, tell: (event) => backplane.publish(event) };
+ * of up to `max` members; every change reported to `changed`. */
+export function tellingThrough(
+  backplane: { publish(event: MemberEvent): void },
+  max: number,
+  changed?: (change: PresenceChange) => void,
+): MemberTelling {
+  return { max, tell: (event) => backplane.publish(event), changed };
 }
 
 /** Tells the member event `change` calls for (`memberEvent`) where `telling` says, if any; returns
@@ -49,6 +72,14 @@ export function tell(
 ): MemberChange {
   const told = telling && memberEvent(room, user, connection, event, change, telling.max);
   if (told) telling.tell(told);
+  if (change.changed && telling?.changed) {
+    const derived = event === "join"
+      ? change.members === 1 ? "occupied" : "none"
+      : change.members === 0
+      ? "vacated"
+      : "none";
+    telling.changed({ room, user, event, members: change.members, occupancy: change.occupancy ?? derived });
+  }
   return change;
 }
 

@@ -5,6 +5,7 @@
  * own. It serves the coordinator's calls: its metrics, and Socket.IO requests for the sessions it
  * holds that reached another isolate.
  */
+import { webhooksOf } from "../../lib/webhooks.ts";
 import type { ClusterLink } from "../../lib/engine/cluster/engine.ts";
 import type { IsolateStart, LocalIsolate } from "../../lib/engine/cluster/coordinator.ts";
 import { type Caller, type Port, RpcClient, type RpcHandler, serveRpc } from "../../lib/engine/cluster/rpc.ts";
@@ -94,8 +95,17 @@ export async function startIsolate(link: IsolateLink, start: IsolateStart): Prom
     ...sessions.handlers(),
     "metrics.text": () => server ? metricsText(server.metrics) : "",
   });
-  // With Redis every isolate reaches it itself; otherwise the engine is the coordinator's.
-  const engine = await createEngine(config, { clock: systemClock, metrics: new Metrics(), node, cluster: link });
+  // With Redis every isolate reaches it itself (and its presence changes are made, and their
+  // webhooks sent, here); otherwise the engine is the coordinator's.
+  const metrics = new Metrics();
+  const webhooks = webhooksOf(config, systemClock, metrics);
+  const engine = await createEngine(config, {
+    clock: systemClock,
+    metrics,
+    node,
+    cluster: link,
+    onPresenceChange: webhooks && ((change) => webhooks.memberChange(change)),
+  });
   const close = engine.close;
   engine.close = async () => {
     await close();
@@ -111,6 +121,8 @@ export async function startIsolate(link: IsolateLink, start: IsolateStart): Prom
         sessions,
         allMetrics: () => rpc.call<string>("metrics.all", []),
         counts: new SharedCounts(counts),
+        webhooks,
+        metrics,
       },
     });
   } catch (error) {

@@ -13,6 +13,7 @@ import type { Engine } from "../../lib/engine/engine.ts";
 import { Hub } from "../../lib/hub.ts";
 import { nodeId } from "../../lib/ids.ts";
 import { Metrics } from "../../lib/metrics.ts";
+import { type Webhooks, webhooksOf } from "../../lib/webhooks.ts";
 import { CloseCode } from "../../lib/protocol.ts";
 import { createApp } from "../app.ts";
 import { serveHandler } from "./head.ts";
@@ -39,6 +40,9 @@ export interface ServerOptions {
     allMetrics?: () => Promise<string>;
     /** The counts every Worker of the process limits connections and budgets against. */
     counts?: SharedCounts;
+    /** Its webhooks (made with its engine, whose presence reports to them), and its metrics. */
+    webhooks?: Webhooks | undefined;
+    metrics?: Metrics;
   };
 }
 
@@ -62,10 +66,17 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
-  const metrics = new Metrics();
+  const metrics = options.isolate?.metrics ?? new Metrics();
   const node = options.isolate?.node ?? nodeId();
+  const webhooks = options.isolate ? options.isolate.webhooks : webhooksOf(config, clock, metrics);
   const engine = options.isolate?.engine ??
-    await createEngine(config, { clock, metrics, memory: options.memory ?? false, node });
+    await createEngine(config, {
+      clock,
+      metrics,
+      memory: options.memory ?? false,
+      node,
+      onPresenceChange: webhooks && ((change) => webhooks.memberChange(change)),
+    });
   const hub = new Hub({
     store: engine.store,
     backplane: engine.backplane,
@@ -98,6 +109,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metrics,
     clock,
     state,
+    webhooks,
     sessions: options.isolate?.sessions,
     allMetrics: options.isolate?.allMetrics,
     engineHealth: engine.health ? () => engine.health?.() ?? { engine: "local", state: "up" } : undefined,
@@ -122,6 +134,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // The closed connections' presence is removed (a shared presence must not keep them), within a second.
       await Promise.race([hub.presenceWritten(), new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
       clearTimeout(timer);
+      // The last changes' webhooks get one more try.
+      await webhooks?.close();
       await engine.close();
     })();
     return drained;

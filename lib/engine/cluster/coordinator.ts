@@ -11,6 +11,7 @@ import { type Clock, systemClock } from "../../clock.ts";
 import type { Config } from "../../config.ts";
 import { nodeId, randomId } from "../../ids.ts";
 import { gatherMetricsTexts, Metrics } from "../../metrics.ts";
+import { type Webhooks, webhooksOf } from "../../webhooks.ts";
 import { SharedCounts, type SharedCountsShare } from "../../shared_counts.ts";
 import { createStore } from "../create.ts";
 import type { Store } from "../store.ts";
@@ -105,6 +106,7 @@ export class Coordinator {
   readonly #namespace = `roomcast-${randomId(10)}`;
   readonly #relay = new Relay();
   readonly #presence: NodePresence;
+  readonly #webhooks: Webhooks | undefined;
   readonly #counts: SharedCounts;
   /** Which serving isolate counts in each region of `#counts`. */
   readonly #regions: (string | undefined)[];
@@ -125,9 +127,13 @@ export class Coordinator {
   constructor(options: CoordinatorOptions) {
     this.#options = options;
     const { config } = options;
+    // The isolates' presence changes take effect here: their webhooks are sent from here.
+    this.#webhooks = webhooksOf(config, options.clock ?? systemClock, this.metrics);
+    const webhooks = this.#webhooks;
     this.#presence = new NodePresence(LEASE_MS, {
       max: config.limits.memberEventsMax,
       tell: (event) => this.#relay.forward(event, COORDINATOR),
+      changed: webhooks && ((change) => webhooks.memberChange(change)),
     });
     // The limits on connections (in all, per address, their rate) and the users' budgets hold for
     // the process, whichever isolate a client reaches.
@@ -397,6 +403,7 @@ export class Coordinator {
       clearTimeout(timer);
       for (const isolate of all) isolate.stop();
       this.#isolates.clear();
+      await this.#webhooks?.close();
       await this.#store?.close();
     })();
     return this.#drained;

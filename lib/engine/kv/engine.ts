@@ -54,12 +54,12 @@ export async function createKvEngine(config: Config, options: EngineOptions): Pr
       kv: store.kv,
       node,
       leaseMs: config.kvLeaseMs,
-      telling: tellingThrough(shared, config.limits.memberEventsMax),
+      telling: tellingThrough(shared, config.limits.memberEventsMax, options.onPresenceChange),
     });
   } else {
     const local = new LocalBackplane(node);
     backplane = local;
-    presence = new MemoryPresence(tellingThrough(local, config.limits.memberEventsMax));
+    presence = new MemoryPresence(tellingThrough(local, config.limits.memberEventsMax, options.onPresenceChange));
   }
   return engineOf({ store, backplane, presence, pollMs });
 }

@@ -17,7 +17,14 @@
  */
 import { type Member, memberOf, type User } from "../../protocol.ts";
 import { NS, retryLocked } from "./format.ts";
-import { type MemberChange, type MemberTelling, type Presence, type RoomCount, tell } from "../presence.ts";
+import {
+  type MemberChange,
+  type MemberTelling,
+  type Occupancy,
+  type Presence,
+  type RoomCount,
+  tell,
+} from "../presence.ts";
 
 export interface KvPresenceOptions {
   kv: Deno.Kv;
@@ -45,6 +52,8 @@ const joinKey = (room: string, user: string, node: string, connection: string): 
   connection,
 ];
 const memberKey = (room: string, user: string): Deno.KvKey => [NS, "member", room, user];
+/** Set while a room has members: who creates it tells the room occupied, who deletes it vacated. */
+const occupiedKey = (room: string): Deno.KvKey => [NS, "occupied", room];
 
 /** Mutations per atomic renewal, under KV's 1000. */
 const RENEW_BATCH = 500;
@@ -98,7 +107,9 @@ export class KvPresence implements Presence {
         if (!isLeased(value) || value.until > deadline) continue;
         const gone = (await retryLocked(() => this.#kv.atomic().check(entry).delete(entry.key).commit())).ok;
         if (gone) {
-          tell(this.#telling, room, value.user, "", "leave", { changed: true, members: await this.#members(room) });
+          const members = await this.#members(room);
+          const occupancy = this.#telling?.changed ? await this.#vacate(room) : "none";
+          tell(this.#telling, room, value.user, "", "leave", { changed: true, members, occupancy });
         }
       }
     }
@@ -169,11 +180,41 @@ export class KvPresence implements Presence {
   }
 
   async join(room: string, user: User, connection: string): Promise<MemberChange> {
-    return tell(this.#telling, room, user, connection, "join", await this.#join(room, user, connection));
+    const change = await this.#join(room, user, connection);
+    if (change.changed && this.#telling?.changed) change.occupancy = await this.#occupy(room);
+    return tell(this.#telling, room, user, connection, "join", change);
   }
 
   async leave(room: string, user: User, connection: string): Promise<MemberChange> {
-    return tell(this.#telling, room, user, connection, "leave", await this.#leave(room, user, connection));
+    const change = await this.#leave(room, user, connection);
+    if (change.changed && this.#telling?.changed) change.occupancy = await this.#vacate(room);
+    return tell(this.#telling, room, user, connection, "leave", change);
+  }
+
+  /** After a member joined: marks the room occupied, or touches the mark (so that a vacate racing
+   * this join fails its check and looks again). "occupied" when this call made the mark. */
+  async #occupy(room: string): Promise<Occupancy> {
+    const key = occupiedKey(room);
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const mark = await retryLocked(() => this.#kv.get<number>(key));
+      const next = (mark.value ?? 0) + 1;
+      if ((await retryLocked(() => this.#kv.atomic().check(mark).set(key, next).commit())).ok) {
+        return mark.value === null ? "occupied" : "none";
+      }
+    }
+    return "none";
+  }
+
+  /** After a member left: takes the mark off the room if it has no member left and no join touched
+   * the mark since it was read. "vacated" when this call took it. */
+  async #vacate(room: string): Promise<Occupancy> {
+    const key = occupiedKey(room);
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const mark = await retryLocked(() => this.#kv.get<number>(key));
+      if (mark.value === null || await this.#members(room) > 0) return "none";
+      if ((await retryLocked(() => this.#kv.atomic().check(mark).delete(key).commit())).ok) return "vacated";
+    }
+    return "none";
   }
 
   async #join(room: string, user: User, connection: string): Promise<MemberChange> {

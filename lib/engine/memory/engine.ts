@@ -10,9 +10,9 @@ import { MemoryPresence } from "./presence.ts";
 import { MemoryStore } from "./store.ts";
 import { tellingThrough } from "../presence.ts";
 
-export function createMemoryEngine(config: Config, { clock, node }: EngineOptions): Engine {
+export function createMemoryEngine(config: Config, { clock, node, onPresenceChange }: EngineOptions): Engine {
   const store = new MemoryStore({ historyLimit: config.historyLimit, historyTtlMs: config.historyTtlMs }, clock);
   const backplane = new LocalBackplane(node);
-  const presence = new MemoryPresence(tellingThrough(backplane, config.limits.memberEventsMax));
+  const presence = new MemoryPresence(tellingThrough(backplane, config.limits.memberEventsMax, onPresenceChange));
   return engineOf({ store, backplane, presence });
 }

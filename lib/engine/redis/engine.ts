@@ -14,7 +14,10 @@ import { RedisStore } from "./store.ts";
 /** How often rooms with subscribers check Redis for what pub/sub did not bring. */
 const REDIS_CHECK_MS = 1000;
 
-export async function createRedisEngine(config: Config, { node, clock }: EngineOptions): Promise<Engine> {
+export async function createRedisEngine(
+  config: Config,
+  { node, clock, onPresenceChange }: EngineOptions,
+): Promise<Engine> {
   const link = new RedisLink({ url: config.redisUrl as string });
   await link.open();
   const store = new RedisStore({
@@ -31,6 +34,7 @@ export async function createRedisEngine(config: Config, { node, clock }: EngineO
     node,
     leaseMs: config.redisLeaseMs,
     memberEventsMax: config.limits.memberEventsMax,
+    onChange: onPresenceChange,
   });
   return {
     store,

@@ -17,8 +17,8 @@
  * told. When Redis comes back after being away (or restarted empty), every node writes again what
  * it holds (the scripts make that idempotent).
  */
-import type { Member, User } from "../../protocol.ts";
-import type { MemberChange, Presence, RoomCount } from "../presence.ts";
+import { type Member, memberOf, type User } from "../../protocol.ts";
+import type { MemberChange, Presence, PresenceChange, RoomCount } from "../presence.ts";
 import { hashTag, type RedisLink, roomKey, Script } from "./link.ts";
 
 const NODES = "rc:nodes";
@@ -30,17 +30,21 @@ const nodeKey = (node: string) => `rc:node:${hashTag(node)}`;
  * that made the change, so that every node hears a room's member events in the order they took
  * effect (presence.ts `memberEvent` says when one is due). */
 const TELL = `
-local function tell(room, event, id, name, origin, changed, members, max, wanted)
+local function tell(room, event, id, name, info, origin, changed, members, max, wanted)
   if wanted ~= "1" or changed ~= 1 then return end
   if event == "join" and (members > max or members <= 1) then return end
   if event == "leave" and (members >= max or members <= 0) then return end
-  redis.call("SPUBLISH", KEYS[2], "p" .. cjson.encode({
-    kind = "member", room = room, event = event, user = { id = id, name = name }, origin = origin }))
+  -- The user's info is JSON already (written by the node that joined it): put in as it is, not
+  -- decoded and encoded again (cjson would turn an empty array into an object).
+  local user = '{"id":' .. cjson.encode(id) .. ',"name":' .. cjson.encode(name)
+  if info and info ~= "" then user = user .. ',"info":' .. info end
+  redis.call("SPUBLISH", KEYS[2], 'p{"kind":"member","room":' .. cjson.encode(room) .. ',"event":' ..
+    cjson.encode(event) .. ',"user":' .. user .. '},"origin":' .. cjson.encode(origin) .. '}')
 end
 `;
 
 /** KEYS: the room's hash, its channel. ARGV: node, connection, user id, user name, room, max, tell
- * ("1" or "0"). → {changed, members}. */
+ * ("1" or "0"), the user's info as JSON ("" for none). → {changed, members}. */
 const JOIN = new Script(
   TELL + `
 local field = "c:" .. ARGV[1] .. ":" .. ARGV[2]
@@ -50,9 +54,10 @@ end
 redis.call("HINCRBY", KEYS[1], "#conns", 1)
 local n = redis.call("HINCRBY", KEYS[1], "u:" .. ARGV[3], 1)
 redis.call("HSET", KEYS[1], "n:" .. ARGV[3], ARGV[4])
+if ARGV[8] ~= "" then redis.call("HSET", KEYS[1], "i:" .. ARGV[3], ARGV[8]) end
 if n == 1 then
   local members = redis.call("HINCRBY", KEYS[1], "#members", 1)
-  tell(ARGV[5], "join", ARGV[3], ARGV[4], ARGV[2], 1, members, tonumber(ARGV[6]), ARGV[7])
+  tell(ARGV[5], "join", ARGV[3], ARGV[4], ARGV[8], ARGV[2], 1, members, tonumber(ARGV[6]), ARGV[7])
   return {1, members}
 end
 return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0")}
@@ -60,24 +65,25 @@ return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0")}
 );
 
 /** KEYS: the room's hash, its channel. ARGV: node, connection, room, max, tell ("1" or "0").
- * → {changed, members, user id, user name}. */
+ * → {changed, members, user id, user name, user info JSON or ""}. */
 const LEAVE = new Script(
   TELL + `
 local field = "c:" .. ARGV[1] .. ":" .. ARGV[2]
 local user = redis.call("HGET", KEYS[1], field)
-if not user then return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0"), "", ""} end
+if not user then return {0, tonumber(redis.call("HGET", KEYS[1], "#members") or "0"), "", "", ""} end
 local name = redis.call("HGET", KEYS[1], "n:" .. user) or user
+local info = redis.call("HGET", KEYS[1], "i:" .. user) or ""
 redis.call("HDEL", KEYS[1], field)
 redis.call("HINCRBY", KEYS[1], "#conns", -1)
 local n = redis.call("HINCRBY", KEYS[1], "u:" .. user, -1)
 local members = tonumber(redis.call("HGET", KEYS[1], "#members") or "0")
 if n <= 0 then
-  redis.call("HDEL", KEYS[1], "u:" .. user, "n:" .. user)
+  redis.call("HDEL", KEYS[1], "u:" .. user, "n:" .. user, "i:" .. user)
   members = redis.call("HINCRBY", KEYS[1], "#members", -1)
 end
 if members <= 0 then redis.call("DEL", KEYS[1]) end
-tell(ARGV[3], "leave", user, name, ARGV[2], n <= 0 and 1 or 0, members, tonumber(ARGV[4]), ARGV[5])
-return {n <= 0 and 1 or 0, members, user, name}
+tell(ARGV[3], "leave", user, name, info, ARGV[2], n <= 0 and 1 or 0, members, tonumber(ARGV[4]), ARGV[5])
+return {n <= 0 and 1 or 0, members, user, name, info}
 `,
 );
 
@@ -96,6 +102,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now)
 `);
 
+/** A user's info as the scripts keep it: JSON, or "" for none. */
+function infoJson(user: User): string {
+  return user.info === undefined ? "" : JSON.stringify(user.info) ?? "";
+}
+
 export interface RedisPresenceOptions {
   link: RedisLink;
   node: string;
@@ -104,6 +115,8 @@ export interface RedisPresenceOptions {
   /** Rooms with more members than this tell no member events (`ROOMCAST_MEMBER_EVENTS_MAX`).
    * @default 100 */
   memberEventsMax?: number;
+  /** Hears every change this node's scripts made (a user's first in, last out): see `PresenceChange`. */
+  onChange?: ((change: PresenceChange) => void) | undefined;
 }
 
 type Held = { kind: "p"; room: string; user: User; connection: string } | {
@@ -117,6 +130,7 @@ export class RedisPresence implements Presence {
   readonly #node: string;
   readonly #leaseMs: number;
   readonly #max: string;
+  readonly #onChange: ((change: PresenceChange) => void) | undefined;
   /** What this node holds, to write again if Redis forgot it. */
   readonly #held = new Map<string, Held>();
   /** What this node let go while Redis could not be told (a leave or a disconnect that failed): to
@@ -127,7 +141,8 @@ export class RedisPresence implements Presence {
   readonly #unwatch: () => void;
   #closed = false;
 
-  constructor({ link, node, leaseMs = 15_000, memberEventsMax = 100 }: RedisPresenceOptions) {
+  constructor({ link, node, leaseMs = 15_000, memberEventsMax = 100, onChange }: RedisPresenceOptions) {
+    this.#onChange = onChange;
     this.#link = link;
     this.#node = node;
     this.#leaseMs = leaseMs;
@@ -188,11 +203,7 @@ export class RedisPresence implements Presence {
           const [kind, a, b] = JSON.parse(entry) as [string, string, string];
           if (kind === "p") {
             // Its members' leaves are told by the script.
-            const [, members] = await this.#link.eval<[number, number]>(
-              LEAVE,
-              [roomKey(a, "pres"), roomKey(a, "ch")],
-              [dead, b, a, this.#max, "1"],
-            );
+            const [, members] = await this.#leaveScript(dead, a, b);
             if (members <= 0) await this.#unlist(a);
           } else {
             await this.#link.command(["HDEL", userKey(a), `${dead}:${b}`]);
@@ -241,10 +252,13 @@ export class RedisPresence implements Presence {
     const [changed, members] = await this.#link.eval<[number, number]>(
       JOIN,
       [roomKey(room, "pres"), roomKey(room, "ch")],
-      [this.#node, connection, user.id, user.name, room, this.#max, tell ? "1" : "0"],
+      [this.#node, connection, user.id, user.name, room, this.#max, tell ? "1" : "0", infoJson(user)],
     );
     await this.#link.command(["SADD", nodeKey(this.#node), JSON.stringify(["p", room, connection])]);
     if (changed === 1 && members === 1) await this.#link.command(["SADD", ROOMS, room]);
+    if (changed === 1 && tell) {
+      this.#onChange?.({ room, user, event: "join", members, occupancy: members === 1 ? "occupied" : "none" });
+    }
     return { changed: changed === 1, members };
   }
 
@@ -254,11 +268,7 @@ export class RedisPresence implements Presence {
   }
 
   async #leave(room: string, connection: string): Promise<MemberChange> {
-    const [changed, members] = await this.#link.eval<[number, number, string, string]>(
-      LEAVE,
-      [roomKey(room, "pres"), roomKey(room, "ch")],
-      [this.#node, connection, room, this.#max, "1"],
-    );
+    const [changed, members] = await this.#leaveScript(this.#node, room, connection);
     await this.#link.command(["SREM", nodeKey(this.#node), JSON.stringify(["p", room, connection])]);
     if (members <= 0) await this.#unlist(room);
     return { changed: changed === 1, members: Math.max(0, members) };
@@ -275,6 +285,27 @@ export class RedisPresence implements Presence {
       if (held) this.#released.set(key, held);
       throw error;
     }
+  }
+
+  /** Runs LEAVE for `node`'s `connection` in `room`, reporting a change (`onChange`). */
+  async #leaveScript(node: string, room: string, connection: string): Promise<[number, number]> {
+    const [changed, members, id, name, info] = await this.#link.eval<[number, number, string, string, string]>(
+      LEAVE,
+      [roomKey(room, "pres"), roomKey(room, "ch")],
+      [node, connection, room, this.#max, "1"],
+    );
+    if (changed === 1 && this.#onChange) {
+      const user: User = { id, name };
+      if (info) user.info = JSON.parse(info);
+      this.#onChange({
+        room,
+        user,
+        event: "leave",
+        members: Math.max(0, members),
+        occupancy: members <= 0 ? "vacated" : "none",
+      });
+    }
+    return [changed, members];
   }
 
   /** Takes an emptied room off the rooms list, unless a join (on any node) filled it meanwhile: a
@@ -306,8 +337,14 @@ export class RedisPresence implements Presence {
     } while (cursor !== "0" && counts.length < max);
     if (counts.length === 0) return [];
     counts.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
-    const names = await this.#link.command<(string | null)[]>(["HMGET", key, ...counts.map(([id]) => `n:${id}`)]);
-    return counts.map(([id, connections], i) => ({ id, name: names[i] ?? id, connections }));
+    const fields = counts.flatMap(([id]) => [`n:${id}`, `i:${id}`]);
+    const values = await this.#link.command<(string | null)[]>(["HMGET", key, ...fields]);
+    return counts.map(([id, connections], i) => {
+      const user: User = { id, name: values[2 * i] ?? id };
+      const info = values[2 * i + 1];
+      if (info) user.info = JSON.parse(info);
+      return memberOf(user, connections);
+    });
   }
 
   async rooms(): Promise<RoomCount[]> {

@@ -169,8 +169,9 @@ class PusherPeer extends SocketPeer implements Encoder {
       const connection = this.connection;
       if (!connection || connection.closed || !connection.rooms.has(room)) return;
       const last = page.messages.at(-1);
-      if (last) connection.send(last);
-      else super.send(JSON.stringify({ event: "pusher:cache_miss", channel: room }));
+      if (last) return connection.send(last);
+      super.send(JSON.stringify({ event: "pusher:cache_miss", channel: room }));
+      this.deps.webhooks?.cacheMiss(room);
     }, () => {
       // The store is away: the subscriber is told as on a miss.
       if (this.connection && !this.connection.closed) {
@@ -388,6 +389,14 @@ class PusherKind implements SocketKind {
     }
     connection.forgive();
     hub.frames.submit(connection, { type: "signal", room: channel, event, data, ref: `c:${channel}` });
+    const userId = kind === "presence" ? peer.user.id : undefined;
+    this.deps.webhooks?.clientEvent({
+      channel,
+      event,
+      data: dataText(data),
+      socketId: peer.id,
+      ...userId === undefined ? {} : { userId },
+    });
   }
 }
 
