@@ -181,6 +181,27 @@ Deno.test("SSE: several rooms resume each at its own offset", async () => {
   await resumed.close();
 });
 
+Deno.test("SSE: rooms named with = and , (Pusher's channel characters) resume each at its own offset", async () => {
+  await using server = await startTestServer();
+  // Names that would break the id's `room=position,room=position` form if written as they are.
+  const [x, y] = ["a=b,c", "k;v=1"];
+  const x1 = await publish(server, x, "x1");
+  const y1 = await publish(server, y, "y1");
+  const query = `?room=${encodeURIComponent(x)}&room=${encodeURIComponent(y)}`;
+  const reader = await SseReader.open(server, query);
+  await reader.next((e) => e.event === "joined");
+  const last = await reader.next((e) => e.event === "joined");
+  assert.equal(last.id, `a%3Db%2Cc=${x1.epoch}:1,k;v%3D1=${y1.epoch}:1`);
+  await reader.close();
+  await publish(server, x, "x2");
+  await publish(server, y, "y2");
+  const resumed = await SseReader.open(server, query, { "last-event-id": last.id ?? "" });
+  const got = [];
+  for (let i = 0; i < 2; i++) got.push(JSON.parse((await resumed.messages()).data).data);
+  assert.deepEqual(got.sort(), ["x2", "y2"], "each room from where it was: nothing twice, nothing missed");
+  await resumed.close();
+});
+
 Deno.test("SSE: keep-alive comments", async () => {
   await using server = await startTestServer({ sseKeepAliveMs: 30 });
   const reader = await SseReader.open(server, "?room=quiet");
