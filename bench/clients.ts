@@ -10,7 +10,14 @@
 /** roomcast-redis: with ROOMCAST_REDIS_URL (a redis-server the bench starts, appendfsync everysec);
  * roomcast-redis2: two processes on that Redis, each room's clients spread over both.
  * roomcast-socketio: Socket.IO clients on roomcast's /socket.io/ (the official socket.io Server
- * bound to roomcast's Engine.IO); roomcast-sio-own: the same with ROOMCAST_SIO_LAYER=own. */
+ * bound to roomcast's Engine.IO); roomcast-sio-own: the same with ROOMCAST_SIO_LAYER=own.
+ * roomcast-pusher: Pusher protocol 7 clients on /app/:key, each room a private channel, publishing
+ * as Pusher clients do, with client events (relayed to the others, not stored).
+ * roomcast-pusher-stored: the same receivers, but a client that publishes does it as a backend
+ * would trigger: stored messages, through its own /ws connection in the room (which receives the
+ * others' messages too: fair for the fan-out, where only one client publishes, not for chat). */
+import { createHmac } from "node:crypto";
+
 export type Target =
   | "roomcast"
   | "roomcast-batch"
@@ -21,6 +28,8 @@ export type Target =
   | "roomcast-redis2"
   | "roomcast-socketio"
   | "roomcast-sio-own"
+  | "roomcast-pusher"
+  | "roomcast-pusher-stored"
   | "bare"
   | "bare-ack"
   | "socketio";
@@ -68,6 +77,8 @@ class RoomcastClient implements BenchClient {
   #backlog: string[] = [];
   /** Reconnects since the last successful join. */
   #attempt = 0;
+  /** Joined on the current socket: publishes go out at once (before: they wait in the backlog). */
+  #inRoom = false;
 
   constructor(private readonly options: ClientOptions, private readonly batch: boolean) {
     this.ready = this.#joined.promise;
@@ -90,6 +101,7 @@ class RoomcastClient implements BenchClient {
     };
     socket.onerror = () => this.#joined.reject(new Error("roomcast socket error"));
     socket.onclose = (e) => {
+      this.#inRoom = false;
       if (this.#closing || e.code === 1000) return;
       // 4008 slow consumer, 1001 restart…: come back and recover what was missed, backing off
       // as static/roomcast.js does (500 ms doubling to 10 s, with jitter).
@@ -117,6 +129,7 @@ class RoomcastClient implements BenchClient {
       }
       this.#joined.resolve();
       this.#attempt = 0;
+      this.#inRoom = true;
       for (const frame of this.#backlog.splice(0)) this.#socket.send(frame);
     }
   }
@@ -124,8 +137,9 @@ class RoomcastClient implements BenchClient {
   publish(payload: string): void {
     const frame = `{"type":"publish","room":"${this.options.room}","data":"${payload}"}`;
     // While reconnecting (closed as a slow consumer under overload), publishes wait for the rejoin.
-    if (this.#socket.readyState === WebSocket.OPEN && this.#backlog.length === 0) this.#socket.send(frame);
-    else this.#backlog.push(frame);
+    if (this.#inRoom && this.#socket.readyState === WebSocket.OPEN && this.#backlog.length === 0) {
+      this.#socket.send(frame);
+    } else this.#backlog.push(frame);
   }
 
   close(): void {
@@ -162,6 +176,66 @@ class BareClient implements BenchClient {
   }
 
   close(): void {
+    this.#socket.close(1000);
+  }
+}
+
+/** The Pusher app bench/run.ts gives roomcast (ROOMCAST_PUSHER_APPS). */
+export const BENCH_PUSHER_APP = { id: "bench", key: "benchkey", secret: "bench-secret" };
+const PUSHER_EVENT = '{"event":"client-m"';
+const PUSHER_MESSAGE = '{"event":"message"';
+
+/** Pusher protocol 7: subscribes to `private-<room>` (signed as an app's auth endpoint would),
+ * publishes client events, answers pings. */
+class PusherClient implements BenchClient {
+  onPayload: (payload: string) => void = () => {};
+  reconnects = 0;
+  readonly ready: Promise<void>;
+  readonly #socket: WebSocket;
+  readonly #channel: string;
+  /** roomcast-pusher-stored: the /ws connection that publishes, opened on the first publish. */
+  #publisher: RoomcastClient | undefined;
+
+  constructor(private readonly options: ClientOptions, private readonly stored: boolean) {
+    const joined = deferred();
+    this.ready = joined.promise;
+    this.#channel = `private-${options.room ?? "idle"}`;
+    const socket = this.#socket = new WebSocket(`${options.base}/app/${BENCH_PUSHER_APP.key}?protocol=7&client=bench`);
+    socket.onerror = () => joined.reject(new Error("pusher socket error"));
+    socket.onmessage = (e) => {
+      const text = e.data as string;
+      if (text.startsWith(PUSHER_EVENT) || text.startsWith(PUSHER_MESSAGE)) {
+        const start = text.indexOf(DATA) + DATA.length;
+        this.onPayload(text.slice(start, text.indexOf('"', start)));
+      } else if (text.startsWith('{"event":"pusher:ping"')) {
+        socket.send('{"event":"pusher:pong","data":{}}');
+      } else if (text.startsWith('{"event":"pusher:connection_established"')) {
+        if (options.room === undefined) return joined.resolve();
+        const socketId = /socket_id\\?":\\?"([\d.]+)/.exec(text)?.[1] ?? "";
+        const signature = createHmac("sha256", BENCH_PUSHER_APP.secret).update(`${socketId}:${this.#channel}`).digest(
+          "hex",
+        );
+        socket.send(JSON.stringify({
+          event: "pusher:subscribe",
+          data: { channel: this.#channel, auth: `${BENCH_PUSHER_APP.key}:${signature}` },
+        }));
+      } else if (text.startsWith('{"event":"pusher_internal:subscription_succeeded"')) {
+        joined.resolve();
+      } else if (text.startsWith('{"event":"pusher:subscription_error"')) {
+        joined.reject(new Error(`pusher subscription refused: ${text}`));
+      }
+    };
+  }
+
+  publish(payload: string): void {
+    if (!this.stored) return this.#socket.send(`{"event":"client-m","channel":"${this.#channel}","data":"${payload}"}`);
+    // The JSON protocol's client waits for its join before it sends (its backlog).
+    this.#publisher ??= new RoomcastClient({ ...this.options, room: this.#channel }, false);
+    this.#publisher.publish(payload);
+  }
+
+  close(): void {
+    this.#publisher?.close();
     this.#socket.close(1000);
   }
 }
@@ -234,6 +308,10 @@ export function createClient(options: ClientOptions): BenchClient {
       return new RoomcastClient(options, false);
     case "roomcast-batch":
       return new RoomcastClient(options, true);
+    case "roomcast-pusher":
+      return new PusherClient(options, false);
+    case "roomcast-pusher-stored":
+      return new PusherClient(options, true);
     case "bare":
     case "bare-ack":
       return new BareClient(options);

@@ -9,7 +9,7 @@
  * (roomcast with ROOMCAST_WORKERS=N), --v8-flags=F|none (roomcast's V8 flags instead of the start task's).
  */
 import type { Result, Scenario, Spec } from "./loadgen.ts";
-import type { Target } from "./clients.ts";
+import { BENCH_PUSHER_APP, type Target } from "./clients.ts";
 import { listeningUrl } from "../tests/_process.ts";
 import { startRedis } from "../tests/_redis.ts";
 import { freePort } from "../routes/serve/cluster.ts";
@@ -101,7 +101,14 @@ const SCENARIOS: ScenarioSpec[] = [
   },
 ];
 
-const ALL_TARGETS: Target[] = ["bare", "roomcast", "roomcast-batch", "roomcast-socketio", "socketio"];
+const ALL_TARGETS: Target[] = [
+  "bare",
+  "roomcast",
+  "roomcast-batch",
+  "roomcast-socketio",
+  "socketio",
+  "roomcast-pusher",
+];
 const targets = (args.get("targets")?.split(",") ?? ALL_TARGETS) as Target[];
 const only = args.get("only")?.split(",");
 const scenarios = SCENARIOS.filter((sc) => !only || only.includes(sc.key));
@@ -186,6 +193,8 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
     ROOMCAST_WORKERS: target === "roomcast-2w" ? "2" : args.get("workers") ?? "1",
     ROOMCAST_SIO_LAYER: target === "roomcast-sio-own" ? "own" : "official",
+    ROOMCAST_PUSHER_APPS: `${BENCH_PUSHER_APP.id}:${BENCH_PUSHER_APP.key}:${BENCH_PUSHER_APP.secret}`,
+    ROOMCAST_PUSHER_CLIENT_EVENT_RATE: "1000000/1s",
   };
   if (target === "roomcast-redis" || target === "roomcast-redis2") {
     const redis = await startRedis({ fsync: "everysec" });
