@@ -174,6 +174,13 @@ Deno.test(
           params: { info: "user_count,subscription_count" },
         })).json();
         assert.deepEqual(info, { occupied: true, user_count: 2, subscription_count: 3 });
+        const list = await (await sdk(server).get({
+          path: "/channels",
+          params: { filter_by_prefix: "presence-", info: "user_count" },
+        })).json();
+        assert.deepEqual(list, { channels: { [room]: { user_count: 2 } } });
+        const refused = await sdk(server).get({ path: "/channels", params: { info: "user_count" } }).catch((e) => e);
+        assert.equal(refused.status, 400, "user_count needs the presence- prefix");
       });
 
       await t.step("member_removed comes when a user's last connection goes, once", async () => {

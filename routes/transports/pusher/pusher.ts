@@ -330,11 +330,15 @@ class PusherKind implements SocketKind {
       if (peer.identified && peer.user.id !== user.id) {
         return refuse("forbidden", "One user per connection: this one is another user's");
       }
-      const done = connection.serially(() => {
-        hub.reidentify(connection, user);
-      });
-      if (!done) return refuse("bad_request", "Too many frames waiting to be handled");
-      peer.identified = true;
+      // The first presence subscription (or sign-in) makes the connection its user; later ones, as
+      // the same user, keep it as it is (the first user_info stands for every channel).
+      if (!peer.identified) {
+        const done = connection.serially(() => {
+          hub.reidentify(connection, user);
+        });
+        if (!done) return refuse("bad_request", "Too many frames waiting to be handled");
+        peer.identified = true;
+      }
     }
     hub.frames.submit(connection, { type: "join", room: channel, ref: `s:${channel}` });
   }
@@ -362,9 +366,10 @@ class PusherKind implements SocketKind {
     const name = (typeof parsed.name === "string" ? normalizeName(parsed.name) : undefined) ?? id;
     const user: User = { id, name };
     if (parsed.user_info !== undefined) user.info = parsed.user_info;
+    const already = peer.identified;
     peer.identified = true;
     connection.serially(() => {
-      hub.reidentify(connection, user);
+      if (!already) hub.reidentify(connection, user);
       peer.reply(JSON.stringify({ event: "pusher:signin_success", data: { user_data: userData } }));
     });
   }
