@@ -211,6 +211,22 @@ function nonFinite(value: unknown): boolean {
 
 export const HUGE_NUMBER = "JSON holds a number too large to store (it would become null)";
 
+/** A JSON object read from `text` within `limits`, or what is wrong with it, worded for `what`
+ * ("Body", "Frame"): too deep or too many values, not JSON, not an object, a number JSON can't hold. */
+export function jsonObject(text: string, limits: JsonLimits, what: string): Json | string {
+  const shape = jsonShape(text, limits);
+  if (shape !== undefined) return `${what} ${shape.replace(/^JSON /, "")}`;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return `${what} is not valid JSON`;
+  }
+  if (!isRecord(value)) return `${what} must be a JSON object`;
+  if (hasHugeNumber(text, value)) return `${what} ${HUGE_NUMBER.replace(/^JSON /, "")}`;
+  return value;
+}
+
 /** Decodes one text frame. Returns the error instead of throwing, with the frame's `ref` when it had a valid one. */
 export function decodeClientFrame(text: string, limits: JsonLimits = DEFAULT_JSON_LIMITS): ClientFrame | FrameError {
   const shape = jsonShape(text, limits);

@@ -16,7 +16,7 @@ import {
   signToken,
   verifyToken,
 } from "../lib/auth.ts";
-import { hasHugeNumber, historyLimit, HUGE_NUMBER, type JsonLimits, jsonShape } from "../lib/codec.ts";
+import { historyLimit, type JsonLimits, jsonObject } from "../lib/codec.ts";
 import { isCleanId, normalizeName } from "../lib/names.ts";
 import type { AppendOptions, ReadOptions } from "../lib/engine/store.ts";
 import { FrameError, isRoomName, ProtocolError, ROOM_RULE, type User } from "../lib/protocol.ts";
@@ -99,18 +99,8 @@ export async function readJson(c: AppContext, limits: BodyLimits): Promise<Recor
     if (error instanceof TypeError) throw new ProtocolError("bad_request", "Body is not valid UTF-8");
     throw error;
   }
-  const shape = jsonShape(text, limits);
-  if (shape !== undefined) throw new ProtocolError("bad_request", `Body ${shape.replace(/^JSON /, "")}`);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new ProtocolError("bad_request", "Body is not valid JSON");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ProtocolError("bad_request", "Body must be a JSON object");
-  }
-  if (hasHugeNumber(text, value)) throw new ProtocolError("bad_request", `Body ${HUGE_NUMBER.replace(/^JSON /, "")}`);
+  const value = jsonObject(text, limits, "Body");
+  if (typeof value === "string") throw new ProtocolError("bad_request", value);
   return { ...value };
 }
 

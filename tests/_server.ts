@@ -60,3 +60,29 @@ export function postJson(server: TestServer, path: string, body: unknown, header
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
 }
+
+/** Two servers that share one set of rooms as two processes would: on one Redis (`redisUrl`), or
+ * as Deno Deploy instances on one KV file (in a fresh directory). Drained (and the KV removed) on
+ * dispose. */
+export async function twoServers(
+  shared: { redisUrl: string } | "kv",
+  options: TestServerOptions = {},
+): Promise<{ servers: [TestServer, TestServer] } & AsyncDisposable> {
+  const dir = shared === "kv" ? await Deno.makeTempDir() : undefined;
+  const both: TestServerOptions = shared === "kv"
+    ? { ...options, kv: true, kvPath: `${dir}/shared.kv`, sequencer: "kv" }
+    : { ...options, kv: true, redisUrl: shared.redisUrl };
+  const one = await startTestServer(both);
+  const two = await startTestServer(both).catch(async (error) => {
+    await one.drain();
+    throw error;
+  });
+  return {
+    servers: [one, two],
+    async [Symbol.asyncDispose]() {
+      await one.drain();
+      await two.drain();
+      if (dir) await Deno.remove(dir, { recursive: true });
+    },
+  };
+}

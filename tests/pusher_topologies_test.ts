@@ -8,7 +8,7 @@ import { configWith } from "../lib/config.ts";
 import { startCluster } from "../routes/serve/cluster.ts";
 import { client, connected, nextEvent, type Pusher, PUSHER_APP, sdk, subscribed } from "./_pusher.ts";
 import { redisTest } from "./_redis.ts";
-import { startTestServer, type TestServer } from "./_server.ts";
+import { type TestServer, twoServers } from "./_server.ts";
 import { until } from "./_wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -66,29 +66,13 @@ async function acrossNodes(one: Node, two: Node): Promise<void> {
 }
 
 redisTest("Pusher across two processes on one Redis", async (redis) => {
-  const options = { pusherApps: [PUSHER_APP], redisUrl: redis.url, kv: true };
-  const one = await startTestServer(options);
-  const two = await startTestServer(options);
-  try {
-    await acrossNodes(one, two);
-  } finally {
-    await one.drain();
-    await two.drain();
-  }
+  await using pair = await twoServers({ redisUrl: redis.url }, { pusherApps: [PUSHER_APP] });
+  await acrossNodes(...pair.servers);
 });
 
 Deno.test({ name: "Pusher across two Deno Deploy instances on one KV", ...opts }, async () => {
-  const dir = await Deno.makeTempDir();
-  const options = { pusherApps: [PUSHER_APP], kv: true, kvPath: `${dir}/shared.kv`, sequencer: "kv" as const };
-  const one = await startTestServer(options);
-  const two = await startTestServer(options);
-  try {
-    await acrossNodes(one, two);
-  } finally {
-    await one.drain();
-    await two.drain();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using pair = await twoServers("kv", { pusherApps: [PUSHER_APP] });
+  await acrossNodes(...pair.servers);
 });
 
 Deno.test({ name: "Pusher across the two Workers of one process", ...opts }, async () => {

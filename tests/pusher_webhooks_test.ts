@@ -8,7 +8,7 @@ import { configWith, loadConfig } from "../lib/config.ts";
 import { startCluster } from "../routes/serve/cluster.ts";
 import { client, type Pusher, PUSHER_APP, sdk, subscribed } from "./_pusher.ts";
 import { redisTest } from "./_redis.ts";
-import { startTestServer, type TestServer } from "./_server.ts";
+import { startTestServer, type TestServer, twoServers } from "./_server.ts";
 import { TestClient } from "./_client.ts";
 import { quiet, until } from "./_wait.ts";
 
@@ -164,43 +164,28 @@ async function onceAcross(nodes: { url: string }[], receiver: ReturnType<typeof 
   }
 }
 
-redisTest("webhooks: two processes on one Redis send each presence change once", async (redis) => {
+/** `body` with a receiver and two servers sending it webhooks (`shared`: see `twoServers`). */
+async function withPair(
+  shared: { redisUrl: string } | "kv",
+  body: (servers: [TestServer, TestServer], receiver: ReturnType<typeof startReceiver>) => Promise<void>,
+): Promise<void> {
   const receiver = startReceiver();
-  const options = { pusherApps: [PUSHER_APP], webhookUrls: [receiver.url], redisUrl: redis.url, kv: true };
-  const one = await startTestServer(options);
-  const two = await startTestServer(options);
   try {
-    await onceAcross([one, two], receiver);
+    await using pair = await twoServers(shared, { pusherApps: [PUSHER_APP], webhookUrls: [receiver.url] });
+    await body(pair.servers, receiver);
   } finally {
-    await one.drain();
-    await two.drain();
     await receiver.close();
   }
-});
+}
+
+redisTest(
+  "webhooks: two processes on one Redis send each presence change once",
+  (redis) => withPair({ redisUrl: redis.url }, (servers, receiver) => onceAcross(servers, receiver)),
+);
 
 Deno.test(
   { name: "webhooks: two instances sharing one KV (Deploy mode) send each presence change once", ...opts },
-  async () => {
-    const receiver = startReceiver();
-    const dir = await Deno.makeTempDir();
-    const options = {
-      pusherApps: [PUSHER_APP],
-      webhookUrls: [receiver.url],
-      kv: true,
-      kvPath: `${dir}/shared.kv`,
-      sequencer: "kv" as const,
-    };
-    const one = await startTestServer(options);
-    const two = await startTestServer(options);
-    try {
-      await onceAcross([one, two], receiver);
-    } finally {
-      await one.drain();
-      await two.drain();
-      await receiver.close();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+  () => withPair("kv", (servers, receiver) => onceAcross(servers, receiver)),
 );
 
 Deno.test({ name: "webhooks: two Workers send each presence change once", ...opts }, async () => {
@@ -273,42 +258,10 @@ async function churn(
 
 redisTest(
   "webhooks under churn: two processes on Redis, 10 rounds of 8 users joining and leaving at once",
-  async (redis) => {
-    const receiver = startReceiver();
-    const options = { pusherApps: [PUSHER_APP], webhookUrls: [receiver.url], redisUrl: redis.url, kv: true };
-    const one = await startTestServer(options);
-    const two = await startTestServer(options);
-    try {
-      await churn([one.url, two.url], receiver, 10, 8);
-    } finally {
-      await one.drain();
-      await two.drain();
-      await receiver.close();
-    }
-  },
+  (redis) => withPair({ redisUrl: redis.url }, ([one, two], receiver) => churn([one.url, two.url], receiver, 10, 8)),
 );
 
 Deno.test(
   { name: "webhooks under churn: two instances on one KV (Deploy mode), 10 rounds of 8 users", ...opts },
-  async () => {
-    const receiver = startReceiver();
-    const dir = await Deno.makeTempDir();
-    const options = {
-      pusherApps: [PUSHER_APP],
-      webhookUrls: [receiver.url],
-      kv: true,
-      kvPath: `${dir}/shared.kv`,
-      sequencer: "kv" as const,
-    };
-    const one = await startTestServer(options);
-    const two = await startTestServer(options);
-    try {
-      await churn([one.url, two.url], receiver, 10, 8);
-    } finally {
-      await one.drain();
-      await two.drain();
-      await receiver.close();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+  () => withPair("kv", ([one, two], receiver) => churn([one.url, two.url], receiver, 10, 8)),
 );

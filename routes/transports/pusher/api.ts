@@ -5,7 +5,7 @@
  * is signed with the app's secret (`signature.ts`); a bad or stale signature is 401.
  */
 import type { Hono } from "hono";
-import { hasHugeNumber, jsonShape } from "../../../lib/codec.ts";
+import { jsonObject } from "../../../lib/codec.ts";
 import type { PusherApp } from "../../../lib/config.ts";
 import { isRoomName, ProtocolError, type User } from "../../../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
@@ -52,19 +52,9 @@ function parseBody(bytes: Uint8Array, deps: AppDeps): Record<string, unknown> {
   } catch {
     throw new ProtocolError("bad_request", "Body is not valid UTF-8");
   }
-  const shape = jsonShape(text, deps.config.limits);
-  if (shape !== undefined) throw new ProtocolError("bad_request", `Body: ${shape}`);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new ProtocolError("bad_request", "Body is not valid JSON");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ProtocolError("bad_request", "Body must be a JSON object");
-  }
-  if (hasHugeNumber(text, value)) throw new ProtocolError("bad_request", "Body holds a number too large to store");
-  return value as Record<string, unknown>;
+  const value = jsonObject(text, deps.config.limits, "Body");
+  if (typeof value === "string") throw new ProtocolError("bad_request", value);
+  return value;
 }
 
 function trigger(value: Record<string, unknown>, deps: AppDeps, batch: boolean): Trigger {

@@ -9,7 +9,7 @@
 import type { Hono } from "hono";
 import type { Identity } from "../../../lib/auth.ts";
 import { guestPrincipal } from "../../../lib/budgets.ts";
-import { jsonShape } from "../../../lib/codec.ts";
+import { jsonObject } from "../../../lib/codec.ts";
 import type { PusherApp } from "../../../lib/config.ts";
 import type { Connection } from "../../../lib/connection.ts";
 import { guestId, guestName } from "../../../lib/ids.ts";
@@ -192,18 +192,8 @@ class PusherPeer extends SocketPeer implements Encoder {
 
 /** Reads a Pusher frame; what it can't be is a `FrameError`. */
 function readFrame(text: string, deps: AppDeps): { event: string; data: unknown; channel?: unknown } | FrameError {
-  const shape = jsonShape(text, deps.config.limits);
-  if (shape !== undefined) return new FrameError("bad_request", shape);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return new FrameError("bad_request", "Frame is not valid JSON");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    return new FrameError("bad_request", "Frame must be a JSON object");
-  }
-  const frame = value as Record<string, unknown>;
+  const frame = jsonObject(text, deps.config.limits, "Frame");
+  if (typeof frame === "string") return new FrameError("bad_request", frame);
   if (typeof frame.event !== "string") return new FrameError("bad_request", "Field event must be a string");
   // pusher-js sends `data` as an object; some clients send it as a JSON string.
   let data = frame.data;
