@@ -243,3 +243,18 @@ Deno.test({ name: "Pusher socket: another site's page is refused before the upgr
   assert.match(await handshake(server.url) ?? "", /^HTTP\/1\.1 101/);
   assert.equal(server.hub.connectionCount <= 1, true);
 });
+
+Deno.test({
+  name: "Pusher socket: past the per-address cap, pusher:error 4100 and the close (pusher-js backs off)",
+  ...opts,
+}, async () => {
+  await using server = await startTestServer({ pusherApps: [PUSHER_APP], maxConnectionsPerIp: 1 });
+  const first = new RawPusher(server);
+  await first.socketId();
+  const second = new RawPusher(server);
+  const error = await second.next("pusher:error");
+  assert.equal((error.data as { code: number }).code, 4100);
+  assert.equal((await second.closed).code, 4100);
+  assert.equal(server.admission.open, 1);
+  first.close();
+});
