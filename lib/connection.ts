@@ -65,8 +65,9 @@ const BAD_FRAMES_WINDOW_MS = 10_000;
 export class Connection {
   readonly peer: Peer;
   readonly rooms = new Map<string, Subscription>();
-  readonly allowedRooms: string[] | undefined;
-  readonly expiresAt: number | undefined;
+  /** Changed only by `Hub.grant` (a STOMP CONNECT that brings its token after the upgrade). */
+  allowedRooms: string[] | undefined;
+  expiresAt: number | undefined;
   /** When the last frame came from the peer, and when the last one went to it (ms). */
   lastSeen: number;
   lastSent: number;

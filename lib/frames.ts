@@ -45,15 +45,22 @@ export class Frames {
 
   /** Counts an inbound text frame as a sign of life and checks its size (answering `too_large`, with
    * `ref` where the caller knows the frame's ref without parsing it: Socket.IO's acks). */
-  inbound(connection: Connection, text: string, ref?: Ref): boolean {
+  inbound(connection: Connection, text: string | Uint8Array, ref?: Ref): boolean {
     const now = this.#options.clock.now();
     if (connection.closeIfExpired(now)) return false;
     connection.lastSeen = now;
     this.#options.metrics.framesIn.inc();
     const max = this.#options.limits.maxFrameBytes;
-    if (!exceedsBytes(text, max)) return true;
-    this.refuse(connection, new FrameError("too_large", `Frame is larger than ${max} bytes`, ref ?? refNear(text)));
+    if (typeof text === "string" ? !exceedsBytes(text, max) : text.length <= max) return true;
+    const near = ref ?? (typeof text === "string" ? refNear(text) : undefined);
+    this.refuse(connection, new FrameError("too_large", `Frame is larger than ${max} bytes`, near));
     return false;
+  }
+
+  /** Takes a publish from the connection's and its user's budgets, as a `publish` frame does; or
+   * answers `rate_limited` with `ref` (a transport that publishes itself: STOMP's SEND). */
+  allowPublish(connection: Connection, ref: Ref | undefined): boolean {
+    return this.#allow(connection, "publishes", ref);
   }
 
   /** One text frame of the JSON protocol (`ref`: see `inbound`). */

@@ -189,6 +189,20 @@ export class Hub {
     return true;
   }
 
+  /** Gives a connection that is in no room yet the user, rooms, expiry and budgets of a token that
+   * came after it connected (a STOMP CONNECT's passcode, a WAMP ticket). False once it is in a
+   * room, or closed. */
+  grant(connection: Connection, user: User, grant: Grant): boolean {
+    if (connection.rooms.size > 0 || connection.closed || !this.reidentify(connection, user)) return false;
+    connection.allowedRooms = grant.rooms;
+    connection.expiresAt = grant.expiresAt;
+    if (grant.principal !== undefined) {
+      if (connection.budget) this.budgets.release(connection.budget);
+      connection.budget = this.budgets.hold(grant.principal);
+    }
+    return true;
+  }
+
   /** Presence updates nobody waits for: failures are logged, and `presenceWritten` waits for them all. */
   #track(update: Promise<unknown>): void {
     const tracked = update.catch((error) => {

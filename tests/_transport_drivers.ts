@@ -379,4 +379,60 @@ const pusher: TransportDriver = {
   },
 };
 
-export const DRIVERS: TransportDriver[] = [jsonSocket(false), jsonSocket(true), raw, sse, socketio, pusher];
+/** `/stomp`: STOMP 1.2 by hand; a destination `/topic/<room>` is a room, RECEIPTs answer. */
+const stomp: TransportDriver = {
+  name: "stomp",
+  can: { publish: true, acks: false, leave: true, joins: true, recovers: true, tokens: true, floods: true },
+  connect(server, options = {}) {
+    const inbox = new Inbox();
+    const q = query(options);
+    const socket = new WebSocket(server.ws(`/stomp${q ? `?${q}` : ""}`), ["v12.stomp"]);
+    const send = (frame: string) => socket.readyState === WebSocket.OPEN && socket.send(frame);
+    socket.onopen = () => send(`CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\0`);
+    socket.onmessage = (event) => {
+      for (const frame of String(event.data).split("\0")) {
+        const [head = "", body = ""] = frame.replace(/^\n+/, "").split("\n\n");
+        const [command, ...lines] = head.split("\n");
+        const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1)]));
+        if (command === "CONNECTED") inbox.open(true);
+        else if (command === "ERROR") {
+          inbox.open(false);
+          inbox.push({ kind: "error", code: headers.code ?? headers.message ?? "error" });
+        } else if (command === "RECEIPT" && headers["receipt-id"]?.startsWith("j-")) {
+          inbox.push({
+            kind: "joined",
+            room: headers["receipt-id"].slice(2),
+            epoch: headers.epoch ?? "",
+            offset: Number(headers.offset),
+            recovered: headers.recovered === "true",
+          });
+        } else if (command === "MESSAGE") {
+          const data = headers["content-type"] === "application/json" ? JSON.parse(body) : body;
+          inbox.push({
+            kind: "message",
+            room: (headers.destination ?? "").replace("/topic/", ""),
+            data,
+            offset: Number(headers.offset),
+          });
+        }
+      }
+    };
+    socket.onclose = (event) => inbox.closed(event.code);
+    return inbox.client({
+      join: (room, since) =>
+        send(
+          `SUBSCRIBE\nid:${room}\ndestination:/topic/${room}\nreceipt:j-${room}\n${
+            since ? `since:${since.epoch}:${since.offset}\n` : ""
+          }\n\0`,
+        ),
+      leave: (room) => send(`UNSUBSCRIBE\nid:${room}\n\n\0`),
+      publish: (room, data) => send(`SEND\ndestination:/topic/${room}\n\n${String(data)}\0`),
+      flood(n) {
+        for (let i = 0; i < n; i++) send(`SUBSCRIBE\nid:f${i}\ndestination:/topic/flood-${i}\n\n\0`);
+      },
+      close: () => socket.close(),
+    });
+  },
+};
+
+export const DRIVERS: TransportDriver[] = [jsonSocket(false), jsonSocket(true), raw, sse, socketio, pusher, stomp];

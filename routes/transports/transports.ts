@@ -5,6 +5,7 @@ import { mountRaw } from "./raw/raw.ts";
 import { mountSse } from "./sse/sse.ts";
 import { mountSocketIo } from "./socketio/socketio.ts";
 import { mountPusher } from "./pusher/pusher.ts";
+import { mountStomp } from "./stomp/stomp.ts";
 
 export const TRANSPORTS: readonly Transport[] = [
   // `/ws`, and `/ws?batch=1`, which hands the socket to batch/.
@@ -14,4 +15,6 @@ export const TRANSPORTS: readonly Transport[] = [
   { name: "socketio", mount: mountSocketIo },
   // `/app/:key` and the HTTP API under `/apps/:app_id`, where ROOMCAST_PUSHER_APPS lists apps.
   { name: "pusher", mount: mountPusher },
+  // `/stomp`: STOMP 1.0–1.2, destinations /topic/<room>.
+  { name: "stomp", mount: mountStomp },
 ];

@@ -25,6 +25,11 @@ export interface SocketKind {
   refuse?(socket: WebSocket, error: ProtocolError, code: number): void;
   /** A new connection's id, where the protocol fixes its form (Pusher's `socket_id`). */
   connectionId?(): string;
+  /** The WebSocket sub-protocol to answer, from those the client offered (STOMP's `v12.stomp`…). */
+  protocol?(offered: string[]): string | undefined;
+  /** One binary message within the hard size cap, where the protocol has them (STOMP's binary
+   * bodies). Absent: a binary message is refused and closes the socket (1003). */
+  binary?(connection: Connection, bytes: Uint8Array): void;
   /** The hub's peer for an open socket. */
   peer(socket: WebSocket, id: string, user: User): Peer;
   /** Called once the socket is open and the hub knows the connection. */
@@ -61,7 +66,9 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
       }
     }
     const idleTimeout = Math.max(1, Math.ceil(deps.config.heartbeatMs / 1000));
-    ({ socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout }));
+    const offered = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
+    const protocol = kind.protocol?.(offered);
+    ({ socket, response } = Deno.upgradeWebSocket(c.req.raw, protocol ? { idleTimeout, protocol } : { idleTimeout }));
   } catch (error) {
     if (admitted instanceof Admitted) admitted.release();
     // Deno refuses a malformed handshake (no Sec-WebSocket-Key, a wrong version…): the client's
@@ -137,14 +144,19 @@ class SocketSession {
   #message(event: MessageEvent): void {
     const connection = this.#connection;
     if (!connection || connection.closed) return;
-    if (typeof event.data !== "string") {
+    const cap = this.deps.config.limits.maxFrameBytes * HARD_CAP_FACTOR;
+    if (event.data instanceof ArrayBuffer && this.kind.binary) {
+      if (event.data.byteLength <= cap) return this.kind.binary(connection, new Uint8Array(event.data));
+      connection.close(CloseCode.tooLarge, "Frame too large", "too_large");
+      this.admitted.offend();
+    } else if (typeof event.data !== "string") {
       // Deno has read the whole message by now (it offers no early refusal, denoland/deno#15809):
       // closing makes a client that sends binary pay a new connection for each one, and an address
       // that keeps doing it is shut out for a while.
       connection.error("bad_request", "Binary frames are not supported: send text");
       connection.close(CloseCode.unsupported, "Binary frames are not supported", "binary");
       this.admitted.offend();
-    } else if (event.data.length > this.deps.config.limits.maxFrameBytes * HARD_CAP_FACTOR) {
+    } else if (event.data.length > cap) {
       connection.close(CloseCode.tooLarge, "Frame too large", "too_large");
       this.admitted.offend();
     } else {
@@ -154,6 +166,8 @@ class SocketSession {
 }
 
 function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind, admitted: Admitted): void {
+  // Binary messages come as bytes where the protocol takes them.
+  if (kind.binary) socket.binaryType = "arraybuffer";
   const session = new SocketSession(socket, deps, identity, kind, admitted);
   for (const type of ["open", "message", "close"]) socket.addEventListener(type, session);
 }

@@ -213,14 +213,14 @@ function record(value: unknown): Record<string, unknown> {
 
 /** What a Pusher socket is to the transport seam (websocket.ts). */
 class PusherKind implements SocketKind {
-  constructor(readonly deps: AppDeps, readonly app: PusherApp | undefined, readonly protocol: string | undefined) {}
+  constructor(readonly deps: AppDeps, readonly app: PusherApp | undefined, readonly version: string | undefined) {}
 
   identify(_c: AppContext, _deps: AppDeps, name: string | undefined, address: string): Promise<Identity> {
     if (!this.app) throw new PusherRefusal(PusherCode.appUnknown, "App key not in this app's list");
-    if (this.protocol === undefined) {
+    if (this.version === undefined) {
       throw new PusherRefusal(PusherCode.protocolMissing, "No protocol version supplied");
     }
-    if (!["5", "6", "7"].includes(this.protocol)) {
+    if (!["5", "6", "7"].includes(this.version)) {
       throw new PusherRefusal(PusherCode.protocolUnsupported, "Unsupported protocol version: 5 to 7 are served");
     }
     const user = { id: guestId(), name: name ?? guestName() };

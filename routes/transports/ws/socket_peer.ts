@@ -60,7 +60,8 @@ export class SocketPeer implements Peer {
     /** Changes only where a subclass lets it (a Pusher connection signing in). */
     public user: User,
     readonly encoder: Encoder,
-    readonly liveness: "app" | "transport",
+    /** Changes only where a subclass lets it (a STOMP client that sends no heart-beats). */
+    public liveness: "app" | "transport",
   ) {
     this.#socket = socket;
   }
