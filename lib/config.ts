@@ -133,6 +133,8 @@ export interface Config {
   webhookUrls: string[];
   /** How long a webhook event waits for a receiver that fails before it is dropped. @default 300000 */
   webhookKeepMs: number;
+  /** WAMP realms clients may join (`/wamp`); empty: any. @default [] */
+  wampRealms: string[];
   limits: LimitsConfig;
 }
 
@@ -287,6 +289,7 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     pusherMaxEventBytes: read.int("ROOMCAST_PUSHER_MAX_EVENT_BYTES", 10_240, 64, 1_048_576),
     webhookUrls: webhookUrls(list("ROOMCAST_WEBHOOK_URL") ?? [], read.problems),
     webhookKeepMs: read.duration("ROOMCAST_WEBHOOK_KEEP", 300_000) ?? 300_000,
+    wampRealms: list("ROOMCAST_WAMP_REALMS") ?? [],
     limits: {
       maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),
       maxJsonDepth: read.int("ROOMCAST_MAX_JSON_DEPTH", 32, 2, 1000),

@@ -435,4 +435,71 @@ const stomp: TransportDriver = {
   },
 };
 
-export const DRIVERS: TransportDriver[] = [jsonSocket(false), jsonSocket(true), raw, sse, socketio, pusher, stomp];
+/** `/wamp`: WAMP v2 by hand; a topic is a room, SUBSCRIBED stands for joined, EVENT for a message. */
+const wamp: TransportDriver = {
+  name: "wamp",
+  can: { publish: true, acks: false, leave: true, joins: true, recovers: true, tokens: true, floods: true },
+  connect(server, options = {}) {
+    const inbox = new Inbox();
+    const q = query(options);
+    const socket = new WebSocket(server.ws(`/wamp${q ? `?${q}` : ""}`), ["wamp.2.json"]);
+    const send = (message: unknown) => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(message));
+    /** Request id → room of a SUBSCRIBE; room → subscription id. */
+    const requests = new Map<number, string>();
+    const subscriptions = new Map<string, number>();
+    let next = 0;
+    socket.onopen = () => send([1, "realm1", { roles: { subscriber: {}, publisher: {} } }]);
+    socket.onmessage = (event) => {
+      const m = JSON.parse(String(event.data)) as unknown[];
+      switch (m[0]) {
+        case 2:
+          return inbox.open(true);
+        case 3:
+          inbox.open(false);
+          return inbox.push({ kind: "error", code: String(m[2]) });
+        case 8:
+          return inbox.push({ kind: "error", code: String(m[4]) });
+        case 33: {
+          const room = requests.get(m[1] as number) ?? "";
+          subscriptions.set(room, m[2] as number);
+          return inbox.push({ kind: "joined", room, epoch: "", offset: 0, recovered: false });
+        }
+        case 36: {
+          const details = m[3] as { topic: string; offset: number };
+          return inbox.push({
+            kind: "message",
+            room: details.topic,
+            data: (m[4] as unknown[])[0],
+            offset: details.offset,
+          });
+        }
+      }
+    };
+    socket.onclose = (event) => inbox.closed(event.code);
+    const subscribe = (room: string, options: Record<string, unknown>) => {
+      const request = ++next;
+      requests.set(request, room);
+      send([32, request, options, room]);
+    };
+    return inbox.client({
+      join: (room, since) => subscribe(room, since ? { since: `${since.epoch}:${since.offset}` } : {}),
+      leave: (room) => send([34, ++next, subscriptions.get(room) ?? 0]),
+      publish: (room, data) => send([16, ++next, {}, room, [data]]),
+      flood(n) {
+        for (let i = 0; i < n; i++) subscribe(`flood-${i}`, {});
+      },
+      close: () => socket.close(),
+    });
+  },
+};
+
+export const DRIVERS: TransportDriver[] = [
+  jsonSocket(false),
+  jsonSocket(true),
+  raw,
+  sse,
+  socketio,
+  pusher,
+  stomp,
+  wamp,
+];

@@ -1,6 +1,6 @@
 /**
- * The transport seam: what every client protocol (ws, batch, raw, sse, socketio, pusher, stomp;
- * next WAMP) is to the server. A transport is one folder under routes/transports/ that mounts
+ * The transport seam: what every client protocol (ws, batch, raw, sse, socketio, pusher, stomp,
+ * wamp) is to the server. A transport is one folder under routes/transports/ that mounts
  * its routes (`Transport.mount`) and, for each client connection, takes the same steps in this
  * order, through the same helpers:
  *

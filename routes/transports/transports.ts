@@ -6,6 +6,7 @@ import { mountSse } from "./sse/sse.ts";
 import { mountSocketIo } from "./socketio/socketio.ts";
 import { mountPusher } from "./pusher/pusher.ts";
 import { mountStomp } from "./stomp/stomp.ts";
+import { mountWamp } from "./wamp/wamp.ts";
 
 export const TRANSPORTS: readonly Transport[] = [
   // `/ws`, and `/ws?batch=1`, which hands the socket to batch/.
@@ -17,4 +18,6 @@ export const TRANSPORTS: readonly Transport[] = [
   { name: "pusher", mount: mountPusher },
   // `/stomp`: STOMP 1.0–1.2, destinations /topic/<room>.
   { name: "stomp", mount: mountStomp },
+  // `/wamp`: WAMP v2 Basic Profile (wamp.2.json), topics are rooms, RPC between this isolate's clients.
+  { name: "wamp", mount: mountWamp },
 ];

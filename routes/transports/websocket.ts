@@ -34,6 +34,8 @@ export interface SocketKind {
   peer(socket: WebSocket, id: string, user: User): Peer;
   /** Called once the socket is open and the hub knows the connection. */
   opened(connection: Connection): void;
+  /** Called once the socket has closed, before its slot is given back (WAMP: its procedures go). */
+  closed?(connection: Connection): void;
   /** One text frame within the hard size cap. */
   text(connection: Connection, text: string): void;
 }
@@ -117,6 +119,7 @@ class SocketSession {
         case "message":
           return this.#message(event as MessageEvent);
         case "close":
+          if (this.#connection) this.kind.closed?.(this.#connection);
           // Its hub connection, if any, is forgotten with it.
           return this.admitted.release();
           // "error": a close event always follows.
