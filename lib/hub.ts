@@ -396,13 +396,53 @@ export class Hub {
     return { id };
   }
 
+  // ── names held once across nodes, and messages to a node (WAMP's procedures and calls) ──────
+
+  /** Takes `name` for `holder` (a string naming the node and what holds it there) across every
+   * node, through the presence: true when it is the only holder (a second one is refused and let
+   * go). Names start with `#`, which no room name can: they are no rooms. A node that dies lets its
+   * names go with its presence lease. */
+  async claim(name: string, holder: string): Promise<boolean> {
+    const user = { id: holder, name: holder };
+    const { members } = await this.#options.presence.join(name, user, holder);
+    if (members === 1) return true;
+    await this.#options.presence.leave(name, user, holder);
+    return false;
+  }
+
+  /** Lets `name` go (see `claim`). */
+  unclaim(name: string, holder: string): void {
+    this.#track(this.#options.presence.leave(name, { id: holder, name: holder }, holder));
+  }
+
+  /** Who holds `name`, on any node, or undefined. */
+  async holder(name: string): Promise<string | undefined> {
+    return (await this.#options.presence.members(name, 1))[0]?.id;
+  }
+
+  readonly #relays = new Map<string, (payload: unknown, from: string) => void>();
+
+  /** Sends `payload` to node `to`'s handler of `topic` (this node's too: at once). Like every
+   * backplane event it may be lost: the sender bounds its wait. */
+  relay(to: string, topic: string, payload: unknown): void {
+    this.#options.backplane.publish({ kind: "relay", to, topic, payload });
+  }
+
+  /** Sets the handler of relays of `topic` to this node. */
+  onRelay(topic: string, handler: (payload: unknown, from: string) => void): void {
+    this.#relays.set(topic, handler);
+  }
+
   /** Closes every connection of `user`, on every node (4009: not to reconnect by itself). */
   terminate(user: string): void {
     this.#options.backplane.publish({ kind: "terminate", user });
   }
 
-  #onEvent(event: BackplaneEvent, _node: string): void {
+  #onEvent(event: BackplaneEvent, node: string): void {
     switch (event.kind) {
+      case "relay":
+        if (event.to === this.node) this.#relays.get(event.topic)?.(event.payload, node);
+        return;
       case "terminate":
         for (const connection of this.#connections.of(event.user)) {
           connection.close(CloseCode.terminated, "Terminated by the app", "terminated");
@@ -462,8 +502,9 @@ export class Hub {
   }
 
   /** Rooms with members, on every isolate. */
-  rooms(): Promise<RoomCount[]> {
-    return this.#options.presence.rooms();
+  async rooms(): Promise<RoomCount[]> {
+    // Names held with `claim` are no rooms.
+    return (await this.#options.presence.rooms()).filter((r) => !r.room.startsWith("#"));
   }
 
   /** Drops a room's history; subscribers get a `joined` with the new epoch and `recovered: false`. */

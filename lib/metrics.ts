@@ -82,6 +82,11 @@ export class Histogram implements Metric {
 /** Every metric roomcast exposes. Gauges are registered by whoever owns the state they read. */
 export class Metrics {
   readonly connectionsOpened = new Counter("roomcast_connections_opened_total", "Connections accepted");
+  readonly transportConnections = new Counter(
+    "roomcast_transport_connections_total",
+    "Connections accepted, by transport (ws, batch, raw, sse, socketio, pusher, stomp, wamp)",
+    "transport",
+  );
   readonly messagesIn = new Counter("roomcast_messages_in_total", "Messages published (stored)");
   readonly framesIn = new Counter("roomcast_frames_in_total", "Frames received from clients");
   readonly deliveries = new Counter("roomcast_deliveries_total", "Frames sent to connections");
@@ -134,6 +139,7 @@ export class Metrics {
     const all: Metric[] = [
       ...this.#extra,
       this.connectionsOpened,
+      this.transportConnections,
       this.messagesIn,
       this.framesIn,
       this.deliveries,

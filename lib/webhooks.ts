@@ -90,6 +90,8 @@ export class Webhooks {
   /** What a presence change means to webhooks: a member in or out, and the room occupied or vacated. */
   memberChange(change: PresenceChange): void {
     const { room: channel, user, event, occupancy } = change;
+    // Names held through the presence (Hub.claim: WAMP procedures) are no rooms.
+    if (channel.startsWith("#")) return;
     if (event === "join") {
       if (occupancy === "occupied") this.#fire({ name: "channel_occupied", channel });
       this.#fire({ name: "member_added", channel, user_id: user.id });

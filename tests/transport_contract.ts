@@ -121,6 +121,7 @@ export function transportContract(driver: TransportDriver): void {
             const b = await inRoom(driver, server, "c4");
             assert.equal(server.admission.open, 2, "exactly one slot each");
             assert.equal(server.hub.connectionCount, 2, "exactly one hub connection each");
+            assert.equal(server.metrics.transportConnections.get(name), 2, "counted under its transport in /metrics");
             const c = driver.connect(server, { room: "c4" });
             assert.equal(await c.opened, false, "the third is refused");
             assert.equal((await c.next((s) => s.kind === "error")).kind === "error", true);

@@ -19,7 +19,9 @@ export type GlobalEvent =
   | { kind: "direct"; to: string; id: string; from: User; data: unknown; ts: number }
   | { kind: "broadcast"; id: string; data: unknown; ts: number }
   /** Ends every connection of `user` (the HTTP API's terminate_connections). */
-  | { kind: "terminate"; user: string };
+  | { kind: "terminate"; user: string }
+  /** A transport's message to one node (`to`), for its handler of `topic` there (WAMP's calls). */
+  | { kind: "relay"; to: string; topic: string; payload: unknown };
 
 /** What `publish` takes; `origin` in a signal or member event is the connection it came from (it
  * is not sent back to that connection). */

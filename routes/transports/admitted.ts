@@ -58,13 +58,14 @@ export class Admitted {
 
   /** The hub connection for `peer`, or why it can't be made: this slot was given back, still carries
    * an open connection, or has made the connections it was granted. */
-  connect(peer: Peer, identity: Identity): Connection | ProtocolError {
+  connect(peer: Peer, identity: Identity, transport: string): Connection | ProtocolError {
     if (this.#released) return new ProtocolError("unavailable", "The connection has ended");
     if (this.#connection && !this.#connection.closed) {
       return new ProtocolError("bad_request", "One connection at a time: this one is connected already");
     }
     if (this.#grants <= 0) return new ProtocolError("rate_limited", refusal(this.#deps.config, "rate").message);
     this.#grants--;
+    this.#deps.metrics.transportConnections.incLabel(transport);
     return this.#connection = this.#deps.hub.connect(peer, identity);
   }
 

@@ -17,6 +17,8 @@ import { Admitted } from "./admitted.ts";
 /** What a WebSocket transport (ws, batch, raw) makes of a socket: its peer, and what a text frame
  * means. */
 export interface SocketKind {
+  /** The transport's name, as `/metrics` counts its connections. */
+  readonly transport: string;
   /** Who connects, where the protocol has its own way to say (Pusher: the app key in the path);
    * a `ProtocolError` refuses the client. Absent: `identify` (a JWT when auth is on, else a guest). */
   identify?(c: AppContext, deps: AppDeps, name: string | undefined, address: string): Promise<Identity>;
@@ -137,7 +139,7 @@ class SocketSession {
   #open(): void {
     const { socket, identity, kind } = this;
     const peer = kind.peer(socket, kind.connectionId?.() ?? connectionId(), identity.user);
-    const connection = this.admitted.connect(peer, identity);
+    const connection = this.admitted.connect(peer, identity, kind.transport);
     // The slot can't connect (it was given back, or carries a connection): 1008.
     if (connection instanceof ProtocolError) return (kind.refuse ?? tellAndClose)(socket, connection, CloseCode.policy);
     this.#connection = connection;

@@ -17,6 +17,7 @@ export const MAX_BATCH_FRAMES = 100;
 
 /** A batched socket: JSON frames, several per message each way. */
 export class BatchKind implements SocketKind {
+  readonly transport = "batch";
   readonly #flusher = new BatchFlusher();
   constructor(readonly hub: Hub) {}
 

@@ -213,6 +213,7 @@ function record(value: unknown): Record<string, unknown> {
 
 /** What a Pusher socket is to the transport seam (websocket.ts). */
 class PusherKind implements SocketKind {
+  readonly transport = "pusher";
   constructor(readonly deps: AppDeps, readonly app: PusherApp | undefined, readonly version: string | undefined) {}
 
   identify(_c: AppContext, _deps: AppDeps, name: string | undefined, address: string): Promise<Identity> {

@@ -15,6 +15,7 @@ import type { Hub } from "../../../lib/hub.ts";
 /** A raw room socket: joins `room` on open, publishes each text frame to it; its client is
  * pinged by the runtime's WebSocket idle timeout ("transport" liveness). */
 class RawKind implements SocketKind {
+  readonly transport = "raw";
   constructor(readonly hub: Hub, readonly room: string) {}
 
   peer(socket: WebSocket, id: string, user: User): Peer {

@@ -290,7 +290,7 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
   const peer = new SocketIoPeer(socket, identity.user);
   const slot = (socket.conn as EngineSocket).slot;
   const connection = slot instanceof Admitted
-    ? slot.connect(peer, identity)
+    ? slot.connect(peer, identity, "socketio")
     : new ProtocolError("internal", "A Socket.IO session without an admission slot");
   if (connection instanceof ProtocolError) {
     socket.emit("roomcast:error", { code: connection.code, message: connection.message });

@@ -203,7 +203,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
       start(controller) {
         peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, ended);
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
-        const connection = admitted.connect(peer, identity);
+        const connection = admitted.connect(peer, identity, "sse");
         if (connection instanceof ProtocolError) return peer.close(CloseCode.policy, connection.message);
         track(peer, true);
         for (const room of rooms) {

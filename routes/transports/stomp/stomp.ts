@@ -197,6 +197,7 @@ class StompPeer extends SocketPeer {
 
 /** What a STOMP socket is to the transport seam (websocket.ts). */
 class StompKind implements SocketKind {
+  readonly transport = "stomp";
   constructor(readonly deps: AppDeps) {}
 
   /** `?token=` when given; otherwise, with auth on, the token is awaited in CONNECT's passcode (a

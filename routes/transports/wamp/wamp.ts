@@ -4,7 +4,9 @@
  * with auth on, the JWT comes as `?token=` or as the WAMP-Ticket `ticket`, then the connection takes
  * it (`Hub.grant`). PUBLISH is a stored publish (the hub's frames: limits and budgets as `/ws`);
  * EVENT carries the room position in its details. RPC (REGISTER, CALL, INVOCATION, YIELD) is routed
- * between the clients of this isolate (docs/PROTOCOL.md, "WAMP").
+ * between clients on any node: a procedure is held once across nodes through the presence
+ * (`Hub.claim`, by `node|connection|registration`), and calls, and their answers, cross as relays
+ * (`Hub.relay`) (docs/PROTOCOL.md, "WAMP").
  */
 import type { Hono } from "hono";
 import type { Identity } from "../../../lib/auth.ts";
@@ -94,17 +96,34 @@ type Pending =
   | { kind: "unsubscribe"; request: number }
   | { kind: "publish"; request: number; acknowledge: boolean; self: { room: string; data: unknown } | undefined };
 
-/** A call routed to a callee: who called, with which request id. */
+/** Where an invocation's answer goes: the caller's node and connection, and its call id there. */
 interface Invocation {
-  caller: WampPeer;
-  request: number;
-  timer: ReturnType<typeof setTimeout>;
+  node: string;
+  connection: string;
+  call: number;
 }
 
-/** The procedures registered on this isolate, and who serves each. */
-class Dealer {
-  readonly procedures = new Map<string, { callee: WampPeer; registration: number }>();
-}
+type Answer =
+  | { op: "result"; args?: unknown; kwargs?: unknown }
+  | { op: "error"; error: string; details?: unknown; args?: unknown; kwargs?: unknown };
+
+/** What crosses between nodes for a call (relays of topic "wamp"; a node's relays to itself too). */
+type Relay =
+  | {
+    op: "invoke";
+    from: string;
+    callee: string;
+    registration: number;
+    caller: string;
+    call: number;
+    authid: string;
+    args?: unknown;
+    kwargs?: unknown;
+  }
+  | (Answer & { caller: string; call: number });
+
+/** The presence name of a procedure (see `Hub.claim`). */
+const procedureName = (procedure: string) => `#wamp:${procedure}`;
 
 class WampPeer extends SocketPeer {
   connection: Connection | undefined;
@@ -117,8 +136,8 @@ class WampPeer extends SocketPeer {
   readonly registrations = new Map<number, string>();
   /** Invocations this peer (a callee) owes an answer to, by INVOCATION request id. */
   readonly invocations = new Map<number, Invocation>();
-  /** Calls this peer (a caller) waits for. */
-  calls = 0;
+  /** Calls this peer (a caller) waits for: the CALL's request and its time limit, by call id. */
+  readonly calls = new Map<number, { request: number; timer: ReturnType<typeof setTimeout> }>();
   #nextId = 0;
   readonly #pending = new Map<string, Pending>();
 
@@ -227,9 +246,13 @@ function wampError(code: string): string {
 
 /** What a WAMP socket is to the transport seam (websocket.ts). */
 class WampKind implements SocketKind {
-  readonly dealer = new Dealer();
+  readonly transport = "wamp";
+  /** This node's WAMP sessions, by connection id (calls and answers from other nodes find them). */
+  readonly #sessions = new Map<string, WampPeer>();
 
-  constructor(readonly deps: AppDeps) {}
+  constructor(readonly deps: AppDeps) {
+    deps.hub.onRelay("wamp", (payload) => this.#relayed(payload as Relay));
+  }
 
   async identify(c: AppContext, deps: AppDeps, name: string | undefined, address: string): Promise<Identity> {
     const token = c.req.query("token");
@@ -258,28 +281,34 @@ class WampKind implements SocketKind {
   }
 
   opened(connection: Connection): void {
-    (connection.peer as WampPeer).connection = connection;
+    const peer = connection.peer as WampPeer;
+    peer.connection = connection;
+    this.#sessions.set(connection.id, peer);
   }
 
-  /** A connection went: its procedures are unregistered, and the calls it owed answers to fail. */
+  /** A connection went: its procedures are let go, the calls it owed answers to fail, and its own
+   * calls are forgotten. */
   closed(connection: Connection): void {
     const peer = connection.peer as WampPeer;
-    for (const procedure of peer.registrations.values()) {
-      if (this.dealer.procedures.get(procedure)?.callee === peer) this.dealer.procedures.delete(procedure);
+    this.#sessions.delete(connection.id);
+    for (const [registration, procedure] of peer.registrations) {
+      this.deps.hub.unclaim(procedureName(procedure), this.#holder(connection, registration));
     }
     peer.registrations.clear();
     for (const invocation of peer.invocations.values()) {
-      clearTimeout(invocation.timer);
-      invocation.caller.calls--;
-      invocation.caller.reply([
-        W.ERROR,
-        W.CALL,
-        invocation.request,
-        { message: "The callee went away" },
-        "wamp.error.canceled",
-      ]);
+      this.#answerCall(invocation, {
+        op: "error",
+        error: "wamp.error.canceled",
+        details: { message: "The callee went away" },
+      });
     }
     peer.invocations.clear();
+    for (const { timer } of peer.calls.values()) clearTimeout(timer);
+    peer.calls.clear();
+  }
+
+  #holder(connection: Connection, registration: number): string {
+    return `${this.deps.hub.node}|${connection.id}|${registration}`;
   }
 
   text(connection: Connection, text: string): void {
@@ -339,18 +368,11 @@ class WampKind implements SocketKind {
       case W.PUBLISH:
         return this.#publish(connection, peer, request as number, m);
       case W.REGISTER:
-        return this.#register(peer, request as number, m[3]);
-      case W.UNREGISTER: {
-        const procedure = isId(m[2]) ? peer.registrations.get(m[2]) : undefined;
-        if (procedure === undefined) {
-          return peer.reply([W.ERROR, W.UNREGISTER, request, {}, "wamp.error.no_such_registration"]);
-        }
-        peer.registrations.delete(m[2] as number);
-        this.dealer.procedures.delete(procedure);
-        return peer.reply([W.UNREGISTERED, request]);
-      }
+        return void this.#register(connection, peer, request as number, m[3]);
+      case W.UNREGISTER:
+        return this.#unregister(connection, peer, request as number, m[2]);
       case W.CALL:
-        return this.#call(connection, peer, request as number, m);
+        return void this.#call(connection, peer, request as number, m);
       case W.YIELD:
       case W.ERROR:
         return this.#answer(connection, peer, m);
@@ -471,29 +493,45 @@ class WampKind implements SocketKind {
     });
   }
 
-  #register(peer: WampPeer, request: number, procedure: unknown): void {
+  async #register(connection: Connection, peer: WampPeer, request: number, procedure: unknown): Promise<void> {
     if (typeof procedure !== "string" || !/^[A-Za-z0-9_.:-]{1,255}$/.test(procedure)) {
       return peer.reply([W.ERROR, W.REGISTER, request, {}, "wamp.error.invalid_uri"]);
     }
-    if (this.dealer.procedures.has(procedure)) {
+    if ([...peer.registrations.values()].includes(procedure)) {
       return peer.reply([W.ERROR, W.REGISTER, request, {}, "wamp.error.procedure_already_exists"]);
     }
     if (peer.registrations.size >= MAX_REGISTRATIONS) {
-      return peer.reply([
-        W.ERROR,
-        W.REGISTER,
-        request,
-        { message: `${MAX_REGISTRATIONS} registrations at most` },
-        "roomcast.error.too_many",
-      ]);
+      const message = `${MAX_REGISTRATIONS} registrations at most`;
+      return peer.reply([W.ERROR, W.REGISTER, request, { message }, "roomcast.error.too_many"]);
     }
     const registration = peer.nextId();
+    // Counted at once, so that registrations waiting for their claim keep to the cap too.
     peer.registrations.set(registration, procedure);
-    this.dealer.procedures.set(procedure, { callee: peer, registration });
+    const holder = this.#holder(connection, registration);
+    const held = await this.deps.hub.claim(procedureName(procedure), holder).catch(() => false);
+    if (connection.closed) {
+      if (held) this.deps.hub.unclaim(procedureName(procedure), holder);
+      return;
+    }
+    if (!held) {
+      peer.registrations.delete(registration);
+      return peer.reply([W.ERROR, W.REGISTER, request, {}, "wamp.error.procedure_already_exists"]);
+    }
     peer.reply([W.REGISTERED, request, registration]);
   }
 
-  #call(connection: Connection, peer: WampPeer, request: number, m: unknown[]): void {
+  #unregister(connection: Connection, peer: WampPeer, request: number, registration: unknown): void {
+    const procedure = isId(registration) ? peer.registrations.get(registration) : undefined;
+    if (procedure === undefined) {
+      return peer.reply([W.ERROR, W.UNREGISTER, request, {}, "wamp.error.no_such_registration"]);
+    }
+    peer.registrations.delete(registration as number);
+    this.deps.hub.unclaim(procedureName(procedure), this.#holder(connection, registration as number));
+    peer.reply([W.UNREGISTERED, request]);
+  }
+
+  /** A CALL: to the procedure's holder, on this node or another, through a relay either way. */
+  async #call(connection: Connection, peer: WampPeer, request: number, m: unknown[]): Promise<void> {
     const [, , options, procedure, args, kwargs] = m;
     if (
       !isDict(options) || typeof procedure !== "string" || (args !== undefined && !Array.isArray(args)) ||
@@ -501,32 +539,74 @@ class WampKind implements SocketKind {
     ) {
       return this.#abort(connection, peer, "CALL is [48, request, options, procedure, args?, kwargs?]");
     }
-    const target = this.dealer.procedures.get(procedure);
-    if (!target || target.callee.connection?.closed) {
+    if (peer.calls.size >= MAX_PENDING_CALLS || !this.deps.hub.frames.allowPublish(connection, undefined)) {
+      const details = { message: "Too many calls: slow down" };
+      return peer.reply([W.ERROR, W.CALL, request, details, "roomcast.error.rate_limited"]);
+    }
+    const holder = await this.deps.hub.holder(procedureName(procedure)).catch(() => undefined);
+    if (connection.closed) return;
+    const [node, callee, registration] = holder?.split("|") ?? [];
+    if (!node || !callee || !registration) {
       return peer.reply([W.ERROR, W.CALL, request, {}, "wamp.error.no_such_procedure"]);
     }
-    if (peer.calls >= MAX_PENDING_CALLS || !this.deps.hub.frames.allowPublish(connection, undefined)) {
-      return peer.reply([
-        W.ERROR,
-        W.CALL,
-        request,
-        { message: "Too many calls: slow down" },
-        "roomcast.error.rate_limited",
-      ]);
-    }
-    const callee = target.callee;
-    const invocation = callee.nextId();
-    peer.calls++;
+    const call = peer.nextId();
     const timer = setTimeout(() => {
-      if (!callee.invocations.delete(invocation)) return;
-      peer.calls--;
-      peer.reply([W.ERROR, W.CALL, request, { message: "The callee did not answer in time" }, "wamp.error.canceled"]);
+      if (!peer.calls.delete(call)) return;
+      const details = { message: "The callee did not answer in time" };
+      peer.reply([W.ERROR, W.CALL, request, details, "wamp.error.canceled"]);
     }, CALL_TIMEOUT_MS);
-    callee.invocations.set(invocation, { caller: peer, request, timer });
-    const out: unknown[] = [W.INVOCATION, invocation, target.registration, { caller_authid: peer.user.id }];
-    if (args !== undefined || kwargs !== undefined) out.push(args ?? []);
-    if (kwargs !== undefined) out.push(kwargs);
-    callee.reply(out);
+    peer.calls.set(call, { request, timer });
+    const invoke: Relay = {
+      op: "invoke",
+      from: this.deps.hub.node,
+      callee,
+      registration: Number(registration),
+      caller: connection.id,
+      call,
+      authid: peer.user.id,
+    };
+    if (args !== undefined) invoke.args = args;
+    if (kwargs !== undefined) invoke.kwargs = kwargs;
+    this.deps.hub.relay(node, "wamp", invoke);
+  }
+
+  /** A relay to this node: an invocation for a callee here, or an answer for a caller here. */
+  #relayed(relay: Relay): void {
+    if (relay.op === "invoke") {
+      const callee = this.#sessions.get(relay.callee);
+      const back: Invocation = { node: relay.from, connection: relay.caller, call: relay.call };
+      if (!callee || callee.connection?.closed || !callee.registrations.has(relay.registration)) {
+        return this.#answerCall(back, { op: "error", error: "wamp.error.no_such_procedure" });
+      }
+      if (callee.invocations.size >= MAX_PENDING_CALLS) {
+        const details = { message: "The callee is busy" };
+        return this.#answerCall(back, { op: "error", error: "roomcast.error.rate_limited", details });
+      }
+      const invocation = callee.nextId();
+      callee.invocations.set(invocation, back);
+      const out: unknown[] = [W.INVOCATION, invocation, relay.registration, { caller_authid: relay.authid }];
+      if (relay.args !== undefined || relay.kwargs !== undefined) out.push(relay.args ?? []);
+      if (relay.kwargs !== undefined) out.push(relay.kwargs);
+      return callee.reply(out);
+    }
+    const caller = this.#sessions.get(relay.caller);
+    const pending = caller?.calls.get(relay.call);
+    if (!caller || !pending) return;
+    caller.calls.delete(relay.call);
+    clearTimeout(pending.timer);
+    if (caller.connection?.closed) return;
+    const out: unknown[] = relay.op === "result"
+      ? [W.RESULT, pending.request, {}]
+      : [W.ERROR, W.CALL, pending.request, isDict(relay.details) ? relay.details : {}, relay.error];
+    if (Array.isArray(relay.args) || isDict(relay.kwargs)) out.push(Array.isArray(relay.args) ? relay.args : []);
+    if (isDict(relay.kwargs)) out.push(relay.kwargs);
+    caller.reply(out);
+  }
+
+  /** Sends an invocation's answer to its caller's node (this one's included). */
+  #answerCall(invocation: Invocation, answer: Answer): void {
+    const relay: Relay = { ...answer, caller: invocation.connection, call: invocation.call };
+    this.deps.hub.relay(invocation.node, "wamp", relay);
   }
 
   /** A callee's YIELD or ERROR for an invocation: the caller gets RESULT or ERROR. */
@@ -540,27 +620,15 @@ class WampKind implements SocketKind {
     // An answer for a call that timed out, or that never was: nothing to do.
     if (!pending) return;
     peer.invocations.delete(invocation as number);
-    clearTimeout(pending.timer);
-    pending.caller.calls--;
-    if (pending.caller.connection?.closed) return;
-    if (type === W.YIELD) {
-      const [, , , args, kwargs] = m;
-      const out: unknown[] = [W.RESULT, pending.request, {}];
-      if (Array.isArray(args) || isDict(kwargs)) out.push(Array.isArray(args) ? args : []);
-      if (isDict(kwargs)) out.push(kwargs);
-      return pending.caller.reply(out);
-    }
-    const [, , , details, error, args, kwargs] = m;
-    const out: unknown[] = [
-      W.ERROR,
-      W.CALL,
-      pending.request,
-      isDict(details) ? details : {},
-      typeof error === "string" ? error : "wamp.error.runtime_error",
-    ];
-    if (Array.isArray(args) || isDict(kwargs)) out.push(Array.isArray(args) ? args : []);
-    if (isDict(kwargs)) out.push(kwargs);
-    pending.caller.reply(out);
+    const [args, kwargs] = type === W.YIELD ? [m[3], m[4]] : [m[5], m[6]];
+    const answer: Answer = type === W.YIELD ? { op: "result" } : {
+      op: "error",
+      error: typeof m[4] === "string" ? m[4] : "wamp.error.runtime_error",
+      details: isDict(m[3]) ? m[3] : {},
+    };
+    if (Array.isArray(args)) answer.args = args;
+    if (isDict(kwargs)) answer.kwargs = kwargs;
+    this.#answerCall(pending, answer);
   }
 }
 

@@ -14,6 +14,7 @@ import { SocketPeer } from "./socket_peer.ts";
 
 /** A `/ws` socket: JSON frames, one per message, pinged by the hub ("app" liveness). */
 export class JsonKind implements SocketKind {
+  readonly transport = "ws";
   constructor(readonly hub: Hub) {}
 
   peer(socket: WebSocket, id: string, user: User): Peer {
