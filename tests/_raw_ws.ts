@@ -99,3 +99,20 @@ export class RawWsClient {
     } catch { /* already closed */ }
   }
 }
+
+/** The status line a WebSocket upgrade of `path` gets with `Origin: origin` (no frame is sent). */
+export async function upgradeStatus(serverUrl: string, path: string, origin: string): Promise<string> {
+  const { hostname, port } = new URL(serverUrl);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  try {
+    await conn.write(new TextEncoder().encode(
+      `GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: ${origin}\r\n\r\n`,
+    ));
+    const buf = new Uint8Array(1024);
+    const n = await conn.read(buf);
+    return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split("\r\n")[0] ?? "";
+  } finally {
+    conn.close();
+  }
+}

@@ -56,10 +56,11 @@ async function acrossNodes(one: Node, two: Node): Promise<void> {
         if (s.current === "disconnected" || s.current === "failed") resolve();
       })
     );
+    // Listening first: Ann can hear Bob leave before Bob's client says it is disconnected.
+    const removed = nextEvent<{ id: string }>(a, "pusher:member_removed");
     await sdk(one as TestServer).terminateUserConnections("bob");
     await closed;
-    const removed = await nextEvent<{ id: string }>(a, "pusher:member_removed");
-    assert.equal(removed.id, "bob");
+    assert.equal((await removed).id, "bob");
   } finally {
     for (const c of clients) c.disconnect();
   }

@@ -201,3 +201,48 @@ Deno.test({ name: "STOMP: /queue, frames before CONNECT and unknown commands are
     await raw.closed;
   }
 });
+
+Deno.test(
+  { name: "STOMP: heart-beats go out, and a client that goes silent is closed after two intervals", ...opts },
+  async () => {
+    await using server = await startTestServer({ heartbeatMs: 300 });
+    const raw = new RawStomp(server);
+    await raw.opened;
+    raw.send("CONNECT\naccept-version:1.2\nheart-beat:300,300\n\n\0");
+    assert.match(await raw.next("CONNECTED"), /^heart-beat:300,300$/m);
+    // The server's heart-beats are EOLs; the client sends none: closed as silent (4000).
+    const started = Date.now();
+    const closed = await raw.closed;
+    assert.equal(closed.code, 4000);
+    assert.ok(Date.now() - started < 3000, "within a few intervals");
+    assert.ok(raw.received.includes("\n"), "a heart-beat came before the close");
+  },
+);
+
+Deno.test({
+  name: "STOMP: @stomp/stompjs reconnects and resubscribes with since: nothing missed, nothing twice",
+  ...opts,
+}, async () => {
+  await using server = await startTestServer();
+  let position = "";
+  const seen: string[] = [];
+  const client = await stompClient(server, { reconnectDelay: 50 });
+  const subscribe = () =>
+    client.subscribe("/topic/feed", (m) => {
+      seen.push(m.body);
+      position = `${m.headers.epoch}:${m.headers.offset}`;
+    }, position ? { since: position } : {});
+  client.onConnect = () => void subscribe();
+  subscribe();
+  try {
+    for (const data of ["a", "b"]) await (await postJson(server, "/api/rooms/feed/messages", { data })).body?.cancel();
+    await until(() => seen.length === 2, 3000, "a and b");
+    // The server drops every connection (as a proxy restart would); messages keep coming meanwhile.
+    server.hub.close(4000, "cut");
+    for (const data of ["c", "d"]) await (await postJson(server, "/api/rooms/feed/messages", { data })).body?.cancel();
+    await until(() => seen.length === 4, 5000, () => `c and d after the reconnect; seen ${seen}`);
+    assert.deepEqual(seen, ["a", "b", "c", "d"]);
+  } finally {
+    await client.deactivate();
+  }
+});
