@@ -5,6 +5,7 @@
 import type { Clock } from "../lib/clock.ts";
 import { type Config, configWith, type LimitsConfig } from "../lib/config.ts";
 import { type RunningServer, startServer } from "../routes/serve/server.ts";
+import { type RunningCluster, startCluster } from "../routes/serve/cluster.ts";
 import { type Frame, TestClient } from "./_client.ts";
 
 export interface TestServerOptions extends Partial<Omit<Config, "limits">> {
@@ -85,4 +86,21 @@ export async function twoServers(
       if (dir) await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** A process of two isolates (`ROOMCAST_WORKERS=2`) on 127.0.0.1, history in memory and the
+ * per-address limits off, with `overrides`. */
+export function twoWorkers(overrides: Partial<Omit<Config, "limits">> = {}): Promise<RunningCluster> {
+  return startCluster({
+    config: configWith({
+      port: 0,
+      hostname: "127.0.0.1",
+      workers: 2,
+      kvPath: ":memory:",
+      connectBurst: 0,
+      maxConnectionsPerIp: 0,
+      ...overrides,
+    }),
+    memory: true,
+  });
 }

@@ -4,11 +4,9 @@
  * client events, triggers, the HTTP API's channel queries and terminate_connections, as on one.
  */
 import assert from "node:assert/strict";
-import { configWith } from "../lib/config.ts";
-import { startCluster } from "../routes/serve/cluster.ts";
 import { client, connected, nextEvent, type Pusher, PUSHER_APP, sdk, subscribed } from "./_pusher.ts";
 import { redisTest } from "./_redis.ts";
-import { type TestServer, twoServers } from "./_server.ts";
+import { type TestServer, twoServers, twoWorkers } from "./_server.ts";
 import { until } from "./_wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -77,18 +75,7 @@ Deno.test({ name: "Pusher across two Deno Deploy instances on one KV", ...opts }
 });
 
 Deno.test({ name: "Pusher across the two Workers of one process", ...opts }, async () => {
-  const cluster = await startCluster({
-    config: configWith({
-      port: 0,
-      hostname: "127.0.0.1",
-      workers: 2,
-      kvPath: ":memory:",
-      connectBurst: 0,
-      maxConnectionsPerIp: 0,
-      pusherApps: [PUSHER_APP],
-    }),
-    memory: true,
-  });
+  const cluster = await twoWorkers({ pusherApps: [PUSHER_APP] });
   try {
     await acrossNodes(cluster, cluster);
     // Several clients land on both isolates: presence counts every one.

@@ -4,11 +4,10 @@
  * sent once however many nodes serve the room (two processes on Redis, two Workers).
  */
 import assert from "node:assert/strict";
-import { configWith, loadConfig } from "../lib/config.ts";
-import { startCluster } from "../routes/serve/cluster.ts";
+import { loadConfig } from "../lib/config.ts";
 import { client, type Pusher, PUSHER_APP, sdk, subscribed } from "./_pusher.ts";
 import { redisTest } from "./_redis.ts";
-import { startTestServer, type TestServer, twoServers } from "./_server.ts";
+import { startTestServer, type TestServer, twoServers, twoWorkers } from "./_server.ts";
 import { TestClient } from "./_client.ts";
 import { quiet, until } from "./_wait.ts";
 
@@ -190,19 +189,7 @@ Deno.test(
 
 Deno.test({ name: "webhooks: two Workers send each presence change once", ...opts }, async () => {
   const receiver = startReceiver();
-  const cluster = await startCluster({
-    config: configWith({
-      port: 0,
-      hostname: "127.0.0.1",
-      workers: 2,
-      kvPath: ":memory:",
-      connectBurst: 0,
-      maxConnectionsPerIp: 0,
-      pusherApps: [PUSHER_APP],
-      webhookUrls: [receiver.url],
-    }),
-    memory: true,
-  });
+  const cluster = await twoWorkers({ pusherApps: [PUSHER_APP], webhookUrls: [receiver.url] });
   try {
     // Connections land on either isolate; several of each user make both likely.
     await onceAcross([cluster, cluster], receiver);

@@ -5,10 +5,8 @@
  * a callee that goes fails its pending calls there.
  */
 import assert from "node:assert/strict";
-import { configWith } from "../lib/config.ts";
-import { startCluster } from "../routes/serve/cluster.ts";
 import { redisTest } from "./_redis.ts";
-import { type TestServer, twoServers } from "./_server.ts";
+import { type TestServer, twoServers, twoWorkers } from "./_server.ts";
 import { receiptOf, stompClient } from "./_stomp.ts";
 import { autobahnSession, closeSession, type Session } from "./_wamp.ts";
 import { quiet, until } from "./_wait.ts";
@@ -75,17 +73,7 @@ Deno.test({ name: "STOMP and WAMP across two Deploy-mode instances on one KV", .
 });
 
 Deno.test({ name: "WAMP RPC across the two Workers of one process", ...opts }, async () => {
-  const cluster = await startCluster({
-    config: configWith({
-      port: 0,
-      hostname: "127.0.0.1",
-      workers: 2,
-      kvPath: ":memory:",
-      connectBurst: 0,
-      maxConnectionsPerIp: 0,
-    }),
-    memory: true,
-  });
+  const cluster = await twoWorkers();
   const server = cluster as unknown as TestServer;
   server.ws = (path = "/ws") => cluster.url.replace(/^http/, "ws") + path;
   const sessions: Session[] = [];

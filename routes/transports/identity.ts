@@ -64,6 +64,27 @@ export async function identifyToken(
   return identityFromClaims(await verifyToken(token, secret, deps.clock), name);
 }
 
+/** For protocols whose token may come after the upgrade (STOMP's passcode, WAMP's ticket): as
+ * `identify` when there is a `?token=` or auth is off; else a guest that may join nothing until its
+ * token comes and the connection takes it (`Hub.grant`). */
+export async function identifyOrAwait(
+  c: AppContext,
+  deps: AppDeps,
+  name: string | undefined,
+  address: string,
+): Promise<Identity> {
+  const token = c.req.query("token");
+  if (token || !deps.config.authSecret) return await identifyToken(deps, token, name, address, "");
+  const guest = await identifyToken(
+    { ...deps, config: { ...deps.config, authSecret: undefined } },
+    undefined,
+    name,
+    address,
+    "",
+  );
+  return { ...guest, rooms: [] };
+}
+
 export function isWebSocketUpgrade(c: AppContext): boolean {
   return c.req.header("upgrade")?.toLowerCase() === "websocket";
 }

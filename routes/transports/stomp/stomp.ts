@@ -18,12 +18,14 @@ import {
   type Position,
   ProtocolError,
   type ServerFrame,
+  type StoredMessage,
   type User,
 } from "../../../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
-import { identifyToken } from "../identity.ts";
+import { identifyOrAwait, identifyToken } from "../identity.ts";
 import { acceptSocket, type SocketKind } from "../websocket.ts";
 import { SocketPeer } from "../ws/socket_peer.ts";
+import { PendingRefs } from "../pending.ts";
 import { header, readFrames, StompError, type StompFrame, writeFrame } from "./frame.ts";
 
 const VERSIONS = ["1.2", "1.1", "1.0"];
@@ -80,6 +82,18 @@ function bodyOf(data: unknown): { body: string | Uint8Array; type: string } {
   return { body: JSON.stringify(data) ?? "null", type: "application/json" };
 }
 
+/** A MESSAGE's headers for subscription `id`: the room position in `offset` and `epoch`. */
+function messageHeaders(id: string, message: StoredMessage, type: string): [string, string][] {
+  return [
+    ["subscription", id],
+    ["message-id", message.id],
+    ["destination", `${TOPIC}${message.room}`],
+    ["content-type", type],
+    ["offset", String(message.offset)],
+    ["epoch", message.epoch],
+  ];
+}
+
 class StompPeer extends SocketPeer {
   connection: Connection | undefined;
   connected = false;
@@ -95,8 +109,6 @@ class StompPeer extends SocketPeer {
   readonly subscriptions = new Map<string, string>();
   readonly subscribed = new Map<string, string>();
   readonly transactions = new Map<string, StompFrame[]>();
-  readonly #pending = new Map<string, Pending>();
-  #refs = 0;
   readonly #socket: WebSocket;
 
   constructor(socket: WebSocket, id: string, user: User) {
@@ -109,19 +121,8 @@ class StompPeer extends SocketPeer {
     this.user = user;
   }
 
-  /** A ref for a request whose answer needs `pending`. */
-  expect(pending: Pending): string {
-    const ref = `st${++this.#refs}`;
-    this.#pending.set(ref, pending);
-    return ref;
-  }
-
-  #take(ref: unknown): Pending | undefined {
-    if (typeof ref !== "string") return undefined;
-    const pending = this.#pending.get(ref);
-    this.#pending.delete(ref);
-    return pending;
-  }
+  /** Requests waiting for the hub's answer (their RECEIPTs). */
+  readonly pending = new PendingRefs<Pending>("st");
 
   encode(frame: ServerFrame): string | undefined {
     switch (frame.type) {
@@ -130,19 +131,12 @@ class StompPeer extends SocketPeer {
         if (id === undefined) return undefined;
         const { body, type } = bodyOf(frame.data);
         if (typeof body !== "string") return ""; // sent as bytes by `send`
-        return writeFrame("MESSAGE", [
-          ["subscription", id],
-          ["message-id", frame.id],
-          ["destination", `${TOPIC}${frame.room}`],
-          ["content-type", type],
-          ["offset", String(frame.offset)],
-          ["epoch", frame.epoch],
-        ], body) as string;
+        return writeFrame("MESSAGE", messageHeaders(id, frame, type), body) as string;
       }
       case "ping":
         return this.heartbeats ? "\n" : undefined;
       case "joined": {
-        const pending = this.#take(frame.ref);
+        const pending = this.pending.take(frame.ref);
         if (pending?.kind !== "subscribe" || pending.receipt === undefined) return undefined;
         return writeFrame("RECEIPT", [
           ["receipt-id", pending.receipt],
@@ -153,12 +147,12 @@ class StompPeer extends SocketPeer {
       }
       case "ack":
       case "left": {
-        const pending = this.#take(frame.ref);
+        const pending = this.pending.take(frame.ref);
         if (pending?.receipt === undefined) return undefined;
         return writeFrame("RECEIPT", [["receipt-id", pending.receipt]]) as string;
       }
       case "error": {
-        const pending = this.#take(frame.ref);
+        const pending = this.pending.take(frame.ref);
         const headers: [string, string][] = [["message", frame.message.slice(0, 200)], ["code", frame.code]];
         if (pending?.receipt !== undefined) headers.push(["receipt-id", pending.receipt]);
         return writeFrame("ERROR", headers, frame.message) as string;
@@ -173,14 +167,7 @@ class StompPeer extends SocketPeer {
       const id = this.subscribed.get(frame.room);
       const { body, type } = bodyOf(frame.data);
       if (id === undefined || typeof body === "string") return;
-      const bytes = writeFrame("MESSAGE", [
-        ["subscription", id],
-        ["message-id", frame.id],
-        ["destination", `${TOPIC}${frame.room}`],
-        ["content-type", type],
-        ["offset", String(frame.offset)],
-        ["epoch", frame.epoch],
-      ], body) as Uint8Array;
+      const bytes = writeFrame("MESSAGE", messageHeaders(id, frame, type), body) as Uint8Array;
       if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(bytes);
       return;
     }
@@ -202,17 +189,8 @@ class StompKind implements SocketKind {
 
   /** `?token=` when given; otherwise, with auth on, the token is awaited in CONNECT's passcode (a
    * guest that may join nothing until then). */
-  async identify(c: AppContext, deps: AppDeps, name: string | undefined, address: string): Promise<Identity> {
-    const token = c.req.query("token");
-    if (token || !deps.config.authSecret) return await identifyToken(deps, token, name, address, "");
-    const pending = await identifyToken(
-      { ...deps, config: { ...deps.config, authSecret: undefined } },
-      undefined,
-      name,
-      address,
-      "",
-    );
-    return { ...pending, rooms: [] };
+  identify(c: AppContext, deps: AppDeps, name: string | undefined, address: string): Promise<Identity> {
+    return identifyOrAwait(c, deps, name, address);
   }
 
   /** A refused client gets an ERROR frame saying why, then the close. */
@@ -280,7 +258,7 @@ class StompKind implements SocketKind {
         return this.deps.hub.frames.submit(connection, {
           type: "leave",
           room,
-          ref: peer.expect(receipt === undefined ? { kind: "unsubscribe" } : { kind: "unsubscribe", receipt }),
+          ref: peer.pending.expect(receipt === undefined ? { kind: "unsubscribe" } : { kind: "unsubscribe", receipt }),
         });
       }
       case "SEND":
@@ -371,7 +349,7 @@ class StompKind implements SocketKind {
       type: "join",
       room,
       ...(since ? { since } : {}),
-      ref: peer.expect(pending),
+      ref: peer.pending.expect(pending),
     });
   }
 
@@ -405,7 +383,7 @@ class StompKind implements SocketKind {
     if (typeof body === "string") return this.#fail(connection, body, receipt);
     const { hub } = this.deps;
     if (!connection.mayJoin(room)) return this.#fail(connection, `Not allowed to publish to room ${room}`, receipt);
-    const ref = peer.expect(receipt === undefined ? { kind: "send" } : { kind: "send", receipt });
+    const ref = peer.pending.expect(receipt === undefined ? { kind: "send" } : { kind: "send", receipt });
     if (peer.subscribed.has(room)) {
       return hub.frames.submit(connection, { type: "publish", room, data: body.data, ref });
     }

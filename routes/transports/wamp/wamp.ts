@@ -22,9 +22,10 @@ import {
   type User,
 } from "../../../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
-import { identifyToken } from "../identity.ts";
+import { identifyOrAwait, identifyToken } from "../identity.ts";
 import { acceptSocket, type SocketKind } from "../websocket.ts";
 import { SocketPeer } from "../ws/socket_peer.ts";
+import { PendingRefs } from "../pending.ts";
 
 /** Message type codes (WAMP v2 Basic Profile). */
 export const W = {
@@ -139,7 +140,8 @@ class WampPeer extends SocketPeer {
   /** Calls this peer (a caller) waits for: the CALL's request and its time limit, by call id. */
   readonly calls = new Map<number, { request: number; timer: ReturnType<typeof setTimeout> }>();
   #nextId = 0;
-  readonly #pending = new Map<string, Pending>();
+  /** Requests waiting for the hub's answer (SUBSCRIBED, UNSUBSCRIBED, PUBLISHED, ERROR). */
+  readonly pending = new PendingRefs<Pending>("w");
 
   constructor(socket: WebSocket, id: string, user: User) {
     const encoder: Encoder = { encode: (frame) => this.encode(frame) };
@@ -156,19 +158,6 @@ class WampPeer extends SocketPeer {
     return ++this.#nextId;
   }
 
-  expect(pending: Pending): string {
-    const ref = `w${this.nextId()}`;
-    this.#pending.set(ref, pending);
-    return ref;
-  }
-
-  #take(ref: unknown): Pending | undefined {
-    if (typeof ref !== "string") return undefined;
-    const pending = this.#pending.get(ref);
-    this.#pending.delete(ref);
-    return pending;
-  }
-
   encode(frame: ServerFrame): string | undefined {
     switch (frame.type) {
       case "message": {
@@ -183,16 +172,16 @@ class WampPeer extends SocketPeer {
         return JSON.stringify([W.EVENT, subscription, publicationId(frame.id), details, ...eventPayload(frame.data)]);
       }
       case "joined": {
-        const pending = this.#take(frame.ref);
+        const pending = this.pending.take(frame.ref);
         if (pending?.kind !== "subscribe") return undefined;
         return JSON.stringify([W.SUBSCRIBED, pending.request, pending.subscription]);
       }
       case "left": {
-        const pending = this.#take(frame.ref);
+        const pending = this.pending.take(frame.ref);
         return pending?.kind === "unsubscribe" ? JSON.stringify([W.UNSUBSCRIBED, pending.request]) : undefined;
       }
       case "ack": {
-        const pending = this.#take(frame.ref);
+        const pending = this.pending.take(frame.ref);
         if (pending?.kind !== "publish") return undefined;
         const out: string[] = [];
         // exclude_me: false: the publisher gets its own event too.
@@ -207,7 +196,7 @@ class WampPeer extends SocketPeer {
         return out.length === 0 ? undefined : out.join("\u0000");
       }
       case "error": {
-        const pending = this.#take(frame.ref);
+        const pending = this.pending.take(frame.ref);
         if (!pending) return undefined;
         const type = pending.kind === "subscribe"
           ? W.SUBSCRIBE
@@ -254,17 +243,8 @@ class WampKind implements SocketKind {
     deps.hub.onRelay("wamp", (payload) => this.#relayed(payload as Relay));
   }
 
-  async identify(c: AppContext, deps: AppDeps, name: string | undefined, address: string): Promise<Identity> {
-    const token = c.req.query("token");
-    if (token || !deps.config.authSecret) return await identifyToken(deps, token, name, address, "");
-    const guest = await identifyToken(
-      { ...deps, config: { ...deps.config, authSecret: undefined } },
-      undefined,
-      name,
-      address,
-      "",
-    );
-    return { ...guest, rooms: [] };
+  identify(c: AppContext, deps: AppDeps, name: string | undefined, address: string): Promise<Identity> {
+    return identifyOrAwait(c, deps, name, address);
   }
 
   refuse(socket: WebSocket, error: ProtocolError, code: number): void {
@@ -362,7 +342,7 @@ class WampKind implements SocketKind {
         return this.deps.hub.frames.submit(connection, {
           type: "leave",
           room,
-          ref: peer.expect({ kind: "unsubscribe", request: request as number }),
+          ref: peer.pending.expect({ kind: "unsubscribe", request: request as number }),
         });
       }
       case W.PUBLISH:
@@ -459,7 +439,7 @@ class WampKind implements SocketKind {
       type: "join",
       room: topic,
       ...(since ? { since } : {}),
-      ref: peer.expect({ kind: "subscribe", request, subscription }),
+      ref: peer.pending.expect({ kind: "subscribe", request, subscription }),
     });
   }
 
@@ -480,7 +460,7 @@ class WampKind implements SocketKind {
     const data = storedPayload(args, kwargs);
     const { hub } = this.deps;
     const self = options.exclude_me === false ? { room: topic, data } : undefined;
-    const ref = peer.expect({ kind: "publish", request, acknowledge, self });
+    const ref = peer.pending.expect({ kind: "publish", request, acknowledge, self });
     if (peer.subscribed.has(topic)) return hub.frames.submit(connection, { type: "publish", room: topic, data, ref });
     if (!hub.frames.allowPublish(connection, ref)) return;
     connection.serially(async () => {
