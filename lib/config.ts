@@ -60,7 +60,7 @@ export interface Config {
   /** @default undefined */
   redisUrl: string | undefined;
   /** Open WebSocket and SSE connections at most; `undefined`: derived from the file-descriptor
-   * limit when the server starts (routes/server.ts). @default undefined */
+   * limit when the server starts (routes/serve/server.ts). @default undefined */
   maxConnections: number | undefined;
   /** Open connections at most per client address (IPv6: per /64); 0 = no cap. @default 256 */
   maxConnectionsPerIp: number;
@@ -109,7 +109,7 @@ export interface Config {
   /** Socket.IO (`/socket.io/`): Engine.IO's ping interval, ping timeout, the largest payload (a
    * polling POST or a WebSocket message, bytes), and whether EIO=3 clients (socket.io-client 2.x)
    * are served; `layer` picks who speaks Socket.IO: the official `socket.io` Server, or roomcast's
-   * own layer on `socket.io-parser` (routes/socketio_own.ts, kept for comparison). */
+   * own layer on `socket.io-parser` (routes/transports/socketio/own.ts, kept for comparison). */
   socketIo: {
     pingIntervalMs: number;
     pingTimeoutMs: number;

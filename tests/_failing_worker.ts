@@ -1,5 +1,5 @@
 /**
- * A cluster Worker (routes/worker.ts) that refuses to start while the process's environment
+ * A cluster Worker (routes/serve/worker.ts) that refuses to start while the process's environment
  * variable ROOMCAST_TEST_FAILED_STARTS is above 0, counting it down each time (Workers share the
  * process's environment): how a replacement looks that can't start (a port taken, a broken
  * deployment).

@@ -1,4 +1,4 @@
-/** Test helpers that look inside a KV file written by `KvStore` (layout: lib/engine/kv_format.ts). */
+/** Test helpers that look inside a KV file written by `KvStore` (layout: lib/engine/kv/format.ts). */
 import { messagesOf } from "../lib/engine/kv/format.ts";
 
 /** The values under `prefix`, grouped by the first `depth` parts of their keys (a block or a log

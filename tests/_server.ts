@@ -1,5 +1,5 @@
 /**
- * Starts the real server (routes/server.ts) on 127.0.0.1 with an ephemeral port, for
+ * Starts the real server (routes/serve/server.ts) on 127.0.0.1 with an ephemeral port, for
  * integration tests, and connects clients to it.
  */
 import type { Clock } from "../lib/clock.ts";

@@ -1,5 +1,5 @@
 /**
- * A cluster Worker (routes/worker.ts) whose thread a test can hold up: when a test posts
+ * A cluster Worker (routes/serve/worker.ts) whose thread a test can hold up: when a test posts
  * `{ stall: ms }` (at most 2,000) on the BroadcastChannel "roomcast-test-stall", every Worker then
  * running busies its thread that long, as a long garbage collection or a burst of work would.
  *

@@ -29,7 +29,7 @@ export interface ServerOptions {
   /** Start the heartbeat timer (tests with a manual clock call `hub.tick()` instead). @default true */
   heartbeat?: boolean;
   onListen?: (addr: Deno.NetAddr) => void;
-  /** A Worker of a cluster (routes/worker.ts): the engine it was given, its node id, its share of
+  /** A Worker of a cluster (routes/serve/worker.ts): the engine it was given, its node id, its share of
    * the port (`reusePort`) and how often its rooms check the store. @default undefined */
   isolate?: {
     engine: Engine;

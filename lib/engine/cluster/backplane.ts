@@ -1,5 +1,5 @@
 /**
- * The backplane of a cluster's serving isolates (routes/cluster.ts). The coordinator numbers and
+ * The backplane of a cluster's serving isolates (routes/serve/cluster.ts). The coordinator numbers and
  * stores every message, so it is also what hands each stored message to the other isolates
  * subscribed to its room: pushed to a Worker over `postMessage` (ordered, reliable) with its
  * replies of that turn, and to the coordinator's own serving isolate by a direct call, in offset

@@ -8,7 +8,7 @@
  * Two ways bring news, both for the rooms with subscribers here:
  * - **Watch** (the fast path): `kv.watch` on each room's meta key (the kv sequencer rewrites it
  *   with every message: `onStored` tells the hub the new head) and its events' head key, ten keys
- *   a call (kv_watch.ts). Where watch sees other writers (Deno Deploy's KV; isolates of one
+ *   a call (watch.ts). Where watch sees other writers (Deno Deploy's KV; isolates of one
  *   process on a KV file), news arrives in about a commit's time.
  * - **Poll** (the truth's fallback): every `pollMs` each room's events are read, and the hub
  *   checks each room's head (its `pollMs`). This is all there is where watch can't see the other

@@ -6,7 +6,7 @@
  * amplification, a hundredfold for chat over many rooms: bench/RESULTS.md, "Figures behind the code").
  *
  * Every FILE_INTERVAL_MS, sooner when much is waiting or a read waits for a room, the logged
- * messages are filed under their rooms' keys as one block per room (kv_format.ts), sorted by room
+ * messages are filed under their rooms' keys as one block per room (format.ts), sorted by room
  * so that each atomic operation writes runs of neighbouring keys, and the records wholly filed are
  * deleted. Until then a record is kept in memory as its bytes and a few typed arrays, not as
  * objects per message, so that it costs the garbage collector next to nothing. A process that

@@ -5,7 +5,7 @@
  * block of one or more stored messages of the room, oldest first, ending with offset `last`, as
  * UTF-8 JSON joined by "\n" (JSON text has no raw newline, and no UTF-8 sequence holds that
  * byte), split into chunks under the 64 KiB value limit. The `kv` sequencer writes a block per
- * message; the local sequencer's commit log (kv_log.ts, `["rc1","log",record,chunk]`, the same
+ * message; the local sequencer's commit log (commit_log.ts, `["rc1","log",record,chunk]`, the same
  * encoding) files a block per room.
  */
 import type { NewMessage, StoredMessage } from "../../protocol.ts";

@@ -1,7 +1,7 @@
 /**
  * What both KV sequencers share: writing blocks of numbered messages into an atomic operation
  * (chunked, trimmed by key), reading metas and history pages, sweeping what escaped trimming, and
- * the append metrics. Layout of keys and values: kv_format.ts.
+ * the append metrics. Layout of keys and values: format.ts.
  */
 import type { Clock } from "../../clock.ts";
 import type { Sequencer } from "../../config.ts";
@@ -64,7 +64,7 @@ export interface KvStoreOptions extends RetentionOptions {
   lost?: Counter;
 }
 
-/** A block of stored messages to write (layout: kv_format.ts). */
+/** A block of stored messages to write (layout: format.ts). */
 export interface Block {
   room: string;
   epoch: string;

@@ -1,9 +1,9 @@
 /**
- * What the two Deno KV stores share (store_kv.ts opens the right one): the KV and its history
- * code (kv_history.ts), the store's salt, reading a page once the room's messages are in place,
+ * What the two Deno KV stores share (open.ts opens the right one): the KV and its history
+ * code (history.ts), the store's salt, reading a page once the room's messages are in place,
  * dropping old epochs on a reset, and closing. How messages are numbered is each subclass's:
- * `LocalKvStore` (this process numbers, store_kv_local.ts) or `SharedKvStore` (the KV commit
- * numbers, store_kv_shared.ts).
+ * `LocalKvStore` (this process numbers, local_kv_store.ts) or `SharedKvStore` (the KV commit
+ * numbers, shared_kv_store.ts).
  */
 import type { NewMessage, Position } from "../../protocol.ts";
 import { type NewEpoch, NS, retryLocked } from "./format.ts";
@@ -13,7 +13,7 @@ import { Idempotency } from "../idempotency.ts";
 import { systemClock } from "../../clock.ts";
 
 export abstract class KvStore implements Store {
-  /** The KV (a shared one also carries presence and events: backplane_kv.ts, presence_kv.ts). */
+  /** The KV (a shared one also carries presence and events: backplane.ts, presence.ts). */
   readonly kv: Deno.Kv;
   protected readonly history: KvHistory;
   readonly #lock: Deno.FsFile | undefined;

@@ -1,6 +1,6 @@
 /**
- * `ROOMCAST_SEQUENCER=local`: this process numbers each room's messages (kv_local.ts), an append
- * resolves at once and is stored right after. One process owns the KV file (store_kv.ts takes
+ * `ROOMCAST_SEQUENCER=local`: this process numbers each room's messages (local_sequencer.ts), an append
+ * resolves at once and is stored right after. One process owns the KV file (open.ts takes
  * `<path>.lock`).
  */
 import type { NewMessage, Position } from "../../protocol.ts";

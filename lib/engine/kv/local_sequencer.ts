@@ -2,7 +2,7 @@
  * The local sequencer (`ROOMCAST_SEQUENCER=local`, the default for one process on a local KV file):
  * this process numbers each room's messages in memory, the append resolves at once (the message is
  * delivered), and a commit follows, batched across rooms, at most every LOCAL_COMMIT_INTERVAL_MS
- * unless something waits for it. A commit stores its messages in the commit log (kv_log.ts), from
+ * unless something waits for it. A commit stores its messages in the commit log (commit_log.ts), from
  * which they are filed under their rooms' keys every few seconds, or when a read waits for them.
  *
  * Each room's meta holds a reservation above every offset handed out, written before those offsets
@@ -13,7 +13,7 @@
  * is written (a new reservation), so a second writer (which the lock file should prevent) is
  * noticed then: this process drops what it has not stored and continues above the other writer.
  * `close()` stores everything and gives the reservations back; so does a room idle for a minute.
- * Each room's state and its reservation arithmetic: kv_sequence.ts.
+ * Each room's state and its reservation arithmetic: sequence.ts.
  */
 import type { NewMessage, Position, StoredMessage } from "../../protocol.ts";
 import { appended, type Meta, metaKey, type NewEpoch, type Pending, pending, retryLocked } from "./format.ts";

@@ -1,11 +1,11 @@
 /**
  * The Deno KV store: a local SQLite file by default, the platform's KV on Deno Deploy (layout:
- * kv_format.ts; history mechanics: kv_history.ts). Two ways to number messages, two stores:
+ * format.ts; history mechanics: history.ts). Two ways to number messages, two stores:
  *
- * - `sequencer: "local"` (`LocalKvStore`, store_kv_local.ts): this process numbers messages itself,
+ * - `sequencer: "local"` (`LocalKvStore`, local_kv_store.ts): this process numbers messages itself,
  *   resolves the append at once and commits right after, so storage is off the delivery path. It
  *   holds `<path>.lock`, so one process owns a KV file.
- * - `sequencer: "kv"` (`SharedKvStore`, store_kv_shared.ts): the commit assigns the offsets, so
+ * - `sequencer: "kv"` (`SharedKvStore`, shared_kv_store.ts): the commit assigns the offsets, so
  *   any number of isolates and processes can share the KV; an append resolves after its commit.
  */
 import type { KvStoreOptions } from "./history.ts";

@@ -1,5 +1,5 @@
 /**
- * One room as the local sequencer (kv_local.ts) numbers it: its epoch and offsets, the reservation
+ * One room as the local sequencer (local_sequencer.ts) numbers it: its epoch and offsets, the reservation
  * its stored meta holds above every offset handed out, the appends waiting for a reservation, and
  * the counts behind `flush` (appends numbered, and of those, filed or given up).
  */

@@ -5,12 +5,12 @@
  * the rooms it has members in (`subscribe`, counted), so a process with nobody in a room receives
  * nothing for it. Directs and broadcasts go on `rc:all`, which every process hears.
  *
- * Stored messages and resets are published by the store's own scripts (store_redis.ts), in the
+ * Stored messages and resets are published by the store's own scripts (store.ts), in the
  * same step as they are stored: this backplane turns them into `message` and `reset` events and
  * publishes nothing for them. What pub/sub drops (a subscriber that reconnected) the hub repairs
  * from the stream, told by `onTrouble` and by its periodic check of rooms against the store.
  *
- * Member events are published by the presence's scripts (presence_redis.ts), in the order the
+ * Member events are published by the presence's scripts (presence.ts), in the order the
  * changes took effect, and reach every node, this one too.
  *
  * On the wire: `m<node>\n<stored JSON>`, `r<node>\n<epoch>`, `e<{node, event} as JSON>`, `p<member
@@ -68,7 +68,7 @@ export class RedisBackplane implements Backplane {
     try {
       const kind = payload[0];
       if (kind === "p") {
-        // A member event from a presence script: for every node, this one too (see presence_redis.ts).
+        // A member event from a presence script: for every node, this one too (see presence.ts).
         const event = JSON.parse(payload.slice(1)) as BackplaneEvent;
         if (event.kind !== "member" || !this.#rooms.has(event.room)) return;
         return handler(event, PRESENCE);

@@ -1,6 +1,6 @@
 /**
- * The connection to Redis that the Redis engine shares (store_redis.ts, backplane_redis.ts,
- * presence_redis.ts): the official `redis` client (node-redis), one connection for commands and
+ * The connection to Redis that the Redis engine shares (store.ts, backplane.ts,
+ * presence.ts): the official `redis` client (node-redis), one connection for commands and
  * one for pub/sub, both reconnecting by themselves. Commands never wait in a queue while Redis is
  * away: they fail at once with `EngineUnavailable`, so that nothing is acknowledged that was not
  * stored, and the service comes back by itself when Redis does.

@@ -2,7 +2,7 @@
  * The other way to speak Socket.IO on routes/eio, kept to measure against the official `socket.io`
  * Server (bench/RESULTS.md: which one serves and why): a layer of our own on the official
  * `socket.io-parser`, for the default namespace only, with the small part of the Server/Socket API
- * that routes/socketio.ts uses (`use`, `on("connection")`, and on a socket `handshake`, `data`,
+ * that routes/transports/socketio/socketio.ts uses (`use`, `on("connection")`, and on a socket `handshake`, `data`,
  * `conn`, `connected`, `emit`, `onAny`, `on("disconnect")`, `disconnect`). `ROOMCAST_SIO_LAYER=own`
  * selects it. It does what the bridge needs: CONNECT (with auth; 2.x clients are connected at
  * once), CONNECT_ERROR for a failed auth or another namespace, EVENT and BINARY_EVENT with their

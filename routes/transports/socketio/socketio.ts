@@ -36,7 +36,7 @@ import type { EngineSocket } from "./eio/socket.ts";
 import { listedOrigin, originAllowed } from "../../trust.ts";
 import { OwnSocketIo } from "./own.ts";
 
-/** What the bridge uses of a Socket.IO socket: the official Server's, or routes/socketio_own.ts'. */
+/** What the bridge uses of a Socket.IO socket: the official Server's, or routes/transports/socketio/own.ts'. */
 interface BridgeSocket {
   readonly conn: unknown;
   readonly connected: boolean;

@@ -27,7 +27,7 @@ export interface ForwardedResponse {
   body: Uint8Array;
 }
 
-/** How the isolates of a cluster reach each other's sessions (routes/worker.ts makes one). */
+/** How the isolates of a cluster reach each other's sessions (routes/serve/worker.ts makes one). */
 export interface SessionRouting {
   /** This isolate's node id: it ends the session ids made here. */
   readonly node: string;

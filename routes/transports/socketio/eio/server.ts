@@ -26,12 +26,12 @@ export interface EngineServerOptions extends SessionOptions {
    * held by the session (`EngineSocket.slot`) and released when it ends. */
   admit?: (request: Request, info: RequestInfo) => Response | SessionSlot | Promise<Response | SessionSlot>;
   /** Made for each new session, before its first packet: sees every message in and out (the
-   * Socket.IO layer's packet checks, routes/socketio_gate.ts). */
+   * Socket.IO layer's packet checks, routes/transports/socketio/gate.ts). */
   gate?: (socket: EngineSocket) => PacketGate;
   /** A session id: unguessable. @default 15 random bytes, base64url */
   generateId?: () => string;
   /** Several isolates on one port: session ids name their isolate, and a request for another
-   * isolate's session is forwarded to it (routes/eio/forward.ts). */
+   * isolate's session is forwarded to it (routes/transports/socketio/eio/forward.ts). */
   routing?: SessionRouting | undefined;
 }
 

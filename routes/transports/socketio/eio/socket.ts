@@ -41,7 +41,7 @@ export interface SessionSlot {
   offend?(): void;
 }
 
-/** The layer above's look at a session's messages before anyone parses them (routes/socketio_gate.ts). */
+/** The layer above's look at a session's messages before anyone parses them (routes/transports/socketio/gate.ts). */
 export interface PacketGate {
   /** A message from the client: why the session must end (it broke the rules), or undefined. */
   inbound(data: string | Uint8Array): string | undefined;
