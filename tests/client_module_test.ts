@@ -33,8 +33,18 @@ Deno.test("roomcast.js: a token that is a string and expires closes the client f
   const client = new RoomcastClient({ url: server.ws("/ws"), token: (await response.json()).token, minDelay: 50 });
   try {
     client.connect();
-    await client.join("r");
+    // A token of ttl 1 can expire before the join is answered (its exp is whole seconds): the join
+    // then fails as the client closes; either way the client ends closed, with the reason.
+    const closed = new Promise<{ code?: number; reason?: string }>((resolve) =>
+      client.addEventListener("state", (e) => {
+        const detail = (e as CustomEvent).detail;
+        if (detail.state === "closed") resolve(detail);
+      })
+    );
+    const joined = await client.join("r").then(() => "joined", (error) => error.code);
+    assert.ok(["joined", "closed"].includes(joined), `join: ${joined}`);
     await until(() => client.state === "closed", 4000, "closed once the token expired");
+    assert.deepEqual(await closed, { state: "closed", code: 1008, reason: "Token expired" });
   } finally {
     client.close();
   }
