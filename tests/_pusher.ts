@@ -7,6 +7,7 @@ import * as PusherJs from "pusher-js";
 import PusherServer from "pusher";
 import type { PusherApp } from "../lib/config.ts";
 import type { TestServer } from "./_server.ts";
+import { takeFrom } from "./_wait.ts";
 
 export type Pusher = PusherJs.default;
 export type Channel = PusherJs.Channel;
@@ -117,14 +118,12 @@ export class RawPusher {
   readonly frames: { event: string; channel?: string; data?: unknown; user_id?: string }[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   readonly socket: WebSocket;
-  #waiters = new Set<() => void>();
 
   constructor(server: TestServer, path = `/app/${PUSHER_APP.key}?protocol=7&client=js&version=8.4.0`) {
     this.socket = new WebSocket(server.url.replace(/^http/, "ws") + path);
     this.closed = new Promise((resolve) =>
       this.socket.addEventListener("close", (e) => {
         resolve({ code: e.code, reason: e.reason });
-        for (const wake of this.#waiters) wake();
       })
     );
     this.socket.addEventListener("message", (e) => {
@@ -135,7 +134,6 @@ export class RawPusher {
         } catch { /* a string as sent */ }
       }
       this.frames.push(frame);
-      for (const wake of this.#waiters) wake();
     });
   }
 
@@ -143,30 +141,13 @@ export class RawPusher {
     this.socket.send(typeof frame === "string" ? frame : JSON.stringify(frame));
   }
 
-  /** The first frame (from `from` on) whose event is `event` (and matches `pred`), within `ms`. */
-  async next(
+  /** The first frame whose event is `event` (and matches `pred`), taken out, within `ms`. */
+  next(
     event: string,
     pred: (frame: RawPusher["frames"][number]) => boolean = () => true,
     ms = 5000,
   ): Promise<RawPusher["frames"][number]> {
-    const deadline = Date.now() + ms;
-    while (true) {
-      const found = this.frames.find((f) => f.event === event && pred(f));
-      if (found) {
-        this.frames.splice(this.frames.indexOf(found), 1);
-        return found;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${event} within ${ms} ms; got ${JSON.stringify(this.frames).slice(0, 400)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(wake, left);
-        function wake() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#waiters.add(wake);
-      }).finally(() => this.#waiters.clear());
-    }
+    return takeFrom(this.frames, (f) => f.event === event && pred(f), ms, event);
   }
 
   /** The socket id, once `pusher:connection_established` came. */

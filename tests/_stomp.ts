@@ -2,7 +2,7 @@
  * won't send. */
 import { Client, type IFrame, type IMessage, type StompHeaders } from "@stomp/stompjs";
 import type { TestServer } from "./_server.ts";
-import { until } from "./_wait.ts";
+import { takeFrom } from "./_wait.ts";
 
 /** A stompjs client on the test server's /stomp, connected. */
 export async function stompClient(
@@ -68,9 +68,7 @@ export class RawStomp {
   }
 
   /** The first received frame starting with `command`, within `ms`. */
-  async next(command: string, ms = 4000): Promise<string> {
-    const index = () => this.received.findIndex((f) => f.startsWith(`${command}\n`));
-    await until(() => index() >= 0, ms, () => `${command}; got ${JSON.stringify(this.received).slice(0, 300)}`);
-    return this.received.splice(index(), 1)[0] as string;
+  next(command: string, ms = 4000): Promise<string> {
+    return takeFrom(this.received, (f) => f.startsWith(`${command}\n`), ms, command);
   }
 }

@@ -30,3 +30,10 @@ export function quiet(ms: number, _why: string): Promise<void> {
 export function breathe(ms = 1): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Waits (`until`) for an item of `list` that matches `pred`, takes it out and returns it; past
+ * `ms`, throws naming `what` and the list as it stands. For the raw protocol clients' inboxes. */
+export async function takeFrom<T>(list: T[], pred: (item: T) => boolean, ms: number, what: string): Promise<T> {
+  await until(() => list.some(pred), ms, () => `${what}; got ${JSON.stringify(list).slice(0, 400)}`);
+  return list.splice(list.findIndex(pred), 1)[0] as T;
+}

@@ -5,7 +5,7 @@
  */
 import autobahn from "autobahn";
 import type { TestServer } from "./_server.ts";
-import { until } from "./_wait.ts";
+import { takeFrom } from "./_wait.ts";
 
 // deno-lint-ignore no-explicit-any
 export type Session = any;
@@ -66,10 +66,8 @@ export class RawWamp {
   }
 
   /** The first message of type `code` (and matching `pred`), within `ms`. */
-  async next(code: number, pred: (m: unknown[]) => boolean = () => true, ms = 4000): Promise<unknown[]> {
-    const index = () => this.received.findIndex((m) => m[0] === code && pred(m));
-    await until(() => index() >= 0, ms, () => `message ${code}; got ${JSON.stringify(this.received).slice(0, 300)}`);
-    return this.received.splice(index(), 1)[0] as unknown[];
+  next(code: number, pred: (m: unknown[]) => boolean = () => true, ms = 4000): Promise<unknown[]> {
+    return takeFrom(this.received, (m) => m[0] === code && pred(m), ms, `message ${code}`);
   }
 
   /** HELLO and its WELCOME. */

@@ -72,8 +72,8 @@ Deno.test(
         raw.socket.close();
       });
     } finally {
-      a.connection.close();
-      b.connection.close();
+      closeSession(a);
+      closeSession(b);
       await ws.close();
     }
   },
@@ -125,7 +125,7 @@ Deno.test(
         await callee.register("slow", () => new Promise(() => {}));
         const pending = caller.call("slow", []);
         await quiet(100, "the invocation reaches the callee");
-        callee.connection.close();
+        closeSession(callee);
         await assert.rejects(pending, (e: { error: string }) => {
           assert.equal(e.error, "wamp.error.canceled");
           return true;
@@ -144,7 +144,7 @@ Deno.test(
         );
       });
     } finally {
-      caller.connection.close();
+      closeSession(caller);
       closeSession(callee);
     }
   },
@@ -169,7 +169,7 @@ Deno.test(
         assert.equal(e.error, "wamp.error.not_authorized");
         return true;
       });
-      session.connection.close();
+      closeSession(session);
     });
     await t.step("a bad ticket: ABORT authentication_failed", async () => {
       await assert.rejects(autobahnSession(server, { ticket: "not-a-jwt" }), /WAMP closed/);
