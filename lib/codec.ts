@@ -211,9 +211,9 @@ function nonFinite(value: unknown): boolean {
 
 export const HUGE_NUMBER = "JSON holds a number too large to store (it would become null)";
 
-/** A JSON object read from `text` within `limits`, or what is wrong with it, worded for `what`
- * ("Body", "Frame"): too deep or too many values, not JSON, not an object, a number JSON can't hold. */
-export function jsonObject(text: string, limits: JsonLimits, what: string): Json | string {
+/** A JSON value read from `text` within `limits`, or what is wrong with it, worded for `what`
+ * ("Body", "Frame"): too deep or too many values, not JSON, a number JSON can't hold. */
+export function jsonValue(text: string, limits: JsonLimits, what: string): { value: unknown } | string {
   const shape = jsonShape(text, limits);
   if (shape !== undefined) return `${what} ${shape.replace(/^JSON /, "")}`;
   let value: unknown;
@@ -222,9 +222,34 @@ export function jsonObject(text: string, limits: JsonLimits, what: string): Json
   } catch {
     return `${what} is not valid JSON`;
   }
-  if (!isRecord(value)) return `${what} must be a JSON object`;
   if (hasHugeNumber(text, value)) return `${what} ${HUGE_NUMBER.replace(/^JSON /, "")}`;
-  return value;
+  return { value };
+}
+
+/** `jsonValue`, for a JSON object. */
+export function jsonObject(text: string, limits: JsonLimits, what: string): Json | string {
+  const read = jsonValue(text, limits, what);
+  if (typeof read === "string") return read;
+  return isRecord(read.value) ? read.value : `${what} must be a JSON object`;
+}
+
+/** Bytes as roomcast carries them inside JSON messages: `{"$binary": "<base64>"}`. */
+export function binaryJson(bytes: Uint8Array): { $binary: string } {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return { $binary: btoa(text) };
+}
+
+/** The bytes of a `{"$binary": "<base64>"}` value, or undefined when it is not one. */
+export function binaryBytes(value: unknown): Uint8Array | undefined {
+  if (!isRecord(value)) return undefined;
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || typeof value.$binary !== "string") return undefined;
+  try {
+    return Uint8Array.from(atob(value.$binary), (c) => c.charCodeAt(0));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Decodes one text frame. Returns the error instead of throwing, with the frame's `ref` when it had a valid one. */

@@ -108,6 +108,18 @@ Deno.test({ name: "Pusher API: oversized events and bodies are refused", ...opts
     const huge = JSON.stringify({ name: "e", channel: "c", data: "x".repeat(2_000_000) });
     assert.equal((await post(server, huge)).status, 413);
   });
+  await t.step("data too deep or with a number JSON can't hold is stored as the string it came as", async () => {
+    const deep = `${"[".repeat(100)}${"]".repeat(100)}`;
+    for (const data of [deep, "[1e400]"]) {
+      assert.equal((await post(server, JSON.stringify({ name: "odd", channel: "odd", data }))).status, 200);
+    }
+    const stored = await server.hub.history("odd", { limit: 5 });
+    assert.deepEqual(stored.messages.map((m) => m.data), [{ event: "odd", data: deep }, {
+      event: "odd",
+      data: "[1e400]",
+    }]);
+  });
+
   await t.step("101 channels, a deep body, an event named pusher:… → 400", async () => {
     const channels = Array.from({ length: 101 }, (_, i) => `c${i}`);
     assert.equal((await post(server, JSON.stringify({ name: "e", channels, data: "{}" }))).status, 400);

@@ -63,6 +63,17 @@ Deno.test(
         `SEND\ndestination:/topic/x\ncontent-type:application/json\n\n{"a":${"[".repeat(200)}${"]".repeat(200)}}\0`,
         /deeper|levels/,
       ],
+      [
+        "a JSON array body 200 levels deep",
+        `SEND\ndestination:/topic/x\ncontent-type:application/json\n\n${"[".repeat(200)}${"]".repeat(200)}\0`,
+        /deeper|levels/,
+      ],
+      [
+        "a JSON body that is not JSON",
+        "SEND\ndestination:/topic/x\ncontent-type:application/json\n\n{nope\0",
+        /not valid JSON/,
+      ],
+      ["a JSON body with 1e400", "SEND\ndestination:/topic/x\ncontent-type:application/json\n\n[1e400]\0", /too large/],
       ["a UNSUBSCRIBE of nothing", "UNSUBSCRIBE\nid:nope\n\n\0", /No subscription/],
       ["a COMMIT of no transaction", "COMMIT\ntransaction:t\n\n\0", /No transaction/],
     ];

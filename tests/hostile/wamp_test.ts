@@ -32,6 +32,7 @@ Deno.test(
       ["a PUBLISH whose args are not a list", [16, 1, {}, "calm", "nope"], true],
       ["a request id that is negative", [32, -1, {}, "calm"], true],
       ["an ERROR for something else than an INVOCATION", [8, 48, 1, {}, "x"], true],
+      ["a number JSON can't hold", '[16,1,{},"calm",[1e400]]', true],
       ["JSON 200 levels deep", `[16,1,{},"calm",${"[".repeat(200)}${"]".repeat(200)}]`, true],
     ];
     for (const [what, message, welcome] of cases) {

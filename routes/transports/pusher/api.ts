@@ -92,7 +92,7 @@ function userOf(channel: string): string | undefined {
 
 /** Stores the event in each channel's room (a user's channel: a direct to the user). */
 async function fire(deps: AppDeps, t: Trigger): Promise<Record<string, Record<string, number>> | undefined> {
-  const data: Record<string, unknown> = { ...storedData(t.name, t.data) };
+  const data: Record<string, unknown> = { ...storedData(t.name, t.data, deps.config.limits) };
   if (t.socketId) data.socket_id = t.socketId;
   await Promise.all(t.channels.map((channel) => {
     const user = userOf(channel);

@@ -12,6 +12,7 @@
  *   channels only; a direct to the user is an event on `#server-to-user-<id>`; a broadcast is an
  *   event on no channel.
  */
+import { type JsonLimits, jsonValue } from "../../../lib/codec.ts";
 import type { Member, ServerFrame, StoredMessage, User } from "../../../lib/protocol.ts";
 
 export type ChannelKind = "public" | "private" | "presence" | "encrypted" | "user";
@@ -41,13 +42,11 @@ export interface PusherEventData {
   data: unknown;
 }
 
-/** The stored form of a Pusher event's data: its JSON parsed when it is JSON, else the string. */
-export function storedData(event: string, data: string): PusherEventData {
-  try {
-    return { event, data: JSON.parse(data) };
-  } catch {
-    return { event, data };
-  }
+/** The stored form of a Pusher event's data: its JSON parsed when it is JSON within `limits`, else
+ * the string as it came (Pusher's data is an opaque string). */
+export function storedData(event: string, data: string, limits: JsonLimits): PusherEventData {
+  const read = jsonValue(data, limits, "Data");
+  return { event, data: typeof read === "string" ? data : read.value };
 }
 
 /** The Pusher event a message's data stands for (see the module comment). */

@@ -14,6 +14,7 @@
  * - roomcast's own events: `joined`, `member`, `direct`, `broadcast`, `roomcast:error`.
  */
 import type { Hono } from "hono";
+import { binaryBytes, binaryJson } from "../../../lib/codec.ts";
 import { Server } from "socket.io";
 import type { Identity } from "../../../lib/auth.ts";
 import { connectionId } from "../../../lib/ids.ts";
@@ -84,12 +85,11 @@ type Ack = (...args: unknown[]) => void;
 /** Binary values travel inside roomcast as `{"$binary": "<base64>"}`: messages are JSON everywhere. */
 function binaryToJson(value: unknown, depth = 0): unknown {
   if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
-    const bytes = value instanceof ArrayBuffer
-      ? new Uint8Array(value)
-      : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    let text = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    return { $binary: btoa(text) };
+    return binaryJson(
+      value instanceof ArrayBuffer
+        ? new Uint8Array(value)
+        : new Uint8Array(value.buffer, value.byteOffset, value.byteLength),
+    );
   }
   if (depth > 64 || typeof value !== "object" || value === null) return value;
   if (Array.isArray(value)) return value.map((v) => binaryToJson(v, depth + 1));
@@ -136,13 +136,9 @@ function argsProblem(args: unknown[], maxFrameBytes: number): { code: string; me
 function jsonToBinary(value: unknown, depth = 0): unknown {
   if (depth > 64 || typeof value !== "object" || value === null) return value;
   if (Array.isArray(value)) return value.map((v) => jsonToBinary(v, depth + 1));
-  const keys = Object.keys(value);
-  if (keys.length === 1 && keys[0] === "$binary" && typeof (value as { $binary: unknown }).$binary === "string") {
-    try {
-      return Uint8Array.from(atob((value as { $binary: string }).$binary), (c) => c.charCodeAt(0));
-    } catch {
-      return value;
-    }
+  if ("$binary" in value) {
+    const bytes = binaryBytes(value);
+    if (bytes) return bytes;
   }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) out[k] = jsonToBinary(v, depth + 1);

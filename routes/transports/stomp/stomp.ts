@@ -9,7 +9,7 @@
  */
 import type { Hono } from "hono";
 import type { Identity } from "../../../lib/auth.ts";
-import { jsonObject } from "../../../lib/codec.ts";
+import { binaryBytes, binaryJson, jsonValue } from "../../../lib/codec.ts";
 import type { Connection } from "../../../lib/connection.ts";
 import type { Encoder, Peer } from "../../../lib/peer.ts";
 import {
@@ -38,7 +38,8 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
 /** A reference the hub echoes on the frame answering a request: what to send back then. */
 type Pending = { kind: "subscribe"; id: string; receipt?: string } | { kind: "send" | "unsubscribe"; receipt?: string };
 
-/** The data a SEND's body stores: JSON where it says so, text, else the bytes as `{"$binary"}`. */
+/** The data a SEND's body stores: JSON where it says so (within the JSON limits: else what is wrong
+ * with it), text, else the bytes as `{"$binary"}`. */
 function storedBody(frame: StompFrame, deps: AppDeps): { data: unknown } | string {
   const type = header(frame, "content-type") ?? "";
   let text: string | undefined;
@@ -49,36 +50,18 @@ function storedBody(frame: StompFrame, deps: AppDeps): { data: unknown } | strin
   }
   if (/^application\/(?:[\w.+-]+\+)?json\b/.test(type)) {
     if (text === undefined) return "A JSON body must be UTF-8";
-    const value = text.trim().startsWith("{") ? jsonObject(text, deps.config.limits, "Body") : safeJson(text);
-    return typeof value === "string" && text.trim().startsWith("{") ? value : { data: value };
+    const read = jsonValue(text, deps.config.limits, "Body");
+    return typeof read === "string" ? read : { data: read.value };
   }
   if (text !== undefined && (type === "" || type.startsWith("text/"))) return { data: text };
-  let binary = "";
-  for (let i = 0; i < frame.body.length; i += 0x8000) {
-    binary += String.fromCharCode(...frame.body.subarray(i, i + 0x8000));
-  }
-  return { data: { $binary: btoa(binary) } };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
+  return { data: binaryJson(frame.body) };
 }
 
 /** A message's data as a STOMP body and its content-type. */
 function bodyOf(data: unknown): { body: string | Uint8Array; type: string } {
   if (typeof data === "string") return { body: data, type: "text/plain;charset=utf-8" };
-  const binary = (data as { $binary?: unknown } | null)?.$binary;
-  if (typeof binary === "string" && Object.keys(data as object).length === 1) {
-    try {
-      return { body: Uint8Array.from(atob(binary), (c) => c.charCodeAt(0)), type: "application/octet-stream" };
-    } catch {
-      // Not base64 after all: sent as the JSON it is.
-    }
-  }
+  const bytes = binaryBytes(data);
+  if (bytes) return { body: bytes, type: "application/octet-stream" };
   return { body: JSON.stringify(data) ?? "null", type: "application/json" };
 }
 

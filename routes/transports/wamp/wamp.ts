@@ -10,7 +10,7 @@
  */
 import type { Hono } from "hono";
 import type { Identity } from "../../../lib/auth.ts";
-import { jsonShape } from "../../../lib/codec.ts";
+import { jsonValue } from "../../../lib/codec.ts";
 import type { Connection } from "../../../lib/connection.ts";
 import type { Peer } from "../../../lib/peer.ts";
 import { CloseCode, isRoomName, type Position, ProtocolError, type User } from "../../../lib/protocol.ts";
@@ -69,17 +69,12 @@ class WampKind implements SocketKind {
     const { hub, config } = this.deps;
     if (!hub.frames.inbound(connection, text)) return;
     const peer = connection.peer as WampPeer;
-    const shape = jsonShape(text, config.limits);
-    let message: unknown;
-    try {
-      message = shape === undefined ? JSON.parse(text) : undefined;
-    } catch {
-      message = undefined;
+    const read = jsonValue(text, config.limits, "Message");
+    if (typeof read === "string") return this.#abort(connection, peer, read);
+    if (!Array.isArray(read.value) || !isId(read.value[0])) {
+      return this.#abort(connection, peer, "A WAMP message is a JSON array starting with its type code");
     }
-    if (!Array.isArray(message) || !isId(message[0])) {
-      return this.#abort(connection, peer, shape ?? "A WAMP message is a JSON array starting with its type code");
-    }
-    this.#message(connection, peer, message);
+    this.#message(connection, peer, read.value);
   }
 
   /** A protocol violation: ABORT, then the close. */
