@@ -171,6 +171,15 @@ Deno.test(
       });
       closeSession(session);
     });
+    await t.step("?token= is the identity: no ticket asked, even for a token that grants no room", async () => {
+      const none = await signToken({ sub: "cy", name: "Cy", rooms: [] }, secret);
+      const raw = new RawWamp(server, `?token=${none}`);
+      const welcome = await raw.hello();
+      assert.equal((welcome[2] as { authid: string }).authid, "cy");
+      raw.send([32, 1, {}, "team-a"]);
+      assert.equal((await raw.next(8))[4], "wamp.error.not_authorized");
+      raw.socket.close();
+    });
     await t.step("a bad ticket: ABORT authentication_failed", async () => {
       await assert.rejects(autobahnSession(server, { ticket: "not-a-jwt" }), /WAMP closed/);
     });

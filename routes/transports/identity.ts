@@ -7,7 +7,8 @@ import { type Identity, identityFromClaims, verifyToken } from "../../lib/auth.t
 import { guestId, guestName } from "../../lib/ids.ts";
 import { guestPrincipal } from "../../lib/budgets.ts";
 import { clientName } from "../../lib/names.ts";
-import { ProtocolError } from "../../lib/protocol.ts";
+import { ProtocolError, type User } from "../../lib/protocol.ts";
+import type { Connection } from "../../lib/connection.ts";
 import { type AppContext, type AppDeps, clientAddress } from "../deps.ts";
 import { jsonError } from "../errors.ts";
 import { originAllowed } from "../trust.ts";
@@ -82,7 +83,28 @@ export async function identifyOrAwait(
     address,
     "",
   );
+  awaiting.add(guest.user);
   return { ...guest, rooms: [] };
+}
+
+/** The guests of `identifyOrAwait` whose token is still to come. */
+const awaiting = new WeakSet<User>();
+
+/** Whether `user` is a guest of `identifyOrAwait` whose token has not come yet. */
+export function awaitsToken(user: User): boolean {
+  return awaiting.has(user);
+}
+
+/** Takes a token that came after the upgrade: the connection becomes its user, with its rooms,
+ * expiry and budgets (`Hub.grant`). Throws a `ProtocolError` for a missing or bad token. */
+export async function takeToken(deps: AppDeps, connection: Connection, token: string | undefined, how: string) {
+  const identity = await identifyToken(deps, token, undefined, "", how);
+  if (connection.closed) return;
+  deps.hub.grant(connection, identity.user, {
+    rooms: identity.rooms,
+    expiresAt: identity.expiresAt,
+    principal: identity.principal,
+  });
 }
 
 export function isWebSocketUpgrade(c: AppContext): boolean {

@@ -22,7 +22,7 @@ import {
   type User,
 } from "../../../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
-import { identifyOrAwait, identifyToken } from "../identity.ts";
+import { awaitsToken, identifyOrAwait, takeToken } from "../identity.ts";
 import { acceptSocket, type SocketKind } from "../websocket.ts";
 import { SocketPeer } from "../ws/socket_peer.ts";
 import { PendingRefs } from "../pending.ts";
@@ -270,18 +270,10 @@ class StompKind implements SocketKind {
     const version = VERSIONS.find((v) => offered.includes(v));
     if (!version) return this.#fail(connection, `Supported versions: ${VERSIONS.join(",")}`);
     const { deps } = this;
-    if (
-      deps.config.authSecret && connection.allowedRooms?.length === 0 && connection.peer.user.id.startsWith("guest-")
-    ) {
-      const passcode = header(frame, "passcode");
+    if (awaitsToken(connection.peer.user)) {
       try {
-        const identity = await identifyToken(deps, passcode, undefined, "", "send the JWT as CONNECT's passcode");
+        await takeToken(deps, connection, header(frame, "passcode"), "send the JWT as CONNECT's passcode");
         if (connection.closed) return;
-        deps.hub.grant(connection, identity.user, {
-          rooms: identity.rooms,
-          expiresAt: identity.expiresAt,
-          principal: identity.principal,
-        });
       } catch (error) {
         if (!(error instanceof ProtocolError)) throw error;
         return this.#fail(connection, error.message);

@@ -15,7 +15,7 @@ import type { Connection } from "../../../lib/connection.ts";
 import type { Peer } from "../../../lib/peer.ts";
 import { CloseCode, isRoomName, type Position, ProtocolError, type User } from "../../../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
-import { identifyOrAwait, identifyToken } from "../identity.ts";
+import { awaitsToken, identifyOrAwait, takeToken } from "../identity.ts";
 import { acceptSocket, type SocketKind } from "../websocket.ts";
 import { Dealer } from "./dealer.ts";
 import { isDict, isId, publicationId, storedPayload, W, wampError } from "./messages.ts";
@@ -139,8 +139,7 @@ class WampKind implements SocketKind {
     if (realms.length > 0 && !realms.includes(realm)) {
       return this.#abort(connection, peer, `No realm ${realm}`, "wamp.error.no_such_realm");
     }
-    const pending = this.deps.config.authSecret !== undefined && connection.allowedRooms?.length === 0;
-    if (pending) {
+    if (awaitsToken(connection.peer.user)) {
       const methods = Array.isArray(details.authmethods) ? details.authmethods : [];
       if (!methods.includes("ticket")) {
         return this.#abort(
@@ -159,13 +158,8 @@ class WampKind implements SocketKind {
   async #authenticate(connection: Connection, peer: WampPeer, m: unknown[]): Promise<void> {
     peer.challenged = false;
     try {
-      const identity = await identifyToken(this.deps, typeof m[1] === "string" ? m[1] : undefined, undefined, "", "");
+      await takeToken(this.deps, connection, typeof m[1] === "string" ? m[1] : undefined, "send the JWT as the ticket");
       if (connection.closed) return;
-      this.deps.hub.grant(connection, identity.user, {
-        rooms: identity.rooms,
-        expiresAt: identity.expiresAt,
-        principal: identity.principal,
-      });
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       return this.#abort(connection, peer, error.message, "wamp.error.authentication_failed");
