@@ -250,6 +250,40 @@ export function storeContract(name: string, factory: StoreFactory, can: { shared
         }),
     );
 
+    await t.step(
+      "a parked value is taken once, replaced by a newer one, and gone when it expires",
+      () =>
+        withStore({}, async ({ store }, clock) => {
+          assert.equal(await store.unpark("nobody"), undefined);
+          const big = "é".repeat(20_000); // 40,000 bytes of UTF-8
+          await store.park("p1", "first", 60_000);
+          await store.park("p1", big, 60_000);
+          await store.park("p2", "other", 60_000);
+          const taken = await Promise.all([store.unpark("p1"), store.unpark("p1")]);
+          assert.deepEqual(taken.filter((v) => v !== undefined), [big], "one taker gets it, the newer value");
+          assert.equal(await store.unpark("p1"), undefined);
+          await store.park("p3", "late", 1_000);
+          clock.advance(1_001);
+          assert.equal(await store.unpark("p3"), undefined, "expired");
+          assert.equal(await store.unpark("p2"), "other", "not expired: parked for 60 s, taken after 1 s");
+        }),
+    );
+
+    if (can.shared) {
+      await t.step("a value parked by one sharer is taken by another", () =>
+        withStore({}, async (fixture) => {
+          assert.ok(fixture.sibling);
+          const other = await fixture.sibling();
+          try {
+            await fixture.store.park("s1", "from one", 60_000);
+            assert.equal(await other.unpark("s1"), "from one");
+            assert.equal(await fixture.store.unpark("s1"), undefined);
+          } finally {
+            await other.close();
+          }
+        }));
+    }
+
     if (!can.durable) return;
     await t.step("history and offsets survive a restart", () =>
       withStore({}, async (fixture, clock) => {

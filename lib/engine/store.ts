@@ -93,9 +93,18 @@ export interface Store {
   read(room: string, options: ReadOptions): Promise<Page>;
   /** Drops the room's history and starts a new epoch at offset 0. */
   reset(room: string): Promise<Position>;
+  /** Keeps `value` under `key` for `ttlMs`, replacing what was there: a dropped Socket.IO session
+   * waiting for its client (routes/transports/socketio/recovery.ts), which may come back to any
+   * isolate or process sharing the store. At most `MAX_PARKED_BYTES` of UTF-8. */
+  park(key: string, value: string, ttlMs: number): Promise<void>;
+  /** What is parked under `key` and not expired, removed as it is read: of two takers, one gets it. */
+  unpark(key: string): Promise<string | undefined>;
   /** Waits for pending appends, then releases the store. */
   close(): Promise<void>;
 }
+
+/** The largest value `Store.park` takes (Deno KV keeps values under 64 KiB). */
+export const MAX_PARKED_BYTES = 60_000;
 
 /** True when `messages` are exactly the offsets `after + 1`, `after + 2`, … of one epoch. */
 export function contiguous(messages: readonly StoredMessage[], after: number): boolean {

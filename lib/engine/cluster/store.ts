@@ -41,6 +41,14 @@ export class RemoteStore implements Store {
     return this.#rpc.call("store.reset", [room]);
   }
 
+  park(key: string, value: string, ttlMs: number): Promise<void> {
+    return this.#rpc.call("store.park", [key, value, ttlMs]);
+  }
+
+  async unpark(key: string): Promise<string | undefined> {
+    return (await this.#rpc.call<string | null>("store.unpark", [key])) ?? undefined;
+  }
+
   /** The coordinator's store outlives the Worker. */
   close(): Promise<void> {
     return Promise.resolve();
@@ -82,6 +90,14 @@ export class TellingStore implements Store {
     return this.#inner.reset(room);
   }
 
+  park(key: string, value: string, ttlMs: number): Promise<void> {
+    return this.#inner.park(key, value, ttlMs);
+  }
+
+  unpark(key: string): Promise<string | undefined> {
+    return this.#inner.unpark(key);
+  }
+
   /** The coordinator closes the store itself. */
   close(): Promise<void> {
     return Promise.resolve();
@@ -105,5 +121,8 @@ export function storeHandlers(real: Store, stored?: (appended: Appended) => void
     "store.position": ([room]) => store.position(room as string),
     "store.read": ([room, options]) => store.read(room as string, options as ReadOptions),
     "store.reset": ([room]) => store.reset(room as string),
+    "store.park": ([key, value, ttlMs]) => store.park(key as string, value as string, ttlMs as number),
+    // `null`, not undefined: the answer crosses postMessage as JSON-like data.
+    "store.unpark": async ([key]) => (await store.unpark(key as string)) ?? null,
   };
 }

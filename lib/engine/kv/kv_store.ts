@@ -10,7 +10,7 @@ import { type NewEpoch, NS, retryLocked } from "./format.ts";
 import { KvHistory, type KvStoreOptions } from "./history.ts";
 import type { Appended, AppendOptions, OnDurable, Page, ReadOptions, Store } from "../store.ts";
 import { Idempotency } from "../idempotency.ts";
-import { systemClock } from "../../clock.ts";
+import { type Clock, systemClock } from "../../clock.ts";
 
 export abstract class KvStore implements Store {
   /** The KV (a shared one also carries presence and events: backplane.ts, presence.ts). */
@@ -19,13 +19,15 @@ export abstract class KvStore implements Store {
   readonly #lock: Deno.FsFile | undefined;
   /** Idempotency keys, kept in this process. */
   readonly #idempotency: Idempotency;
+  readonly #clock: Clock;
   #closed = false;
 
   constructor(kv: Deno.Kv, options: KvStoreOptions, lock?: Deno.FsFile) {
     this.kv = kv;
     this.history = new KvHistory(kv, options);
     this.#lock = lock;
-    this.#idempotency = new Idempotency(options.clock ?? systemClock);
+    this.#clock = options.clock ?? systemClock;
+    this.#idempotency = new Idempotency(this.#clock);
   }
 
   /** Before anything else: reads (or makes) the store's salt. */
@@ -73,6 +75,20 @@ export abstract class KvStore implements Store {
       await retryLocked(() => this.history.deleteRange([NS, "msg", room, replaced]));
     }
     return { epoch, offset: 0 };
+  }
+
+  async park(key: string, value: string, ttlMs: number): Promise<void> {
+    const until = this.#clock.now() + ttlMs;
+    await retryLocked(() => this.kv.set([NS, "parked", key], { value, until }, { expireIn: Math.max(1, ttlMs) }));
+  }
+
+  async unpark(key: string): Promise<string | undefined> {
+    const entry = await retryLocked(() => this.kv.get<{ value: string; until: number }>([NS, "parked", key]));
+    if (entry.versionstamp === null) return undefined;
+    // Removed only if nobody took it meanwhile: of two takers, one gets it.
+    const taken = await retryLocked(() => this.kv.atomic().check(entry).delete(entry.key).commit());
+    if (!taken.ok || entry.value.until <= this.#clock.now()) return undefined;
+    return entry.value.value;
   }
 
   async close(): Promise<void> {

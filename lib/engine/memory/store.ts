@@ -26,8 +26,12 @@ interface RoomLog {
   messages: StoredMessage[];
 }
 
+/** Values parked at most (`Store.park`): past it, expired ones and then the oldest go. */
+const MAX_PARKED = 100_000;
+
 export class MemoryStore implements Store {
   readonly #rooms = new Map<string, RoomLog>();
+  readonly #parked = new Map<string, { value: string; until: number }>();
   readonly #retention: RetentionOptions;
   readonly #clock: Clock;
   readonly #idempotency: Idempotency;
@@ -104,6 +108,27 @@ export class MemoryStore implements Store {
     const log: RoomLog = { epoch: newEpoch(), offset: 0, messages: [] };
     this.#rooms.set(room, log);
     return Promise.resolve({ epoch: log.epoch, offset: 0 });
+  }
+
+  park(key: string, value: string, ttlMs: number): Promise<void> {
+    const now = this.#clock.now();
+    if (this.#parked.size >= MAX_PARKED) {
+      for (const [k, { until }] of this.#parked) if (until <= now) this.#parked.delete(k);
+      // Still full: the oldest parked goes first.
+      for (const k of this.#parked.keys()) {
+        if (this.#parked.size < MAX_PARKED) break;
+        this.#parked.delete(k);
+      }
+    }
+    this.#parked.delete(key);
+    this.#parked.set(key, { value, until: now + ttlMs });
+    return Promise.resolve();
+  }
+
+  unpark(key: string): Promise<string | undefined> {
+    const parked = this.#parked.get(key);
+    this.#parked.delete(key);
+    return Promise.resolve(parked && parked.until > this.#clock.now() ? parked.value : undefined);
   }
 
   close(): Promise<void> {

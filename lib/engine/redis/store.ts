@@ -200,6 +200,21 @@ export class RedisStore implements Store {
     return { epoch, offset: 0 };
   }
 
+  /** Stored as `<until>\n<value>`: expired by this store's clock on reading, and by Redis after
+   * `ttlMs` (`PX`) in any case. */
+  async park(key: string, value: string, ttlMs: number): Promise<void> {
+    const until = this.#options.clock.now() + ttlMs;
+    const px = String(Math.max(1, Math.ceil(ttlMs)));
+    await this.#link.command(["SET", `rc:parked:${key}`, `${until}\n${value}`, "PX", px]);
+  }
+
+  async unpark(key: string): Promise<string | undefined> {
+    const parked = await this.#link.command<string | null>(["GETDEL", `rc:parked:${key}`]);
+    const cut = parked?.indexOf("\n") ?? -1;
+    if (!parked || cut < 0 || Number(parked.slice(0, cut)) <= this.#options.clock.now()) return undefined;
+    return parked.slice(cut + 1);
+  }
+
   close(): Promise<void> {
     // The link is the engine's: it closes it.
     return Promise.resolve();
