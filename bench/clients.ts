@@ -9,8 +9,8 @@
  * (ROOMCAST_SEQUENCER=kv, Deno Deploy's shape), clients spread over both. */
 /** roomcast-redis: with ROOMCAST_REDIS_URL (a redis-server the bench starts, appendfsync everysec);
  * roomcast-redis2: two processes on that Redis, each room's clients spread over both.
- * roomcast-socketio: Socket.IO clients on roomcast's /socket.io/ (the official socket.io Server
- * bound to roomcast's Engine.IO); roomcast-sio-own: the same with ROOMCAST_SIO_LAYER=own.
+ * roomcast-socketio: Socket.IO clients on roomcast's /socket.io/ (its own Socket.IO layer, with
+ * connection state recovery); roomcast-sio-official: the same with ROOMCAST_SIO_LAYER=official.
  * roomcast-pusher: Pusher protocol 7 clients on /app/:key, each room a private channel, publishing
  * as Pusher clients do, with client events (relayed to the others, not stored).
  * roomcast-pusher-stored: the same receivers, but a client that publishes does it as a backend
@@ -27,7 +27,7 @@ export type Target =
   | "roomcast-redis"
   | "roomcast-redis2"
   | "roomcast-socketio"
-  | "roomcast-sio-own"
+  | "roomcast-sio-official"
   | "roomcast-pusher"
   | "roomcast-pusher-stored"
   | "bare"
@@ -318,7 +318,7 @@ export function createClient(options: ClientOptions): BenchClient {
     case "socketio":
       return new SocketIoClient(options, NODE_DIALECT);
     case "roomcast-socketio":
-    case "roomcast-sio-own":
+    case "roomcast-sio-official":
       return new SocketIoClient(options, ROOMCAST_DIALECT);
   }
 }

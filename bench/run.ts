@@ -192,7 +192,7 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     ROOMCAST_CONNECT_RATE: "0",
     ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
     ROOMCAST_WORKERS: target === "roomcast-2w" ? "2" : args.get("workers") ?? "1",
-    ROOMCAST_SIO_LAYER: target === "roomcast-sio-own" ? "own" : "official",
+    ROOMCAST_SIO_LAYER: target === "roomcast-sio-official" ? "official" : "own",
     ROOMCAST_PUSHER_APPS: `${BENCH_PUSHER_APP.id}:${BENCH_PUSHER_APP.key}:${BENCH_PUSHER_APP.secret}`,
     ROOMCAST_PUSHER_CLIENT_EVENT_RATE: "1000000/1s",
   };

@@ -108,14 +108,17 @@ export interface Config {
   historyTtlMs: number | undefined;
   /** Socket.IO (`/socket.io/`): Engine.IO's ping interval, ping timeout, the largest payload (a
    * polling POST or a WebSocket message, bytes), and whether EIO=3 clients (socket.io-client 2.x)
-   * are served; `layer` picks who speaks Socket.IO: the official `socket.io` Server, or roomcast's
-   * own layer on `socket.io-parser` (routes/transports/socketio/own.ts, kept for comparison). */
+   * are served; `layer` picks who speaks Socket.IO: roomcast's own layer on `socket.io-parser`
+   * (routes/transports/socketio/own.ts, the default), or the official `socket.io` Server. */
   socketIo: {
     pingIntervalMs: number;
     pingTimeoutMs: number;
     maxPayload: number;
     eio3: boolean;
     layer: "official" | "own";
+    /** Connection state recovery (socket.io's `maxDisconnectionDuration`): how long a dropped
+     * session waits for its client; 0: off. Needs the own layer. @default 120000 */
+    recoveryMs: number;
   };
   /** Pusher Channels (protocol 7, `/app/:key`, the HTTP API under `/apps/:id`): the apps, from
    * `app_id:key:secret` items; empty: those endpoints answer 404. @default [] */
@@ -281,7 +284,11 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
       pingTimeoutMs: read.duration("ROOMCAST_SIO_PING_TIMEOUT", 20_000) ?? 20_000,
       maxPayload: read.int("ROOMCAST_SIO_MAX_PAYLOAD", 1_000_000, 1024, 100_000_000),
       eio3: read.choice("ROOMCAST_SIO_EIO3", ["on", "off"], "on") === "on",
-      layer: read.choice("ROOMCAST_SIO_LAYER", ["official", "own"], "official"),
+      layer: read.choice("ROOMCAST_SIO_LAYER", ["official", "own"], "own"),
+      // `0` turns it off.
+      recoveryMs: read.string("ROOMCAST_SIO_RECOVERY") === "0"
+        ? 0
+        : read.duration("ROOMCAST_SIO_RECOVERY", 120_000) ?? 0,
     },
     pusherApps: pusherApps(list("ROOMCAST_PUSHER_APPS") ?? [], read.problems),
     pusherClientEventBurst,

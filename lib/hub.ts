@@ -21,6 +21,8 @@ import {
   type OnDurable,
   type Page,
   type ReadOptions,
+  recover,
+  type Recovery,
   type Store,
 } from "./engine/store.ts";
 import { Frames, withRef } from "./frames.ts";
@@ -494,6 +496,22 @@ export class Hub {
     if (after !== undefined) read.after = after;
     if (before !== undefined) read.before = before;
     return this.#options.store.read(room, read);
+  }
+
+  /** Every message of `room` after `since`, or `recovered: false` when some are no longer kept
+   * (what a join with `since` replays; lib/engine/store.ts' `recover`). */
+  recover(room: string, since: Position): Promise<Recovery> {
+    return recover(this.#options.store, room, since, this.#options.historyLimit);
+  }
+
+  /** A value kept for a while where every isolate and process of the service finds it (`Store.park`). */
+  park(key: string, value: string, ttlMs: number): Promise<void> {
+    return this.#options.store.park(key, value, ttlMs);
+  }
+
+  /** The value parked under `key`, taken: no other taker gets it. */
+  unpark(key: string): Promise<string | undefined> {
+    return this.#options.store.unpark(key);
   }
 
   /** The room's members, on every isolate. */

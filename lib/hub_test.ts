@@ -279,6 +279,8 @@ Deno.test("hub: a publish the store refuses gets an internal error; the others a
     position: (room) => store.position(room),
     read: (room, options) => store.read(room, options),
     reset: (room) => store.reset(room),
+    park: (key, value, ttlMs) => store.park(key, value, ttlMs),
+    unpark: (key) => store.unpark(key),
     close: () => store.close(),
   }));
   const a = connect("a");
@@ -336,6 +338,8 @@ Deno.test("hub: a backplane that sees the store's head move (the KV watch) has r
     append: memory.append.bind(memory),
     position: memory.position.bind(memory),
     reset: memory.reset.bind(memory),
+    park: memory.park.bind(memory),
+    unpark: memory.unpark.bind(memory),
     close: memory.close.bind(memory),
     // A read answers what the store held when it was asked, after `gate` (a slow storage).
     read: async (room, options) => {

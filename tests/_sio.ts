@@ -98,6 +98,26 @@ export async function sio4(
   return client;
 }
 
+/** A socket.io-client 4.x socket that reconnects by itself after a drop (50 ms later, unless
+ * `reconnectionDelay` says otherwise), as a browser's would; resolves once connected. */
+export async function sio4Reconnecting(
+  url: string,
+  options: { transports?: Transports; auth?: Record<string, unknown>; reconnectionDelay?: number } = {},
+): Promise<SioClient> {
+  const delay = options.reconnectionDelay ?? 50;
+  const client = wrap(
+    io(url, {
+      forceNew: true,
+      reconnectionDelay: delay,
+      reconnectionDelayMax: delay,
+      randomizationFactor: 0,
+      ...options,
+    }),
+  );
+  await client.next("connect");
+  return client;
+}
+
 /** A socket.io-client 2.3.0 socket; resolves once connected. */
 export async function sio2(url: string, options: Record<string, unknown> = {}): Promise<SioClient> {
   const client = wrap(io2(url, { reconnection: false, forceNew: true, ...options }) as unknown as Socket);

@@ -298,8 +298,11 @@ const socketio: TransportDriver = {
       "disconnect",
       (reason: string) => inbox.closed(reason === "io server disconnect" ? 1001 : undefined),
     );
-    socket.on("message", (first: unknown, meta?: { room: string; offset: number }) => {
-      if (meta) return inbox.push({ kind: "message", room: meta.room, data: first, offset: meta.offset });
+    // With connection state recovery every event ends with a string offset: `meta` is an object.
+    socket.on("message", (first: unknown, meta?: { room: string; offset: number } | string) => {
+      if (typeof meta === "object") {
+        return inbox.push({ kind: "message", room: meta.room, data: first, offset: meta.offset });
+      }
       const m = first as { room: string; data: unknown; offset: number };
       inbox.push({ kind: "message", room: m.room, data: m.data, offset: m.offset });
     });

@@ -16,11 +16,12 @@ import io2 from "socket.io-client-v2";
 // socket.io-client keeps timers and sockets of its own a little past `close()`.
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
-/** Every behaviour holds with either Socket.IO layer: the official Server (the default) and
- * roomcast's own on socket.io-parser (ROOMCAST_SIO_LAYER=own, kept for comparison). */
+/** Every behaviour holds with either Socket.IO layer: roomcast's own on socket.io-parser (the
+ * default) and the official Server (ROOMCAST_SIO_LAYER=official). Connection state recovery has
+ * tests of its own (socketio_recovery_test.ts); `recoveryMs` turns it off here. */
 for (const layer of ["official", "own"] as const) {
-  const start = (options: Parameters<typeof startTestServer>[0] = {}) =>
-    startTestServer({ ...options, socketIo: { ...configWith().socketIo, layer } });
+  const start = (options: Parameters<typeof startTestServer>[0] = {}, recoveryMs = 0) =>
+    startTestServer({ ...options, socketIo: { ...configWith().socketIo, layer, recoveryMs } });
 
   Deno.test({
     name:

@@ -36,6 +36,8 @@ function coordinator(
       return store.read(room, options);
     },
     reset: (room) => store.reset(room),
+    park: (key, value, ttlMs) => store.park(key, value, ttlMs),
+    unpark: (key) => store.unpark(key),
     close: () => store.close(),
   };
   return {

@@ -1,12 +1,14 @@
 /**
- * The other way to speak Socket.IO on routes/eio, kept to measure against the official `socket.io`
- * Server (bench/RESULTS.md: which one serves and why): a layer of our own on the official
- * `socket.io-parser`, for the default namespace only, with the small part of the Server/Socket API
- * that routes/transports/socketio/socketio.ts uses (`use`, `on("connection")`, and on a socket `handshake`, `data`,
- * `conn`, `connected`, `emit`, `onAny`, `on("disconnect")`, `disconnect`). `ROOMCAST_SIO_LAYER=own`
- * selects it. It does what the bridge needs: CONNECT (with auth; 2.x clients are connected at
- * once), CONNECT_ERROR for a failed auth or another namespace, EVENT and BINARY_EVENT with their
- * acks (ACK or BINARY_ACK), DISCONNECT, and a connect timeout.
+ * Who speaks Socket.IO on routes/eio by default (`ROOMCAST_SIO_LAYER=own`; `official` binds the
+ * official `socket.io` Server instead): a layer of our own on the official `socket.io-parser`, for
+ * the default namespace only, with the small part of the Server/Socket API that
+ * routes/transports/socketio/socketio.ts uses (`use`, `on("connection")`, and on a socket `handshake`,
+ * `data`, `conn`, `connected`, `emit`, `onAny`, `on("disconnect")`, `disconnect`), and what the
+ * official Server keeps to itself: a middleware may set the socket's `id`, `pid` and `recovered`
+ * (connection state recovery, recovery.ts). It does what the bridge needs: CONNECT (with auth; 2.x
+ * clients are connected at once; `{sid, pid}` answered), CONNECT_ERROR for a failed auth or another
+ * namespace, EVENT and BINARY_EVENT with their acks (ACK or BINARY_ACK), DISCONNECT, and a connect
+ * timeout.
  */
 import { Decoder, Encoder, type Packet, PacketType } from "socket.io-parser";
 import type { EngineServer } from "./eio/server.ts";
@@ -19,7 +21,11 @@ type Middleware = (socket: OwnSocket, next: (error?: Error) => void) => void | P
 const encoder = new Encoder();
 
 export class OwnSocket {
-  readonly id = sessionId();
+  /** Its id, and with connection state recovery its private session id and whether it was
+   * recovered: a middleware may set them (routes/transports/socketio/recovery.ts). */
+  id = sessionId();
+  pid: string | undefined;
+  recovered = false;
   readonly data: Record<string, unknown> = {};
   connected = false;
   readonly handshake: { auth: Record<string, unknown>; query: Record<string, string>; address: string };
@@ -125,9 +131,8 @@ export class OwnSocketIo {
       socket = candidate;
       socket.connected = true;
       clearTimeout(timer);
-      socket.packet(
-        conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data: { sid: socket.id } },
-      );
+      const data = socket.pid === undefined ? { sid: socket.id } : { sid: socket.id, pid: socket.pid };
+      socket.packet(conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data });
       for (const listener of this.#connection) listener(socket);
     };
     decoder.on("decoded", (packet: Packet) => {
@@ -153,7 +158,11 @@ export class OwnSocketIo {
           return socket.onEvent(args);
         }
         case PacketType.DISCONNECT:
-          return socket.onClose("client namespace disconnect");
+          // The client may CONNECT again on this session, as it may with socket.io's Server.
+          socket.onClose("client namespace disconnect");
+          socket = undefined;
+          connecting = false;
+          return;
         default:
           return; // ACKs: this server asks for none.
       }

@@ -17,7 +17,8 @@ import type { Hono } from "hono";
 import { binaryBytes, binaryJson } from "../../../lib/codec.ts";
 import { Server } from "socket.io";
 import type { Identity } from "../../../lib/auth.ts";
-import { connectionId } from "../../../lib/ids.ts";
+import { connectionId, sessionId } from "../../../lib/ids.ts";
+import type { Connection } from "../../../lib/connection.ts";
 import { clientName } from "../../../lib/names.ts";
 import type { Encoder, Peer } from "../../../lib/peer.ts";
 import {
@@ -26,6 +27,7 @@ import {
   ProtocolError,
   type ServerFrame,
   type StoredMessage,
+  type User,
 } from "../../../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
 import { addressOf, identifyToken } from "../identity.ts";
@@ -35,18 +37,24 @@ import { EngineServer } from "./eio/server.ts";
 import { mountEngine } from "./eio/mount.ts";
 import type { EngineSocket } from "./eio/socket.ts";
 import { listedOrigin, originAllowed } from "../../trust.ts";
-import { OwnSocketIo } from "./own.ts";
+import { type OwnSocket, OwnSocketIo } from "./own.ts";
+import { type Parked, RECOVERABLE, type Restored, SessionLog, Sessions } from "./recovery.ts";
 
 /** What the bridge uses of a Socket.IO socket: the official Server's, or routes/transports/socketio/own.ts'. */
 interface BridgeSocket {
+  readonly id: string;
   readonly conn: unknown;
   readonly connected: boolean;
   readonly handshake: { auth?: Record<string, unknown>; query?: Record<string, unknown> };
   readonly data: Record<string, unknown>;
   emit(event: string, ...args: unknown[]): unknown;
   onAny(listener: (event: string, ...args: unknown[]) => void): unknown;
-  on(event: "disconnect", listener: () => void): unknown;
+  on(event: "disconnect", listener: (reason: string) => void): unknown;
   disconnect(close?: boolean): unknown;
+  /** With connection state recovery (the own layer): the private session id, and whether this
+   * socket is a recovered one. */
+  readonly pid?: string | undefined;
+  readonly recovered?: boolean;
 }
 
 /** What mountSocketIo uses of a Socket.IO server. */
@@ -198,8 +206,15 @@ class SocketIoPeer implements Peer {
   readonly liveness = "transport" as const;
   readonly #acks = new Map<string, Ack>();
   #next = 0;
+  /** Set when the server closes it as it goes away: its session is kept for recovery. */
+  goingAway = false;
 
-  constructor(readonly socket: BridgeSocket, readonly user: Identity["user"]) {}
+  /** `log`: with connection state recovery, the offsets its events end with (recovery.ts). */
+  constructor(
+    readonly socket: BridgeSocket,
+    readonly user: Identity["user"],
+    readonly log: SessionLog | undefined,
+  ) {}
 
   get #conn(): EngineSocket {
     return this.socket.conn as unknown as EngineSocket;
@@ -221,13 +236,33 @@ class SocketIoPeer implements Peer {
   send(text: string, frame: ServerFrame): void {
     if (!this.socket.connected) return;
     if (REPLIES.has(frame.type)) return this.#reply(frame);
+    const log = this.log;
     if (withBinary.has(frame)) {
       const event = eventOf(frame);
-      if (event) this.socket.emit(...(jsonToBinary(event) as [string, ...unknown[]]));
+      if (!event) return;
+      const args = jsonToBinary(event) as [string, ...unknown[]];
+      if (log) args.push(log.note(frame.type === "message" ? frame : undefined, () => event, text.length));
+      this.socket.emit(...args);
       return;
     }
-    // The packet is ready: straight to the engine, as socket.io's own broadcasts do.
-    this.#conn.write(text);
+    // The packet is ready: straight to the engine, as socket.io's own broadcasts do; with recovery,
+    // the packet's last argument is its offset.
+    if (!log) return void this.#conn.write(text);
+    const offset = log.note(frame.type === "message" ? frame : undefined, () => eventOf(frame) ?? [], text.length);
+    this.#conn.write(`${text.slice(0, -1)},"${offset}"]`);
+  }
+
+  /** Events of a recovered session that are not messages, as they were written. */
+  replay(args: unknown[]): void {
+    if (!this.socket.connected || !this.log) return;
+    const offset = this.log.note(undefined, () => args, JSON.stringify(args).length);
+    this.socket.emit(...(jsonToBinary(args) as [string, ...unknown[]]), offset);
+  }
+
+  /** An event that answers nothing and is not replayed (an unasked `joined`, an error). */
+  #emit(event: string, value: unknown): void {
+    if (this.log) this.socket.emit(event, value, this.log.stamp());
+    else this.socket.emit(event, value);
   }
 
   #reply(frame: ServerFrame): void {
@@ -238,7 +273,7 @@ class SocketIoPeer implements Peer {
       case "joined": {
         const { room, epoch, offset, recovered, members } = frame;
         const value = { room, epoch, offset, recovered, members };
-        return ack ? ack(value) : void this.socket.emit("joined", value);
+        return ack ? ack(value) : this.#emit("joined", value);
       }
       case "left":
         return ack?.({ room: frame.room });
@@ -248,7 +283,7 @@ class SocketIoPeer implements Peer {
       }
       case "error": {
         const error = { code: frame.code, message: frame.message };
-        return ack ? ack({ error }) : void this.socket.emit("roomcast:error", error);
+        return ack ? ack({ error }) : this.#emit("roomcast:error", error);
       }
       default:
         return;
@@ -257,7 +292,8 @@ class SocketIoPeer implements Peer {
 
   close(code: number, reason: string): void {
     if (!this.socket.connected) return;
-    if (code !== CloseCode.normal) this.socket.emit("roomcast:error", { code: "closed", message: reason });
+    if (code === CloseCode.goingAway) this.goingAway = true;
+    if (code !== CloseCode.normal) this.#emit("roomcast:error", { code: "closed", message: reason });
     this.socket.disconnect(true);
   }
 }
@@ -281,9 +317,12 @@ function position(value: unknown): Position | undefined {
 }
 
 /** One Socket.IO socket in the hub: what it emits becomes frames, checked as `/ws` frames are. */
-function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
+function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, sessions: Sessions | undefined): void {
   const { hub } = deps;
-  const peer = new SocketIoPeer(socket, identity.user);
+  const restored = socket.data.restored as Restored | undefined;
+  const pid = sessions && socket.pid;
+  const log = !pid ? undefined : restored ? new SessionLog(restored.seq, restored.offset) : new SessionLog();
+  const peer = new SocketIoPeer(socket, identity.user, log);
   const slot = (socket.conn as EngineSocket).slot;
   const connection = slot instanceof Admitted
     ? slot.connect(peer, identity, "socketio")
@@ -302,8 +341,23 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
     const value = ref === undefined ? frame : { ...frame, ref };
     hub.frames.receiveValue(connection, value, JSON.stringify(value), ref);
   };
-  const since = position(socket.handshake.auth?.since ?? socket.handshake.query?.since);
-  submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
+  if (restored) {
+    // What it missed, in order, then its rooms from there: nothing twice, nothing live before.
+    for (const missed of restored.replay) {
+      if (Array.isArray(missed)) peer.replay(missed);
+      else peer.send(socketIoEncoder.encode(missed) as string, missed);
+    }
+    for (const { room, since } of restored.rooms) {
+      submit({ type: "join", room, since }, (answer) => {
+        const error = (answer as { error?: unknown } | undefined)?.error;
+        if (error) socket.emit("roomcast:error", error);
+      });
+    }
+  } else {
+    const since = position(socket.handshake.auth?.since ?? socket.handshake.query?.since);
+    submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
+  }
+  if (pid) sessions.opened(pid, identity.user.id, () => (socket.conn as EngineSocket).destroy("transport close"));
 
   const { maxFrameBytes } = deps.config.limits;
   socket.onAny((event: string, ...args: unknown[]) => {
@@ -342,7 +396,25 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity): void {
       }
     }
   });
-  socket.on("disconnect", () => hub.disconnect(connection));
+  socket.on("disconnect", (reason) => {
+    if (pid) {
+      const keep = log && (RECOVERABLE.has(reason) || peer.goingAway);
+      sessions.closed(pid, keep ? parkedSession(socket.id, identity.user, connection, log) : undefined);
+    }
+    hub.disconnect(connection);
+  });
+}
+
+/** What a dropped socket leaves for its client to come back to (recovery.ts' `Parked`). */
+function parkedSession(sid: string, user: User, connection: Connection, log: SessionLog): Omit<Parked, "v" | "at"> {
+  const rooms: Parked["rooms"] = [];
+  for (const [room, subscription] of connection.rooms) rooms.push([room, subscription.epoch, subscription.offset]);
+  const entries: Parked["log"] = log.entries.map((entry) =>
+    "message" in entry
+      ? [entry.seq, entry.message.room, entry.message.epoch, entry.message.offset]
+      : [entry.seq, entry.args]
+  );
+  return { sid, user, seq: log.seq, floor: log.floor, rooms, log: entries };
 }
 
 /** CORS for polling, on `ROOMCAST_ORIGINS`' rules, with credentials (Socket.IO's `withCredentials`). */
@@ -431,9 +503,40 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
       next(refused);
     }
   });
+  // Connection state recovery: the own layer lets a middleware give a socket its session.
+  const sessions = config.socketIo.recoveryMs > 0 && config.socketIo.layer === "own"
+    ? new Sessions(deps.hub, {
+      ttlMs: config.socketIo.recoveryMs,
+      now: () => deps.clock.now(),
+      authOn: config.authSecret !== undefined,
+    })
+    : undefined;
+  if (sessions) {
+    io.use(async (bridged, next) => {
+      const socket = bridged as unknown as OwnSocket;
+      if (socket.conn.protocol !== 4) return next();
+      const identity = socket.data.identity as Identity;
+      const { pid, offset } = socket.handshake.auth;
+      const restored = typeof pid === "string" && typeof offset === "string"
+        ? await sessions.restore(pid, offset, identity).catch((error) => {
+          console.error("roomcast: a Socket.IO session could not be restored:", String(error));
+          return undefined;
+        })
+        : undefined;
+      if (restored) {
+        socket.id = restored.sid;
+        socket.pid = pid as string;
+        socket.recovered = true;
+        socket.data.restored = restored;
+        // A guest is the same guest again; a token's user is the token's (the same `sub`).
+        if (config.authSecret === undefined) socket.data.identity = { ...identity, user: restored.user };
+      } else socket.pid = sessionId();
+      next();
+    });
+  }
   io.on("connection", (socket) => {
     try {
-      bridge(deps, socket, socket.data.identity as Identity);
+      bridge(deps, socket, socket.data.identity as Identity, sessions);
     } catch (error) {
       console.error("roomcast: a Socket.IO connection failed to start:", error);
       socket.disconnect(true);

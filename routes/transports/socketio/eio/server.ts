@@ -149,10 +149,10 @@ export class EngineServer extends EventEmitter {
     const socket = new EngineSocket(id, protocol, described, info.remoteAddress, transport, this.options, slot);
     if (this.options.gate) socket.gate = this.options.gate(socket);
     this.clients.set(id, socket);
-    socket.once("close", () => {
+    const release = () => {
       this.clients.delete(id);
       slot?.release();
-    });
+    };
     socket.open(name === "polling" ? ["websocket"] : []);
     try {
       this.emit("connection", socket);
@@ -162,6 +162,10 @@ export class EngineServer extends EventEmitter {
       console.error(`roomcast: Engine.IO session ${id} failed to start:`, error);
       socket.destroy("server error");
     }
+    // After the connection's own listeners: they see the session's state as it closed (a Socket.IO
+    // session kept for recovery keeps its rooms) before its slot is given back.
+    if (socket.readyState === "closed") release();
+    else socket.once("close", release);
     if (response) return response;
     // The open packet waits in the buffer: this first GET carries it.
     return (transport as PollingTransport).get(request, this.#headers(request));
