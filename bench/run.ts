@@ -93,7 +93,7 @@ const SCENARIOS: ScenarioSpec[] = [
     key: "storm",
     title: "connect storm",
     scenario: "storm",
-    clients: n(3000),
+    clients: n(5000),
     rate: 0,
     seconds: 0,
     roomSize: 0,

@@ -20,6 +20,21 @@ type Middleware = (socket: OwnSocket, next: (error?: Error) => void) => void | P
 
 const encoder = new Encoder();
 
+/** The decoder every socket's text packets share: one without binary decodes a whole packet in
+ * `add`, synchronously. */
+const shared = new Decoder();
+let lastDecoded: Packet | undefined;
+shared.on("decoded", (packet: Packet) => lastDecoded = packet);
+
+/** A text packet (not BINARY_EVENT or BINARY_ACK), decoded; throws on a malformed one. */
+function decodeText(text: string): Packet | undefined {
+  lastDecoded = undefined;
+  shared.add(text);
+  const packet = lastDecoded;
+  lastDecoded = undefined;
+  return packet;
+}
+
 export class OwnSocket {
   /** Its id, and with connection state recovery its private session id and whether it was
    * recovered: a middleware may set them (routes/transports/socketio/recovery.ts). */
@@ -29,8 +44,9 @@ export class OwnSocket {
   readonly data: Record<string, unknown> = {};
   connected = false;
   readonly handshake: { auth: Record<string, unknown>; query: Record<string, string>; address: string };
-  #any: Listener[] = [];
-  readonly #listeners = new Map<string, Listener[]>();
+  /** Listeners, made on the first (the bridge adds two: `onAny` and `disconnect`). */
+  #any: Listener[] | undefined;
+  #listeners: Map<string, Listener[]> | undefined;
 
   constructor(readonly conn: EngineSocket, auth: Record<string, unknown>) {
     this.handshake = { auth, query: conn.request._query, address: conn.remoteAddress };
@@ -48,11 +64,12 @@ export class OwnSocket {
   }
 
   onAny(listener: Listener): this {
-    this.#any.push(listener);
+    (this.#any ??= []).push(listener);
     return this;
   }
 
   on(event: string, listener: Listener): this {
+    this.#listeners ??= new Map();
     const list = this.#listeners.get(event) ?? [];
     list.push(listener);
     this.#listeners.set(event, list);
@@ -60,12 +77,12 @@ export class OwnSocket {
   }
 
   fire(event: string, ...args: unknown[]): void {
-    for (const listener of this.#listeners.get(event) ?? []) listener(...args);
+    for (const listener of this.#listeners?.get(event) ?? []) listener(...args);
   }
 
   /** An EVENT from the client: to `onAny` listeners, then to the event's own. */
   onEvent(args: unknown[]): void {
-    for (const listener of this.#any) listener(...args);
+    for (const listener of this.#any ?? []) listener(...args);
     const [event, ...rest] = args;
     this.fire(String(event), ...rest);
   }
@@ -105,7 +122,9 @@ export class OwnSocketIo {
   }
 
   #accept(conn: EngineSocket): void {
-    const decoder = new Decoder();
+    // A decoder of its own only once the client sends binary (its attachments follow in other
+    // messages); text packets go through the shared one.
+    let decoder: Decoder | undefined;
     let socket: OwnSocket | undefined;
     let connecting = false;
     const timer = setTimeout(() => {
@@ -135,7 +154,7 @@ export class OwnSocketIo {
       socket.packet(conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data });
       for (const listener of this.#connection) listener(socket);
     };
-    decoder.on("decoded", (packet: Packet) => {
+    const onPacket = (packet: Packet) => {
       if (packet.type === PacketType.CONNECT) {
         if (packet.nsp !== "/") return refuse("Invalid namespace");
         if (socket || connecting) return conn.close();
@@ -166,9 +185,18 @@ export class OwnSocketIo {
         default:
           return; // ACKs: this server asks for none.
       }
-    });
+    };
     conn.on("data", (data: string | ArrayBuffer) => {
       try {
+        if (!decoder && typeof data === "string" && data[0] !== "5" && data[0] !== "6") {
+          const packet = decodeText(data);
+          if (packet) onPacket(packet);
+          return;
+        }
+        if (!decoder) {
+          decoder = new Decoder();
+          decoder.on("decoded", onPacket);
+        }
         decoder.add(data);
       } catch {
         conn.close();
@@ -176,7 +204,7 @@ export class OwnSocketIo {
     });
     conn.on("close", (reason: string) => {
       clearTimeout(timer);
-      decoder.destroy();
+      decoder?.destroy();
       socket?.onClose(reason);
     });
     // Socket.IO v4 (2.x clients) connects to the default namespace at once, auth in the query.

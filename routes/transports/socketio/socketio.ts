@@ -204,7 +204,8 @@ class SocketIoPeer implements Peer {
   readonly id = connectionId();
   readonly encoder = socketIoEncoder;
   readonly liveness = "transport" as const;
-  readonly #acks = new Map<string, Ack>();
+  /** Requests waiting for their reply, made on the first (an idle socket holds none). */
+  #acks: Map<string, Ack> | undefined;
   #next = 0;
   /** Set when the server closes it as it goes away: its session is kept for recovery. */
   goingAway = false;
@@ -227,6 +228,7 @@ class SocketIoPeer implements Peer {
   /** A ref for a request whose reply goes to `ack`, or undefined when too many wait. */
   expect(ack: Ack | undefined): string | undefined | false {
     if (!ack) return undefined;
+    this.#acks ??= new Map();
     if (this.#acks.size >= MAX_PENDING_ACKS) return false;
     const ref = `s${++this.#next}`;
     this.#acks.set(ref, ack);
@@ -267,8 +269,8 @@ class SocketIoPeer implements Peer {
 
   #reply(frame: ServerFrame): void {
     const ref = "ref" in frame ? frame.ref : undefined;
-    const ack = typeof ref === "string" ? this.#acks.get(ref) : undefined;
-    if (ack) this.#acks.delete(ref as string);
+    const ack = typeof ref === "string" ? this.#acks?.get(ref) : undefined;
+    if (ack) this.#acks?.delete(ref as string);
     switch (frame.type) {
       case "joined": {
         const { room, epoch, offset, recovered, members } = frame;

@@ -1,0 +1,238 @@
+/**
+ * `deno task profile`: where a connection's bytes and microseconds go. Starts one server (`bare`,
+ * `roomcast` or `roomcast-socketio`, as `deno task bench` does) with the V8 inspector on 127.0.0.1,
+ * and through it:
+ *
+ * - **heap**: a heap snapshot after a full GC before and after `--clients` idle connections (each
+ *   joined to a room of ten, as the idle scenario holds them), diffed by constructor: the live
+ *   bytes per connection, the 15 biggest kinds first;
+ * - **CPU**: a sampling CPU profile of a connect storm of `--clients` (each with its join): self
+ *   time by function and by file, the 20 biggest first.
+ *
+ * Options: --target=roomcast (default), --clients=2000, --only=heap|cpu. Prints text; writes nothing.
+ */
+import { listeningUrl } from "../tests/_process.ts";
+import { freePort } from "../routes/serve/cluster.ts";
+import type { Result, Spec } from "./loadgen.ts";
+import type { Target } from "./clients.ts";
+
+const args = new Map(Deno.args.map((a) => {
+  const [k, v = "true"] = a.replace(/^--/, "").split("=");
+  return [k as string, v];
+}));
+const target = (args.get("target") ?? "roomcast") as Target;
+const clients = Number(args.get("clients") ?? 2000);
+const only = args.get("only");
+const root = new URL("../", import.meta.url).pathname;
+const startTask: string = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks.start;
+const v8Flags = startTask.match(/--v8-flags=\S+/g) ?? [];
+
+/** A Chrome DevTools Protocol session over the inspector's WebSocket. */
+class Inspector {
+  #next = 0;
+  readonly #waiting = new Map<number, (value: Record<string, unknown>) => void>();
+  readonly #listeners = new Map<string, (params: Record<string, unknown>) => void>();
+  private constructor(readonly socket: WebSocket) {
+    socket.onmessage = (e) => {
+      const message = JSON.parse(e.data as string);
+      if (message.id !== undefined) this.#waiting.get(message.id)?.(message.result ?? message);
+      else this.#listeners.get(message.method)?.(message.params);
+    };
+  }
+
+  static async open(url: string): Promise<Inspector> {
+    const socket = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      socket.onopen = resolve;
+      socket.onerror = reject;
+    });
+    return new Inspector(socket);
+  }
+
+  call(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const id = ++this.#next;
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve);
+      this.socket.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  on(method: string, listener: (params: Record<string, unknown>) => void): void {
+    this.#listeners.set(method, listener);
+  }
+}
+
+async function startServer(): Promise<{ base: string; pid: number; inspector: Inspector; stop(): Promise<void> }> {
+  const port = freePort();
+  const inspect = `--inspect=127.0.0.1:${port}`;
+  const deno = Deno.execPath();
+  const command = target === "bare"
+    ? [deno, "run", "-A", inspect, `${root}bench/bare_server.ts`]
+    : [deno, "run", "-A", "--unstable-kv", "--unstable-net", inspect, ...v8Flags, `${root}main.ts`];
+  const dir = await Deno.makeTempDir();
+  const child = new Deno.Command("sh", {
+    args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
+    env: {
+      PORT: "0",
+      HOSTNAME: "127.0.0.1",
+      ROOMCAST_KV_PATH: `${dir}/profile.kv`,
+      ROOMCAST_CONNECT_RATE: "0",
+      ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
+      ROOMCAST_JOIN_RATE: "1000000/1s",
+    },
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const url = await listeningUrl(reader, target);
+  (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })().catch(() => {});
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+  const inspector = await Inspector.open(targets[0].webSocketDebuggerUrl);
+  return {
+    base: url.replace(/^http/, "ws"),
+    pid: child.pid,
+    inspector,
+    async stop() {
+      inspector.socket.close();
+      child.kill("SIGKILL");
+      await child.status;
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function load(spec: Spec): Promise<Result> {
+  const output = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${root}bench/loadgen.ts`,
+      JSON.stringify(spec),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(output.stdout).trim().split("\n").at(-1) ?? "{}");
+}
+
+/** Self bytes by constructor name in a heap snapshot taken after a full GC. */
+async function heapByKind(inspector: Inspector): Promise<Map<string, { bytes: number; count: number }>> {
+  await inspector.call("HeapProfiler.collectGarbage");
+  await inspector.call("HeapProfiler.collectGarbage");
+  const chunks: string[] = [];
+  inspector.on("HeapProfiler.addHeapSnapshotChunk", (p) => chunks.push(p.chunk as string));
+  await inspector.call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+  const snapshot = JSON.parse(chunks.join(""));
+  const fields: string[] = snapshot.snapshot.meta.node_fields;
+  const types: string[] = snapshot.snapshot.meta.node_types[0];
+  const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((f) => fields.indexOf(f)) as [
+    number,
+    number,
+    number,
+  ];
+  const nodes: number[] = snapshot.nodes;
+  const strings: string[] = snapshot.strings;
+  const kinds = new Map<string, { bytes: number; count: number }>();
+  for (let i = 0; i < nodes.length; i += fields.length) {
+    const type = types[nodes[i + typeAt] as number] as string;
+    const name = type === "object" || type === "closure" ? strings[nodes[i + nameAt] as number] : `(${type})`;
+    const key = `${name}`.slice(0, 60);
+    const kind = kinds.get(key) ?? { bytes: 0, count: 0 };
+    kind.bytes += nodes[i + sizeAt] as number;
+    kind.count++;
+    kinds.set(key, kind);
+  }
+  return kinds;
+}
+
+const spec = (scenario: "idle" | "storm", server: { base: string; pid: number }): Spec => ({
+  target,
+  base: server.base,
+  scenario,
+  pid: server.pid,
+  clients,
+  rate: 0,
+  seconds: scenario === "idle" ? 20 : 0,
+  roomSize: 0,
+  inflight: 0,
+});
+
+if (only !== "cpu") {
+  const server = await startServer();
+  try {
+    const before = await heapByKind(server.inspector);
+    // The idle scenario holds its connections `seconds`: the second snapshot is taken meanwhile.
+    const loading = load(spec("idle", server));
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    const after = await heapByKind(server.inspector);
+    await loading;
+    const rows = [...after].map(([kind, a]) => {
+      const b = before.get(kind) ?? { bytes: 0, count: 0 };
+      return { kind, bytes: (a.bytes - b.bytes) / clients, count: (a.count - b.count) / clients };
+    }).sort((x, y) => y.bytes - x.bytes);
+    const total = rows.reduce((sum, r) => sum + r.bytes, 0);
+    console.log(`\n${target}: live heap per idle connection (joined, rooms of 10), ${clients} connections`);
+    console.log(`total ${total.toFixed(0)} B per connection`);
+    for (const r of rows.slice(0, 15)) {
+      console.log(`${r.bytes.toFixed(0).padStart(7)} B  ${r.count.toFixed(2).padStart(6)} ×  ${r.kind}`);
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+if (only !== "heap") {
+  const server = await startServer();
+  try {
+    const { inspector } = server;
+    await inspector.call("Profiler.enable");
+    await inspector.call("Profiler.setSamplingInterval", { interval: 100 });
+    await inspector.call("Profiler.start");
+    const result = await load(spec("storm", server));
+    const { profile } = await inspector.call("Profiler.stop") as {
+      profile: {
+        nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+        samples: number[];
+        timeDeltas: number[];
+      };
+    };
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const byFunction = new Map<string, number>();
+    const byFile = new Map<string, number>();
+    let total = 0;
+    profile.samples.forEach((id, i) => {
+      const us = profile.timeDeltas[i] ?? 0;
+      total += us;
+      const frame = byId.get(id)?.callFrame;
+      const file = frame?.url.replace(/^file:\/\/.*?\/(main|node_modules)\//, "$1/").replace(/^.*\/deno\//, "") ||
+        "(native)";
+      const fn = `${frame?.functionName || "(anonymous)"} ${file.split("/").slice(-2).join("/")}:${
+        (frame?.lineNumber ?? 0) + 1
+      }`;
+      byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
+      byFile.set(file, (byFile.get(file) ?? 0) + us);
+    });
+    const show = (title: string, map: Map<string, number>) => {
+      console.log(`\n${title}`);
+      for (const [name, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+        console.log(
+          `${(100 * us / total).toFixed(1).padStart(5)} %  ${(us / clients).toFixed(1).padStart(6)} µs/conn  ${name}`,
+        );
+      }
+    };
+    console.log(
+      `\n${target}: connect storm of ${clients} (each with its join): ${result.connectsPerSec?.toFixed(0)} /s; ` +
+        `${(total / clients).toFixed(0)} µs of samples per connection (idle included)`,
+    );
+    show("self time by function", byFunction);
+    show("self time by file", byFile);
+  } finally {
+    await server.stop();
+  }
+}
