@@ -1,4 +1,6 @@
-/** What /proc says of a process (Linux): its CPU time and resident memory. */
+/** What /proc says of a process (Linux): its CPU time and resident memory; and running the load
+ * generator (bench/loadgen.ts) as a process of its own. */
+import type { Result, Spec } from "./loadgen.ts";
 
 /** CPU time (ms) of process `pid` so far, every thread (so every Worker): utime + stime, in clock
  * ticks of 10 ms. */
@@ -12,4 +14,26 @@ export function cpuMs(pid: number | "self"): number {
 export function rssKb(pid: number | "self"): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+/** Runs bench/loadgen.ts on `spec` in its own process (file-descriptor limit raised) and returns its
+ * result line. */
+export async function runLoad(spec: Spec): Promise<Result> {
+  const output = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      "-A",
+      new URL("./loadgen.ts", import.meta.url).pathname,
+      JSON.stringify(spec),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim().split("\n").at(-1) ?? "";
+  if (!output.success || !text.startsWith("{")) throw new Error(`load generator failed (${output.code}): ${text}`);
+  return JSON.parse(text);
 }

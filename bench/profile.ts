@@ -13,7 +13,8 @@
  */
 import { listeningUrl } from "../tests/_process.ts";
 import { freePort } from "../routes/serve/cluster.ts";
-import type { Result, Spec } from "./loadgen.ts";
+import type { Spec } from "./loadgen.ts";
+import { runLoad } from "./proc.ts";
 import type { Target } from "./clients.ts";
 
 const args = new Map(Deno.args.map((a) => {
@@ -103,24 +104,6 @@ async function startServer(): Promise<{ base: string; pid: number; inspector: In
   };
 }
 
-async function load(spec: Spec): Promise<Result> {
-  const output = await new Deno.Command("sh", {
-    args: [
-      "-c",
-      'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"',
-      "sh",
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${root}bench/loadgen.ts`,
-      JSON.stringify(spec),
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  return JSON.parse(new TextDecoder().decode(output.stdout).trim().split("\n").at(-1) ?? "{}");
-}
-
 /** Self bytes by constructor name in a heap snapshot taken after a full GC. */
 async function heapByKind(inspector: Inspector): Promise<Map<string, { bytes: number; count: number }>> {
   await inspector.call("HeapProfiler.collectGarbage");
@@ -168,7 +151,7 @@ if (only !== "cpu") {
   try {
     const before = await heapByKind(server.inspector);
     // The idle scenario holds its connections `seconds`: the second snapshot is taken meanwhile.
-    const loading = load(spec("idle", server));
+    const loading = runLoad(spec("idle", server));
     await new Promise((resolve) => setTimeout(resolve, 12_000));
     const after = await heapByKind(server.inspector);
     await loading;
@@ -194,7 +177,7 @@ if (only !== "heap") {
     await inspector.call("Profiler.enable");
     await inspector.call("Profiler.setSamplingInterval", { interval: 100 });
     await inspector.call("Profiler.start");
-    const result = await load(spec("storm", server));
+    const result = await runLoad(spec("storm", server));
     const { profile } = await inspector.call("Profiler.stop") as {
       profile: {
         nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];

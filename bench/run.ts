@@ -12,6 +12,7 @@ import type { Result, Scenario, Spec } from "./loadgen.ts";
 import { BENCH_PUSHER_APP, type Target } from "./clients.ts";
 import { listeningUrl } from "../tests/_process.ts";
 import { startRedis } from "../tests/_redis.ts";
+import { runLoad } from "./proc.ts";
 import { freePort } from "../routes/serve/cluster.ts";
 
 interface ScenarioSpec {
@@ -229,26 +230,6 @@ function several(servers: Server[], after: () => Promise<void> = () => Promise.r
       await after();
     },
   };
-}
-
-async function runLoad(spec: Spec): Promise<Result> {
-  const output = await new Deno.Command("sh", {
-    args: [
-      "-c",
-      'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"',
-      "sh",
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${root}bench/loadgen.ts`,
-      JSON.stringify(spec),
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  const text = new TextDecoder().decode(output.stdout).trim().split("\n").at(-1) ?? "";
-  if (!output.success || !text.startsWith("{")) throw new Error(`load generator failed (${output.code}): ${text}`);
-  return JSON.parse(text);
 }
 
 function median(values: number[]): number {
