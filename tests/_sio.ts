@@ -4,6 +4,7 @@
  */
 import { io, type Socket } from "socket.io-client";
 import io2 from "socket.io-client-v2";
+import assert from "node:assert/strict";
 import { until } from "./_wait.ts";
 
 export interface Received {
@@ -129,4 +130,17 @@ export async function sio2(url: string, options: Record<string, unknown> = {}): 
 export async function onTransport(client: SioClient, transport: string, ms = 4000): Promise<void> {
   const name = () => client.socket.io.engine?.transport?.name;
   await until(() => name() === transport, ms, () => `${transport} (still on ${name()})`);
+}
+
+/** An Engine.IO polling handshake spoken by hand (no socket.io-client): the session id. */
+export async function eioHandshake(url: string, eio = 4): Promise<string> {
+  const response = await fetch(`${url}/socket.io/?EIO=${eio}&transport=polling`);
+  const body = await response.text();
+  assert.equal(response.status, 200, body);
+  return JSON.parse(eio === 4 ? body.slice(1) : body.slice(body.indexOf(":") + 2)).sid;
+}
+
+/** A polling POST of `body` (packets as the protocol frames them) to session `sid`. */
+export function eioPost(url: string, sid: string, body: string, eio = 4): Promise<Response> {
+  return fetch(`${url}/socket.io/?EIO=${eio}&transport=polling&sid=${sid}`, { method: "POST", body });
 }

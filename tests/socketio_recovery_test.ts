@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { signToken } from "../lib/auth.ts";
 import { configWith } from "../lib/config.ts";
 import { postJson, startTestServer, type TestServer, twoServers, twoWorkers } from "./_server.ts";
-import { sio4, sio4Reconnecting, type SioClient } from "./_sio.ts";
+import { eioHandshake, eioPost, sio4, sio4Reconnecting, type SioClient } from "./_sio.ts";
 import { redisTest } from "./_redis.ts";
 import { startTcpProxy } from "./_tcp_proxy.ts";
 import { stallProbe } from "./_stall.ts";
@@ -39,13 +39,8 @@ const pidOf = (client: SioClient) => (client.socket as unknown as { _pid?: strin
 
 // ── on the wire, as socket.io's own server test asks ───────────────────────────────────────────
 
-async function eioHandshake(server: TestServer): Promise<string> {
-  const body = await (await server.fetch("/socket.io/?EIO=4&transport=polling")).text();
-  return JSON.parse(body.slice(1)).sid;
-}
-
 async function eioPush(server: TestServer, sid: string, body: string): Promise<void> {
-  const response = await server.fetch(`/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: "POST", body });
+  const response = await eioPost(server.url, sid, body);
   assert.equal(response.status, 200);
   await response.body?.cancel();
 }
@@ -65,7 +60,7 @@ Deno.test(
   { name: "recovery on the wire: pid in CONNECT, offsets on events, missed packets come back", ...opts },
   async () => {
     await using server = await startTestServer(withRecovery());
-    const sid = await eioHandshake(server);
+    const sid = await eioHandshake(server.url);
     await eioPush(server, sid, "40");
     const first = await pollUntil(server, sid, (p) => p.startsWith('42["joined"'));
     const connect = JSON.parse((first.find((p) => p.startsWith("40")) as string).slice(2));
@@ -80,7 +75,7 @@ Deno.test(
 
     await postJson(server, "/api/rooms/lobby/messages", { data: "hello1" });
     await postJson(server, "/api/rooms/lobby/messages", { data: "hello2" });
-    const again = await eioHandshake(server);
+    const again = await eioHandshake(server.url);
     await eioPush(server, again, `40{"pid":"${connect.pid}","offset":"${offset}"}`);
     const packets = await pollUntil(server, again, (p) => p.includes('"hello2"'));
     assert.deepEqual(JSON.parse((packets[0] as string).slice(2)), { sid: connect.sid, pid: connect.pid });
@@ -92,7 +87,7 @@ Deno.test(
 Deno.test({ name: "recovery on the wire: an unknown session gets a fresh one; off, no pid", ...opts }, async () => {
   {
     await using server = await startTestServer(withRecovery());
-    const sid = await eioHandshake(server);
+    const sid = await eioHandshake(server.url);
     await eioPush(server, sid, '40{"pid":"foo","offset":"bar"}');
     const [connect] = await pollUntil(server, sid, (p) => p.startsWith("40"));
     const handshake = JSON.parse((connect as string).slice(2));
@@ -101,7 +96,7 @@ Deno.test({ name: "recovery on the wire: an unknown session gets a fresh one; of
   }
   {
     await using server = await startTestServer(withRecovery(0));
-    const sid = await eioHandshake(server);
+    const sid = await eioHandshake(server.url);
     await eioPush(server, sid, "40");
     const [connect] = await pollUntil(server, sid, (p) => p.startsWith("40"));
     const handshake = JSON.parse((connect as string).slice(2));

@@ -13,24 +13,13 @@ import { configWith } from "../../lib/config.ts";
 import { signToken } from "../../lib/auth.ts";
 import { startTestServer, type TestServer, type TestServerOptions } from "../_server.ts";
 import { until } from "../_wait.ts";
-import { sio2, sio4 } from "../_sio.ts";
+import { eioHandshake, eioPost, sio2, sio4 } from "../_sio.ts";
 import { stallProbe } from "../_stall.ts";
 import { startCluster } from "../../routes/serve/cluster.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 /** The longest the event loop may be held by one attack (generous: CI machines are shared). */
 const MAX_STALL_MS = 150;
-
-async function handshake(url: string, eio = 4): Promise<string> {
-  const response = await fetch(`${url}/socket.io/?EIO=${eio}&transport=polling`);
-  const body = await response.text();
-  assert.equal(response.status, 200, body);
-  return JSON.parse(eio === 4 ? body.slice(1) : body.slice(body.indexOf(":") + 2)).sid;
-}
-
-function post(url: string, sid: string, body: string, eio = 4): Promise<Response> {
-  return fetch(`${url}/socket.io/?EIO=${eio}&transport=polling&sid=${sid}`, { method: "POST", body });
-}
 
 /** EIO=3's polling framing: `<length>:<packet>` for each. */
 const v3Payload = (packets: string[]) => packets.map((p) => `${p.length}:${p}`).join("");
@@ -56,10 +45,10 @@ for (const layer of ["official", "own"] as const) {
     ...opts,
     async fn() {
       await using s = await server();
-      const sid = await handshake(s.url);
+      const sid = await eioHandshake(s.url);
       const body = Array(100_000).fill("40").join("\x1e");
       using probe = stallProbe();
-      const response = await post(s.url, sid, body);
+      const response = await eioPost(s.url, sid, body);
       await response.body?.cancel();
       await until(() => s.admission.open === 0, 3000, "the session to end");
       const stall = probe.stop();
@@ -90,17 +79,17 @@ for (const layer of ["official", "own"] as const) {
       });
       await t.step("EIO=3: CONNECT packets for the default namespace, connected already, end the session", async () => {
         await using s = await server();
-        const sid = await handshake(s.url, 3);
-        const response = await post(s.url, sid, v3Payload(Array(20_000).fill("40")), 3);
+        const sid = await eioHandshake(s.url, 3);
+        const response = await eioPost(s.url, sid, v3Payload(Array(20_000).fill("40")), 3);
         await response.body?.cancel();
         await until(() => s.admission.open === 0, 3000, "the session to end");
         assert.equal(s.hub.connectionCount, 0);
       });
       await t.step("auth on, no token: one refusal, then the session ends; no JWT checked for the rest", async () => {
         await using s = await server({ authSecret: "a-secret-of-at-least-32-characters-long!" });
-        const sid = await handshake(s.url);
+        const sid = await eioHandshake(s.url);
         using probe = stallProbe();
-        const response = await post(s.url, sid, Array(50_000).fill("40").join("\x1e"));
+        const response = await eioPost(s.url, sid, Array(50_000).fill("40").join("\x1e"));
         await response.body?.cancel();
         await until(() => s.admission.open === 0, 3000, "the session to end");
         assert.ok(probe.stop() < MAX_STALL_MS);
@@ -115,13 +104,13 @@ Deno.test({
   ...opts,
   async fn() {
     await using s = await startTestServer({ connectBurst: 4, connectWindowMs: 60_000 });
-    const sid = await handshake(s.url);
+    const sid = await eioHandshake(s.url);
     const poll = async () => await (await fetch(`${s.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`)).text();
     // CONNECT, then DISCONNECT and CONNECT again, one body each: the handshake spent one token.
     let connected = 0;
     for (let i = 0; i < 6 && s.admission.open === 1; i++) {
-      if (i > 0) await (await post(s.url, sid, "41")).body?.cancel();
-      const response = await post(s.url, sid, "40");
+      if (i > 0) await (await eioPost(s.url, sid, "41")).body?.cancel();
+      const response = await eioPost(s.url, sid, "40");
       await response.body?.cancel();
       if (response.status !== 200) break;
       if (((await poll()).split("\x1e")).some((packet) => packet.startsWith("40{"))) connected++;
@@ -139,14 +128,14 @@ Deno.test({
   async fn() {
     await using s = await startTestServer();
     const bystander = await sio4(s.url, { transports: ["websocket"] });
-    const sid = await handshake(s.url);
-    const connect = await post(s.url, sid, "40");
+    const sid = await eioHandshake(s.url);
+    const connect = await eioPost(s.url, sid, "40");
     await connect.body?.cancel();
     await until(() => s.hub.connectionCount === 2, 3000, "the flooder's connection");
     // Acks for requests never made: socket.io drops each, at some cost.
     const body = Array(200_000).fill("30[]").join("\x1e");
     using probe = stallProbe();
-    const response = await post(s.url, sid, body);
+    const response = await eioPost(s.url, sid, body);
     await response.body?.cancel();
     assert.ok(probe.stop() < MAX_STALL_MS, `the event loop was held ${Math.round(probe.worst)} ms`);
     const ack = await bystander.request("message", "through the flood") as { offset: number };
@@ -271,10 +260,10 @@ Deno.test({
   async fn() {
     const config = configWith({ port: 0, hostname: "127.0.0.1", kvPath: ":memory:", workers: 2 });
     await using cluster = await startCluster({ config, memory: true });
-    const sids = await Promise.all(Array.from({ length: 4 }, () => handshake(cluster.url)));
+    const sids = await Promise.all(Array.from({ length: 4 }, () => eioHandshake(cluster.url)));
     using probe = stallProbe();
     for (const sid of sids) {
-      const response = await post(cluster.url, sid, Array(50_000).fill("40").join("\x1e"));
+      const response = await eioPost(cluster.url, sid, Array(50_000).fill("40").join("\x1e"));
       await response.body?.cancel();
     }
     assert.ok(probe.stop() < MAX_STALL_MS * 2, `the event loop was held ${Math.round(probe.worst)} ms`);

@@ -5,20 +5,12 @@
  * or a closed session, and the server keeps serving everyone else.
  */
 import assert from "node:assert/strict";
-import { sio4 } from "../_sio.ts";
+import { eioHandshake, sio4 } from "../_sio.ts";
 import { configWith } from "../../lib/config.ts";
 import { startTestServer, type TestServer } from "../_server.ts";
 import { quiet, until } from "../_wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-
-async function handshake(server: TestServer, eio = 4, headers: HeadersInit = {}): Promise<string> {
-  const response = await server.fetch(`/socket.io/?EIO=${eio}&transport=polling`, { headers });
-  const body = await response.text();
-  assert.equal(response.status, 200, body);
-  const json = eio === 4 ? body.slice(1) : body.slice(body.indexOf(":") + 2);
-  return JSON.parse(json).sid;
-}
 
 async function sessions(server: TestServer): Promise<number> {
   const text = await (await server.fetch("/metrics")).text();
@@ -111,7 +103,7 @@ Deno.test({
       socketIo: { ...configWith().socketIo, maxPayload: 4096 },
       bodyTimeoutMs: 300,
     });
-    const sid = await handshake(server);
+    const sid = await eioHandshake(server.url);
     const big = await server.fetch(`/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
       method: "POST",
       body: "4" + "x".repeat(10_000),
@@ -156,7 +148,7 @@ Deno.test({
   ...opts,
   async fn() {
     await using server = await startTestServer({ maxConnectionsPerIp: 3 });
-    const sids = [await handshake(server), await handshake(server), await handshake(server)];
+    const sids = [await eioHandshake(server.url), await eioHandshake(server.url), await eioHandshake(server.url)];
     const refused = await server.fetch("/socket.io/?EIO=4&transport=polling");
     assert.equal(refused.status, 429);
     assert.ok(Number(refused.headers.get("retry-after")) >= 1);
@@ -168,7 +160,7 @@ Deno.test({
     });
     assert.equal(await closed.text(), "ok");
     await until(async () => await sessions(server) === 2, 2000, "the session to end");
-    assert.ok(await handshake(server));
+    assert.ok(await eioHandshake(server.url));
   },
 });
 
@@ -180,8 +172,8 @@ Deno.test({
       socketIo: { ...configWith().socketIo, pingIntervalMs: 100, pingTimeoutMs: 100, maxPayload: 100_000 },
       maxConnectionsPerIp: 10,
     });
-    for (let i = 0; i < 5; i++) await handshake(server);
-    for (let i = 0; i < 2; i++) await handshake(server, 3);
+    for (let i = 0; i < 5; i++) await eioHandshake(server.url);
+    for (let i = 0; i < 2; i++) await eioHandshake(server.url, 3);
     assert.ok(await sessions(server) >= 5);
     await until(async () => await sessions(server) === 0, 3000, "abandoned sessions to time out");
     assert.equal(server.hub.connectionCount, 0);
