@@ -44,6 +44,9 @@ export class SessionLog {
   floor: number;
   #entries: Entry[] | undefined;
   #bytes = 0;
+  /** The last message written to the socket in each room (a join's replay may still be on its way
+   * when the socket drops: the hub's position runs ahead of what was written). */
+  readonly written = new Map<string, Position>();
 
   constructor(seq = 0, floor = seq) {
     this.seq = seq;
@@ -59,8 +62,10 @@ export class SessionLog {
   note(message: StoredMessage | undefined, args: () => unknown[], bytes: number): string {
     const seq = ++this.seq;
     const entries = this.#entries ??= [];
-    if (message) entries.push({ seq, message });
-    else {
+    if (message) {
+      entries.push({ seq, message });
+      this.written.set(message.room, { epoch: message.epoch, offset: message.offset });
+    } else {
       entries.push({ seq, args: args(), bytes });
       this.#bytes += bytes;
     }

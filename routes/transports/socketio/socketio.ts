@@ -401,16 +401,28 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, session
   socket.on("disconnect", (reason) => {
     if (pid) {
       const keep = log && (RECOVERABLE.has(reason) || peer.goingAway);
-      sessions.closed(pid, keep ? parkedSession(socket.id, identity.user, connection, log) : undefined);
+      sessions.closed(pid, keep ? parkedSession(socket.id, identity.user, connection, log, restored) : undefined);
     }
     hub.disconnect(connection);
   });
 }
 
 /** What a dropped socket leaves for its client to come back to (recovery.ts' `Parked`). */
-function parkedSession(sid: string, user: User, connection: Connection, log: SessionLog): Omit<Parked, "v" | "at"> {
+function parkedSession(
+  sid: string,
+  user: User,
+  connection: Connection,
+  log: SessionLog,
+  restored: Restored | undefined,
+): Omit<Parked, "v" | "at"> {
+  // Each room from the last message written to the socket there; else from where a restored join
+  // began, or the hub's position once its join is done (a join still under way has none yet).
   const rooms: Parked["rooms"] = [];
-  for (const [room, subscription] of connection.rooms) rooms.push([room, subscription.epoch, subscription.offset]);
+  for (const [room, subscription] of connection.rooms) {
+    const position = log.written.get(room) ?? restored?.rooms.find((r) => r.room === room)?.since ??
+      (subscription.epoch === "" ? undefined : subscription);
+    if (position) rooms.push([room, position.epoch, position.offset]);
+  }
   const entries: Parked["log"] = log.entries.map((entry) =>
     "message" in entry
       ? [entry.seq, entry.message.room, entry.message.epoch, entry.message.offset]
