@@ -28,17 +28,37 @@ type Caller = { kind: "backend" } | { kind: "user"; identity: Identity };
 
 const MAX_TOKEN_TTL_S = 30 * 86_400;
 
-/** Who is calling: a backend (API key, or loopback when no key is set) or, where allowed, a user token. */
+/** A bearer credential shaped as a JWT (three base64url parts): a user token, not an API key. */
+const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/;
+
+/** Who is calling: a backend (API key, or loopback when no key is set) or, where allowed, a user token.
+ * A refusal names the credential that was wrong: the API key, or the user token and why. */
 async function caller(c: AppContext, deps: AppDeps, options: { users: boolean; open?: boolean }): Promise<Caller> {
   const { apiKey, authSecret } = deps.config;
   const token = bearer(c.req.header("authorization"));
   if (apiKey && token && sameSecret(token, apiKey)) return { kind: "backend" };
-  if (options.users && authSecret && token) {
-    return { kind: "user", identity: identityFromClaims(await verifyToken(token, authSecret, deps.clock), undefined) };
+  if (options.users && authSecret && token && (JWT_SHAPE.test(token) || !apiKey)) {
+    try {
+      return {
+        kind: "user",
+        identity: identityFromClaims(await verifyToken(token, authSecret, deps.clock), undefined),
+      };
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      const not = apiKey ? "Not the API key, and not a valid user token" : "Invalid user token";
+      throw new ProtocolError("unauthorized", `${not}: ${error.message}`);
+    }
   }
   if (!apiKey && loopbackTrusted(c, deps.config)) return { kind: "backend" };
   if (options.open) return { kind: "backend" };
-  if (apiKey) throw new ProtocolError("unauthorized", "This endpoint needs Authorization: Bearer <API key>");
+  if (apiKey) {
+    throw new ProtocolError(
+      "unauthorized",
+      token
+        ? "Invalid API key: Authorization: Bearer must carry ROOMCAST_API_KEY"
+        : "This endpoint needs Authorization: Bearer <API key> (ROOMCAST_API_KEY)",
+    );
+  }
   if (!listensOnLoopback(deps.config)) {
     throw new ProtocolError(
       "forbidden",
@@ -47,7 +67,9 @@ async function caller(c: AppContext, deps: AppDeps, options: { users: boolean; o
   }
   throw new ProtocolError(
     "forbidden",
-    "Without ROOMCAST_API_KEY this endpoint accepts only direct loopback callers (no proxy, no other site's page)",
+    token
+      ? "No API key is set (ROOMCAST_API_KEY), so no Bearer key opens this endpoint: it accepts only direct loopback callers"
+      : "Without ROOMCAST_API_KEY this endpoint accepts only direct loopback callers (no proxy, no other site's page)",
   );
 }
 
@@ -202,6 +224,13 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
   app.delete("/api/rooms/:room/messages", async (c) => {
     const room = roomParam(c);
     await caller(c, deps, { users: false });
+    // A reset deletes the room's history for good: the caller names the room twice, from loopback too.
+    if (c.req.query("confirm") !== room) {
+      throw new ProtocolError(
+        "bad_request",
+        `Resetting deletes room ${room}'s history for good: repeat its name as ?confirm=${room} to do it`,
+      );
+    }
     const position = await hub.reset(room);
     return c.json({ room, ...position });
   });

@@ -6,23 +6,32 @@ import { jsonError } from "./errors.ts";
 import { listensOnLoopback, loopbackTrusted } from "./trust.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { metricsText } from "../lib/metrics.ts";
+import { VERSION } from "../lib/version.ts";
 
 export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
   // A storage that can't be reached (Redis away) is reported, with 503: this process can hold its
   // connections but store nothing; load balancers send new clients elsewhere if they can.
   app.get("/healthz", (c) => {
-    if (deps.state.draining) return c.json({ status: "draining" }, 503);
+    if (deps.state.draining) return c.json({ status: "draining", version: VERSION }, 503);
     const health = deps.engineHealth?.();
-    if (!health) return c.json({ status: "ok" });
+    if (!health) return c.json({ status: "ok", version: VERSION });
     const status = health.state === "up" ? "ok" : "degraded";
-    return c.json({ status, engine: health }, health.state === "up" ? 200 : 503);
+    return c.json({ status, version: VERSION, engine: health }, health.state === "up" ? 200 : 503);
   });
   app.get("/metrics", async (c) => {
     const key = deps.config.metricsKey;
     const token = bearer(c.req.header("authorization"));
-    if (!(key && token && sameSecret(token, key)) && !loopbackTrusted(c, deps.config)) {
+    // A key that is given must be the right one, from loopback too: a mistyped key is told so.
+    const wrongKey = key !== undefined && token !== undefined && !sameSecret(token, key);
+    if (wrongKey || (!(key && token) && !loopbackTrusted(c, deps.config))) {
       return key
-        ? jsonError(c, "unauthorized", "Metrics need Authorization: Bearer <ROOMCAST_METRICS_KEY>")
+        ? jsonError(
+          c,
+          "unauthorized",
+          token
+            ? "Invalid metrics key: Authorization: Bearer must carry ROOMCAST_METRICS_KEY"
+            : "Metrics need Authorization: Bearer <ROOMCAST_METRICS_KEY>",
+        )
         : jsonError(
           c,
           "forbidden",

@@ -105,7 +105,17 @@ Deno.test("HTTP API: publish, history, presence, rooms, direct, broadcast", asyn
 
   await t.step("DELETE /api/rooms/:room/messages resets history: new epoch, offsets restart", async () => {
     const before = await json(await server.fetch("/api/rooms/news/messages"));
-    const reset = await json(await server.fetch("/api/rooms/news/messages", { method: "DELETE" }));
+    const unconfirmed = await json(await server.fetch("/api/rooms/news/messages", { method: "DELETE" }));
+    assert.equal(unconfirmed.status, 400, "from loopback too, a reset needs ?confirm=<room>");
+    assert.match(unconfirmed.body.error.message, /\?confirm=news/);
+    const wrongRoom = await json(await server.fetch("/api/rooms/news/messages?confirm=new", { method: "DELETE" }));
+    assert.equal(wrongRoom.status, 400);
+    assert.equal(
+      (await json(await server.fetch("/api/rooms/news/messages"))).body.messages.length,
+      6,
+      "nothing deleted",
+    );
+    const reset = await json(await server.fetch("/api/rooms/news/messages?confirm=news", { method: "DELETE" }));
     assert.equal(reset.status, 200);
     assert.notEqual(reset.body.epoch, before.body.epoch);
     assert.equal(reset.body.offset, 0);
@@ -126,8 +136,10 @@ Deno.test("HTTP API access: API key when set, loopback only when not", async (t)
     const none = await json(await postJson(server, "/api/broadcast", { data: 1 }));
     assert.equal(none.status, 401);
     assert.equal(none.body.error.code, "unauthorized");
+    assert.match(none.body.error.message, /needs Authorization: Bearer <API key>/);
     const wrong = await json(await postJson(server, "/api/broadcast", { data: 1 }, { authorization: "Bearer nope" }));
     assert.equal(wrong.status, 401);
+    assert.match(wrong.body.error.message, /^Invalid API key/);
     const right = await postJson(server, "/api/broadcast", { data: 1 }, { authorization: "Bearer s3cret-key" });
     assert.equal(right.status, 202);
     await right.body?.cancel();
@@ -139,6 +151,25 @@ Deno.test("HTTP API access: API key when set, loopback only when not", async (t)
     const read = await server.fetch("/api/rooms/a/messages");
     assert.equal(read.status, 200, "reads stay open when no auth secret is set");
     await read.body?.cancel();
+  });
+
+  await t.step("every 401 names the credential that was wrong: API key, user token, metrics key", async () => {
+    await using server = await startTestServer({
+      apiKey: "s3cret-key",
+      authSecret: "auth-secret",
+      metricsKey: "m-key",
+    });
+    const publish = (authorization: string) =>
+      postJson(server, "/api/rooms/a/messages", { data: 1 }, { authorization }).then(json);
+    const typo = await publish("Bearer s3cret-kye");
+    assert.deepEqual([typo.status, typo.body.error.code], [401, "unauthorized"]);
+    assert.match(typo.body.error.message, /^Invalid API key/, "a mistyped key is not called a bad JWT");
+    const forged = await publish("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl");
+    assert.equal(forged.status, 401);
+    assert.match(forged.body.error.message, /^Not the API key, and not a valid user token: Token signature is invalid/);
+    const metrics = await server.fetch("/metrics", { headers: { authorization: "Bearer wrong" } });
+    assert.equal(metrics.status, 401);
+    assert.match((await metrics.json()).error.message, /^Invalid metrics key/);
   });
 
   await t.step("without a key, a non-loopback caller is refused (403) and loopback is served", async () => {

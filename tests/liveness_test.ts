@@ -1,5 +1,6 @@
 /** Heartbeats, dead peers, slow consumers, /healthz, /metrics and graceful shutdown. */
 import assert from "node:assert/strict";
+import { VERSION } from "../lib/version.ts";
 import { ManualClock } from "../lib/clock.ts";
 import { isType, TestClient } from "./_client.ts";
 import { startMain } from "./_process.ts";
@@ -137,7 +138,7 @@ Deno.test("/healthz, /metrics and graceful drain", async (t) => {
   await t.step("/healthz is 200 ok while serving", async () => {
     const response = await server.fetch("/healthz");
     assert.equal(response.status, 200);
-    assert.deepEqual(await response.json(), { status: "ok" });
+    assert.deepEqual(await response.json(), { status: "ok", version: VERSION });
   });
 
   await t.step("/metrics reports connections, rooms, messages, deliveries and errors by code", async () => {
@@ -168,7 +169,7 @@ Deno.test("/healthz, /metrics and graceful drain", async (t) => {
     const draining = server.drain();
     const health = await server.app.fetch(new Request("http://x/healthz"));
     assert.equal(health.status, 503);
-    assert.deepEqual(await health.json(), { status: "draining" });
+    assert.deepEqual(await health.json(), { status: "draining", version: VERSION });
     const [ca, cb] = await Promise.all([a.closed, b.closed]);
     assert.equal(ca.code, 1001);
     assert.equal(cb.code, 1001);

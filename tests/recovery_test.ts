@@ -101,7 +101,7 @@ Deno.test("recovered: false when the epoch changed or the history was trimmed", 
     const c = await server.client();
     const { epoch } = await c.request({ type: "join", room: "t3" });
     await c.close();
-    const reset = await (await server.fetch("/api/rooms/t3/messages", { method: "DELETE" })).json();
+    const reset = await (await server.fetch("/api/rooms/t3/messages?confirm=t3", { method: "DELETE" })).json();
     await publish("t3", 2);
     const d = await server.client();
     const joined = await d.request({ type: "join", room: "t3", since: { epoch, offset: 3 } });

@@ -149,7 +149,7 @@ Deno.test("KV: resets racing each other and publishes, from two instances, answe
       Array.from({ length: 240 }, (_, i) => {
         const server = i % 2 === 0 ? one : two;
         return i % 3 === 0
-          ? server.fetch("/api/rooms/r/messages", { method: "DELETE" })
+          ? server.fetch("/api/rooms/r/messages?confirm=r", { method: "DELETE" })
           : postJson(server, "/api/rooms/r/messages", { data: i });
       }).map(async (pending) => {
         const response = await pending;
