@@ -2,27 +2,19 @@
  * roomcast: `deno task start`. Reads the environment, serves, and on SIGINT/SIGTERM drains
  * (healthz 503, sockets closed with 1001, history flushed) and exits within 5 s.
  */
-import { ConfigError, loadConfig } from "./lib/config.ts";
+import { ConfigError, loadConfig, redisHost } from "./lib/config.ts";
 import { startCluster } from "./routes/serve/cluster.ts";
 import { startServer } from "./routes/serve/server.ts";
 import { listensOnLoopback } from "./routes/trust.ts";
+import { VERSION } from "./lib/version.ts";
 
 let config;
 try {
-  config = loadConfig(Deno.env.toObject());
+  config = loadConfig(Deno.env.toObject(), undefined, (warning) => console.warn(warning));
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   console.error(`roomcast: bad configuration: ${error.message}`);
   Deno.exit(2);
-}
-
-function redisHost(url: string): string {
-  try {
-    const { hostname, port } = new URL(url);
-    return `${hostname}:${port || 6379}`;
-  } catch {
-    return "(an unreadable URL)";
-  }
 }
 
 const onListen = ({ hostname, port }: Deno.NetAddr) => {
@@ -32,7 +24,7 @@ const onListen = ({ hostname, port }: Deno.NetAddr) => {
   const where = config.redisUrl
     ? `history: redis at ${redisHost(config.redisUrl)}`
     : `history: ${config.kvPath ?? "platform default"}, sequencer: ${config.sequencer}`;
-  console.log(`roomcast listening on http://${shown}:${port} (${where}${workers})`);
+  console.log(`roomcast ${VERSION} listening on http://${shown}:${port} (${where}${workers})`);
   if (!listensOnLoopback(config) && !config.apiKey) {
     console.warn(
       `roomcast: listening on ${hostname} without ROOMCAST_API_KEY: the HTTP API's writes are closed ` +
@@ -43,7 +35,12 @@ const onListen = ({ hostname, port }: Deno.NetAddr) => {
 // One isolate, or N: a coordinator that serves too, and its Workers (ROOMCAST_WORKERS).
 const server = await (config.workers > 1 ? startCluster({ config, onListen }) : startServer({ config, onListen }))
   .catch((error) => {
-    console.error(`roomcast: could not start: ${error instanceof Error ? error.message : error}`);
+    const why = error instanceof Deno.errors.AddrInUse
+      ? `port ${config.port} on ${config.hostname} is already in use (another roomcast?): stop it, or set PORT to another port`
+      : error instanceof Error
+      ? error.message
+      : error;
+    console.error(`roomcast: could not start: ${why}`);
     Deno.exit(1);
   });
 

@@ -169,9 +169,12 @@ export function parseDuration(text: string): number | undefined {
 
 class Reader {
   readonly problems: string[] = [];
+  /** Every name asked for, set or not: what the environment may hold. */
+  readonly known = new Set<string>();
   constructor(private readonly env: Env) {}
 
   string(name: string): string | undefined {
+    this.known.add(name);
     const value = this.env[name]?.trim();
     return value ? value : undefined;
   }
@@ -222,6 +225,16 @@ class Reader {
   }
 }
 
+/** Where a Redis URL points, without its credentials (for the log). */
+export function redisHost(url: string): string {
+  try {
+    const { hostname, port } = new URL(url);
+    return `${hostname}:${port || 6379}`;
+  } catch {
+    return "(an unreadable URL)";
+  }
+}
+
 /** A host name as `ROOMCAST_HOSTS` lists it: lower case, without port, brackets or final dot. */
 export function hostName(host: string): string {
   const bracketed = /^\[([^\]]*)\](?::\d+)?$/.exec(host);
@@ -231,7 +244,11 @@ export function hostName(host: string): string {
 
 /** Builds the configuration from an environment map (`Deno.env.toObject()` in main.ts);
  * `cores` is what `ROOMCAST_WORKERS=auto` means. */
-export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1): Config {
+export function loadConfig(
+  env: Env,
+  cores = navigator.hardwareConcurrency ?? 1,
+  warn: (message: string) => void = () => {},
+): Config {
   const read = new Reader(env);
   const onDeploy = read.string("DENO_DEPLOYMENT_ID") !== undefined;
   // On Deno Deploy the KV watch brings the other instances' news, and every poll reads each room's
@@ -257,7 +274,11 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     // On Deno Deploy instances share the KV whatever its path: its commits number the messages.
     sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], onDeploy || kvPath === undefined ? "kv" : "local"),
     // Deno Deploy runs many instances of one isolate each: no Workers there.
-    workers: onDeploy ? 1 : read.string("ROOMCAST_WORKERS") === "auto" ? cores : read.int("ROOMCAST_WORKERS", 1, 1, 64),
+    workers: read.string("ROOMCAST_WORKERS") === "auto"
+      ? (onDeploy ? 1 : cores)
+      : onDeploy
+      ? 1
+      : read.int("ROOMCAST_WORKERS", 1, 1, 64),
     redisUrl: read.string("ROOMCAST_REDIS_URL"),
     maxConnections: maxConnections > 0 ? maxConnections : undefined,
     maxConnectionsPerIp: read.int("ROOMCAST_MAX_CONNECTIONS_PER_IP", 256, 0, 10_000_000),
@@ -321,7 +342,38 @@ export function loadConfig(env: Env, cores = navigator.hardwareConcurrency ?? 1)
     );
   }
   if (read.problems.length > 0) throw new ConfigError(read.problems.join("; "));
+  for (const name of unknownSettings(env, read.known)) warn(name);
   return config;
+}
+
+/** A warning for each `ROOMCAST_*` variable roomcast does not read (a typo is otherwise silently
+ * ignored), naming the nearest known one. `ROOMCAST_TEST_*` are the test suite's own. */
+function unknownSettings(env: Env, known: Set<string>): string[] {
+  return Object.keys(env).filter((name) => name.startsWith("ROOMCAST_") && !name.startsWith("ROOMCAST_TEST_"))
+    .filter((name) => !known.has(name)).sort().map((name) => {
+      let nearest: string | undefined;
+      let best = Infinity;
+      for (const candidate of known) {
+        const distance = editDistance(name, candidate);
+        if (distance < best) [nearest, best] = [candidate, distance];
+      }
+      const hint = nearest && best <= Math.max(2, Math.floor(name.length / 4)) ? ` (did you mean ${nearest}?)` : "";
+      return `roomcast: unknown setting ${name} is ignored${hint}; docs/CONFIG.md lists them all`;
+    });
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+export function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min((previous[j] as number) + 1, (row[j - 1] as number) + 1, (previous[j - 1] as number) + cost);
+    }
+    previous = row;
+  }
+  return previous[b.length] as number;
 }
 
 /** http(s) URLs; one that is not names its place, never its text (it may hold credentials). */

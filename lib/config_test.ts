@@ -126,3 +126,22 @@ Deno.test("ROOMCAST_PUSHER_APPS: app_id:key:secret items; a bad one stops start-
     );
   }
 });
+
+Deno.test("an unknown ROOMCAST_* variable warns at start, naming the nearest known one", () => {
+  const warnings: string[] = [];
+  const config = loadConfig(
+    { ROOMCAST_HEARTBEET: "5s", ROOMCAST_API_KEY: "k", ROOMCAST_ZZZ: "1", ROOMCAST_TEST_X: "1", HOME: "/root" },
+    1,
+    (w) => warnings.push(w),
+  );
+  assert.equal(config.heartbeatMs, 25_000, "the misspelled one changed nothing");
+  assert.equal(warnings.length, 2, warnings.join("\n"));
+  assert.match(
+    warnings[0] ?? "",
+    /unknown setting ROOMCAST_HEARTBEET is ignored \(did you mean ROOMCAST_HEARTBEAT\?\)/,
+  );
+  assert.match(warnings[1] ?? "", /unknown setting ROOMCAST_ZZZ is ignored; docs\/CONFIG.md/);
+  const quiet: string[] = [];
+  loadConfig({ ROOMCAST_WORKERS: "2", DENO_DEPLOYMENT_ID: "x" }, 1, (w) => quiet.push(w));
+  assert.deepEqual(quiet, [], "known settings, read or not where they don't apply, are not unknown");
+});

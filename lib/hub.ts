@@ -12,7 +12,7 @@ import type { Clock } from "./clock.ts";
 import type { LimitsConfig } from "./config.ts";
 import { Connection, type ConnectionContext, type Grant, type Subscription } from "./connection.ts";
 import { Connections } from "./connections.ts";
-import type { Backplane, BackplaneEvent } from "./engine/backplane.ts";
+import { type Backplane, type BackplaneEvent, ToldTrouble } from "./engine/backplane.ts";
 import type { Presence, RoomCount } from "./engine/presence.ts";
 import {
   type Appended,
@@ -484,7 +484,11 @@ export class Hub {
   /** The backplane may have lost events: every room checks the store for what it missed. */
   #trouble(error: unknown): void {
     this.#options.metrics.backplaneTrouble.inc();
-    console.error("roomcast: the backplane may have lost events; rooms catch up from the store:", error);
+    if (!(error instanceof ToldTrouble)) {
+      // An expected event (a receiver fell behind, a connection lost): its message, no stack trace.
+      const why = error instanceof Error ? error.message : String(error);
+      console.error(`roomcast: the backplane may have lost events (${why}); rooms catch up from the store`);
+    }
     for (const room of this.#rooms.values()) room.catchUpNow();
   }
 

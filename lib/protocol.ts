@@ -21,6 +21,10 @@ export interface Position {
   offset: number;
 }
 
+/** A `since` that asks for the room's whole kept history, whatever its epoch (SSE's `?since=0`):
+ * known by identity, so no client-sent position can stand for it. */
+export const FROM_START: Position = Object.freeze({ epoch: "", offset: 0 });
+
 /** A stored room event. `(room, epoch, offset)` identifies it everywhere. */
 export interface StoredMessage {
   type: "message";

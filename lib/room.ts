@@ -7,7 +7,7 @@
 import type { Connection, Subscription } from "./connection.ts";
 import { contiguous, oldestKept, recover, type Recovery, type Store } from "./engine/store.ts";
 import { Outbound } from "./peer.ts";
-import { CloseCode, type Member, type Position, type ServerFrame, type StoredMessage } from "./protocol.ts";
+import { CloseCode, FROM_START, type Member, type Position, type ServerFrame, type StoredMessage } from "./protocol.ts";
 
 /** How long a gap in a room's offsets waits for the missing messages on the fast path before the
  * store is read for them. */
@@ -229,10 +229,20 @@ export class Room {
   async recover(since: Position | undefined, minTs: number): Promise<Recovery> {
     const cursor = await this.ready.then(() => this.cursor as Position);
     if (!since) return { ...cursor, recovered: false, messages: [] };
+    if (since === FROM_START) since = await this.#beforeOldest(cursor);
     await this.backfill(since);
     const recent = this.recentAfter(since, minTs);
     if (recent) return { ...this.cursor as Position, recovered: true, messages: recent };
     return await recover(this.#options.store, this.name, since, this.#options.historyLimit);
+  }
+
+  /** The position just before the oldest message the store keeps (holes and trims counted), so
+   * that recovering from it replays the whole kept history. */
+  async #beforeOldest(cursor: Position): Promise<Position> {
+    const page = await this.#options.store.read(this.name, { after: 0, limit: 1 });
+    const first = page.messages[0];
+    if (!first || page.epoch !== cursor.epoch) return cursor;
+    return { epoch: first.epoch, offset: first.offset - 1 };
   }
 
   /** Every message after `since` if this room still holds them all in memory (same epoch, none

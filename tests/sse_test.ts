@@ -226,3 +226,36 @@ Deno.test("SSE: errors before the stream starts", async (t) => {
     assert.deepEqual(await status("/events?room=a", { origin: "https://evil.example" }), [403, "forbidden"]);
   });
 });
+
+Deno.test("SSE: ?since=0 replays what each room's history keeps, oldest first, then live", async (t) => {
+  await using server = await startTestServer({ historyLimit: 3 });
+  for (let i = 1; i <= 5; i++) await publish(server, "kept", i);
+  const second = await publish(server, "other", "o1");
+
+  await t.step("one room whose history was trimmed: the 3 kept, then live", async () => {
+    const reader = await SseReader.open(server, "?room=kept&since=0");
+    const joined = JSON.parse((await reader.next((e) => e.event === "joined")).data);
+    assert.equal(joined.recovered, true);
+    const replay = [await reader.messages(), await reader.messages(), await reader.messages()];
+    assert.deepEqual(replay.map((e) => JSON.parse(e.data).data), [3, 4, 5]);
+    await publish(server, "kept", 6);
+    assert.equal(JSON.parse((await reader.messages()).data).data, 6);
+    await reader.close();
+  });
+
+  await t.step("several rooms, and an empty one: each from its start", async () => {
+    const reader = await SseReader.open(server, "?room=other&room=empty&since=0");
+    const event = await reader.messages();
+    assert.deepEqual([JSON.parse(event.data).data, event.id], ["o1", `other=${second.epoch}:1,empty=0`]);
+    await publish(server, "empty", "e1");
+    assert.equal(JSON.parse((await reader.messages()).data).data, "e1");
+    await reader.close();
+  });
+
+  await t.step("a /ws join can't stand for it: an empty epoch is an unknown one", async () => {
+    const client = await server.client();
+    const joined = await client.request({ type: "join", room: "kept", since: { epoch: "", offset: 0 } });
+    assert.deepEqual([joined.type, joined.recovered], ["joined", false]);
+    await client.close();
+  });
+});

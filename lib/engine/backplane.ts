@@ -44,6 +44,12 @@ export type StoredHandler = (room: string, head: Position) => void;
  * - Trouble that may have lost events (a receiver that could not keep up, a lost connection) is
  *   reported to `onTrouble`, so that the hub can check its rooms against the store.
  */
+/** Trouble the engine has already told the log about in its own words (Redis went away and is
+ * back): the hub acts on it without logging it again. */
+export class ToldTrouble extends Error {
+  override name = "ToldTrouble";
+}
+
 /** How other nodes' stored messages reach this one: as `message` events of this backplane, or from
  * the engine's store (told by it, or read from it), never through `publish`. */
 export type MessagePath = "backplane" | "store";

@@ -16,7 +16,13 @@
  * On the wire: `m<node>\n<stored JSON>`, `r<node>\n<epoch>`, `e<{node, event} as JSON>`, `p<member
  * event as JSON>`.
  */
-import type { Backplane, BackplaneEvent, BackplaneHandler, RoomEvent } from "../backplane.ts";
+import {
+  type Backplane,
+  type BackplaneEvent,
+  type BackplaneHandler,
+  type RoomEvent,
+  ToldTrouble,
+} from "../backplane.ts";
 import { Interest } from "../interest.ts";
 import { type RedisLink, roomKey } from "./link.ts";
 import type { StoredMessage } from "../../protocol.ts";
@@ -57,7 +63,7 @@ export class RedisBackplane implements Backplane {
     // Back after Redis went away: what was published meanwhile never reached us, and subscriptions
     // asked for meanwhile are still to be made.
     this.#unwatch = link.onBack(() => {
-      this.#trouble?.(new Error("the connection to Redis was lost and is back"));
+      this.#trouble?.(new ToldTrouble("the connection to Redis was lost and is back"));
       this.#sync();
     });
   }

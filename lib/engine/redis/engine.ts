@@ -18,7 +18,7 @@ export async function createRedisEngine(
   config: Config,
   { node, clock, onPresenceChange }: EngineOptions,
 ): Promise<Engine> {
-  const link = new RedisLink({ url: config.redisUrl as string });
+  const link = new RedisLink({ url: config.redisUrl as string, log: (line) => console.warn(line) });
   await link.open();
   const store = new RedisStore({
     link,

@@ -10,6 +10,7 @@
  */
 import { createClient, ErrorReply } from "redis";
 import { EngineUnavailable } from "../store.ts";
+import { redisHost } from "../../config.ts";
 
 type Client = ReturnType<typeof createClient>;
 
@@ -45,6 +46,8 @@ export interface RedisLinkOptions {
   url: string;
   /** How long a command may take before it fails (Redis stalled). @default 5000 */
   commandTimeoutMs?: number;
+  /** Where a line goes when Redis goes away and when it is back (main.ts: the log). */
+  log?: (line: string) => void;
 }
 
 export class RedisLink {
@@ -54,6 +57,10 @@ export class RedisLink {
   #state: LinkState = "down";
   readonly #listeners = new Set<() => void>();
   #beenUp = false;
+  /** Said that Redis was not there at start. */
+  #toldAbsent = false;
+  /** When the link last went down (ms). */
+  #downSince = 0;
   #closed = false;
   /** Commands sent and not answered yet, with when they were sent. */
   readonly #pending = new Set<{ at: number; reject(error: unknown): void }>();
@@ -79,23 +86,41 @@ export class RedisLink {
   /** Follows a connection's state (the command connection's is the link's). */
   #watch(client: Client, main: boolean): void {
     // node-redis throws if nobody listens to "error"; each failure is also a state change.
-    client.on("error", () => {
-      if (main) this.#set("down");
+    client.on("error", (error: unknown) => {
+      if (main) this.#set("down", error instanceof Error ? error.message : String(error));
     });
     client.on("end", () => {
-      if (main) this.#set("down");
+      if (main) this.#set("down", "connection ended");
     });
     client.on("ready", () => {
       if (main) this.#set("up");
     });
   }
 
-  #set(state: LinkState): void {
-    if (this.#state === state || this.#closed) return;
+  #set(state: LinkState, why = ""): void {
+    if (this.#closed) return;
+    const where = redisHost(this.#options.url);
+    const log = this.#options.log;
+    if (state === "down" && !this.#beenUp && !this.#toldAbsent) {
+      // Not there at start: said once, not at each retry.
+      this.#toldAbsent = true;
+      log?.(`roomcast: Redis at ${where} can't be reached yet (${why}); retrying`);
+    }
+    if (this.#state === state) return;
     this.#state = state;
-    if (state === "down") return;
+    if (state === "down") {
+      this.#downSince = Date.now();
+      if (this.#beenUp) {
+        log?.(`roomcast: Redis at ${where} went away (${why}): publishes answer "unavailable" until it is back`);
+      }
+      return;
+    }
     // Up again after having been up: Redis was away (and may have come back empty).
-    if (this.#beenUp) { for (const listener of this.#listeners) listener(); }
+    if (this.#beenUp) {
+      const seconds = ((Date.now() - this.#downSince) / 1000).toFixed(1);
+      log?.(`roomcast: Redis at ${where} is back after ${seconds} s; rooms catch up from it`);
+      for (const listener of this.#listeners) listener();
+    } else if (this.#toldAbsent) log?.(`roomcast: Redis at ${where} is reachable`);
     this.#beenUp = true;
   }
 

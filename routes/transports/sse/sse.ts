@@ -12,6 +12,7 @@ import { jsonEncoder, type Peer, QueueEstimate } from "../../../lib/peer.ts";
 import { connectionId } from "../../../lib/ids.ts";
 import {
   CloseCode,
+  FROM_START,
   isRoomName,
   type Position,
   ProtocolError,
@@ -32,7 +33,9 @@ const SSE_HEADERS = {
   "x-accel-buffering": "no",
 };
 
+/** `<epoch>:<offset>`, or `0`: the room's whole kept history. */
 function parsePosition(text: string): Position | undefined {
+  if (text === "0") return FROM_START;
   const colon = text.lastIndexOf(":");
   const epoch = text.slice(0, colon);
   const offset = Number(text.slice(colon + 1));
@@ -46,7 +49,8 @@ export function parseStreamId(text: string | undefined, rooms: string[]): Map<st
   if (!text) return positions;
   if (!text.includes("=")) {
     const position = parsePosition(text.trim());
-    if (position && rooms.length === 1 && rooms[0]) positions.set(rooms[0], position);
+    if (position === FROM_START) { for (const room of rooms) positions.set(room, position); }
+    else if (position && rooms.length === 1 && rooms[0]) positions.set(rooms[0], position);
     return positions;
   }
   for (const part of text.split(",")) {
@@ -86,7 +90,10 @@ class SsePeer implements Peer {
   ) {
     this.#controller = controller;
     this.#rooms = rooms;
-    this.#positions = new Map([...resume].map(([room, p]) => [room, `${p.epoch}:${p.offset}`]));
+    // A room resumed from its start says so (`0`) until its first replayed message.
+    this.#positions = new Map(
+      [...resume].map(([room, p]) => [room, p === FROM_START ? "0" : `${p.epoch}:${p.offset}`]),
+    );
   }
 
   readonly #queue = new QueueEstimate();
