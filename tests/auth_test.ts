@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { sign as honoSign, verify as honoVerify } from "hono/jwt";
 import { ManualClock } from "../lib/clock.ts";
 import { isType, TestClient } from "./_client.ts";
-import { postJson, startTestServer } from "./_server.ts";
+import { postJson, startTestServer, type TestServer } from "./_server.ts";
+import { until } from "./_wait.ts";
 
 const SECRET = "test-secret-of-enough-length";
 
@@ -104,33 +105,49 @@ Deno.test("JWT auth on /ws (ROOMCAST_AUTH_SECRET)", async (t) => {
   });
 });
 
-Deno.test("Origin checks before the upgrade", async (t) => {
-  const upgrade = (origin: string) => ({
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      "sec-websocket-version": "13",
-      origin,
-    },
-  });
-
-  await t.step("default: same origin and no-origin clients only", async () => {
-    await using server = await startTestServer();
-    const foreign = await server.fetch("/ws", upgrade("https://evil.example"));
-    assert.equal(foreign.status, 403);
-    assert.equal((await foreign.json()).error.code, "forbidden");
-    const raw = await server.fetch("/", upgrade("https://evil.example"));
-    assert.equal(raw.status, 403);
-    await raw.body?.cancel();
-    const same = new WebSocket(server.ws("/ws"), { headers: { origin: server.url } } as never);
-    const c = await new Promise<string>((resolve) => {
-      same.onmessage = (e) => resolve(JSON.parse(e.data).type);
-      same.onerror = () => resolve("error");
+Deno.test("Origin checks: a refused page is told which setting would allow it (error frame, 1008)", async (t) => {
+  /** Opens /ws (or `path`) as a page of `origin` would; what the server said and how it closed. */
+  const open = (server: TestServer, origin: string, path = "/ws") =>
+    new Promise<{ frames: string[]; code: number; reason: string }>((resolve) => {
+      const frames: string[] = [];
+      const socket = new WebSocket(server.ws(path), { headers: { origin } } as never);
+      socket.onmessage = (e) => frames.push(e.data as string);
+      socket.onclose = (e) => resolve({ frames, code: e.code, reason: e.reason });
     });
-    assert.equal(c, "welcome");
-    same.close();
-    await new Promise((resolve) => same.onclose = resolve);
+
+  await t.step(
+    "default: another site's page gets forbidden naming ROOMCAST_ORIGINS; the same origin connects",
+    async () => {
+      await using server = await startTestServer();
+      const foreign = await open(server, "https://evil.example");
+      assert.equal(foreign.code, 1008);
+      assert.equal(foreign.frames.length, 1, "the error and nothing else: no welcome, no identity");
+      const error = JSON.parse(foreign.frames[0] as string);
+      assert.equal(error.code, "forbidden");
+      assert.match(error.message, /Pages of https:\/\/evil\.example may not connect: add it to ROOMCAST_ORIGINS/);
+      assert.match(foreign.reason, /ROOMCAST_ORIGINS/);
+      const raw = await open(server, "https://evil.example", "/");
+      assert.equal(raw.code, 1008);
+      await until(() => server.admission.open === 0, 2000, "refused sockets hold no slot");
+      const same = new WebSocket(server.ws("/ws"), { headers: { origin: server.url } } as never);
+      const c = await new Promise<string>((resolve) => {
+        same.onmessage = (e) => resolve(JSON.parse(e.data).type);
+        same.onerror = () => resolve("error");
+      });
+      assert.equal(c, "welcome");
+      same.close();
+      await new Promise((resolve) => same.onclose = resolve);
+    },
+  );
+
+  await t.step("a page at an address not in ROOMCAST_HOSTS is told to add it there", async () => {
+    await using server = await startTestServer({ hosts: ["chat.example.com"] });
+    const lan = await open(server, server.url);
+    assert.equal(lan.code, 1008);
+    assert.match(
+      JSON.parse(lan.frames[0] as string).message,
+      /does not answer to 127\.0\.0\.1: add it to ROOMCAST_HOSTS/,
+    );
   });
 
   await t.step("ROOMCAST_ORIGINS allows the listed origins only", async () => {
@@ -143,8 +160,17 @@ Deno.test("Origin checks before the upgrade", async (t) => {
     assert.equal(type, "welcome");
     listed.close();
     await new Promise((resolve) => listed.onclose = resolve);
-    const other = await server.fetch("/ws", upgrade(server.url));
-    assert.equal(other.status, 403);
-    await other.body?.cancel();
+    const other = await open(server, "https://other.example");
+    assert.equal(other.code, 1008);
+  });
+
+  await t.step("a flood of refused upgrades is metered by the connect rate like any other", async () => {
+    await using server = await startTestServer({ connectBurst: 5, connectWindowMs: 60_000 });
+    const results = await Promise.all(Array.from({ length: 8 }, () => open(server, "https://evil.example")));
+    const codes = results.map((r) => r.code);
+    assert.ok(codes.every((code) => code === 1008), JSON.stringify(codes));
+    // The rate was spent: a good client from the address is now refused too (1013).
+    const good = await open(server, server.url);
+    assert.equal(good.code, 1013);
   });
 });

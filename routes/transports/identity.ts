@@ -12,18 +12,54 @@ import type { Connection } from "../../lib/connection.ts";
 import { type AppContext, type AppDeps, clientAddress } from "../deps.ts";
 import { jsonError } from "../errors.ts";
 import { originAllowed } from "../trust.ts";
+import { hostName } from "../../lib/config.ts";
 
 /** Why a WebSocket or SSE stream can't be opened now (shutting down, foreign origin), or undefined. */
 export function refuseStream(c: AppContext, deps: AppDeps): Response | undefined {
   if (deps.state.draining) return jsonError(c, "unavailable", "Server is shutting down");
-  if (!originAllowed(c, deps.config)) {
-    return jsonError(
-      c,
-      "forbidden",
-      "Origin not allowed (ROOMCAST_ORIGINS lists other sites; ROOMCAST_HOSTS this one)",
-    );
+  const refused = originRefusal(c, deps);
+  return refused ? jsonError(c, refused.code, refused.message) : undefined;
+}
+
+/** Why this page may not open a stream, in words its user can act on (the setting that would
+ * allow it), or undefined: a page of a host not in `ROOMCAST_HOSTS` (opened by a LAN address),
+ * another site's page not in `ROOMCAST_ORIGINS`, or a cross-site request with no `Origin`. The
+ * server's log says it too, once a minute per host or origin. */
+export function originRefusal(c: AppContext, deps: Pick<AppDeps, "config" | "clock">): ProtocolError | undefined {
+  if (originAllowed(c, deps.config)) return undefined;
+  const origin = c.req.header("origin");
+  const host = new URL(c.req.url).host;
+  let originHost: string | undefined;
+  try {
+    originHost = origin ? new URL(origin).host : undefined;
+  } catch {
+    originHost = undefined;
   }
-  return undefined;
+  if (originHost === host) {
+    const name = hostName(host);
+    tellOnce(deps, `host ${name}`, `a page at ${JSON.stringify(name)}: add it to ROOMCAST_HOSTS to serve it`);
+    return new ProtocolError("forbidden", `This server does not answer to ${name}: add it to ROOMCAST_HOSTS`);
+  }
+  if (origin) {
+    const shown = origin.slice(0, 80);
+    tellOnce(deps, `origin ${shown}`, `a page of ${JSON.stringify(shown)}: add it to ROOMCAST_ORIGINS to allow it`);
+    return new ProtocolError("forbidden", `Pages of ${shown} may not connect: add it to ROOMCAST_ORIGINS`);
+  }
+  tellOnce(deps, "cross-site", "a cross-site request with no Origin (Sec-Fetch-Site): never allowed");
+  return new ProtocolError("forbidden", "Requests from another site's page are refused");
+}
+
+/** When each refusal was last logged; bounded (a flood of made-up origins can't grow it). */
+const told = new Map<string, number>();
+const TELL_EVERY_MS = 60_000;
+
+function tellOnce(deps: Pick<AppDeps, "clock">, key: string, what: string): void {
+  const now = deps.clock.now();
+  const last = told.get(key);
+  if (last !== undefined && now - last < TELL_EVERY_MS) return;
+  if (told.size >= 256) told.clear();
+  told.set(key, now);
+  console.warn(`roomcast: refused ${what}`);
 }
 
 /** The client's address for limits (lib/admission.ts, lib/budgets.ts); "local" without a socket. */

@@ -4,8 +4,10 @@
  * its routes (`Transport.mount`) and, for each client connection, takes the same steps in this
  * order, through the same helpers:
  *
- * 1. **Refused or not** (`refuseStream`, identity.ts): the server is draining, or the request is
- *    another site's (a foreign `Origin`, or none with `Sec-Fetch-Site: cross-site`).
+ * 1. **Refused or not** (`refuseStream`, `originRefusal`, identity.ts): the server is draining, or
+ *    the request is another site's (a foreign `Origin`, or none with `Sec-Fetch-Site: cross-site`)
+ *    or a page of this server at an address not in `ROOMCAST_HOSTS`. HTTP transports answer 403; a
+ *    WebSocket completes its upgrade and is told which setting would allow it, then closed (1008).
  * 2. **Admitted** (`Admitted.take`, admitted.ts): a slot against the connections in all, per
  *    address, and the connect rate, before anything else is done for the client. Refused here,
  *    the client is told why (`unavailable`, `rate_limited`) in its protocol, and nothing else runs.

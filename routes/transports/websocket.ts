@@ -11,7 +11,7 @@ import { connectionId } from "../../lib/ids.ts";
 import type { Identity } from "../../lib/auth.ts";
 import type { AppContext, AppDeps } from "../deps.ts";
 import { jsonError } from "../errors.ts";
-import { addressOf, identify, isWebSocketUpgrade, nameParam, refuseStream } from "./identity.ts";
+import { addressOf, identify, isWebSocketUpgrade, nameParam, originRefusal } from "./identity.ts";
 import { Admitted } from "./admitted.ts";
 
 /** What a WebSocket transport (ws, batch, raw) makes of a socket: its peer, and what a text frame
@@ -47,8 +47,11 @@ const HARD_CAP_FACTOR = 16;
 
 export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKind): Promise<Response> {
   if (!isWebSocketUpgrade(c)) return jsonError(c, "bad_request", "Expected a WebSocket upgrade");
-  const refused = refuseStream(c, deps);
-  if (refused) return refused;
+  if (deps.state.draining) return jsonError(c, "unavailable", "Server is shutting down");
+  // Another site's page, or this one at an address not in ROOMCAST_HOSTS: the upgrade completes and
+  // the page is told which setting would allow it (a browser can't read a refused upgrade's status,
+  // and would retry forever). The slot meters such upgrades as any other.
+  const forbidden = originRefusal(c, deps);
   const name = nameParam(c);
   const address = addressOf(c, deps);
   const admitted = Admitted.take(deps, address);
@@ -59,7 +62,9 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   let socket: WebSocket;
   let response: Response;
   try {
-    if (!(admitted instanceof Admitted)) {
+    if (forbidden) {
+      refusal = [forbidden, CloseCode.policy];
+    } else if (!(admitted instanceof Admitted)) {
       refusal = [new ProtocolError(admitted.code, admitted.message), CloseCode.tryAgainLater];
     } else {
       try {
@@ -82,7 +87,7 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
     }
     throw error;
   }
-  if (admitted instanceof Admitted && identity) {
+  if (admitted instanceof Admitted && identity && !refusal) {
     // The session gives the slot back itself: an open connection holds no closure for it.
     wire(socket, deps, identity, kind, admitted);
   } else if (refusal) {

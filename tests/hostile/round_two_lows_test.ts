@@ -38,12 +38,14 @@ Deno.test({
     const sse = await server.fetch("/events?room=lobby", { headers: { ...foreign, "sec-fetch-site": "same-site" } });
     assert.equal(sse.status, 403);
     await sse.body?.cancel();
-    const upgrade = await server.fetch("/ws", {
-      headers: { ...foreign, upgrade: "websocket", connection: "upgrade", "sec-websocket-version": "13" },
-    });
-    assert.equal(upgrade.status, 403);
-    await upgrade.body?.cancel();
-    assert.equal(server.admission.open, 0);
+    // A WebSocket completes its upgrade (a page can't read a refused one's status) and is told why.
+    const upgrade = new WebSocket(server.ws("/ws"), { headers: foreign } as never);
+    const frames: string[] = [];
+    upgrade.onmessage = (e) => frames.push(e.data as string);
+    const code = await new Promise<number>((resolve) => upgrade.onclose = (e) => resolve(e.code));
+    assert.equal(code, 1008);
+    assert.deepEqual(frames.map((f) => JSON.parse(f).code), ["forbidden"]);
+    await until(() => server.admission.open === 0, 2000, "no slot held");
     assert.deepEqual(await server.hub.presence("lobby"), []);
     // The page's own requests, and clients that are no browser, still open sessions.
     for (const site of ["same-origin", "none"]) {
