@@ -235,13 +235,20 @@ Deno.test(
 );
 
 Deno.test(
-  { name: "Pusher, STOMP and WAMP sockets: another site's page is refused before the upgrade", ...opts },
+  { name: "Pusher, STOMP and WAMP sockets: another site's page is told why in its protocol, and closed", ...opts },
   async () => {
     await using server = await startTestServer({ pusherApps: [PUSHER_APP] });
     for (const path of [`/app/${PUSHER_APP.key}?protocol=7`, "/stomp", "/wamp"]) {
-      assert.match(await upgradeStatus(server.url, path, "https://evil.example"), /^HTTP\/1\.1 403/, path);
+      const socket = new WebSocket(server.ws(path), { headers: { origin: "https://evil.example" } } as never);
+      const frames: string[] = [];
+      socket.onmessage = (e) => frames.push(String(e.data));
+      const code = await new Promise<number>((resolve) => socket.onclose = (e) => resolve(e.code));
+      assert.ok(code !== 1000 && code !== 1006, `${path}: closed by the server with a reason (${code})`);
+      assert.equal(frames.length, 1, `${path}: one refusal, nothing else: ${frames.join(" | ")}`);
+      assert.match(frames[0] ?? "", /ROOMCAST_ORIGINS/, path);
       assert.match(await upgradeStatus(server.url, path, server.url), /^HTTP\/1\.1 101/, path);
     }
+    await until(() => server.admission.open === 0, 2000, "no slot held");
   },
 );
 

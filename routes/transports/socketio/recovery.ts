@@ -171,8 +171,9 @@ export class Sessions {
     live?.drop();
     await this.#parking.get(pid);
     let json = await this.hub.unpark(key(pid));
-    // Parked by another isolate or process that saw the drop a moment after the client did.
-    for (const wait of [100, 300]) {
+    // Parked by another isolate or process that saw the drop a moment after the client did (up to
+    // 2 s later: a loaded machine; a forged pid only makes its own client wait).
+    for (const wait of [100, 300, 600, 1000]) {
       if (json !== undefined) break;
       await new Promise((resolve) => setTimeout(resolve, wait));
       json = await this.hub.unpark(key(pid));
