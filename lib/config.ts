@@ -84,6 +84,9 @@ export interface Config {
   hosts: string[];
   /** Bearer key for `GET /metrics`; loopback callers need none. @default undefined */
   metricsKey: string | undefined;
+  /** One line per HTTP request and WebSocket upgrade on stdout (`ROOMCAST_ACCESS_LOG`): method,
+   * path without its query (a `?token=` stays out), status, time, client address. @default "off" */
+  accessLog: "off" | "text" | "json";
   /** Server ping interval; a `/ws` peer silent for two intervals is closed with 4000. @default 25000 */
   heartbeatMs: number;
   /** Where several processes or instances share the KV (`ROOMCAST_SEQUENCER=kv`, Deno Deploy): how
@@ -291,6 +294,7 @@ export function loadConfig(
     hosts: list("ROOMCAST_HOSTS")?.map((host) => host === "*" ? host : hostName(host)) ??
       (onDeploy ? ["*"] : ["localhost", "127.0.0.1", "::1"]),
     metricsKey: read.string("ROOMCAST_METRICS_KEY"),
+    accessLog: read.choice("ROOMCAST_ACCESS_LOG", ["off", "text", "json"], "off"),
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     kvPollMs: read.duration("ROOMCAST_KV_POLL", kvPollDefault) ?? kvPollDefault,

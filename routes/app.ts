@@ -5,6 +5,7 @@ import type { Config } from "../lib/config.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { jsonError, onError } from "./errors.ts";
 import { mountApi } from "./api.ts";
+import { accessLog } from "./access_log.ts";
 import { mountHealth } from "./health.ts";
 import { isWebSocketUpgrade } from "./transports/identity.ts";
 import { acceptRaw } from "./transports/raw/raw.ts";
@@ -15,8 +16,11 @@ import { listedOrigin } from "./trust.ts";
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.onError(onError);
+  if (deps.config.accessLog !== "off") app.use(accessLog(deps.config.accessLog, deps.config.trustedProxies));
   app.use("/api/*", cors(deps.config));
   app.use("/events", cors(deps.config));
+  // The client module, for pages of the listed sites (a cross-origin module script needs CORS).
+  app.use("/roomcast.js", cors(deps.config));
   mountHealth(app, deps);
   for (const transport of TRANSPORTS) {
     const service = transport.mount(app, deps);

@@ -125,3 +125,64 @@ redisTest(
     assert.match(lines[1] ?? "", new RegExp(`^roomcast: Redis at ${host} is back after \\d+\\.\\d s`));
   },
 );
+
+Deno.test({
+  name: "ROOMCAST_ACCESS_LOG=json: a line per request and upgrade, with no token, key or query in it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const main = await startMain({
+      PORT: "0",
+      ROOMCAST_KV_PATH: ":memory:",
+      ROOMCAST_ACCESS_LOG: "json",
+      ROOMCAST_AUTH_SECRET: "a-secret-of-the-test",
+      PATH: Deno.env.get("PATH") ?? "",
+    });
+    const lines: string[] = [];
+    let buffer = "";
+    const reading = (async () => {
+      for (;;) {
+        const { value, done } = await main.reader.read();
+        if (done) return;
+        buffer += value;
+        const parts = buffer.split("\n");
+        buffer = parts.pop() ?? "";
+        lines.push(...parts.filter((line) => line.startsWith("{")));
+      }
+    })();
+    try {
+      const minted = await (await fetch(`${main.url}/api/tokens`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ sub: "ann", name: "Ann" }),
+      })).json();
+      const ws = new WebSocket(`${main.url.replace("http", "ws")}/ws?token=${minted.token}`);
+      const first = await new Promise<string>((resolve) => {
+        ws.onmessage = (e) => resolve(String(e.data));
+        ws.onclose = (e) => resolve(`closed ${e.code}`);
+      });
+      assert.match(first, /"type":"welcome"/);
+      ws.close();
+      const read = await fetch(`${main.url}/api/rooms/a/messages?limit=1`, {
+        headers: { authorization: `Bearer ${minted.token}` },
+      });
+      await read.body?.cancel();
+      await until(() => lines.length >= 3, 5000, () => `3 access lines, got ${JSON.stringify(lines)}`);
+      const entries = lines.map((line) => JSON.parse(line));
+      assert.deepEqual(
+        entries.map((e) => [e.method, e.path, e.status]),
+        [["POST", "/api/tokens", 200], ["GET", "/ws", 101], ["GET", "/api/rooms/a/messages", 200]],
+      );
+      for (const e of entries) {
+        assert.deepEqual(Object.keys(e).sort(), ["ip", "method", "ms", "path", "status", "ts"]);
+        assert.equal(e.ip, "127.0.0.1");
+      }
+      const all = lines.join("\n");
+      assert.ok(!all.includes(minted.token) && !all.includes(minted.token.split(".")[2]), "no token");
+      assert.ok(!all.includes("?"), "no query string");
+    } finally {
+      await stopMain(main);
+      await reading.catch(() => {});
+    }
+  },
+});
