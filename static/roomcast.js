@@ -1,10 +1,13 @@
 // @ts-check
+// @ts-self-types="./roomcast.d.ts"
 /**
  * roomcast browser client: one `RoomcastClient` per user session speaks the JSON protocol of
  * `/ws` (docs: PROTOCOL.md). It owns the socket, reconnects with backoff after any drop,
  * rejoins every room with `since` = the last position it saw so the server replays exactly what
  * was missed, never dispatches the same `(room, epoch, offset)` twice, answers heartbeats and
- * detects a dead server. Works in browsers and in Deno (pass `url` where there is no `location`).
+ * detects a dead server. Works in browsers, Deno and Node 22 (pass `url` where there is no
+ * `location`; on Node 20, also `WebSocketImpl`, e.g. the `ws` package's `WebSocket`). Its types:
+ * roomcast.d.ts, made from this file by `deno task client:types`.
  *
  * @example
  * const client = new RoomcastClient({ name: "Ann" });

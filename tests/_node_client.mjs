@@ -3,13 +3,17 @@
 import { RoomcastClient } from "../static/roomcast.js";
 
 const url = process.argv[2];
+// Node 20 has no global WebSocket: argv[3], when given, is a module exporting one (the `ws`
+// package's wrapper.mjs), injected as the README says.
+const WebSocketImpl = process.argv[3] ? (await import(process.argv[3])).WebSocket : undefined;
+const options = WebSocketImpl ? { WebSocketImpl } : {};
 const deadline = setTimeout(() => {
   console.log(JSON.stringify({ error: "timed out" }));
   process.exit(2);
 }, 15_000);
 
-const ann = new RoomcastClient({ url, name: "Ann" });
-const bob = new RoomcastClient({ url, name: "Bob" });
+const ann = new RoomcastClient({ url, name: "Ann", ...options });
+const bob = new RoomcastClient({ url, name: "Bob", ...options });
 try {
   const states = [];
   ann.addEventListener("state", (e) => states.push(e.detail.state));
