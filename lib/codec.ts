@@ -84,8 +84,16 @@ function decodeObject(obj: Json, ref: Ref | undefined): ClientFrame {
     }
     case "leave":
       return withRef({ type: "leave", room: room(obj, ref) }, ref);
-    case "publish":
-      return withRef({ type: "publish", room: room(obj, ref), data: data(obj, ref) }, ref);
+    case "publish": {
+      const frame = { type: "publish" as const, room: room(obj, ref), data: data(obj, ref) };
+      const key = obj.key;
+      if (key === undefined || key === null) return withRef(frame, ref);
+      // The same rule as HTTP's Idempotency-Key.
+      if (typeof key !== "string" || !/^[\x21-\x7e]{1,128}$/.test(key)) {
+        throw new FrameError("bad_request", "Field key must be 1–128 visible ASCII characters", ref);
+      }
+      return withRef({ ...frame, key }, ref);
+    }
     case "direct": {
       const to = obj.to;
       if (typeof to !== "string" || to.length === 0 || to.length > MAX_USER_ID_LENGTH) {

@@ -269,6 +269,12 @@ export class Connection {
     if (!this.rooms.has(message.room)) this.#ack(message, pending);
   }
 
+  /** A keyed publish that repeated an earlier one: acked at once with the first's message. */
+  ackRepeat(id: string, first: StoredMessage): void {
+    const pending = this.#pendingAck(id);
+    if (pending) this.#ack(first, pending);
+  }
+
   dropAck(id: string): void {
     const pending = this.#pendingAck(id);
     if (pending) this.#forgetAck(pending);

@@ -308,12 +308,14 @@ export class Hub {
   // ── publishing ──────────────────────────────────────────────────────────────
 
   /** Publishes for a joined connection (lib/frames.ts checked the room and the rate). The ack
-   * comes in offset order with the room's messages. */
-  publish(connection: Connection, room: string, data: unknown, ref?: Ref): void {
+   * comes in offset order with the room's messages. With `key`, a publish its user already made
+   * with that key in the room (a client resending what it could not tell was stored, after a
+   * reconnect) stores nothing and is acked with the first one's offset. */
+  publish(connection: Connection, room: string, data: unknown, ref?: Ref, key?: string): void {
     const message = this.#message(room, connection.peer.user, data);
     let now: Appended | undefined;
     try {
-      now = this.#options.store.appendNow?.(message);
+      if (key === undefined) now = this.#options.store.appendNow?.(message);
     } catch {
       // `append` below fails the same way, and says so to the publisher.
     }
@@ -324,10 +326,11 @@ export class Hub {
       connection.stored(now.message);
       return;
     }
-    const appended = this.#append(message);
+    const appended = this.#append(message, undefined, key === undefined ? undefined : { idempotencyKey: key });
     connection.expectAck(message.id, room, ref, appended);
     appended.then(
-      (stored) => connection.stored(stored),
+      // A repeat: the first publish's message, delivered already; acked now.
+      (stored) => stored.id === message.id ? connection.stored(stored) : connection.ackRepeat(message.id, stored),
       (error) => {
         connection.dropAck(message.id);
         if (error instanceof EngineUnavailable) {
@@ -363,7 +366,8 @@ export class Hub {
    * the message is stored (`onDurable` says when). */
   async #append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<StoredMessage> {
     const appended = await this.#options.store.append(message, onDurable, options);
-    this.#published(appended);
+    // A repeat (idempotency key) is the first publish's message: published then, not again.
+    if (appended.message.id === message.id) this.#published(appended);
     return appended.message;
   }
 

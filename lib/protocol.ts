@@ -62,7 +62,7 @@ interface WithRef {
 export type ClientFrame =
   | { type: "join"; room: string; since?: Position } & WithRef
   | { type: "leave"; room: string } & WithRef
-  | { type: "publish"; room: string; data: unknown } & WithRef
+  | { type: "publish"; room: string; data: unknown; key?: string } & WithRef
   | { type: "direct"; to: string; data: unknown } & WithRef
   | { type: "signal"; room: string; event: string; data: unknown } & WithRef
   | { type: "history"; room: string; before?: number; after?: number; limit: number } & WithRef
