@@ -407,6 +407,16 @@ export type RoomcastOptions = {
      */
     connectTimeout?: number;
     /**
+     * Ms of silence from the server after which the client pings it. Default 5000.
+     */
+    probeAfter?: number;
+    /**
+     * Ms the server has to answer anything (a ping, a request) before the connection
+     * counts as dead and the client reconnects. Default 4000: a dead network is noticed within 9 s, and within 4 s of
+     * a publish. In browsers the `offline` event drops the connection at once, and `online` reconnects at once.
+     */
+    probeTimeout?: number;
+    /**
      * Default `globalThis.WebSocket`.
      */
     WebSocketImpl?: typeof WebSocket;

@@ -59,6 +59,10 @@
  * @property {number} [maxDelay] Largest reconnect delay in ms. Default 10000.
  * @property {number} [requestTimeout] Ms before a request without a reply rejects. Default 10000.
  * @property {number} [connectTimeout] Ms a connection may take to deliver its `welcome`. Default 15000.
+ * @property {number} [probeAfter] Ms of silence from the server after which the client pings it. Default 5000.
+ * @property {number} [probeTimeout] Ms the server has to answer anything (a ping, a request) before the connection
+ *   counts as dead and the client reconnects. Default 4000: a dead network is noticed within 9 s, and within 4 s of
+ *   a publish. In browsers the `offline` event drops the connection at once, and `online` reconnects at once.
  * @property {typeof WebSocket} [WebSocketImpl] Default `globalThis.WebSocket`.
  * @property {boolean} [batch] Batched mode (`/ws?batch=1`): the server coalesces frames into one WebSocket message, one per line. Default false.
  */
@@ -146,7 +150,16 @@ export class RoomcastClient extends EventTarget {
   #maxDelay;
   #requestTimeout;
   #connectTimeout;
+  #probeAfter;
+  #probeTimeout;
   #WebSocket;
+  /** The client's own liveness check: a ping after `probeAfter` of silence, or the deadline for an
+   * answer (`probeTimeout`) after a ping or a request. @type {ReturnType<typeof setTimeout> | undefined} */
+  #probe;
+  /** A ping or request is out and nothing has come back since. */
+  #awaiting = false;
+  /** The browser's `offline`/`online` listeners while connected (none outside browsers). @type {(() => void) | undefined} */
+  #unlisten;
 
   /** @type {WebSocket | null} */
   #socket = null;
@@ -189,6 +202,8 @@ export class RoomcastClient extends EventTarget {
       maxDelay = 10_000,
       requestTimeout = 10_000,
       connectTimeout = 15_000,
+      probeAfter = 5_000,
+      probeTimeout = 4_000,
       WebSocketImpl = globalThis.WebSocket,
       batch = false,
     } = options;
@@ -200,6 +215,8 @@ export class RoomcastClient extends EventTarget {
     this.#maxDelay = Math.max(this.#minDelay, maxDelay);
     this.#requestTimeout = requestTimeout;
     this.#connectTimeout = connectTimeout;
+    this.#probeAfter = probeAfter;
+    this.#probeTimeout = probeTimeout;
     this.#WebSocket = WebSocketImpl;
     this.#batch = batch;
   }
@@ -241,12 +258,38 @@ export class RoomcastClient extends EventTarget {
     if (this.#state === "connecting" || this.#state === "open" || this.#state === "reconnecting") return;
     this.#attempt = 0;
     this.#setState("connecting");
+    this.#listenNetwork();
     void this.#open();
+  }
+
+  /** In browsers: `offline` drops the connection at once (it can't be working), `online` reconnects
+   * at once instead of waiting for the backoff. */
+  #listenNetwork() {
+    const target = /** @type {any} */ (globalThis);
+    if (this.#unlisten || typeof target.addEventListener !== "function" || !("onoffline" in target)) return;
+    const offline = () => {
+      if (this.#socket) this.#dead("The network is offline");
+    };
+    const online = () => {
+      if (this.#state !== "reconnecting") return;
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+      this.#attempt = 0;
+      void this.#open();
+    };
+    target.addEventListener("offline", offline);
+    target.addEventListener("online", online);
+    this.#unlisten = () => {
+      target.removeEventListener("offline", offline);
+      target.removeEventListener("online", online);
+    };
   }
 
   /** Closes the connection for good: no more reconnects; pending requests and joins reject. */
   close() {
     this.#generation++;
+    this.#unlisten?.();
+    this.#unlisten = undefined;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     const socket = this.#socket;
@@ -317,6 +360,9 @@ export class RoomcastClient extends EventTarget {
   #detach() {
     clearTimeout(this.#watchdog);
     this.#watchdog = undefined;
+    clearTimeout(this.#probe);
+    this.#probe = undefined;
+    this.#awaiting = false;
     const socket = this.#socket;
     this.#socket = null;
     this.#welcomed = false;
@@ -330,6 +376,10 @@ export class RoomcastClient extends EventTarget {
 
   /** (Re)starts the dead-connection timer: a welcome is due within connectTimeout, then any frame within 2 heartbeats + slack. */
   #arm() {
+    // Something came (or the socket just opened): the server is there; ask again after a silence.
+    clearTimeout(this.#probe);
+    this.#awaiting = false;
+    this.#probe = this.#welcomed && this.#probeAfter > 0 ? setTimeout(() => this.#ping(), this.#probeAfter) : undefined;
     clearTimeout(this.#watchdog);
     const ms = this.#welcomed ? this.#heartbeat * 2 + LIVENESS_SLACK : this.#connectTimeout;
     this.#watchdog = setTimeout(() => {
@@ -344,6 +394,34 @@ export class RoomcastClient extends EventTarget {
       }
       this.#lost(ABNORMAL, reason);
     }, ms);
+  }
+
+  /** A silence: ping the server, which answers `pong` (or anything else first). */
+  #ping() {
+    if (this.#send({ type: "ping" })) this.#expectReply();
+  }
+
+  /** Something was asked of the server: it must answer something within `probeTimeout`. */
+  #expectReply() {
+    if (this.#awaiting || this.#probeTimeout <= 0 || !this.#welcomed) return;
+    this.#awaiting = true;
+    clearTimeout(this.#probe);
+    this.#probe = setTimeout(() => this.#dead("The server stopped answering"), this.#probeTimeout);
+  }
+
+  /**
+   * The connection can't be working (no answer, the network gone): drop it and reconnect.
+   * @param {string} reason
+   */
+  #dead(reason) {
+    const socket = this.#socket;
+    this.#detach();
+    try {
+      socket?.close(4000, "No answer");
+    } catch {
+      // Nothing to close.
+    }
+    this.#lost(ABNORMAL, reason);
   }
 
   /**
@@ -418,6 +496,7 @@ export class RoomcastClient extends EventTarget {
       }, this.#requestTimeout);
       this.#pending.set(ref, { resolve, reject, timer, frame: sent });
       if (frame.type === "publish") this.#sent.set(ref, { room: String(frame.room), data: frame.data });
+      this.#expectReply();
       this.#send(sent);
     });
   }

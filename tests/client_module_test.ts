@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { RoomcastClient, RoomcastError } from "../static/roomcast.js";
 import { postJson, startTestServer } from "./_server.ts";
 import { until } from "./_wait.ts";
+import { startTcpProxy } from "./_tcp_proxy.ts";
 
 Deno.test("roomcast.js: an expired token is refreshed on the reconnect when token is a function", async () => {
   await using server = await startTestServer({ authSecret: "s3cret-s3cret-s3cret-s3cret-s3cret" });
@@ -67,5 +68,42 @@ Deno.test("a publish over the frame limit is refused with too_large and its ref;
     assert.ok(Date.now() - started < 2000, "not after the request timeout");
   } finally {
     client.close();
+  }
+});
+
+Deno.test({
+  name:
+    "roomcast.js notices a dead network by itself: within probeAfter + probeTimeout idle, probeTimeout at a publish",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  await using server = await startTestServer();
+  // A stalled network: the proxy stops forwarding and the connection stays open (no close, no reset).
+  const proxy = startTcpProxy(Number(new URL(server.url).port), "ws");
+  const client = new RoomcastClient({ url: `${proxy.url}/ws`, probeAfter: 400, probeTimeout: 300, minDelay: 100 });
+  try {
+    client.connect();
+    await client.join("live");
+    proxy.freeze();
+    let start = performance.now();
+    await until(() => client.state === "reconnecting", 3000, "idle: noticed");
+    const idle = performance.now() - start;
+    assert.ok(idle < 400 + 300 + 400, `idle: noticed after ${Math.round(idle)} ms`);
+    proxy.thaw();
+    await until(() => client.state === "open", 5000, "back");
+    await client.join("live").catch(() => {});
+    proxy.freeze();
+    start = performance.now();
+    const publish = client.publish("live", "into the void").then(() => undefined, (error: unknown) => error);
+    await until(() => client.state === "reconnecting", 3000, "publish: noticed");
+    const atPublish = performance.now() - start;
+    assert.ok(atPublish < 300 + 250, `at a publish: noticed after ${Math.round(atPublish)} ms`);
+    const error = await publish;
+    assert.ok(error instanceof RoomcastError && error.code === "disconnected", String(error));
+    proxy.thaw();
+    await until(() => client.state === "open", 5000, "back again");
+  } finally {
+    client.close();
+    proxy.close();
   }
 });

@@ -1,0 +1,40 @@
+/**
+ * What a new user meets in the chat page (issue 24), in Chromium:
+ * - the network goes away (`context.setOffline`): the status says "Reconnecting…" at once and the
+ *   banner says why; back online it is "Connected" again, and a message published meanwhile shows;
+ * - the page opened at an address `ROOMCAST_HOSTS` does not list: the join card says what the
+ *   server refused and which setting would allow it, instead of retrying forever.
+ */
+import assert from "node:assert/strict";
+import { browserTest } from "./_browser.ts";
+import { postJson, startTestServer } from "./_server.ts";
+
+browserTest("offline: 'Reconnecting…' at once, then back and caught up when the network returns", async (browser) => {
+  await using server = await startTestServer();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.url}/?name=Ann&room=net`);
+  await page.locator('#status[data-state="open"]').waitFor({ timeout: 10_000 });
+  await context.setOffline(true);
+  const start = performance.now();
+  await page.locator('#status[data-state="reconnecting"]').waitFor({ timeout: 2000 });
+  assert.ok(performance.now() - start < 2000, "noticed at once, not after the heartbeats (51 s)");
+  assert.equal(await page.locator("#status").textContent(), "Reconnecting…");
+  assert.match(await page.locator("#banner").textContent() ?? "", /Reconnecting/);
+  const sent = await postJson(server, "/api/rooms/net/messages", { data: { text: "while you were away" } });
+  await sent.body?.cancel();
+  await context.setOffline(false);
+  await page.locator('#status[data-state="open"]').waitFor({ timeout: 10_000 });
+  await page.locator("#messages .text", { hasText: "while you were away" }).waitFor({ timeout: 5000 });
+  await context.close();
+});
+
+browserTest("a page at an address ROOMCAST_HOSTS doesn't list says so, and stops retrying", async (browser) => {
+  await using server = await startTestServer({ hosts: ["chat.example.com"] });
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/?name=Ann&room=lan`);
+  const error = page.locator("#login-error");
+  await error.waitFor({ state: "visible", timeout: 10_000 });
+  assert.match(await error.textContent() ?? "", /does not answer to 127\.0\.0\.1: add it to ROOMCAST_HOSTS/);
+  assert.equal(await page.locator("#login-view").isVisible(), true);
+});
