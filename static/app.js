@@ -20,7 +20,7 @@ const session = newSession(params.get("token") ?? "");
 const messages = new MessagePanel(session);
 const members = new MemberPanel(session);
 const sidebar = new Sidebar(session, () => members.size, (room) => void enterRoom(room));
-new Composer(session, (text, kind) => messages.notice(text, kind));
+new Composer(session, (text, kind) => messages.notice(text, kind), (data) => messages.pending(data));
 
 /**
  * Listens to `c`'s events while it is the page's client.

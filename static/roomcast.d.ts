@@ -48,6 +48,10 @@ export class RoomcastClient extends EventTarget {
     /**
      * Publishes to a joined room. Resolves with the `ack` ({id, offset, epoch, room}); the
      * publisher gets no `message` frame for its own message, the `ack` event stands in for it.
+     * While reconnecting, or when the connection drops before the ack, the publish is kept and sent
+     * once the room is joined again (with an idempotency key: stored once); it rejects on a server
+     * error, on `close()` (`closed`), or for a guest whose drop left no replay to check
+     * (`unconfirmed`).
      * @param {string} room
      * @param {unknown} data
      * @returns {Promise<AckFrame>}
@@ -147,6 +151,33 @@ export type RoomEntry = {
         resolve: (f: JoinedFrame) => void;
         reject: (e: Error) => void;
     }[];
+    /**
+     * While a recovered join's replay is arriving: the offset it ends at.
+     */
+    replayUntil?: number;
+    /**
+     * The messages of that replay, to check unconfirmed publishes against.
+     */
+    replayed?: MessageFrame[];
+};
+/**
+ * A publish not acked yet: waiting to be sent (not connected, or the room not joined yet), sent, or
+ * unconfirmed (sent on a connection that dropped before its ack: it may or may not be stored).
+ */
+export type Outgoing = {
+    room: string;
+    data: unknown;
+    /**
+     * Its idempotency key: a resend with it is stored once.
+     */
+    key: string;
+    state: "waiting" | "sent" | "unconfirmed";
+    /**
+     * The user it was sent as (a guest is another user after a reconnect).
+     */
+    user: string | null;
+    resolve: (ack: AckFrame) => void;
+    reject: (error: Error) => void;
 };
 export type Pending = {
     resolve: (frame: any) => void;

@@ -99,6 +99,21 @@ export class RoomcastError extends Error {
  * @property {Position | null} position Last position seen (joined, message, ack); never lowered within an epoch.
  * @property {JoinedFrame | null} joined The `joined` of the current connection, null until then.
  * @property {{ resolve: (f: JoinedFrame) => void, reject: (e: Error) => void }[]} waiters `join()` calls waiting.
+ * @property {number} [replayUntil] While a recovered join's replay is arriving: the offset it ends at.
+ * @property {MessageFrame[]} [replayed] The messages of that replay, to check unconfirmed publishes against.
+ */
+
+/**
+ * A publish not acked yet: waiting to be sent (not connected, or the room not joined yet), sent, or
+ * unconfirmed (sent on a connection that dropped before its ack: it may or may not be stored).
+ * @typedef {object} Outgoing
+ * @property {string} room
+ * @property {unknown} data
+ * @property {string} key Its idempotency key: a resend with it is stored once.
+ * @property {"waiting" | "sent" | "unconfirmed"} state
+ * @property {string | null} user The user it was sent as (a guest is another user after a reconnect).
+ * @property {(ack: AckFrame) => void} resolve
+ * @property {(error: Error) => void} reject
  */
 
 /**
@@ -108,6 +123,12 @@ export class RoomcastError extends Error {
  * @property {ReturnType<typeof setTimeout>} timer
  * @property {Record<string, any>} frame The request as sent.
  */
+
+/** A publish's idempotency key: random, so no one else's publish can share it. */
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 /**
  * @param {unknown} value
@@ -186,6 +207,8 @@ export class RoomcastClient extends EventTarget {
   #sent = new Map();
   /** @type {Map<string, RoomEntry>} */
   #rooms = new Map();
+  /** Publishes not acked yet, in the order they were made. @type {Outgoing[]} */
+  #outbox = [];
   /** Batched mode: the server may send several frames in one WebSocket message, one per line. */
   #batch = false;
   /** @type {Map<string, RoomSubscription>} */
@@ -302,6 +325,7 @@ export class RoomcastClient extends EventTarget {
       }
     }
     this.#failPending("disconnected", "Connection closed");
+    for (const item of this.#outbox.splice(0)) item.reject(new RoomcastError("closed", "Client closed"));
     for (const entry of this.#rooms.values()) {
       entry.joined = null;
       this.#rejectWaiters(entry, new RoomcastError("closed", "Client closed"));
@@ -596,12 +620,93 @@ export class RoomcastClient extends EventTarget {
   /**
    * Publishes to a joined room. Resolves with the `ack` ({id, offset, epoch, room}); the
    * publisher gets no `message` frame for its own message, the `ack` event stands in for it.
+   * While reconnecting, or when the connection drops before the ack, the publish is kept and sent
+   * once the room is joined again (with an idempotency key: stored once); it rejects on a server
+   * error, on `close()` (`closed`), or for a guest whose drop left no replay to check
+   * (`unconfirmed`).
    * @param {string} room
    * @param {unknown} data
    * @returns {Promise<AckFrame>}
    */
   publish(room, data) {
-    return this.#request({ type: "publish", room, data });
+    if (this.#state === "idle" || this.#state === "closed") {
+      return Promise.reject(new RoomcastError("disconnected", "Not connected"));
+    }
+    return new Promise((resolve, reject) => {
+      this.#outbox.push({ room, data, key: newKey(), state: "waiting", user: null, resolve, reject });
+      this.#flushOutbox();
+    });
+  }
+
+  /** Sends the publishes that wait, in order, each once its room is joined on this connection (and
+   * its replay is in). A publish whose connection dropped before its ack is sent again with the
+   * same key, which the server stores once; a guest is another user after a reconnect, so for it
+   * the replay is checked first. */
+  #flushOutbox() {
+    if (this.#state !== "open") return;
+    for (const item of this.#outbox) {
+      if (item.state !== "waiting") continue;
+      const entry = this.#rooms.get(item.room);
+      if (entry && (!entry.joined || entry.replayUntil)) continue;
+      item.state = "sent";
+      item.user = this.#user?.id ?? null;
+      this.#request({ type: "publish", room: item.room, data: item.data, key: item.key }).then(
+        (ack) => this.#settle(item, ack),
+        (error) => {
+          if (error instanceof RoomcastError && error.code === "disconnected" && this.#state !== "closed") {
+            item.state = "unconfirmed";
+          } else this.#settle(item, undefined, error);
+        },
+      );
+    }
+  }
+
+  /**
+   * @param {Outgoing} item
+   * @param {AckFrame} [ack]
+   * @param {Error} [error]
+   */
+  #settle(item, ack, error) {
+    const at = this.#outbox.indexOf(item);
+    if (at >= 0) this.#outbox.splice(at, 1);
+    if (ack) item.resolve(ack);
+    else item.reject(error ?? new RoomcastError("internal", "Publish failed"));
+  }
+
+  /**
+   * A room is joined again: its unconfirmed publishes are sent again (same user: the key makes it
+   * once), or, for a guest that is another user now, found in the replay (stored) or sent again
+   * (not stored); without a replay to look in, a guest's is reported as unconfirmed.
+   * @param {string} room
+   * @param {MessageFrame[] | null} replayed
+   */
+  #recheck(room, replayed) {
+    const claimed = new Set();
+    for (const item of [...this.#outbox]) {
+      if (item.room !== room || item.state !== "unconfirmed") continue;
+      if (item.user === (this.#user?.id ?? null)) {
+        item.state = "waiting";
+        continue;
+      }
+      const json = JSON.stringify(item.data);
+      const found = replayed?.find((m) =>
+        !claimed.has(m.offset) && m.from?.id === item.user && JSON.stringify(m.data) === json
+      );
+      if (found) {
+        claimed.add(found.offset);
+        this.#settle(item, { type: "ack", id: found.id, room, offset: found.offset, epoch: found.epoch });
+      } else if (replayed) item.state = "waiting";
+      else {
+        this.#settle(
+          item,
+          undefined,
+          new RoomcastError(
+            "unconfirmed",
+            "The connection dropped while sending: the message may not have been stored",
+          ),
+        );
+      }
+    }
   }
 
   /**
@@ -754,6 +859,15 @@ export class RoomcastClient extends EventTarget {
       entry.position = { epoch: frame.epoch, offset: frame.offset };
     }
     entry.joined = frame;
+    // A recovered join's replay runs up to frame.offset: unconfirmed publishes are checked once it is in.
+    const replaying = frame.ref !== undefined && frame.recovered && had && had.epoch === frame.epoch &&
+      had.offset < frame.offset;
+    entry.replayUntil = replaying ? frame.offset : 0;
+    entry.replayed = [];
+    if (!replaying) {
+      this.#recheck(frame.room, frame.recovered ? [] : null);
+      queueMicrotask(() => this.#flushOutbox());
+    }
     pending?.resolve(frame);
     const waiters = entry.waiters;
     entry.waiters = [];
@@ -773,6 +887,15 @@ export class RoomcastClient extends EventTarget {
       this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
     }
     this.#emit("message", frame);
+    if (entry.replayUntil) {
+      entry.replayed?.push(frame);
+      if (frame.offset >= entry.replayUntil) {
+        entry.replayUntil = 0;
+        this.#recheck(frame.room, entry.replayed ?? []);
+        entry.replayed = [];
+        this.#flushOutbox();
+      }
+    }
   }
 
   /** @param {any} frame */

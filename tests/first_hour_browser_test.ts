@@ -1,7 +1,8 @@
 /**
  * What a new user meets in the chat page (issue 24), in Chromium:
  * - the network goes away (`context.setOffline`): the status says "Reconnecting…" at once and the
- *   banner says why; back online it is "Connected" again, and a message published meanwhile shows;
+ *   banner says why; a message typed meanwhile stays in the timeline as "Sending…"; back online it
+ *   is "Connected" again, the message published meanwhile shows, and the typed one is sent once;
  * - the page opened at an address `ROOMCAST_HOSTS` does not list: the join card says what the
  *   server refused and which setting would allow it, instead of retrying forever.
  */
@@ -23,9 +24,27 @@ browserTest("offline: 'Reconnecting…' at once, then back and caught up when th
   assert.match(await page.locator("#banner").textContent() ?? "", /Reconnecting/);
   const sent = await postJson(server, "/api/rooms/net/messages", { data: { text: "while you were away" } });
   await sent.body?.cancel();
+  // Typed offline: shown as "Sending…" in the timeline, not vanished; sent once when back.
+  await page.locator("#input").fill("typed offline");
+  await page.locator("#input").press("Enter");
+  const pending = page.locator("#messages li.pending", { hasText: "typed offline" });
+  await pending.waitFor({ timeout: 2000 });
+  assert.match(await pending.textContent() ?? "", /Sending…/);
+  await page.waitForTimeout(1000);
+  assert.equal(await pending.count(), 1, "still there a second later");
   await context.setOffline(false);
   await page.locator('#status[data-state="open"]').waitFor({ timeout: 10_000 });
   await page.locator("#messages .text", { hasText: "while you were away" }).waitFor({ timeout: 5000 });
+  await page.locator("#messages li.message:not(.pending) .text", { hasText: "typed offline" }).waitFor({
+    timeout: 5000,
+  });
+  await pending.waitFor({ state: "detached", timeout: 5000 });
+  const history = await (await server.fetch("/api/rooms/net/messages")).json();
+  assert.deepEqual(
+    history.messages.map((m: { data: { text: string } }) => m.data.text),
+    ["while you were away", "typed offline"],
+    "sent once",
+  );
   await context.close();
 });
 

@@ -10,13 +10,17 @@ export class Composer {
   #notice;
   #lastTyping = 0;
 
+  #pending;
+
   /**
    * @param {import("./session.js").Session} session
    * @param {(text: string, kind: "error") => void} notice Where failures are told.
+   * @param {(data: unknown) => { settled: () => void }} pending Shows a message on its way.
    */
-  constructor(session, notice) {
+  constructor(session, notice, pending) {
     this.#session = session;
     this.#notice = notice;
+    this.#pending = pending;
     ui.composer.addEventListener("submit", (e) => {
       e.preventDefault();
       this.#send();
@@ -47,23 +51,16 @@ export class Composer {
     if (!client || !r) return;
     const text = ui.input.value;
     if (!text.trim()) return;
-    if (client.state !== "open") {
-      this.#notice("You're offline: the message wasn't sent (it's still in the box).", "error");
-      return;
-    }
     ui.input.value = "";
     this.#autosize();
     this.#lastTyping = 0;
-    client.publish(r, { text }).catch((error) => {
+    // Shown as "Sending…" until acked: offline or reconnecting, the client keeps it and sends it
+    // once it is back (once: the publish carries an idempotency key).
+    const shown = this.#pending({ text });
+    client.publish(r, { text }).then(() => shown.settled(), (error) => {
+      shown.settled();
       if (r !== this.#session.room) return;
-      if (error?.code === "disconnected") {
-        this.#notice(
-          "Connection lost while sending. If your message doesn't show up after reconnecting, send it again.",
-          "error",
-        );
-      } else {
-        this.#notice(`Message not sent: ${errorText(error)}`, "error");
-      }
+      this.#notice(`Message not sent: ${errorText(error)}`, "error");
       if (!ui.input.value) {
         ui.input.value = text;
         this.#autosize();

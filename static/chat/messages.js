@@ -93,7 +93,7 @@ export class MessagePanel {
 
   /** @returns {HTMLElement[]} */
   #items() {
-    return /** @type {HTMLElement[]} */ ([...ui.messages.querySelectorAll(":scope > li.message")]);
+    return /** @type {HTMLElement[]} */ ([...ui.messages.querySelectorAll(":scope > li.message:not(.pending)")]);
   }
 
   /**
@@ -139,11 +139,43 @@ export class MessagePanel {
       if (offsetOf(item) > m.offset) before = item;
       else break;
     }
+    // Messages still being sent stay last, below everything stored.
+    before ??= ui.messages.querySelector(":scope > li.pending");
     if (before) ui.messages.insertBefore(li, before);
     else ui.messages.append(li);
     regroup(li);
     regroup(li.nextElementSibling);
     return li;
+  }
+
+  /**
+   * A message of ours on its way (not acked yet: offline, or reconnecting): shown last, marked
+   * "Sending…", until `settled` is called with the outcome.
+   * @param {unknown} data
+   * @returns {{ settled: () => void }}
+   */
+  pending(data) {
+    const stick = this.#atBottom();
+    const me = this.#session.me ?? { id: "me", name: "You" };
+    const li = document.createElement("li");
+    li.className = "message own pending";
+    li.setAttribute("aria-label", "Sending");
+    const avatar = span("avatar");
+    avatar.setAttribute("aria-hidden", "true");
+    paintAvatar(avatar, me);
+    const body = document.createElement("div");
+    body.className = "body";
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.append(span("author", displayName(me)), " ", span("sending", "Sending…"));
+    const text = document.createElement("div");
+    text.className = "text";
+    text.textContent = messageText(data);
+    body.append(meta, text);
+    li.append(avatar, body);
+    ui.messages.append(li);
+    if (stick) this.scrollToBottom();
+    return { settled: () => li.remove() };
   }
 
   /**
