@@ -23,6 +23,28 @@ export interface Identity {
   expiresAt: number | undefined;
   /** Whose budgets it spends (lib/budgets.ts). */
   principal: string;
+  /** A guest's identity token, told in `welcome` (lib/hub.ts). */
+  guest?: string;
+}
+
+/** How long a guest's identity token lasts (it is renewed at each connection). */
+export const GUEST_TTL_S = 30 * 86_400;
+
+/** A guest's identity token: its id and name, signed with the guest secret (not the auth secret:
+ * it grants nothing but being the same guest again). */
+export async function signGuest(user: User, secret: string, clock: Clock): Promise<string> {
+  return await signToken({ sub: user.id, name: user.name, exp: Math.floor(clock.now() / 1000) + GUEST_TTL_S }, secret);
+}
+
+/** The guest a token names, or undefined (forged, expired, not a guest's id: a new guest then). */
+export async function verifyGuest(token: string, secret: string, clock: Clock): Promise<User | undefined> {
+  try {
+    const claims = await verifyToken(token, secret, clock);
+    if (!claims.sub.startsWith("guest-") || claims.sub.length > 64) return undefined;
+    return { id: claims.sub, name: claims.name ?? claims.sub };
+  } catch {
+    return undefined;
+  }
 }
 
 const encoder = new TextEncoder();

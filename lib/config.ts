@@ -87,6 +87,13 @@ export interface Config {
   /** One line per HTTP request and WebSocket upgrade on stdout (`ROOMCAST_ACCESS_LOG`): method,
    * path without its query (a `?token=` stays out), status, time, client address. @default "off" */
   accessLog: "off" | "text" | "json";
+  /** Signs guests' identity tokens (`welcome.guest`). Random at each start unless set: set it
+   * where several processes or Deno Deploy instances serve one site, so a guest is the same guest
+   * on each. */
+  guestSecret: string;
+  /** A user whose connection drops and who is back in the room within this long is told to no one
+   * as a leave and a join (`ROOMCAST_LEAVE_GRACE`). @default 2000 */
+  leaveGraceMs: number;
   /** Server ping interval; a `/ws` peer silent for two intervals is closed with 4000. @default 25000 */
   heartbeatMs: number;
   /** Where several processes or instances share the KV (`ROOMCAST_SEQUENCER=kv`, Deno Deploy): how
@@ -295,6 +302,9 @@ export function loadConfig(
       (onDeploy ? ["*"] : ["localhost", "127.0.0.1", "::1"]),
     metricsKey: read.string("ROOMCAST_METRICS_KEY"),
     accessLog: read.choice("ROOMCAST_ACCESS_LOG", ["off", "text", "json"], "off"),
+    guestSecret: read.string("ROOMCAST_GUEST_SECRET") ??
+      Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join(""),
+    leaveGraceMs: read.string("ROOMCAST_LEAVE_GRACE") === "0" ? 0 : read.duration("ROOMCAST_LEAVE_GRACE", 2000) ?? 2000,
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     kvPollMs: read.duration("ROOMCAST_KV_POLL", kvPollDefault) ?? kvPollDefault,

@@ -47,6 +47,11 @@ export interface Grant {
   expiresAt?: number | undefined;
   /** Whose budgets its publishes and signals spend (lib/budgets.ts): a user, or a guest address. */
   principal?: string | undefined;
+  /** A guest's identity token, told in `welcome`. */
+  guest?: string | undefined;
+  /** Whether it counts in presence and member events when it joins (false: an SSE reader that did
+   * not ask to be a member). @default true */
+  member?: boolean | undefined;
 }
 
 /** Frames that may wait while an earlier frame of the same connection is still being handled. */
@@ -68,6 +73,8 @@ export class Connection {
   /** Changed only by `Hub.grant` (a STOMP CONNECT that brings its token after the upgrade). */
   allowedRooms: string[] | undefined;
   expiresAt: number | undefined;
+  /** Counts in presence and member events (an SSE reader does not, unless it asks). */
+  readonly member: boolean;
   /** When the last frame came from the peer, and when the last one went to it (ms). */
   lastSeen: number;
   lastSent: number;
@@ -98,6 +105,7 @@ export class Connection {
     this.#options = context;
     this.allowedRooms = grant.rooms;
     this.expiresAt = grant.expiresAt;
+    this.member = grant.member ?? true;
     this.lastSeen = this.lastSent = context.clock.now();
   }
 

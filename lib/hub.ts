@@ -66,6 +66,8 @@ export interface HubOptions {
   limits: LimitsConfig;
   /** Ping interval for "app" liveness peers (ms). */
   heartbeatMs: number;
+  /** How long a dropped connection stays a member (see `disconnect`). @default 0 */
+  leaveGraceMs?: number;
   historyLimit: number;
   /** Age limit of history (ms); recoveries from memory respect it too. */
   historyTtlMs?: number | undefined;
@@ -92,6 +94,9 @@ export class Hub {
   readonly #rooms = new Map<string, Room>();
   readonly #context: ConnectionContext;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  /** Presence leaves waiting out the leave grace, made at once on close. */
+  readonly #graceful = new Map<ReturnType<typeof setTimeout>, () => void>();
+  #closing = false;
   #poller: ReturnType<typeof setInterval> | undefined;
   readonly #updates = new Set<Promise<unknown>>();
 
@@ -152,13 +157,14 @@ export class Hub {
     this.#connections.add(connection);
     this.#track(this.#options.presence.connect(peer.user, peer.id));
     this.#options.metrics.connectionsOpened.inc();
-    connection.send({
-      type: "welcome",
+    const welcome = {
+      type: "welcome" as const,
       connection: peer.id,
       user: peer.user,
       heartbeat: this.#options.heartbeatMs,
       node: this.node,
-    });
+    };
+    connection.send(grant.guest === undefined ? welcome : { ...welcome, guest: grant.guest });
     return connection;
   }
 
@@ -167,7 +173,11 @@ export class Hub {
     if (!this.#connections.remove(connection)) return;
     connection.closed = true;
     if (connection.budget) this.budgets.release(connection.budget);
-    for (const room of [...connection.rooms.keys()]) this.#unsubscribe(connection, room);
+    // Its presence in each room goes after the leave grace: a user back within it (a reload, a
+    // reconnect) is still a member then, so nobody is told a leave and a join.
+    for (const room of [...connection.rooms.keys()]) {
+      this.#unsubscribe(connection, room, this.#options.leaveGraceMs ?? 0);
+    }
     this.#track(this.#options.presence.disconnect(connection.peer.user, connection.id));
   }
 
@@ -268,7 +278,7 @@ export class Hub {
     const user = connection.peer.user;
     try {
       // The presence tells the member join, if due, where the change takes effect.
-      await presence.join(name, user, connection.id);
+      if (connection.member) await presence.join(name, user, connection.id);
       const minTs = historyTtlMs === undefined ? -Infinity : clock.now() - historyTtlMs;
       const { epoch, offset, recovered, messages } = await room.recover(since, minTs);
       if (connection.rooms.get(name) !== sub) return;
@@ -293,11 +303,21 @@ export class Hub {
     connection.send(withRef({ type: "left", room: name }, ref));
   }
 
-  #unsubscribe(connection: Connection, name: string): void {
+  #unsubscribe(connection: Connection, name: string, graceMs = 0): void {
     connection.unsubscribe(name);
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
-    this.#track(this.#options.presence.leave(name, connection.peer.user, connection.id));
+    if (connection.member) {
+      const user = connection.peer.user;
+      const leave = () => this.#track(this.#options.presence.leave(name, user, connection.id));
+      if (graceMs > 0 && !this.#closing) {
+        const timer = setTimeout(() => {
+          this.#graceful.delete(timer);
+          leave();
+        }, graceMs);
+        this.#graceful.set(timer, leave);
+      } else leave();
+    }
     if (room.subscribers.size > 0) return;
     // An empty room lingers (see `tick`), keeping its recent messages for clients that come back;
     // one that holds none goes at once (joining and leaving rooms leaves nothing behind).
@@ -579,11 +599,18 @@ export class Hub {
 
   /** Closes every connection (1001 by default) and stops the timers. */
   close(code: number = CloseCode.goingAway, reason = "Server shutting down"): void {
+    this.#closing = true;
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     if (this.#poller !== undefined) clearInterval(this.#poller);
     this.#heartbeat = undefined;
     this.#poller = undefined;
     for (const connection of [...this.#connections.values()]) connection.close(code, reason, "shutdown");
     for (const room of this.#rooms.values()) room.stop();
+    // Leaves waiting out their grace are made now: a stopping server keeps no member.
+    for (const [timer, leave] of this.#graceful) {
+      clearTimeout(timer);
+      leave();
+    }
+    this.#graceful.clear();
   }
 }

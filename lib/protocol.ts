@@ -79,6 +79,8 @@ export type ServerFrame =
     user: User;
     heartbeat: number;
     node: string;
+    /** A guest's identity token (no auth secret set): sent back as `?guest=`, the same user again. */
+    guest?: string;
   }
   | {
     type: "joined";

@@ -18,6 +18,8 @@ export class RoomcastClient extends EventTarget {
     get state(): ClientState;
     /** The user of the current (or last) connection, from `welcome`. */
     get user(): User;
+    /** This guest's identity token (servers without auth), to pass as `guest` after a page load. */
+    get guest(): string;
     /** The server's id of the current connection, or null while not open. */
     get connectionId(): string;
     /** Rooms this client is in (or joining), in join order. */
@@ -235,6 +237,7 @@ export type WelcomeFrame = {
     user: User;
     heartbeat: number;
     node: string;
+    guest?: string;
 };
 /**
  * The frames the server sends (docs/PROTOCOL.md), as this module's own typedefs so the file works
@@ -421,6 +424,12 @@ export type RoomcastOptions = {
      * called before every (re)connect, so it can refresh the token.
      */
     token?: string | (() => string | Promise<string>);
+    /**
+     * A guest identity token from an earlier `welcome` (`client.guest`), on servers
+     * without auth: the server makes this client the same guest again (same id and name) instead of a new one.
+     * The client keeps the newest one itself across reconnects; keep it (localStorage) across page loads.
+     */
+    guest?: string;
     /**
      * First reconnect delay in ms. Default 500.
      */

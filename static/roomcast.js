@@ -27,7 +27,7 @@
  * @typedef {{ id: string, name: string, connections: number, info?: unknown }} Member
  * @typedef {{ epoch: string, offset: number }} Position
  * @typedef {"idle" | "connecting" | "open" | "reconnecting" | "closed"} ClientState
- * @typedef {{ type: "welcome", connection: string, user: User, heartbeat: number, node: string }} WelcomeFrame
+ * @typedef {{ type: "welcome", connection: string, user: User, heartbeat: number, node: string, guest?: string }} WelcomeFrame
  * @typedef {{ type: "joined", room: string, epoch: string, offset: number, recovered: boolean,
  *   members: Member[], ref?: string | number }} JoinedFrame
  * @typedef {{ type: "left", room: string, ref?: string | number }} LeftFrame
@@ -55,6 +55,9 @@
  * @property {string} [name] Display name, sent as `?name=`.
  * @property {string | (() => string | Promise<string>)} [token] JWT sent as `?token=`; a function is
  *   called before every (re)connect, so it can refresh the token.
+ * @property {string} [guest] A guest identity token from an earlier `welcome` (`client.guest`), on servers
+ *   without auth: the server makes this client the same guest again (same id and name) instead of a new one.
+ *   The client keeps the newest one itself across reconnects; keep it (localStorage) across page loads.
  * @property {number} [minDelay] First reconnect delay in ms. Default 500.
  * @property {number} [maxDelay] Largest reconnect delay in ms. Default 10000.
  * @property {number} [requestTimeout] Ms before a request without a reply rejects. Default 10000.
@@ -167,6 +170,8 @@ export class RoomcastClient extends EventTarget {
   #url;
   #name;
   #token;
+  /** @type {string | null} */
+  #guest = null;
   #minDelay;
   #maxDelay;
   #requestTimeout;
@@ -221,6 +226,7 @@ export class RoomcastClient extends EventTarget {
       url,
       name,
       token,
+      guest,
       minDelay = 500,
       maxDelay = 10_000,
       requestTimeout = 10_000,
@@ -234,6 +240,7 @@ export class RoomcastClient extends EventTarget {
     this.#url = url;
     this.#name = name;
     this.#token = token;
+    this.#guest = guest ?? null;
     this.#minDelay = Math.max(0, minDelay);
     this.#maxDelay = Math.max(this.#minDelay, maxDelay);
     this.#requestTimeout = requestTimeout;
@@ -252,6 +259,11 @@ export class RoomcastClient extends EventTarget {
   /** The user of the current (or last) connection, from `welcome`. */
   get user() {
     return this.#user;
+  }
+
+  /** This guest's identity token (servers without auth), to pass as `guest` after a page load. */
+  get guest() {
+    return this.#guest;
   }
 
   /** The server's id of the current connection, or null while not open. */
@@ -342,6 +354,7 @@ export class RoomcastClient extends EventTarget {
       if (this.#batch) url.searchParams.set("batch", "1");
       const token = typeof this.#token === "function" ? await this.#token() : this.#token;
       if (token) url.searchParams.set("token", token);
+      else if (this.#guest) url.searchParams.set("guest", this.#guest);
     } catch (error) {
       if (generation !== this.#generation) return;
       const reason = error instanceof Error ? error.message : String(error);
@@ -830,6 +843,7 @@ export class RoomcastClient extends EventTarget {
     this.#user = isRecord(frame.user) ? { id: String(frame.user.id), name: String(frame.user.name) } : null;
     this.#connectionId = typeof frame.connection === "string" ? frame.connection : null;
     if (typeof frame.heartbeat === "number" && frame.heartbeat > 0) this.#heartbeat = frame.heartbeat;
+    if (typeof frame.guest === "string") this.#guest = frame.guest;
     this.#arm();
     this.#state = "open";
     for (const [room, entry] of this.#rooms) this.#sendJoin(room, entry);

@@ -27,7 +27,8 @@ export interface TestServer extends RunningServer {
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const { clock, kv = false, heartbeat, ...overrides } = options;
-  const config = configWith({ port: 0, hostname: "127.0.0.1", kvPath: ":memory:", ...overrides });
+  // No leave grace unless a test asks: most tests expect a closed connection's leave at once.
+  const config = configWith({ port: 0, hostname: "127.0.0.1", kvPath: ":memory:", leaveGraceMs: 0, ...overrides });
   const server = await startServer({
     config,
     memory: !kv,

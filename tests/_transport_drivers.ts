@@ -234,6 +234,8 @@ const sse: TransportDriver = {
     const room = options.room ?? "lobby";
     const params = new URLSearchParams(query(options));
     params.set("room", room);
+    // A member, as the contract's presence checks expect (a reader is none unless it asks).
+    params.set("presence", "1");
     if (options.since) params.set("since", `${options.since.epoch}:${options.since.offset}`);
     const controller = new AbortController();
     (async () => {

@@ -34,6 +34,8 @@ Deno.test("two instances on one KV, as on Deno Deploy, serve one room", async ()
     ROOMCAST_KV_POLL: "100ms",
     ROOMCAST_KV_LEASE: "1500ms",
     ROOMCAST_CONNECT_RATE: "0",
+    // Closes are checked in presence at once (the grace is tested in tests/guest_identity_test.ts).
+    ROOMCAST_LEAVE_GRACE: "0",
   };
   const one = await startMain(env, { noFlags: true, stderr: "piped" });
   const two = await startMain(env, { noFlags: true, stderr: "piped" });

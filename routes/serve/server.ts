@@ -85,6 +85,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metrics,
     limits: config.limits,
     heartbeatMs: config.heartbeatMs,
+    leaveGraceMs: config.leaveGraceMs,
     historyLimit: config.historyLimit,
     historyTtlMs: config.historyTtlMs,
     node,

@@ -8,7 +8,7 @@
  * admission.
  */
 import type { Identity } from "../../lib/auth.ts";
-import type { Connection } from "../../lib/connection.ts";
+import type { Connection, Grant } from "../../lib/connection.ts";
 import type { Peer } from "../../lib/peer.ts";
 import { ProtocolError } from "../../lib/protocol.ts";
 import type { AppDeps } from "../deps.ts";
@@ -58,7 +58,7 @@ export class Admitted {
 
   /** The hub connection for `peer`, or why it can't be made: this slot was given back, still carries
    * an open connection, or has made the connections it was granted. */
-  connect(peer: Peer, identity: Identity, transport: string): Connection | ProtocolError {
+  connect(peer: Peer, identity: Identity & Grant, transport: string): Connection | ProtocolError {
     if (this.#released) return new ProtocolError("unavailable", "The connection has ended");
     if (this.#connection && !this.#connection.closed) {
       return new ProtocolError("bad_request", "One connection at a time: this one is connected already");

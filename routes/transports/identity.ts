@@ -3,7 +3,7 @@
  * `?name=` parameter, and the connection's identity (a JWT when `ROOMCAST_AUTH_SECRET` is set,
  * a generated guest otherwise).
  */
-import { type Identity, identityFromClaims, verifyToken } from "../../lib/auth.ts";
+import { type Identity, identityFromClaims, signGuest, verifyGuest, verifyToken } from "../../lib/auth.ts";
 import { guestId, guestName } from "../../lib/ids.ts";
 import { guestPrincipal } from "../../lib/budgets.ts";
 import { clientName } from "../../lib/names.ts";
@@ -80,7 +80,14 @@ export async function identify(
   name: string | undefined,
   address: string,
 ): Promise<Identity> {
-  return await identifyToken(deps, c.req.query("token"), name, address, "connect with ?token=<JWT>");
+  return await identifyToken(
+    deps,
+    c.req.query("token"),
+    name,
+    address,
+    "connect with ?token=<JWT>",
+    c.req.query("guest"),
+  );
 }
 
 /** The user a token (when auth is on) or a fresh guest identity stands for; `how` tells a client
@@ -91,11 +98,17 @@ export async function identifyToken(
   name: string | undefined,
   address: string,
   how: string,
+  guestToken?: string,
 ): Promise<Identity> {
   const secret = deps.config.authSecret;
   if (!secret) {
-    const user = { id: guestId(), name: name ?? guestName() };
-    return { user, rooms: undefined, expiresAt: undefined, principal: guestPrincipal(address) };
+    // The same guest again when it brings its token (a reload, a reconnect); a new one otherwise.
+    const known = guestToken && guestToken.length <= 1024
+      ? await verifyGuest(guestToken, deps.config.guestSecret, deps.clock)
+      : undefined;
+    const user = { id: known?.id ?? guestId(), name: name ?? known?.name ?? guestName() };
+    const guest = await signGuest(user, deps.config.guestSecret, deps.clock);
+    return { user, rooms: undefined, expiresAt: undefined, principal: guestPrincipal(address), guest };
   }
   if (!token) throw new ProtocolError("unauthorized", `A token is required: ${how}`);
   return identityFromClaims(await verifyToken(token, secret, deps.clock), name);

@@ -210,7 +210,8 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
       start(controller) {
         peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, ended);
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
-        const connection = admitted.connect(peer, identity, "sse");
+        // A reader is no member (not in presence, no member events) unless it asks: ?presence=1.
+        const connection = admitted.connect(peer, { ...identity, member: c.req.query("presence") === "1" }, "sse");
         if (connection instanceof ProtocolError) return peer.close(CloseCode.policy, connection.message);
         track(peer, true);
         for (const room of rooms) {
