@@ -18,6 +18,8 @@ export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
     const status = health.state === "up" ? "ok" : "degraded";
     return c.json({ status, version: VERSION, engine: health }, health.state === "up" ? 200 : 503);
   });
+  // What a page needs to know before it connects: whether users bring a token (auth) or are guests.
+  app.get("/api/info", (c) => c.json({ version: VERSION, auth: deps.config.authSecret ? "token" : "guest" }));
   app.get("/metrics", async (c) => {
     const key = deps.config.metricsKey;
     const token = bearer(c.req.header("authorization"));

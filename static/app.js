@@ -16,7 +16,29 @@ import { Sidebar } from "./chat/sidebar.js";
 import { placeholder, showState } from "./chat/status.js";
 
 const params = new URLSearchParams(location.search);
-const session = newSession(params.get("token") ?? "");
+const TOKEN_KEY = "roomcast.token";
+// A token in the address (a link from the site that minted it) moves to this tab's storage at
+// once, and out of the address bar and history, where it would be shared or bookmarked.
+if (params.has("token")) {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, params.get("token") ?? "");
+  } catch {
+    // Storage off: it is kept in this page only.
+  }
+  const clean = new URL(location.href);
+  clean.searchParams.delete("token");
+  history.replaceState(null, "", clean);
+}
+const session = newSession(params.get("token") ?? storedToken());
+
+/** @returns {string} */
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
 const messages = new MessagePanel(session);
 const members = new MemberPanel(session);
 const sidebar = new Sidebar(session, () => members.size, (room) => void enterRoom(room));
@@ -36,7 +58,19 @@ function wire(c) {
     showState(detail, session.room, session.everOpen);
     if (detail.state === "closed" && detail.code === 1008) {
       const reason = detail.reason || "not allowed";
-      if (!session.everOpen) backToLogin(`The server refused the connection: ${reason}`);
+      if (/token/i.test(reason)) {
+        // A missing, expired or wrong token: ask for one here, never in the address.
+        session.token = "";
+        try {
+          sessionStorage.removeItem(TOKEN_KEY);
+        } catch {
+          // Storage off.
+        }
+        ui.tokenField.hidden = false;
+        backToLogin(
+          `Your access token was not accepted (${reason.replace(/: connect with.*$/, "")}). Paste a valid one.`,
+        );
+      } else if (!session.everOpen) backToLogin(`The server refused the connection: ${reason}`);
       else messages.notice(`Disconnected by the server: ${reason}`, "error");
     }
   });
@@ -44,6 +78,7 @@ function wire(c) {
     const reconnected = session.everOpen;
     session.everOpen = true;
     session.me = frame.user;
+    if (typeof frame.guest === "string") keepGuest(frame.guest);
     if (session.me) {
       ui.meName.textContent = session.me.name;
       ui.meId.textContent = session.me.id;
@@ -111,6 +146,8 @@ async function enterRoom(next) {
   ui.roomName.textContent = next;
   ui.introRoom.textContent = `#${next}`;
   ui.input.placeholder = placeholder(client.state, next);
+  ui.input.disabled = false;
+  ui.send.disabled = false;
   messages.updateTitle();
   setUrl();
   if (previous && previous !== next) client.leave(previous).catch(() => {});
@@ -126,6 +163,12 @@ async function enterRoom(next) {
     const code = /** @type {any} */ (error)?.code;
     if (code === "left" || code === "closed") return;
     messages.notice(`Couldn't join #${next}: ${errorText(error)}`, "error");
+    if (code === "forbidden") {
+      // The token doesn't allow this room: nothing can be sent here, and the box says why.
+      ui.input.disabled = true;
+      ui.send.disabled = true;
+      ui.input.placeholder = `Your access token doesn't allow #${next}: pick another room`;
+    }
   }
 }
 
@@ -144,7 +187,9 @@ function setUrl() {
 function start(name, first) {
   session.client?.close();
   Object.assign(session, { me: null, name, everOpen: false, room: "" });
-  const c = new RoomcastClient(session.token ? { name, token: session.token } : { name });
+  // A guest keeps one identity across reloads in this browser: the server's signed guest token.
+  const guest = storedGuest();
+  const c = new RoomcastClient(session.token ? { name, token: session.token } : guest ? { name, guest } : { name });
   session.client = c;
   wire(c);
   ui.loginView.hidden = true;
@@ -154,6 +199,27 @@ function start(name, first) {
   void enterRoom(first);
   sidebar.start();
   ui.input.focus();
+}
+
+const GUEST_KEY = "roomcast.guest";
+
+/** @returns {string | undefined} */
+function storedGuest() {
+  try {
+    return localStorage.getItem(GUEST_KEY) ?? undefined;
+  } catch {
+    return undefined; // Storage off (private mode, a sandboxed frame): a new guest each load.
+  }
+}
+
+/** @param {string | null} token */
+function keepGuest(token) {
+  try {
+    if (token) localStorage.setItem(GUEST_KEY, token);
+    else localStorage.removeItem(GUEST_KEY);
+  } catch {
+    // Storage off.
+  }
 }
 
 /** @param {string} [error] */
@@ -186,6 +252,19 @@ ui.login.addEventListener("submit", (e) => {
     rejectField(ui.loginError, ui.room, problem);
     return;
   }
+  if (!ui.tokenField.hidden) {
+    const token = ui.token.value.trim();
+    if (!token) {
+      rejectField(ui.loginError, ui.token, "Paste the access token the site that sent you here gave you.");
+      return;
+    }
+    session.token = token;
+    try {
+      sessionStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      // Storage off: kept in this page only.
+    }
+  }
   showError(ui.loginError, "");
   ui.room.value = r;
   start(name, r);
@@ -195,12 +274,39 @@ ui.signOut.addEventListener("click", () => {
   const url = new URL(location.href);
   url.searchParams.delete("name");
   history.replaceState(null, "", url);
+  keepGuest(null); // Signed out: the next join is a new guest, or needs its token again.
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Storage off.
+  }
+  session.token = "";
+  ui.token.value = "";
   backToLogin();
 });
+
+/** The join card says, in one voice, how this server lets people in: as guests, or with a token. */
+async function describeServer() {
+  let auth = "guest";
+  try {
+    const info = await (await fetch("/api/info")).json();
+    if (info?.auth === "token") auth = "token";
+  } catch {
+    // The server can't be asked now: the card stays as for guests; a refusal will say more.
+  }
+  const needsToken = auth === "token";
+  // A token already in hand (from the link) needs no field.
+  ui.tokenField.hidden = !needsToken || !!session.token;
+  ui.loginFoot.textContent = needsToken
+    ? "Signed-in users only: your access token comes from the site that sent you here."
+    : "No account needed: you join as a guest.";
+}
 
 const initialName = params.get("name")?.trim() ?? "";
 const initialRoom = typedRoom(params.get("room") ?? "");
 if (initialName) ui.name.value = initialName;
 if (initialRoom) ui.room.value = initialRoom;
-if (initialName && initialRoom) ui.login.requestSubmit();
-else (initialName ? ui.room : ui.name).focus();
+void describeServer().then(() => {
+  if (initialName && initialRoom && ui.tokenField.hidden) ui.login.requestSubmit();
+  else (initialName ? (ui.tokenField.hidden ? ui.room : ui.token) : ui.name).focus();
+});

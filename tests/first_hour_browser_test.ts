@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { browserTest } from "./_browser.ts";
 import { postJson, startTestServer } from "./_server.ts";
+import { signToken } from "../lib/auth.ts";
 
 browserTest("offline: 'Reconnecting…' at once, then back and caught up when the network returns", async (browser) => {
   await using server = await startTestServer();
@@ -56,4 +57,68 @@ browserTest("a page at an address ROOMCAST_HOSTS doesn't list says so, and stops
   await error.waitFor({ state: "visible", timeout: 10_000 });
   assert.match(await error.textContent() ?? "", /does not answer to 127\.0\.0\.1: add it to ROOMCAST_HOSTS/);
   assert.equal(await page.locator("#login-view").isVisible(), true);
+});
+
+browserTest(
+  "auth mode: one voice on the join card, the token out of the address bar, a forbidden room disables the composer",
+  async (browser) => {
+    const secret = "page-auth-secret";
+    await using server = await startTestServer({ authSecret: secret });
+    const token = await signToken({ sub: "ann", name: "Ann", rooms: ["team-*"] }, secret);
+
+    // Without a token: the card asks for one, and says why, and nothing says "No account needed".
+    const fresh = await browser.newPage();
+    await fresh.goto(`${server.url}/?name=Ann&room=team-a`);
+    await fresh.locator("#token-field").waitFor({ state: "visible", timeout: 5000 });
+    assert.match(await fresh.locator("#login-foot").textContent() ?? "", /Signed-in users only/);
+    assert.doesNotMatch(await fresh.locator("#login-view").innerText(), /No account needed/);
+    await fresh.locator("#token").fill("not-a-token");
+    await fresh.locator("#join").click();
+    const error = fresh.locator("#login-error");
+    await error.waitFor({ state: "visible", timeout: 10_000 });
+    assert.match(await error.textContent() ?? "", /access token was not accepted \(Token is not a JWT\)/);
+    assert.doesNotMatch(fresh.url(), /token/);
+
+    // With a token in the link: it leaves the address at once and the user is in.
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/?name=Ann&room=team-a&token=${token}`);
+    await page.locator('#status[data-state="open"]').waitFor({ timeout: 10_000 });
+    assert.doesNotMatch(page.url(), /token=/, page.url());
+    assert.equal(await page.locator("#me-id").textContent(), "ann");
+    // A room the token doesn't allow: told, and the composer is off with the reason.
+    await page.locator("#switch-input").fill("secret");
+    await page.locator("#switch-input").press("Enter");
+    await page.locator("#messages li.notice", { hasText: "Couldn't join #secret" }).waitFor({ timeout: 5000 });
+    assert.equal(await page.locator("#input").isDisabled(), true);
+    assert.match(await page.locator("#input").getAttribute("placeholder") ?? "", /doesn't allow #secret/);
+    // A room it allows: the composer is back.
+    await page.locator("#switch-input").fill("team-b");
+    await page.locator("#switch-input").press("Enter");
+    await page.locator("#room-name", { hasText: "team-b" }).waitFor();
+    assert.equal(await page.locator("#input").isDisabled(), false);
+    // A reload keeps the token (this tab's storage), still not in the address.
+    await page.reload();
+    await page.locator('#status[data-state="open"]').waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("#me-id").textContent(), "ann");
+  },
+);
+
+browserTest("a guest keeps its identity across a reload; the others see no leave and join", async (browser) => {
+  await using server = await startTestServer({ leaveGraceMs: 2000 });
+  const context = await browser.newContext();
+  const ann = await context.newPage();
+  await ann.goto(`${server.url}/?name=Ann&room=stay`);
+  await ann.locator('#status[data-state="open"]').waitFor({ timeout: 10_000 });
+  const id = await ann.locator("#me-id").textContent();
+  const bob = await browser.newPage();
+  await bob.goto(`${server.url}/?name=Bob&room=stay`);
+  await bob.locator("#members li.member", { hasText: "Ann" }).waitFor();
+  const notices = () => bob.locator("#messages li.notice", { hasText: "Ann" }).count();
+  const before = await notices();
+  await ann.reload();
+  await ann.locator('#status[data-state="open"]').waitFor({ timeout: 10_000 });
+  assert.equal(await ann.locator("#me-id").textContent(), id, "the same guest after a reload");
+  await bob.waitForTimeout(2500);
+  assert.equal(await notices(), before, "no 'Ann left' / 'Ann joined' at Bob's");
+  await context.close();
 });
