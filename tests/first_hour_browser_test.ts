@@ -122,3 +122,19 @@ browserTest("a guest keeps its identity across a reload; the others see no leave
   assert.equal(await notices(), before, "no 'Ann left' / 'Ann joined' at Bob's");
   await context.close();
 });
+
+browserTest(
+  "a full server is shown as full, with the wait, not as unreachable; the page gets in once there is room",
+  async (browser) => {
+    await using server = await startTestServer({ maxConnections: 1 });
+    const holder = await server.client();
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/?name=Ann&room=full`);
+    const banner = page.locator("#banner");
+    await banner.filter({ hasText: "turned the connection away" }).waitFor({ timeout: 10_000 });
+    assert.match(await banner.textContent() ?? "", /The server is full: try again later\. Trying again in \d+ s\./);
+    assert.doesNotMatch(await banner.textContent() ?? "", /Can't reach the server/);
+    await holder.close();
+    await page.locator('#status[data-state="open"]').waitFor({ timeout: 15_000 });
+  },
+);
