@@ -148,7 +148,11 @@ function defaultUrl() {
   } catch {
     loc = undefined; // Deno without --location throws on access.
   }
-  if (!loc || !loc.host) throw new TypeError("RoomcastClient: pass `url` when there is no page location");
+  if (!loc || !loc.host) {
+    throw new TypeError(
+      "RoomcastClient: pass `url` when there is no page location",
+    );
+  }
   return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
 }
 
@@ -236,7 +240,9 @@ export class RoomcastClient extends EventTarget {
       WebSocketImpl = globalThis.WebSocket,
       batch = false,
     } = options;
-    if (typeof WebSocketImpl !== "function") throw new TypeError("RoomcastClient: no WebSocket implementation");
+    if (typeof WebSocketImpl !== "function") {
+      throw new TypeError("RoomcastClient: no WebSocket implementation");
+    }
     this.#url = url;
     this.#name = name;
     this.#token = token;
@@ -290,7 +296,10 @@ export class RoomcastClient extends EventTarget {
 
   /** Opens the connection (no-op while connecting or open). Reconnects by itself until `close()`. */
   connect() {
-    if (this.#state === "connecting" || this.#state === "open" || this.#state === "reconnecting") return;
+    if (
+      this.#state === "connecting" || this.#state === "open" ||
+      this.#state === "reconnecting"
+    ) return;
     this.#attempt = 0;
     this.#setState("connecting");
     this.#listenNetwork();
@@ -301,7 +310,10 @@ export class RoomcastClient extends EventTarget {
    * at once instead of waiting for the backoff. */
   #listenNetwork() {
     const target = /** @type {any} */ (globalThis);
-    if (this.#unlisten || typeof target.addEventListener !== "function" || !("onoffline" in target)) return;
+    if (
+      this.#unlisten || typeof target.addEventListener !== "function" ||
+      !("onoffline" in target)
+    ) return;
     const offline = () => {
       if (this.#socket) this.#dead("The network is offline");
     };
@@ -337,7 +349,9 @@ export class RoomcastClient extends EventTarget {
       }
     }
     this.#failPending("disconnected", "Connection closed");
-    for (const item of this.#outbox.splice(0)) item.reject(new RoomcastError("closed", "Client closed"));
+    for (const item of this.#outbox.splice(0)) {
+      item.reject(new RoomcastError("closed", "Client closed"));
+    }
     for (const entry of this.#rooms.values()) {
       entry.joined = null;
       this.#rejectWaiters(entry, new RoomcastError("closed", "Client closed"));
@@ -350,9 +364,13 @@ export class RoomcastClient extends EventTarget {
     let url;
     try {
       url = resolveUrl(this.#url ?? defaultUrl());
-      if (this.#name !== undefined && this.#name !== "") url.searchParams.set("name", this.#name);
+      if (this.#name !== undefined && this.#name !== "") {
+        url.searchParams.set("name", this.#name);
+      }
       if (this.#batch) url.searchParams.set("batch", "1");
-      const token = typeof this.#token === "function" ? await this.#token() : this.#token;
+      const token = typeof this.#token === "function"
+        ? await this.#token()
+        : this.#token;
       if (token) url.searchParams.set("token", token);
       else if (this.#guest) url.searchParams.set("guest", this.#guest);
     } catch (error) {
@@ -366,7 +384,10 @@ export class RoomcastClient extends EventTarget {
     try {
       socket = new this.#WebSocket(url.href);
     } catch (error) {
-      this.#lost(ABNORMAL, error instanceof Error ? error.message : String(error));
+      this.#lost(
+        ABNORMAL,
+        error instanceof Error ? error.message : String(error),
+      );
       return;
     }
     this.#socket = socket;
@@ -379,13 +400,17 @@ export class RoomcastClient extends EventTarget {
       this.#arm();
       if (typeof event.data !== "string") return;
       if (this.#batch && event.data.includes("\n")) {
-        for (const line of event.data.split("\n")) if (line) this.#receive(line);
+        for (const line of event.data.split("\n")) {
+          if (line) this.#receive(line);
+        }
       } else {
         this.#receive(event.data);
       }
     };
     socket.onclose = (event) => {
-      if (this.#socket === socket) this.#lost(event.code || ABNORMAL, event.reason);
+      if (this.#socket === socket) {
+        this.#lost(event.code || ABNORMAL, event.reason);
+      }
     };
     socket.onerror = () => {
       // A close event follows.
@@ -416,13 +441,19 @@ export class RoomcastClient extends EventTarget {
     // Something came (or the socket just opened): the server is there; ask again after a silence.
     clearTimeout(this.#probe);
     this.#awaiting = false;
-    this.#probe = this.#welcomed && this.#probeAfter > 0 ? setTimeout(() => this.#ping(), this.#probeAfter) : undefined;
+    this.#probe = this.#welcomed && this.#probeAfter > 0
+      ? setTimeout(() => this.#ping(), this.#probeAfter)
+      : undefined;
     clearTimeout(this.#watchdog);
-    const ms = this.#welcomed ? this.#heartbeat * 2 + LIVENESS_SLACK : this.#connectTimeout;
+    const ms = this.#welcomed
+      ? this.#heartbeat * 2 + LIVENESS_SLACK
+      : this.#connectTimeout;
     this.#watchdog = setTimeout(() => {
       const socket = this.#socket;
       if (!socket) return;
-      const reason = this.#welcomed ? "Server stopped responding" : "Connection timed out";
+      const reason = this.#welcomed
+        ? "Server stopped responding"
+        : "Connection timed out";
       this.#detach();
       try {
         socket.close(4000, "No heartbeat");
@@ -443,7 +474,10 @@ export class RoomcastClient extends EventTarget {
     if (this.#awaiting || this.#probeTimeout <= 0 || !this.#welcomed) return;
     this.#awaiting = true;
     clearTimeout(this.#probe);
-    this.#probe = setTimeout(() => this.#dead("The server stopped answering"), this.#probeTimeout);
+    this.#probe = setTimeout(
+      () => this.#dead("The server stopped answering"),
+      this.#probeTimeout,
+    );
   }
 
   /**
@@ -474,23 +508,38 @@ export class RoomcastClient extends EventTarget {
     this.#sent.clear();
     for (const entry of this.#rooms.values()) entry.joined = null;
     if (this.#state === "closed") return;
-    const refreshable = code === POLICY && reason === "Token expired" && typeof this.#token === "function";
+    const refreshable = code === POLICY && reason === "Token expired" &&
+      typeof this.#token === "function";
     if ((code === POLICY || code === TERMINATED) && !refreshable) {
       this.#generation++;
-      const error = new RoomcastError("closed", reason || "Connection refused by policy");
-      for (const entry of this.#rooms.values()) this.#rejectWaiters(entry, error);
+      const error = new RoomcastError(
+        "closed",
+        reason || "Connection refused by policy",
+      );
+      for (const entry of this.#rooms.values()) {
+        this.#rejectWaiters(entry, error);
+      }
       this.#setState("closed", { code, reason });
       return;
     }
     const base = Math.min(this.#maxDelay, this.#minDelay * 2 ** this.#attempt);
-    const delay = Math.round(Math.max(this.#minDelay, base / 2 + Math.random() * (base / 2)));
+    const delay = Math.round(
+      Math.max(this.#minDelay, base / 2 + Math.random() * (base / 2)),
+    );
     this.#attempt++;
-    this.#setState("reconnecting", { code, reason, attempt: this.#attempt, delay }, true);
+    this.#setState("reconnecting", {
+      code,
+      reason,
+      attempt: this.#attempt,
+      delay,
+    }, true);
     clearTimeout(this.#retryTimer);
     const generation = this.#generation;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      if (generation === this.#generation && this.#state === "reconnecting") void this.#open();
+      if (generation === this.#generation && this.#state === "reconnecting") {
+        void this.#open();
+      }
     }, delay);
   }
 
@@ -529,10 +578,17 @@ export class RoomcastClient extends EventTarget {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(ref);
-        reject(new RoomcastError("timeout", `No reply to ${frame.type} within ${this.#requestTimeout} ms`));
+        reject(
+          new RoomcastError(
+            "timeout",
+            `No reply to ${frame.type} within ${this.#requestTimeout} ms`,
+          ),
+        );
       }, this.#requestTimeout);
       this.#pending.set(ref, { resolve, reject, timer, frame: sent });
-      if (frame.type === "publish") this.#sent.set(ref, { room: String(frame.room), data: frame.data });
+      if (frame.type === "publish") {
+        this.#sent.set(ref, { room: String(frame.room), data: frame.data });
+      }
       this.#expectReply();
       this.#send(sent);
     });
@@ -580,14 +636,20 @@ export class RoomcastClient extends EventTarget {
    * @returns {Promise<JoinedFrame>}
    */
   join(room) {
-    if (this.#state === "closed") return Promise.reject(new RoomcastError("closed", "Client closed"));
+    if (this.#state === "closed") {
+      return Promise.reject(new RoomcastError("closed", "Client closed"));
+    }
     let entry = this.#rooms.get(room);
-    if (entry?.joined && this.#state === "open") return Promise.resolve(entry.joined);
+    if (entry?.joined && this.#state === "open") {
+      return Promise.resolve(entry.joined);
+    }
     const isNew = !entry;
     entry ??= { position: null, joined: null, waiters: [] };
     this.#rooms.set(room, entry);
     const target = entry;
-    const promise = new Promise((resolve, reject) => target.waiters.push({ resolve, reject }));
+    const promise = new Promise((resolve, reject) =>
+      target.waiters.push({ resolve, reject })
+    );
     if (isNew && this.#state === "open") this.#sendJoin(room, entry);
     return promise;
   }
@@ -608,7 +670,12 @@ export class RoomcastClient extends EventTarget {
       const hadWaiters = entry.waiters.length > 0;
       this.#rejectWaiters(entry, error);
       if (!hadWaiters) {
-        this.#emit("error", { type: "error", code, message: error.message, room });
+        this.#emit("error", {
+          type: "error",
+          code,
+          message: error.message,
+          room,
+        });
       }
     });
   }
@@ -625,7 +692,10 @@ export class RoomcastClient extends EventTarget {
     this.#rejectWaiters(entry, new RoomcastError("left", `Left room ${room}`));
     if (this.#state !== "open") return Promise.resolve(null);
     return this.#request({ type: "leave", room }).catch((error) => {
-      if (error instanceof RoomcastError && (error.code === "disconnected" || error.code === "not_joined")) return null;
+      if (
+        error instanceof RoomcastError &&
+        (error.code === "disconnected" || error.code === "not_joined")
+      ) return null;
       throw error;
     });
   }
@@ -646,7 +716,15 @@ export class RoomcastClient extends EventTarget {
       return Promise.reject(new RoomcastError("disconnected", "Not connected"));
     }
     return new Promise((resolve, reject) => {
-      this.#outbox.push({ room, data, key: newKey(), state: "waiting", user: null, resolve, reject });
+      this.#outbox.push({
+        room,
+        data,
+        key: newKey(),
+        state: "waiting",
+        user: null,
+        resolve,
+        reject,
+      });
       this.#flushOutbox();
     });
   }
@@ -663,10 +741,18 @@ export class RoomcastClient extends EventTarget {
       if (entry && (!entry.joined || entry.replayUntil)) continue;
       item.state = "sent";
       item.user = this.#user?.id ?? null;
-      this.#request({ type: "publish", room: item.room, data: item.data, key: item.key }).then(
+      this.#request({
+        type: "publish",
+        room: item.room,
+        data: item.data,
+        key: item.key,
+      }).then(
         (ack) => this.#settle(item, ack),
         (error) => {
-          if (error instanceof RoomcastError && error.code === "disconnected" && this.#state !== "closed") {
+          if (
+            error instanceof RoomcastError && error.code === "disconnected" &&
+            this.#state !== "closed"
+          ) {
             item.state = "unconfirmed";
           } else this.#settle(item, undefined, error);
         },
@@ -703,11 +789,18 @@ export class RoomcastClient extends EventTarget {
       }
       const json = JSON.stringify(item.data);
       const found = replayed?.find((m) =>
-        !claimed.has(m.offset) && m.from?.id === item.user && JSON.stringify(m.data) === json
+        !claimed.has(m.offset) && m.from?.id === item.user &&
+        JSON.stringify(m.data) === json
       );
       if (found) {
         claimed.add(found.offset);
-        this.#settle(item, { type: "ack", id: found.id, room, offset: found.offset, epoch: found.epoch });
+        this.#settle(item, {
+          type: "ack",
+          id: found.id,
+          room,
+          offset: found.offset,
+          epoch: found.epoch,
+        });
       } else if (replayed) item.state = "waiting";
       else {
         this.#settle(
@@ -779,7 +872,11 @@ export class RoomcastClient extends EventTarget {
   subscribe(room) {
     let subscription = this.#subscriptions.get(room);
     if (!subscription) {
-      subscription = new RoomSubscription(this, room, () => this.#subscriptions.delete(room));
+      subscription = new RoomSubscription(
+        this,
+        room,
+        () => this.#subscriptions.delete(room),
+      );
       this.#subscriptions.set(room, subscription);
     }
     return subscription;
@@ -813,7 +910,11 @@ export class RoomcastClient extends EventTarget {
         const pending = this.#take(frame.ref);
         if (pending) {
           pending.reject(
-            new RoomcastError(String(frame.code), String(frame.message), /** @type {ErrorFrame} */ (frame)),
+            new RoomcastError(
+              String(frame.code),
+              String(frame.message),
+              /** @type {ErrorFrame} */ (frame),
+            ),
           );
         } else this.#emit("error", frame);
         return;
@@ -840,9 +941,15 @@ export class RoomcastClient extends EventTarget {
   #onWelcome(frame) {
     this.#welcomed = true;
     this.#attempt = 0;
-    this.#user = isRecord(frame.user) ? { id: String(frame.user.id), name: String(frame.user.name) } : null;
-    this.#connectionId = typeof frame.connection === "string" ? frame.connection : null;
-    if (typeof frame.heartbeat === "number" && frame.heartbeat > 0) this.#heartbeat = frame.heartbeat;
+    this.#user = isRecord(frame.user)
+      ? { id: String(frame.user.id), name: String(frame.user.name) }
+      : null;
+    this.#connectionId = typeof frame.connection === "string"
+      ? frame.connection
+      : null;
+    if (typeof frame.heartbeat === "number" && frame.heartbeat > 0) {
+      this.#heartbeat = frame.heartbeat;
+    }
     if (typeof frame.guest === "string") this.#guest = frame.guest;
     this.#arm();
     this.#state = "open";
@@ -874,7 +981,8 @@ export class RoomcastClient extends EventTarget {
     }
     entry.joined = frame;
     // A recovered join's replay runs up to frame.offset: unconfirmed publishes are checked once it is in.
-    const replaying = frame.ref !== undefined && frame.recovered && had && had.epoch === frame.epoch &&
+    const replaying = frame.ref !== undefined && frame.recovered && had &&
+      had.epoch === frame.epoch &&
       had.offset < frame.offset;
     entry.replayUntil = replaying ? frame.offset : 0;
     entry.replayed = [];
@@ -887,18 +995,34 @@ export class RoomcastClient extends EventTarget {
     entry.waiters = [];
     for (const w of waiters) w.resolve(frame);
     this.#emit("joined", frame);
-    if (reset) this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
+    if (reset) {
+      this.#emit("reset", {
+        room: frame.room,
+        epoch: frame.epoch,
+        offset: frame.offset,
+      });
+    }
   }
 
   /** @param {any} frame */
   #onMessage(frame) {
     const entry = this.#rooms.get(frame.room);
-    if (!entry || typeof frame.offset !== "number" || typeof frame.epoch !== "string") return;
+    if (
+      !entry || typeof frame.offset !== "number" ||
+      typeof frame.epoch !== "string"
+    ) return;
     const position = entry.position;
-    if (position && position.epoch === frame.epoch && frame.offset <= position.offset) return;
+    if (
+      position && position.epoch === frame.epoch &&
+      frame.offset <= position.offset
+    ) return;
     entry.position = { epoch: frame.epoch, offset: frame.offset };
     if (position && position.epoch !== frame.epoch) {
-      this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
+      this.#emit("reset", {
+        room: frame.room,
+        epoch: frame.epoch,
+        offset: frame.offset,
+      });
     }
     this.#emit("message", frame);
     if (entry.replayUntil) {
@@ -915,18 +1039,30 @@ export class RoomcastClient extends EventTarget {
   /** @param {any} frame */
   #onAck(frame) {
     const pending = this.#take(frame.ref);
-    const sent = typeof frame.ref === "number" ? this.#sent.get(frame.ref) : undefined;
+    const sent = typeof frame.ref === "number"
+      ? this.#sent.get(frame.ref)
+      : undefined;
     if (sent) this.#sent.delete(frame.ref);
     let detail = frame;
-    if (typeof frame.room === "string" && typeof frame.offset === "number" && typeof frame.epoch === "string") {
+    if (
+      typeof frame.room === "string" && typeof frame.offset === "number" &&
+      typeof frame.epoch === "string"
+    ) {
       const entry = this.#rooms.get(frame.room);
       const position = entry?.position;
       if (entry) {
-        if (!position || position.epoch !== frame.epoch || frame.offset > position.offset) {
+        if (
+          !position || position.epoch !== frame.epoch ||
+          frame.offset > position.offset
+        ) {
           entry.position = { epoch: frame.epoch, offset: frame.offset };
         }
         if (position && position.epoch !== frame.epoch) {
-          this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
+          this.#emit("reset", {
+            room: frame.room,
+            epoch: frame.epoch,
+            offset: frame.offset,
+          });
         }
       }
       if (sent) detail = { ...frame, data: sent.data, from: this.#user };
@@ -974,7 +1110,9 @@ export class RoomSubscription extends EventTarget {
     this.#forget = forget;
     this.#relay = (event) => {
       const detail = /** @type {CustomEvent} */ (event).detail;
-      if (detail?.room === room) this.dispatchEvent(new CustomEvent(event.type, { detail }));
+      if (detail?.room === room) {
+        this.dispatchEvent(new CustomEvent(event.type, { detail }));
+      }
     };
     for (const type of ROOM_EVENTS) client.addEventListener(type, this.#relay);
     this.#joined = client.join(room);
@@ -1018,7 +1156,9 @@ export class RoomSubscription extends EventTarget {
   /** Leaves the room; the object hears nothing more. */
   unsubscribe() {
     if (this.#relay) {
-      for (const type of ROOM_EVENTS) this.#client.removeEventListener(type, this.#relay);
+      for (const type of ROOM_EVENTS) {
+        this.#client.removeEventListener(type, this.#relay);
+      }
       this.#relay = null;
     }
     this.#forget();

@@ -44,20 +44,27 @@ async function check(server: TestServer, token: string): Promise<void> {
   await client.close();
 }
 
+/** Runs a recipe in a temporary folder (`mint` returns the token it printed) and checks the token. */
+async function minted(mint: (dir: string) => Promise<string>): Promise<void> {
+  await using server = await startTestServer({ authSecret: SECRET });
+  const dir = await Deno.makeTempDir();
+  try {
+    await check(server, await mint(dir));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name: "DEPLOY.md's Node recipe (jose) mints a token the server takes",
   sanitizeResources: false,
   sanitizeOps: false,
 }, async () => {
-  await using server = await startTestServer({ authSecret: SECRET });
-  const dir = await Deno.makeTempDir();
-  try {
+  await minted(async (dir) => {
     await run("npm", ["install", "--no-audit", "--no-fund", "--silent", "jose@5"], dir);
     await Deno.writeTextFile(`${dir}/mint.mjs`, await snippet("### Node", "js"));
-    await check(server, await run("node", ["mint.mjs"], dir));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    return await run("node", ["mint.mjs"], dir);
+  });
 });
 
 const PYTHON = "/usr/bin/python3";
@@ -78,14 +85,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
 }, async () => {
-  await using server = await startTestServer({ authSecret: SECRET });
-  const dir = await Deno.makeTempDir();
-  try {
+  await minted(async (dir) => {
     await Deno.writeTextFile(`${dir}/mint.py`, await snippet("### Python", "python"));
-    await check(server, await run(PYTHON, ["mint.py"], dir));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    return await run(PYTHON, ["mint.py"], dir);
+  });
 });
 
 Deno.test("DEPLOY.md's PHP recipe signs the same claims (read, not run: no package source here)", async () => {

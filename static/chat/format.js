@@ -5,7 +5,8 @@
  */
 
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:@=,;-]{1,128}$/;
-export const ROOM_RULE = "Room names use 1–128 letters, numbers or _ . : @ = , ; - (no spaces).";
+export const ROOM_RULE =
+  "Room names use 1–128 letters, numbers or _ . : @ = , ; - (no spaces).";
 const AVATAR_COLORS = 8;
 
 /**
@@ -16,7 +17,10 @@ const AVATAR_COLORS = 8;
 /** The text a message shows: its `text` field, a string as it is, anything else as JSON.
  * @param {unknown} data */
 export function messageText(data) {
-  if (data && typeof data === "object" && typeof (/** @type {any} */ (data)).text === "string") {
+  if (
+    data && typeof data === "object" &&
+    typeof (/** @type {any} */ (data)).text === "string"
+  ) {
     return /** @type {any} */ (data).text;
   }
   if (typeof data === "string") return data;
@@ -41,7 +45,9 @@ function hash(text) {
 export function initials(name) {
   const parts = name.trim().split(/\s+/).filter(Boolean);
   const first = [...(parts[0] ?? "?")][0] ?? "?";
-  const last = parts.length > 1 ? [...(parts[parts.length - 1] ?? "")][0] ?? "" : "";
+  const last = parts.length > 1
+    ? [...(parts[parts.length - 1] ?? "")][0] ?? ""
+    : "";
   return (first + last).toUpperCase();
 }
 
@@ -81,7 +87,9 @@ export function typedRoom(value) {
 export function typingText(names) {
   if (names.length === 1) return `${names[0]} is typing…`;
   if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
-  if (names.length === 3) return `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+  if (names.length === 3) {
+    return `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+  }
   if (names.length > 3) return "Several people are typing…";
   return "";
 }

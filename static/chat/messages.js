@@ -41,6 +41,29 @@ function timeElement(when, className = "time") {
   return time;
 }
 
+/**
+ * A message item's avatar, author, `when` (a time, or "Sending…") and text.
+ * @param {HTMLElement} li
+ * @param {import("./format.js").User} from
+ * @param {HTMLElement} when
+ * @param {unknown} data
+ */
+function fillMessage(li, from, when, data) {
+  const avatar = span("avatar");
+  avatar.setAttribute("aria-hidden", "true");
+  paintAvatar(avatar, from);
+  const body = document.createElement("div");
+  body.className = "body";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  meta.append(span("author", displayName(from)), " ", when);
+  const text = document.createElement("div");
+  text.className = "text";
+  text.textContent = messageText(data);
+  body.append(meta, text);
+  li.append(avatar, body);
+}
+
 export class MessagePanel {
   /** Message ids on screen. */
   #seen = new Set();
@@ -88,12 +111,16 @@ export class MessagePanel {
   updateTitle() {
     const room = this.#session.room;
     const base = room ? `#${room} · roomcast` : "roomcast";
-    document.title = this.#unread > 0 && document.hidden ? `(${this.#unread}) ${base}` : base;
+    document.title = this.#unread > 0 && document.hidden
+      ? `(${this.#unread}) ${base}`
+      : base;
   }
 
   /** @returns {HTMLElement[]} */
   #items() {
-    return /** @type {HTMLElement[]} */ ([...ui.messages.querySelectorAll(":scope > li.message:not(.pending)")]);
+    return /** @type {HTMLElement[]} */ ([
+      ...ui.messages.querySelectorAll(":scope > li.message:not(.pending)"),
+    ]);
   }
 
   /**
@@ -118,19 +145,7 @@ export class MessagePanel {
     li.dataset.ts = String(when.getTime());
     if (me && from.id === me.id) li.classList.add("own");
 
-    const avatar = span("avatar");
-    avatar.setAttribute("aria-hidden", "true");
-    paintAvatar(avatar, from);
-    const body = document.createElement("div");
-    body.className = "body";
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    meta.append(span("author", displayName(from)), " ", timeElement(when));
-    const text = document.createElement("div");
-    text.className = "text";
-    text.textContent = messageText(m.data);
-    body.append(meta, text);
-    li.append(avatar, body);
+    fillMessage(li, from, timeElement(when), m.data);
 
     // Sorted insert: most messages go last, history pages go first.
     let before = null;
@@ -156,23 +171,15 @@ export class MessagePanel {
    */
   pending(data) {
     const stick = this.#atBottom();
-    const me = this.#session.me ?? { id: "me", name: "You" };
     const li = document.createElement("li");
     li.className = "message own pending";
     li.setAttribute("aria-label", "Sending");
-    const avatar = span("avatar");
-    avatar.setAttribute("aria-hidden", "true");
-    paintAvatar(avatar, me);
-    const body = document.createElement("div");
-    body.className = "body";
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    meta.append(span("author", displayName(me)), " ", span("sending", "Sending…"));
-    const text = document.createElement("div");
-    text.className = "text";
-    text.textContent = messageText(data);
-    body.append(meta, text);
-    li.append(avatar, body);
+    fillMessage(
+      li,
+      this.#session.me ?? { id: "me", name: "You" },
+      span("sending", "Sending…"),
+      data,
+    );
     ui.messages.append(li);
     if (stick) this.scrollToBottom();
     return { settled: () => li.remove() };
@@ -187,7 +194,10 @@ export class MessagePanel {
   notice(text, kind = "info") {
     const stick = this.#atBottom();
     const last = ui.messages.lastElementChild;
-    if (last instanceof HTMLElement && last.classList.contains("notice") && last.dataset.text === text) {
+    if (
+      last instanceof HTMLElement && last.classList.contains("notice") &&
+      last.dataset.text === text
+    ) {
       const count = Number(last.dataset.count ?? "1") + 1;
       last.dataset.count = String(count);
       let badge = last.querySelector(".notice-count");
@@ -202,7 +212,10 @@ export class MessagePanel {
     const li = document.createElement("li");
     li.dataset.text = text;
     li.className = `notice notice-${kind}`;
-    li.append(span("notice-text", text), timeElement(new Date(), "notice-time"));
+    li.append(
+      span("notice-text", text),
+      timeElement(new Date(), "notice-time"),
+    );
     ui.messages.append(li);
     if (stick) this.scrollToBottom();
   }
@@ -247,12 +260,16 @@ export class MessagePanel {
       const page = await client.history(r, { limit: HISTORY_PAGE });
       if (this.#stale(r, v)) return;
       for (const m of page.messages) this.add(m);
-      this.#setHistoryEnd(page.messages.length < HISTORY_PAGE || (page.messages[0]?.offset ?? 1) <= 1);
+      this.#setHistoryEnd(
+        page.messages.length < HISTORY_PAGE ||
+          (page.messages[0]?.offset ?? 1) <= 1,
+      );
       this.scrollToBottom();
     } catch (error) {
       if (this.#stale(r, v)) return;
-      if (/** @type {any} */ (error)?.code === "disconnected") this.historyWanted = true;
-      else this.notice(`Couldn't load history: ${errorText(error)}`, "error");
+      if (/** @type {any} */ (error)?.code === "disconnected") {
+        this.historyWanted = true;
+      } else this.notice(`Couldn't load history: ${errorText(error)}`, "error");
     }
   }
 
@@ -276,14 +293,25 @@ export class MessagePanel {
     ui.older.disabled = true;
     ui.older.textContent = "Loading…";
     try {
-      const page = await client.history(r, { before: offsetOf(first), limit: HISTORY_PAGE });
+      const page = await client.history(r, {
+        before: offsetOf(first),
+        limit: HISTORY_PAGE,
+      });
       if (this.#stale(r, v)) return;
       const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop;
       for (const m of page.messages) this.add(m);
       ui.scroller.scrollTop = ui.scroller.scrollHeight - fromBottom;
-      this.#setHistoryEnd(page.messages.length < HISTORY_PAGE || (page.messages[0]?.offset ?? 1) <= 1);
+      this.#setHistoryEnd(
+        page.messages.length < HISTORY_PAGE ||
+          (page.messages[0]?.offset ?? 1) <= 1,
+      );
     } catch (error) {
-      if (v === this.#session.view) this.notice(`Couldn't load older messages: ${errorText(error)}`, "error");
+      if (v === this.#session.view) {
+        this.notice(
+          `Couldn't load older messages: ${errorText(error)}`,
+          "error",
+        );
+      }
     } finally {
       this.#loadingOlder = false;
       ui.older.disabled = false;
