@@ -8,13 +8,7 @@
 import { RoomcastClient } from "./roomcast.js";
 import { Composer } from "./chat/composer.js";
 import { paintAvatar, rejectField, showError, ui } from "./chat/dom.js";
-import {
-  displayName,
-  errorText,
-  messageText,
-  roomProblem,
-  typedRoom,
-} from "./chat/format.js";
+import { displayName, errorText, messageText, roomProblem, typedRoom } from "./chat/format.js";
 import { MemberPanel } from "./chat/members.js";
 import { MessagePanel } from "./chat/messages.js";
 import { newSession } from "./chat/session.js";
@@ -82,9 +76,7 @@ function wire(c) {
         }
         ui.tokenField.hidden = false;
         backToLogin(
-          `Your access token was not accepted (${
-            reason.replace(/: connect with.*$/, "")
-          }). Paste a valid one.`,
+          `Your access token was not accepted (${reason.replace(/: connect with.*$/, "")}). Paste a valid one.`,
         );
       } else if (!session.everOpen) {
         backToLogin(`The server refused the connection: ${reason}`);
@@ -210,8 +202,7 @@ async function enterRoom(next) {
       // The token doesn't allow this room: nothing can be sent here, and the box says why.
       ui.input.disabled = true;
       ui.send.disabled = true;
-      ui.input.placeholder =
-        `Your access token doesn't allow #${next}: pick another room`;
+      ui.input.placeholder = `Your access token doesn't allow #${next}: pick another room`;
     }
   }
 }
@@ -234,11 +225,7 @@ function start(name, first) {
   // A guest keeps one identity across reloads in this browser: the server's signed guest token.
   const guest = storedGuest();
   const c = new RoomcastClient(
-    session.token
-      ? { name, token: session.token }
-      : guest
-      ? { name, guest }
-      : { name },
+    session.token ? { name, token: session.token } : guest ? { name, guest } : { name },
   );
   session.client = c;
   wire(c);

@@ -368,9 +368,7 @@ export class RoomcastClient extends EventTarget {
         url.searchParams.set("name", this.#name);
       }
       if (this.#batch) url.searchParams.set("batch", "1");
-      const token = typeof this.#token === "function"
-        ? await this.#token()
-        : this.#token;
+      const token = typeof this.#token === "function" ? await this.#token() : this.#token;
       if (token) url.searchParams.set("token", token);
       else if (this.#guest) url.searchParams.set("guest", this.#guest);
     } catch (error) {
@@ -441,19 +439,13 @@ export class RoomcastClient extends EventTarget {
     // Something came (or the socket just opened): the server is there; ask again after a silence.
     clearTimeout(this.#probe);
     this.#awaiting = false;
-    this.#probe = this.#welcomed && this.#probeAfter > 0
-      ? setTimeout(() => this.#ping(), this.#probeAfter)
-      : undefined;
+    this.#probe = this.#welcomed && this.#probeAfter > 0 ? setTimeout(() => this.#ping(), this.#probeAfter) : undefined;
     clearTimeout(this.#watchdog);
-    const ms = this.#welcomed
-      ? this.#heartbeat * 2 + LIVENESS_SLACK
-      : this.#connectTimeout;
+    const ms = this.#welcomed ? this.#heartbeat * 2 + LIVENESS_SLACK : this.#connectTimeout;
     this.#watchdog = setTimeout(() => {
       const socket = this.#socket;
       if (!socket) return;
-      const reason = this.#welcomed
-        ? "Server stopped responding"
-        : "Connection timed out";
+      const reason = this.#welcomed ? "Server stopped responding" : "Connection timed out";
       this.#detach();
       try {
         socket.close(4000, "No heartbeat");
@@ -647,9 +639,7 @@ export class RoomcastClient extends EventTarget {
     entry ??= { position: null, joined: null, waiters: [] };
     this.#rooms.set(room, entry);
     const target = entry;
-    const promise = new Promise((resolve, reject) =>
-      target.waiters.push({ resolve, reject })
-    );
+    const promise = new Promise((resolve, reject) => target.waiters.push({ resolve, reject }));
     if (isNew && this.#state === "open") this.#sendJoin(room, entry);
     return promise;
   }
@@ -941,12 +931,8 @@ export class RoomcastClient extends EventTarget {
   #onWelcome(frame) {
     this.#welcomed = true;
     this.#attempt = 0;
-    this.#user = isRecord(frame.user)
-      ? { id: String(frame.user.id), name: String(frame.user.name) }
-      : null;
-    this.#connectionId = typeof frame.connection === "string"
-      ? frame.connection
-      : null;
+    this.#user = isRecord(frame.user) ? { id: String(frame.user.id), name: String(frame.user.name) } : null;
+    this.#connectionId = typeof frame.connection === "string" ? frame.connection : null;
     if (typeof frame.heartbeat === "number" && frame.heartbeat > 0) {
       this.#heartbeat = frame.heartbeat;
     }
@@ -1039,9 +1025,7 @@ export class RoomcastClient extends EventTarget {
   /** @param {any} frame */
   #onAck(frame) {
     const pending = this.#take(frame.ref);
-    const sent = typeof frame.ref === "number"
-      ? this.#sent.get(frame.ref)
-      : undefined;
+    const sent = typeof frame.ref === "number" ? this.#sent.get(frame.ref) : undefined;
     if (sent) this.#sent.delete(frame.ref);
     let detail = frame;
     if (

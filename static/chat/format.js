@@ -5,8 +5,7 @@
  */
 
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:@=,;-]{1,128}$/;
-export const ROOM_RULE =
-  "Room names use 1–128 letters, numbers or _ . : @ = , ; - (no spaces).";
+export const ROOM_RULE = "Room names use 1–128 letters, numbers or _ . : @ = , ; - (no spaces).";
 const AVATAR_COLORS = 8;
 
 /**
@@ -45,9 +44,7 @@ function hash(text) {
 export function initials(name) {
   const parts = name.trim().split(/\s+/).filter(Boolean);
   const first = [...(parts[0] ?? "?")][0] ?? "?";
-  const last = parts.length > 1
-    ? [...(parts[parts.length - 1] ?? "")][0] ?? ""
-    : "";
+  const last = parts.length > 1 ? [...(parts[parts.length - 1] ?? "")][0] ?? "" : "";
   return (first + last).toUpperCase();
 }
 

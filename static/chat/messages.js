@@ -111,9 +111,7 @@ export class MessagePanel {
   updateTitle() {
     const room = this.#session.room;
     const base = room ? `#${room} · roomcast` : "roomcast";
-    document.title = this.#unread > 0 && document.hidden
-      ? `(${this.#unread}) ${base}`
-      : base;
+    document.title = this.#unread > 0 && document.hidden ? `(${this.#unread}) ${base}` : base;
   }
 
   /** @returns {HTMLElement[]} */

@@ -98,9 +98,7 @@ export class Sidebar {
       if (res.ok) {
         const body = await res.json();
         if (Array.isArray(body?.rooms)) {
-          rooms = body.rooms.filter((/** @type {any} */ r) =>
-            typeof r?.room === "string"
-          );
+          rooms = body.rooms.filter((/** @type {any} */ r) => typeof r?.room === "string");
         }
       }
     } catch {
@@ -113,12 +111,7 @@ export class Sidebar {
     rooms.sort((
       a,
       b,
-    ) => (a.room === here
-      ? -1
-      : b.room === here
-      ? 1
-      : a.room.localeCompare(b.room))
-    );
+    ) => (a.room === here ? -1 : b.room === here ? 1 : a.room.localeCompare(b.room)));
     const items = rooms.slice(0, ROOMS_SHOWN).map((r) => {
       const li = document.createElement("li");
       const button = document.createElement("button");

@@ -35,9 +35,7 @@ export function showState(detail, room, everOpen) {
     const wait = typeof detail.delay === "number"
       ? ` Trying again in ${Math.max(1, Math.round(detail.delay / 1000))} s.`
       : "";
-    banner = `The server turned the connection away: ${
-      detail.reason || "try again later"
-    }.${wait}`;
+    banner = `The server turned the connection away: ${detail.reason || "try again later"}.${wait}`;
   } else if (state === "reconnecting") {
     banner = everOpen
       ? "Connection lost. Reconnecting… Messages you missed will appear when you're back."
