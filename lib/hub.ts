@@ -57,6 +57,9 @@ const RECENT_MAX = 1000;
  * come back (a reconnect storm after a restart or an overload recovers from memory). */
 const ROOM_LINGER_MS = 60_000;
 
+/** How long a publish frame's `key` is remembered: a client resends within a reconnect. */
+export const PUBLISH_KEY_TTL_MS = 10 * 60_000;
+
 export interface HubOptions {
   store: Store;
   backplane: Backplane;
@@ -346,7 +349,11 @@ export class Hub {
       connection.stored(now.message);
       return;
     }
-    const appended = this.#append(message, undefined, key === undefined ? undefined : { idempotencyKey: key });
+    const appended = this.#append(
+      message,
+      undefined,
+      key === undefined ? undefined : { idempotencyKey: key, idempotencyTtlMs: PUBLISH_KEY_TTL_MS },
+    );
     connection.expectAck(message.id, room, ref, appended);
     appended.then(
       // A repeat: the first publish's message, delivered already; acked now.

@@ -4,10 +4,11 @@
  * one's offset; others get the message once. On every store: memory, Deno KV, Redis.
  */
 import assert from "node:assert/strict";
-import { startTestServer, type TestServer } from "./_server.ts";
-import { redisTest } from "./_redis.ts";
+import { postJson, startTestServer, type TestServer } from "./_server.ts";
+import { openLinks, redisTest } from "./_redis.ts";
 import { isType } from "./_client.ts";
 import { signToken } from "../lib/auth.ts";
+import { ManualClock } from "../lib/clock.ts";
 
 const SECRET = "publish-key-secret";
 
@@ -54,7 +55,7 @@ Deno.test("publish key: repeats store nothing and ack the first (Deno KV)", asyn
 });
 
 redisTest("publish key: repeats store nothing and ack the first (Redis)", async (redis) => {
-  await using server = await startTestServer({ authSecret: SECRET, redisUrl: redis.url });
+  await using server = await startTestServer({ authSecret: SECRET, redisUrl: redis.url, kv: true });
   await keyedRepeats(server);
 });
 
@@ -66,5 +67,44 @@ Deno.test("publish key: a bad key is bad_request and stores nothing", async () =
     assert.deepEqual([reply.type, reply.code], ["error", "bad_request"], JSON.stringify(key));
   }
   assert.equal((await server.hub.history("bad", { limit: 10 })).messages.length, 0);
+  await c.close();
+});
+
+Deno.test("publish key: remembered 10 minutes (a reconnect's time), then it is a new publish", async () => {
+  const clock = new ManualClock(Date.now());
+  await using server = await startTestServer({ clock });
+  const c = await server.joined("ttl");
+  const first = await c.request({ type: "publish", room: "ttl", data: "a", key: "k" });
+  clock.advance(9 * 60_000);
+  assert.equal((await c.request({ type: "publish", room: "ttl", data: "a", key: "k" })).offset, first.offset);
+  clock.advance(2 * 60_000);
+  assert.equal((await c.request({ type: "publish", room: "ttl", data: "a", key: "k" })).offset, first.offset + 1);
+  await c.close();
+});
+
+redisTest("publish key on Redis: the key lives 10 minutes there (HTTP's a day)", async (redis) => {
+  await using server = await startTestServer({ redisUrl: redis.url, kv: true });
+  const c = await server.joined("rttl");
+  const user = (c.welcome as { user: { id: string } }).user.id;
+  await c.request({ type: "publish", room: "rttl", data: 1, key: "ws-key" });
+  const published = await postJson(
+    server,
+    "/api/rooms/rttl/messages",
+    { data: 2, from: { id: "be", name: "Backend" } },
+    {
+      "idempotency-key": "http-key",
+    },
+  );
+  await published.body?.cancel();
+  const [link] = await openLinks(redis, 1);
+  try {
+    const ttl = (key: string) => link!.command<number>(["TTL", key]);
+    const ws = await ttl(`rc:{rttl}:idem:${user.length}:${user}:ws-key`);
+    const http = await ttl("rc:{rttl}:idem:2:be:http-key");
+    assert.ok(ws > 590 && ws <= 600, `ws key TTL ${ws}`);
+    assert.ok(http > 86_000, `http key TTL ${http}`);
+  } finally {
+    link?.close();
+  }
   await c.close();
 });

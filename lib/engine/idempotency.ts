@@ -39,6 +39,7 @@ export class Idempotency {
     key: string,
     onDurable: OnDurable | undefined,
     append: (onDurable?: OnDurable) => Promise<Appended>,
+    ttlMs = IDEMPOTENCY_TTL_MS,
   ): Promise<Appended> {
     const id = `${room}\u0000${publisher}\u0000${key}`;
     const now = this.clock.now();
@@ -67,7 +68,7 @@ export class Idempotency {
     try {
       const appended = await append(told);
       result.resolve(appended);
-      first.until = now + IDEMPOTENCY_TTL_MS;
+      first.until = now + ttlMs;
       this.#evict();
       return appended;
     } catch (error) {

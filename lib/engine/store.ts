@@ -58,6 +58,9 @@ export interface AppendOptions {
   /** A retried publish with the same key (in the same room, within a day) gets the first one's
    * result, and nothing is stored twice (HTTP `Idempotency-Key`). */
   idempotencyKey?: string;
+  /** How long the key is remembered (ms). @default a day (HTTP's); a client's publish key over a
+   * WebSocket only has to outlive a reconnect: 10 minutes. */
+  idempotencyTtlMs?: number;
 }
 
 /** Called once an append is durable (`undefined`) or definitely not stored (the error). */

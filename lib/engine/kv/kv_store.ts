@@ -44,6 +44,7 @@ export abstract class KvStore implements Store {
       key,
       onDurable,
       (done) => this.appendOnce(message, done),
+      options?.idempotencyTtlMs,
     );
   }
 

@@ -62,7 +62,14 @@ export class MemoryStore implements Store {
   append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
     const key = options?.idempotencyKey;
     if (key !== undefined) {
-      return this.#idempotency.run(message.room, message.from.id, key, onDurable, (done) => this.append(message, done));
+      return this.#idempotency.run(
+        message.room,
+        message.from.id,
+        key,
+        onDurable,
+        (done) => this.append(message, done),
+        options?.idempotencyTtlMs,
+      );
     }
     let stored: Appended;
     try {

@@ -10,7 +10,7 @@
  * - `rc:{room}:meta` hash: `epoch`, `offset` (the last handed out);
  * - `rc:{room}:log` stream: one entry per message, field `m` its JSON;
  * - `rc:{room}:idem:<length of the user id>:<user id>:<key>`: a publish's result under its publisher's
- *   idempotency key, for a day;
+ *   idempotency key, for a day (HTTP's Idempotency-Key) or 10 minutes (a publish frame's key);
  * - `rc:{room}:ch`: the room's channel (sharded pub/sub, `SPUBLISH`);
  * - `rc:salt`: derives the epoch of rooms without history (`firstEpoch`).
  *
@@ -114,7 +114,7 @@ export class RedisStore implements Store {
 
   async append(message: NewMessage, onDurable?: OnDurable, options?: AppendOptions): Promise<Appended> {
     try {
-      const appended = await this.#append(message, options?.idempotencyKey);
+      const appended = await this.#append(message, options?.idempotencyKey, options?.idempotencyTtlMs);
       onDurable?.();
       return appended;
     } catch (error) {
@@ -123,7 +123,7 @@ export class RedisStore implements Store {
     }
   }
 
-  async #append(message: NewMessage, key: string | undefined): Promise<Appended> {
+  async #append(message: NewMessage, key: string | undefined, ttlMs?: number): Promise<Appended> {
     const { room, id, from, data, ts } = message;
     // The JSON around the epoch and offset, in `stamp`'s key order: what every JSON receiver gets.
     const head = JSON.stringify({ type: "message", room, id }).slice(0, -1) + ',"epoch":"';
@@ -144,7 +144,7 @@ export class RedisStore implements Store {
         String(historyTtlMs ?? 0),
         roomKey(room, "ch"),
         this.#options.node,
-        String(IDEMPOTENCY_TTL_S),
+        String(ttlMs === undefined ? IDEMPOTENCY_TTL_S : Math.max(1, Math.ceil(ttlMs / 1000))),
       ],
     );
     if (reply[0] === "seen") {
