@@ -2,6 +2,7 @@
  * Who may do what: HS256 JWTs for connections (verified with WebCrypto, time from an injected
  * clock), the API key for backends, and the loopback rule that applies when no key is set.
  */
+import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Clock } from "./clock.ts";
 import { userPrincipal } from "./budgets.ts";
 import { isCleanId, normalizeName } from "./names.ts";
@@ -31,20 +32,29 @@ export interface Identity {
 export const GUEST_TTL_S = 30 * 86_400;
 
 /** A guest's identity token: its id and name, signed with the guest secret (not the auth secret:
- * it grants nothing but being the same guest again). */
-export async function signGuest(user: User, secret: string, clock: Clock): Promise<string> {
-  return await signToken({ sub: user.id, name: user.name, exp: Math.floor(clock.now() / 1000) + GUEST_TTL_S }, secret);
+ * it grants nothing but being the same guest again). An HS256 JWT, signed synchronously with
+ * node:crypto's HMAC: every guest connection gets one, and WebCrypto's async sign costs ~46 µs
+ * a connection against ~3 µs. */
+export function signGuest(user: User, secret: string, clock: Clock): string {
+  const claims = { sub: user.id, name: user.name, exp: Math.floor(clock.now() / 1000) + GUEST_TTL_S };
+  const signed = `${GUEST_HEAD}.${base64url(encoder.encode(JSON.stringify(claims)))}`;
+  return `${signed}.${createHmac("sha256", secret).update(signed).digest("base64url")}`;
 }
 
+const GUEST_HEAD = base64url(new TextEncoder().encode(JSON.stringify({ alg: "HS256", typ: "JWT" })));
+
 /** The guest a token names, or undefined (forged, expired, not a guest's id: a new guest then). */
-export async function verifyGuest(token: string, secret: string, clock: Clock): Promise<User | undefined> {
-  try {
-    const claims = await verifyToken(token, secret, clock);
-    if (!claims.sub.startsWith("guest-") || claims.sub.length > 64) return undefined;
-    return { id: claims.sub, name: claims.name ?? claims.sub };
-  } catch {
-    return undefined;
-  }
+export function verifyGuest(token: string, secret: string, clock: Clock): User | undefined {
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0] !== GUEST_HEAD) return undefined;
+  const given = fromBase64url(parts[2] as string);
+  const expected = createHmac("sha256", secret).update(`${parts[0]}.${parts[1]}`).digest();
+  if (!given || given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+  const payload = parseJson(parts[1] as string);
+  const claims = payload && readClaims(payload);
+  if (!claims || claims.exp === undefined || clock.now() / 1000 >= claims.exp) return undefined;
+  if (!claims.sub.startsWith("guest-") || claims.sub.length > 64) return undefined;
+  return { id: claims.sub, name: claims.name ?? claims.sub };
 }
 
 const encoder = new TextEncoder();

@@ -370,7 +370,8 @@ export class RoomcastClient extends EventTarget {
       if (this.#batch) url.searchParams.set("batch", "1");
       const token = typeof this.#token === "function" ? await this.#token() : this.#token;
       if (token) url.searchParams.set("token", token);
-      else if (this.#guest) url.searchParams.set("guest", this.#guest);
+      // A guest's identity: the token it has, or an empty one to be given one.
+      else url.searchParams.set("guest", this.#guest ?? "");
     } catch (error) {
       if (generation !== this.#generation) return;
       const reason = error instanceof Error ? error.message : String(error);

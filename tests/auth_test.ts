@@ -174,3 +174,28 @@ Deno.test("Origin checks: a refused page is told which setting would allow it (e
     assert.equal(good.code, 1013);
   });
 });
+
+Deno.test("a refused origin or host is logged once a minute per origin or host, naming the setting", async () => {
+  const clock = new ManualClock(Date.now());
+  await using server = await startTestServer({ clock, hosts: ["chat.example.com", "127.0.0.1"] });
+  const lines: string[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => void lines.push(args.join(" "));
+  try {
+    const refuse = (origin: string) =>
+      new Promise<number>((resolve) => {
+        const socket = new WebSocket(server.ws("/ws"), { headers: { origin } } as never);
+        socket.onclose = (e) => resolve(e.code);
+      });
+    const site = `https://evil-${crypto.randomUUID().slice(0, 8)}.example`;
+    for (let i = 0; i < 3; i++) assert.equal(await refuse(site), 1008);
+    const mine = () => lines.filter((line) => line.includes(site));
+    assert.equal(mine().length, 1, lines.join("\n"));
+    assert.match(mine()[0] ?? "", /refused a page of "https:\/\/evil-.*": add it to ROOMCAST_ORIGINS/);
+    clock.advance(61_000);
+    assert.equal(await refuse(site), 1008);
+    assert.equal(mine().length, 2, "again after a minute");
+  } finally {
+    console.warn = warn;
+  }
+});

@@ -17,7 +17,10 @@ async function welcome(server: TestServer, query = "") {
 
 Deno.test("guest token: the same guest again with it; a new one without, or with a bad one", async (t) => {
   await using server = await startTestServer();
-  const { c: first, w } = await welcome(server, "?name=Ann");
+  const { c: plain, w: none } = await welcome(server, "?name=Ann");
+  assert.equal(none.guest, undefined, "no token for a client that keeps none (it did not ask with ?guest=)");
+  await plain.close();
+  const { c: first, w } = await welcome(server, "?name=Ann&guest=");
   assert.match(w.user.id, /^guest-/);
   assert.equal(typeof w.guest, "string");
   await first.close();
@@ -37,10 +40,10 @@ Deno.test("guest token: the same guest again with it; a new one without, or with
 
   await t.step("forged, another server's, expired, oversized or garbage: a new guest, no error", async () => {
     const forged = `${(w.guest ?? "").slice(0, -4)}AAAA`;
-    const foreign = await signGuest(w.user, "another-servers-secret", systemClock);
+    const foreign = signGuest(w.user, "another-servers-secret", systemClock);
     const clock = new ManualClock(Date.now() - 31 * 86_400_000);
-    const expired = await signGuest(w.user, server.config.guestSecret, clock);
-    const notGuest = await signGuest({ id: "admin", name: "Admin" }, server.config.guestSecret, systemClock);
+    const expired = signGuest(w.user, server.config.guestSecret, clock);
+    const notGuest = signGuest({ id: "admin", name: "Admin" }, server.config.guestSecret, systemClock);
     for (const token of [forged, foreign, expired, notGuest, "x".repeat(5000), "not.a.jwt", ""]) {
       const { c, w: fresh } = await welcome(server, `?guest=${encodeURIComponent(token)}`);
       assert.notEqual(fresh.user.id, w.user.id, token.slice(0, 20));
@@ -61,7 +64,7 @@ Deno.test("with auth on there are no guests: no guest token", async () => {
 Deno.test("leave grace: a guest back within it is told to no one; gone for good, its leave comes after it", async () => {
   await using server = await startTestServer({ leaveGraceMs: 400 });
   const watcher = await server.joined("grace");
-  const { c: ann, w } = await welcome(server, "?name=Ann");
+  const { c: ann, w } = await welcome(server, "?name=Ann&guest=");
   await ann.request({ type: "join", room: "grace" });
   const joined = await watcher.next(isType("member"));
   assert.deepEqual([joined.event, joined.user.id], ["join", w.user.id]);
