@@ -200,9 +200,11 @@ class Reader {
     return value;
   }
 
-  duration(name: string, fallback: number | undefined): number | undefined {
+  /** A duration in ms; with `allowOff`, `0` or `off` is 0 (the feature off). */
+  duration(name: string, fallback: number | undefined, allowOff = false): number | undefined {
     const text = this.string(name);
     if (text === undefined) return fallback;
+    if (allowOff && (text === "0" || text === "off")) return 0;
     const value = parseDuration(text);
     if (value === undefined) {
       this.problems.push(`${name} must be a duration like 30s, 10m, 7d, got ${JSON.stringify(text)}`);
@@ -304,7 +306,7 @@ export function loadConfig(
     accessLog: read.choice("ROOMCAST_ACCESS_LOG", ["off", "text", "json"], "off"),
     guestSecret: read.string("ROOMCAST_GUEST_SECRET") ??
       Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join(""),
-    leaveGraceMs: read.string("ROOMCAST_LEAVE_GRACE") === "0" ? 0 : read.duration("ROOMCAST_LEAVE_GRACE", 2000) ?? 2000,
+    leaveGraceMs: read.duration("ROOMCAST_LEAVE_GRACE", 2000, true) ?? 2000,
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,
     kvPollMs: read.duration("ROOMCAST_KV_POLL", kvPollDefault) ?? kvPollDefault,
@@ -320,10 +322,7 @@ export function loadConfig(
       maxPayload: read.int("ROOMCAST_SIO_MAX_PAYLOAD", 1_000_000, 1024, 100_000_000),
       eio3: read.choice("ROOMCAST_SIO_EIO3", ["on", "off"], "on") === "on",
       layer: read.choice("ROOMCAST_SIO_LAYER", ["official", "own"], "own"),
-      // `0` turns it off.
-      recoveryMs: read.string("ROOMCAST_SIO_RECOVERY") === "0"
-        ? 0
-        : read.duration("ROOMCAST_SIO_RECOVERY", 120_000) ?? 0,
+      recoveryMs: read.duration("ROOMCAST_SIO_RECOVERY", 120_000, true) ?? 120_000,
     },
     pusherApps: pusherApps(list("ROOMCAST_PUSHER_APPS") ?? [], read.problems),
     pusherClientEventBurst,

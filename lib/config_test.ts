@@ -145,3 +145,15 @@ Deno.test("an unknown ROOMCAST_* variable warns at start, naming the nearest kno
   loadConfig({ ROOMCAST_WORKERS: "2", DENO_DEPLOYMENT_ID: "x" }, 1, (w) => quiet.push(w));
   assert.deepEqual(quiet, [], "known settings, read or not where they don't apply, are not unknown");
 });
+
+Deno.test("durations that can be off take 0 or off; a bad one is still named", () => {
+  for (const off of ["0", "off"]) {
+    const config = loadConfig({ ROOMCAST_LEAVE_GRACE: off, ROOMCAST_SIO_RECOVERY: off });
+    assert.deepEqual([config.leaveGraceMs, config.socketIo.recoveryMs], [0, 0], off);
+  }
+  const set = loadConfig({ ROOMCAST_LEAVE_GRACE: "500ms", ROOMCAST_SIO_RECOVERY: "30s" });
+  assert.deepEqual([set.leaveGraceMs, set.socketIo.recoveryMs], [500, 30_000]);
+  const unset = loadConfig({});
+  assert.deepEqual([unset.leaveGraceMs, unset.socketIo.recoveryMs], [2000, 120_000]);
+  assert.throws(() => loadConfig({ ROOMCAST_LEAVE_GRACE: "soon" }), /ROOMCAST_LEAVE_GRACE must be a duration/);
+});

@@ -25,8 +25,9 @@ import type { Hub } from "../../../lib/hub.ts";
 import type { Identity } from "../../../lib/auth.ts";
 import { roomAllowed } from "../../../lib/auth.ts";
 
-/** Disconnect reasons after which a session is parked (socket.io's, and roomcast's shutdown). */
-export const RECOVERABLE = new Set(["transport close", "transport error", "ping timeout", "going away"]);
+/** Disconnect reasons after which a session is parked (socket.io's); a shutdown parks too, told by
+ * the peer (`goingAway`), whatever the reason the layer gives. */
+export const RECOVERABLE = new Set(["transport close", "transport error", "ping timeout"]);
 
 /** Events a socket's log keeps at most, and the bytes of their arguments (relayed events). */
 const LOG_ENTRIES = 512;
