@@ -11,10 +11,9 @@
  *
  * Options: --target=roomcast (default), --clients=2000, --only=heap|cpu. Prints text; writes nothing.
  */
-import { listeningUrl } from "../tests/_process.ts";
 import { freePort } from "../routes/serve/cluster.ts";
 import type { Spec } from "./loadgen.ts";
-import { runLoad } from "./proc.ts";
+import { runLoad, spawnListening } from "./proc.ts";
 import type { Target } from "./clients.ts";
 
 const args = new Map(Deno.args.map((a) => {
@@ -71,9 +70,9 @@ async function startServer(): Promise<{ base: string; pid: number; inspector: In
     ? [deno, "run", "-A", inspect, `${root}bench/bare_server.ts`]
     : [deno, "run", "-A", "--unstable-kv", "--unstable-net", inspect, ...v8Flags, `${root}main.ts`];
   const dir = await Deno.makeTempDir();
-  const child = new Deno.Command("sh", {
-    args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
-    env: {
+  const { child, url } = await spawnListening(
+    command,
+    {
       PORT: "0",
       HOSTNAME: "127.0.0.1",
       ROOMCAST_KV_PATH: `${dir}/profile.kv`,
@@ -81,14 +80,9 @@ async function startServer(): Promise<{ base: string; pid: number; inspector: In
       ROOMCAST_MAX_CONNECTIONS_PER_IP: "0",
       ROOMCAST_JOIN_RATE: "1000000/1s",
     },
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const url = await listeningUrl(reader, target);
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })().catch(() => {});
+    target,
+    "null",
+  );
   const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
   const inspector = await Inspector.open(targets[0].webSocketDebuggerUrl);
   return {

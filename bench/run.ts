@@ -10,9 +10,8 @@
  */
 import type { Result, Scenario, Spec } from "./loadgen.ts";
 import { BENCH_PUSHER_APP, type Target } from "./clients.ts";
-import { listeningUrl } from "../tests/_process.ts";
 import { startRedis } from "../tests/_redis.ts";
-import { runLoad } from "./proc.ts";
+import { runLoad, spawnListening } from "./proc.ts";
 import { freePort } from "../routes/serve/cluster.ts";
 
 interface ScenarioSpec {
@@ -144,18 +143,7 @@ async function startProcess(
     : target === "socketio"
     ? ["node", `${root}bench/node/socketio_server.mjs`]
     : [deno, "run", "-A", "--unstable-kv", "--unstable-net", ...roomcastV8Flags, ...script];
-  const child = new Deno.Command("sh", {
-    args: ["-c", 'ulimit -Sn $(ulimit -Hn) 2>/dev/null; exec "$@"', "sh", ...command],
-    env,
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const url = await listeningUrl(reader, target);
-  // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })().catch(() => {});
+  const { child, url } = await spawnListening(command, env, target, "inherit");
   const base = url.replace(/^http/, "ws");
   return {
     base,
