@@ -4,6 +4,7 @@
  */
 
 import type { JsonLimits } from "./codec.ts";
+import { randomHex } from "./ids.ts";
 
 export type Sequencer = "local" | "kv";
 
@@ -275,6 +276,8 @@ export function loadConfig(
   const [joinBurst, joinWindowMs] = read.rate("ROOMCAST_JOIN_RATE", [200, 10_000]);
   const list = (name: string) => read.string(name)?.split(",").map((item) => item.trim()).filter((item) => item);
   const maxConnections = read.int("ROOMCAST_MAX_CONNECTIONS", 0, 0, 10_000_000);
+  // Read on Deno Deploy too, where it means nothing: a known setting there, not a typo.
+  const workersText = read.string("ROOMCAST_WORKERS");
   const [pusherClientEventBurst, pusherClientEventWindowMs] = read.rate("ROOMCAST_PUSHER_CLIENT_EVENT_RATE", [
     10,
     1000,
@@ -286,11 +289,7 @@ export function loadConfig(
     // On Deno Deploy instances share the KV whatever its path: its commits number the messages.
     sequencer: read.choice("ROOMCAST_SEQUENCER", ["local", "kv"], onDeploy || kvPath === undefined ? "kv" : "local"),
     // Deno Deploy runs many instances of one isolate each: no Workers there.
-    workers: read.string("ROOMCAST_WORKERS") === "auto"
-      ? (onDeploy ? 1 : cores)
-      : onDeploy
-      ? 1
-      : read.int("ROOMCAST_WORKERS", 1, 1, 64),
+    workers: onDeploy ? 1 : workersText === "auto" ? cores : read.int("ROOMCAST_WORKERS", 1, 1, 64),
     redisUrl: read.string("ROOMCAST_REDIS_URL"),
     maxConnections: maxConnections > 0 ? maxConnections : undefined,
     maxConnectionsPerIp: read.int("ROOMCAST_MAX_CONNECTIONS_PER_IP", 256, 0, 10_000_000),
@@ -304,8 +303,7 @@ export function loadConfig(
       (onDeploy ? ["*"] : ["localhost", "127.0.0.1", "::1"]),
     metricsKey: read.string("ROOMCAST_METRICS_KEY"),
     accessLog: read.choice("ROOMCAST_ACCESS_LOG", ["off", "text", "json"], "off"),
-    guestSecret: read.string("ROOMCAST_GUEST_SECRET") ??
-      Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join(""),
+    guestSecret: read.string("ROOMCAST_GUEST_SECRET") ?? randomHex(32),
     leaveGraceMs: read.duration("ROOMCAST_LEAVE_GRACE", 2000, true) ?? 2000,
     heartbeatMs: read.duration("ROOMCAST_HEARTBEAT", 25_000) ?? 25_000,
     sseKeepAliveMs: read.duration("ROOMCAST_SSE_KEEPALIVE", 15_000) ?? 15_000,

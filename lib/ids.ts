@@ -12,6 +12,16 @@ export function randomId(length = 12): string {
   return out;
 }
 
+/** Bytes as lower-case hex. */
+export function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** `length` random bytes as hex (epochs, a generated secret). */
+export function randomHex(length: number): string {
+  return hex(crypto.getRandomValues(new Uint8Array(length)));
+}
+
 export const connectionId = (): string => `c-${randomId(12)}`;
 /** Message ids: 20 base-36 characters, a random prefix of 12 (about 62 bits, drawn again every
  * 36^8 ids) and a counter of 8 from a random start. Unique across isolates and restarts without

@@ -3,6 +3,7 @@
  * Each engine kind has one (lib/engine/engine.ts lists them).
  */
 import type { NewMessage, Position, StoredMessage } from "../protocol.ts";
+import { randomHex } from "../ids.ts";
 
 export interface ReadOptions {
   /** Only messages with an offset above this, oldest first from there. */
@@ -211,6 +212,5 @@ export function firstEpoch(salt: string, room: string): string {
 }
 
 export function newEpoch(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(6));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return randomHex(6);
 }

@@ -16,9 +16,15 @@ import { hostName } from "../../lib/config.ts";
 
 /** Why a WebSocket or SSE stream can't be opened now (shutting down, foreign origin), or undefined. */
 export function refuseStream(c: AppContext, deps: AppDeps): Response | undefined {
-  if (deps.state.draining) return jsonError(c, "unavailable", "Server is shutting down");
+  const draining = shuttingDown(c, deps);
+  if (draining) return draining;
   const refused = originRefusal(c, deps);
   return refused ? jsonError(c, refused.code, refused.message) : undefined;
+}
+
+/** `503 unavailable` while the server drains, before anything else is done for a client. */
+export function shuttingDown(c: AppContext, deps: AppDeps): Response | undefined {
+  return deps.state.draining ? jsonError(c, "unavailable", "Server is shutting down") : undefined;
 }
 
 /** Why this page may not open a stream, in words its user can act on (the setting that would

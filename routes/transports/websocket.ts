@@ -11,7 +11,7 @@ import { connectionId } from "../../lib/ids.ts";
 import type { Identity } from "../../lib/auth.ts";
 import type { AppContext, AppDeps } from "../deps.ts";
 import { jsonError } from "../errors.ts";
-import { addressOf, identify, isWebSocketUpgrade, nameParam, originRefusal } from "./identity.ts";
+import { addressOf, identify, isWebSocketUpgrade, nameParam, originRefusal, shuttingDown } from "./identity.ts";
 import { Admitted } from "./admitted.ts";
 
 /** What a WebSocket transport (ws, batch, raw) makes of a socket: its peer, and what a text frame
@@ -47,7 +47,8 @@ const HARD_CAP_FACTOR = 16;
 
 export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKind): Promise<Response> {
   if (!isWebSocketUpgrade(c)) return jsonError(c, "bad_request", "Expected a WebSocket upgrade");
-  if (deps.state.draining) return jsonError(c, "unavailable", "Server is shutting down");
+  const draining = shuttingDown(c, deps);
+  if (draining) return draining;
   // Another site's page, or this one at an address not in ROOMCAST_HOSTS: the upgrade completes and
   // the page is told which setting would allow it (a browser can't read a refused upgrade's status,
   // and would retry forever). The slot meters such upgrades as any other.
@@ -87,7 +88,7 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
     }
     throw error;
   }
-  if (admitted instanceof Admitted && identity && !refusal) {
+  if (admitted instanceof Admitted && identity) {
     // The session gives the slot back itself: an open connection holds no closure for it.
     wire(socket, deps, identity, kind, admitted);
   } else if (refusal) {

@@ -11,6 +11,7 @@
 import { createClient, ErrorReply } from "redis";
 import { EngineUnavailable } from "../store.ts";
 import { redisHost } from "../../config.ts";
+import { hex } from "../../ids.ts";
 
 type Client = ReturnType<typeof createClient>;
 
@@ -24,7 +25,7 @@ export class Script {
   async sha(): Promise<string> {
     if (this.#sha) return this.#sha;
     const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(this.source));
-    this.#sha = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+    this.#sha = hex(new Uint8Array(digest));
     return this.#sha;
   }
 }
