@@ -41,16 +41,8 @@ function storedToken() {
 }
 const messages = new MessagePanel(session);
 const members = new MemberPanel(session);
-const sidebar = new Sidebar(
-  session,
-  () => members.size,
-  (room) => void enterRoom(room),
-);
-new Composer(
-  session,
-  (text, kind) => messages.notice(text, kind),
-  (data) => messages.pending(data),
-);
+const sidebar = new Sidebar(session, () => members.size, (room) => void enterRoom(room));
+new Composer(session, (text, kind) => messages.notice(text, kind), (data) => messages.pending(data));
 
 /**
  * Listens to `c`'s events while it is the page's client.
@@ -78,9 +70,8 @@ function wire(c) {
         backToLogin(
           `Your access token was not accepted (${reason.replace(/: connect with.*$/, "")}). Paste a valid one.`,
         );
-      } else if (!session.everOpen) {
-        backToLogin(`The server refused the connection: ${reason}`);
-      } else messages.notice(`Disconnected by the server: ${reason}`, "error");
+      } else if (!session.everOpen) backToLogin(`The server refused the connection: ${reason}`);
+      else messages.notice(`Disconnected by the server: ${reason}`, "error");
     }
   });
   on("welcome", (frame) => {
@@ -104,10 +95,7 @@ function wire(c) {
     if (detail.room !== session.room) return;
     session.view++;
     messages.clear();
-    messages.notice(
-      "History was reset: showing the room as it is now.",
-      "info",
-    );
+    messages.notice("History was reset: showing the room as it is now.", "info");
     void messages.loadHistory();
   });
   on("message", (m) => {
@@ -115,19 +103,9 @@ function wire(c) {
     if (messages.live(m, false) && m.from) members.stopTyping(m.from.id);
   });
   on("ack", (ack) => {
-    if (
-      ack.room !== session.room || typeof ack.offset !== "number" ||
-      !("data" in ack)
-    ) return;
+    if (ack.room !== session.room || typeof ack.offset !== "number" || !("data" in ack)) return;
     const from = ack.from ?? session.me;
-    const m = {
-      id: ack.id,
-      offset: ack.offset,
-      epoch: ack.epoch,
-      from,
-      data: ack.data,
-      ts: Date.now(),
-    };
+    const m = { id: ack.id, offset: ack.offset, epoch: ack.epoch, from, data: ack.data, ts: Date.now() };
     if (messages.live(m, true) && from) members.stopTyping(from.id);
   });
   on("member", (f) => {
@@ -142,24 +120,11 @@ function wire(c) {
   });
   on("signal", (f) => {
     const me = session.me;
-    if (
-      f.room !== session.room || f.event !== "typing" || !f.from ||
-      (me && f.from.id === me.id)
-    ) return;
+    if (f.room !== session.room || f.event !== "typing" || !f.from || (me && f.from.id === me.id)) return;
     members.typing(f.from);
   });
-  on(
-    "direct",
-    (f) =>
-      messages.notice(
-        `Direct message from ${displayName(f.from)}: ${messageText(f.data)}`,
-        "direct",
-      ),
-  );
-  on(
-    "broadcast",
-    (f) => messages.notice(`Announcement: ${messageText(f.data)}`, "broadcast"),
-  );
+  on("direct", (f) => messages.notice(`Direct message from ${displayName(f.from)}: ${messageText(f.data)}`, "direct"));
+  on("broadcast", (f) => messages.notice(`Announcement: ${messageText(f.data)}`, "broadcast"));
   on("error", (f) => {
     if (f.room && f.room !== session.room) return;
     messages.notice(`Error: ${errorText(f)}`, "error");
@@ -224,9 +189,7 @@ function start(name, first) {
   Object.assign(session, { me: null, name, everOpen: false, room: "" });
   // A guest keeps one identity across reloads in this browser: the server's signed guest token.
   const guest = storedGuest();
-  const c = new RoomcastClient(
-    session.token ? { name, token: session.token } : guest ? { name, guest } : { name },
-  );
+  const c = new RoomcastClient(session.token ? { name, token: session.token } : guest ? { name, guest } : { name });
   session.client = c;
   wire(c);
   ui.loginView.hidden = true;
@@ -292,11 +255,7 @@ ui.login.addEventListener("submit", (e) => {
   if (!ui.tokenField.hidden) {
     const token = ui.token.value.trim();
     if (!token) {
-      rejectField(
-        ui.loginError,
-        ui.token,
-        "Paste the access token the site that sent you here gave you.",
-      );
+      rejectField(ui.loginError, ui.token, "Paste the access token the site that sent you here gave you.");
       return;
     }
     session.token = token;
@@ -348,8 +307,6 @@ const initialRoom = typedRoom(params.get("room") ?? "");
 if (initialName) ui.name.value = initialName;
 if (initialRoom) ui.room.value = initialRoom;
 void describeServer().then(() => {
-  if (initialName && initialRoom && ui.tokenField.hidden) {
-    ui.login.requestSubmit();
-  } else {(initialName ? (ui.tokenField.hidden ? ui.room : ui.token) : ui.name)
-      .focus();}
+  if (initialName && initialRoom && ui.tokenField.hidden) ui.login.requestSubmit();
+  else (initialName ? (ui.tokenField.hidden ? ui.room : ui.token) : ui.name).focus();
 });

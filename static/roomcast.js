@@ -148,11 +148,7 @@ function defaultUrl() {
   } catch {
     loc = undefined; // Deno without --location throws on access.
   }
-  if (!loc || !loc.host) {
-    throw new TypeError(
-      "RoomcastClient: pass `url` when there is no page location",
-    );
-  }
+  if (!loc || !loc.host) throw new TypeError("RoomcastClient: pass `url` when there is no page location");
   return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
 }
 
@@ -240,9 +236,7 @@ export class RoomcastClient extends EventTarget {
       WebSocketImpl = globalThis.WebSocket,
       batch = false,
     } = options;
-    if (typeof WebSocketImpl !== "function") {
-      throw new TypeError("RoomcastClient: no WebSocket implementation");
-    }
+    if (typeof WebSocketImpl !== "function") throw new TypeError("RoomcastClient: no WebSocket implementation");
     this.#url = url;
     this.#name = name;
     this.#token = token;
@@ -296,10 +290,7 @@ export class RoomcastClient extends EventTarget {
 
   /** Opens the connection (no-op while connecting or open). Reconnects by itself until `close()`. */
   connect() {
-    if (
-      this.#state === "connecting" || this.#state === "open" ||
-      this.#state === "reconnecting"
-    ) return;
+    if (this.#state === "connecting" || this.#state === "open" || this.#state === "reconnecting") return;
     this.#attempt = 0;
     this.#setState("connecting");
     this.#listenNetwork();
@@ -310,10 +301,7 @@ export class RoomcastClient extends EventTarget {
    * at once instead of waiting for the backoff. */
   #listenNetwork() {
     const target = /** @type {any} */ (globalThis);
-    if (
-      this.#unlisten || typeof target.addEventListener !== "function" ||
-      !("onoffline" in target)
-    ) return;
+    if (this.#unlisten || typeof target.addEventListener !== "function" || !("onoffline" in target)) return;
     const offline = () => {
       if (this.#socket) this.#dead("The network is offline");
     };
@@ -349,9 +337,7 @@ export class RoomcastClient extends EventTarget {
       }
     }
     this.#failPending("disconnected", "Connection closed");
-    for (const item of this.#outbox.splice(0)) {
-      item.reject(new RoomcastError("closed", "Client closed"));
-    }
+    for (const item of this.#outbox.splice(0)) item.reject(new RoomcastError("closed", "Client closed"));
     for (const entry of this.#rooms.values()) {
       entry.joined = null;
       this.#rejectWaiters(entry, new RoomcastError("closed", "Client closed"));
@@ -364,9 +350,7 @@ export class RoomcastClient extends EventTarget {
     let url;
     try {
       url = resolveUrl(this.#url ?? defaultUrl());
-      if (this.#name !== undefined && this.#name !== "") {
-        url.searchParams.set("name", this.#name);
-      }
+      if (this.#name !== undefined && this.#name !== "") url.searchParams.set("name", this.#name);
       if (this.#batch) url.searchParams.set("batch", "1");
       const token = typeof this.#token === "function" ? await this.#token() : this.#token;
       if (token) url.searchParams.set("token", token);
@@ -383,10 +367,7 @@ export class RoomcastClient extends EventTarget {
     try {
       socket = new this.#WebSocket(url.href);
     } catch (error) {
-      this.#lost(
-        ABNORMAL,
-        error instanceof Error ? error.message : String(error),
-      );
+      this.#lost(ABNORMAL, error instanceof Error ? error.message : String(error));
       return;
     }
     this.#socket = socket;
@@ -399,17 +380,13 @@ export class RoomcastClient extends EventTarget {
       this.#arm();
       if (typeof event.data !== "string") return;
       if (this.#batch && event.data.includes("\n")) {
-        for (const line of event.data.split("\n")) {
-          if (line) this.#receive(line);
-        }
+        for (const line of event.data.split("\n")) if (line) this.#receive(line);
       } else {
         this.#receive(event.data);
       }
     };
     socket.onclose = (event) => {
-      if (this.#socket === socket) {
-        this.#lost(event.code || ABNORMAL, event.reason);
-      }
+      if (this.#socket === socket) this.#lost(event.code || ABNORMAL, event.reason);
     };
     socket.onerror = () => {
       // A close event follows.
@@ -467,10 +444,7 @@ export class RoomcastClient extends EventTarget {
     if (this.#awaiting || this.#probeTimeout <= 0 || !this.#welcomed) return;
     this.#awaiting = true;
     clearTimeout(this.#probe);
-    this.#probe = setTimeout(
-      () => this.#dead("The server stopped answering"),
-      this.#probeTimeout,
-    );
+    this.#probe = setTimeout(() => this.#dead("The server stopped answering"), this.#probeTimeout);
   }
 
   /**
@@ -501,38 +475,23 @@ export class RoomcastClient extends EventTarget {
     this.#sent.clear();
     for (const entry of this.#rooms.values()) entry.joined = null;
     if (this.#state === "closed") return;
-    const refreshable = code === POLICY && reason === "Token expired" &&
-      typeof this.#token === "function";
+    const refreshable = code === POLICY && reason === "Token expired" && typeof this.#token === "function";
     if ((code === POLICY || code === TERMINATED) && !refreshable) {
       this.#generation++;
-      const error = new RoomcastError(
-        "closed",
-        reason || "Connection refused by policy",
-      );
-      for (const entry of this.#rooms.values()) {
-        this.#rejectWaiters(entry, error);
-      }
+      const error = new RoomcastError("closed", reason || "Connection refused by policy");
+      for (const entry of this.#rooms.values()) this.#rejectWaiters(entry, error);
       this.#setState("closed", { code, reason });
       return;
     }
     const base = Math.min(this.#maxDelay, this.#minDelay * 2 ** this.#attempt);
-    const delay = Math.round(
-      Math.max(this.#minDelay, base / 2 + Math.random() * (base / 2)),
-    );
+    const delay = Math.round(Math.max(this.#minDelay, base / 2 + Math.random() * (base / 2)));
     this.#attempt++;
-    this.#setState("reconnecting", {
-      code,
-      reason,
-      attempt: this.#attempt,
-      delay,
-    }, true);
+    this.#setState("reconnecting", { code, reason, attempt: this.#attempt, delay }, true);
     clearTimeout(this.#retryTimer);
     const generation = this.#generation;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      if (generation === this.#generation && this.#state === "reconnecting") {
-        void this.#open();
-      }
+      if (generation === this.#generation && this.#state === "reconnecting") void this.#open();
     }, delay);
   }
 
@@ -571,17 +530,10 @@ export class RoomcastClient extends EventTarget {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(ref);
-        reject(
-          new RoomcastError(
-            "timeout",
-            `No reply to ${frame.type} within ${this.#requestTimeout} ms`,
-          ),
-        );
+        reject(new RoomcastError("timeout", `No reply to ${frame.type} within ${this.#requestTimeout} ms`));
       }, this.#requestTimeout);
       this.#pending.set(ref, { resolve, reject, timer, frame: sent });
-      if (frame.type === "publish") {
-        this.#sent.set(ref, { room: String(frame.room), data: frame.data });
-      }
+      if (frame.type === "publish") this.#sent.set(ref, { room: String(frame.room), data: frame.data });
       this.#expectReply();
       this.#send(sent);
     });
@@ -629,13 +581,9 @@ export class RoomcastClient extends EventTarget {
    * @returns {Promise<JoinedFrame>}
    */
   join(room) {
-    if (this.#state === "closed") {
-      return Promise.reject(new RoomcastError("closed", "Client closed"));
-    }
+    if (this.#state === "closed") return Promise.reject(new RoomcastError("closed", "Client closed"));
     let entry = this.#rooms.get(room);
-    if (entry?.joined && this.#state === "open") {
-      return Promise.resolve(entry.joined);
-    }
+    if (entry?.joined && this.#state === "open") return Promise.resolve(entry.joined);
     const isNew = !entry;
     entry ??= { position: null, joined: null, waiters: [] };
     this.#rooms.set(room, entry);
@@ -661,12 +609,7 @@ export class RoomcastClient extends EventTarget {
       const hadWaiters = entry.waiters.length > 0;
       this.#rejectWaiters(entry, error);
       if (!hadWaiters) {
-        this.#emit("error", {
-          type: "error",
-          code,
-          message: error.message,
-          room,
-        });
+        this.#emit("error", { type: "error", code, message: error.message, room });
       }
     });
   }
@@ -683,10 +626,7 @@ export class RoomcastClient extends EventTarget {
     this.#rejectWaiters(entry, new RoomcastError("left", `Left room ${room}`));
     if (this.#state !== "open") return Promise.resolve(null);
     return this.#request({ type: "leave", room }).catch((error) => {
-      if (
-        error instanceof RoomcastError &&
-        (error.code === "disconnected" || error.code === "not_joined")
-      ) return null;
+      if (error instanceof RoomcastError && (error.code === "disconnected" || error.code === "not_joined")) return null;
       throw error;
     });
   }
@@ -707,15 +647,7 @@ export class RoomcastClient extends EventTarget {
       return Promise.reject(new RoomcastError("disconnected", "Not connected"));
     }
     return new Promise((resolve, reject) => {
-      this.#outbox.push({
-        room,
-        data,
-        key: newKey(),
-        state: "waiting",
-        user: null,
-        resolve,
-        reject,
-      });
+      this.#outbox.push({ room, data, key: newKey(), state: "waiting", user: null, resolve, reject });
       this.#flushOutbox();
     });
   }
@@ -732,18 +664,10 @@ export class RoomcastClient extends EventTarget {
       if (entry && (!entry.joined || entry.replayUntil)) continue;
       item.state = "sent";
       item.user = this.#user?.id ?? null;
-      this.#request({
-        type: "publish",
-        room: item.room,
-        data: item.data,
-        key: item.key,
-      }).then(
+      this.#request({ type: "publish", room: item.room, data: item.data, key: item.key }).then(
         (ack) => this.#settle(item, ack),
         (error) => {
-          if (
-            error instanceof RoomcastError && error.code === "disconnected" &&
-            this.#state !== "closed"
-          ) {
+          if (error instanceof RoomcastError && error.code === "disconnected" && this.#state !== "closed") {
             item.state = "unconfirmed";
           } else this.#settle(item, undefined, error);
         },
@@ -780,18 +704,11 @@ export class RoomcastClient extends EventTarget {
       }
       const json = JSON.stringify(item.data);
       const found = replayed?.find((m) =>
-        !claimed.has(m.offset) && m.from?.id === item.user &&
-        JSON.stringify(m.data) === json
+        !claimed.has(m.offset) && m.from?.id === item.user && JSON.stringify(m.data) === json
       );
       if (found) {
         claimed.add(found.offset);
-        this.#settle(item, {
-          type: "ack",
-          id: found.id,
-          room,
-          offset: found.offset,
-          epoch: found.epoch,
-        });
+        this.#settle(item, { type: "ack", id: found.id, room, offset: found.offset, epoch: found.epoch });
       } else if (replayed) item.state = "waiting";
       else {
         this.#settle(
@@ -863,11 +780,7 @@ export class RoomcastClient extends EventTarget {
   subscribe(room) {
     let subscription = this.#subscriptions.get(room);
     if (!subscription) {
-      subscription = new RoomSubscription(
-        this,
-        room,
-        () => this.#subscriptions.delete(room),
-      );
+      subscription = new RoomSubscription(this, room, () => this.#subscriptions.delete(room));
       this.#subscriptions.set(room, subscription);
     }
     return subscription;
@@ -901,11 +814,7 @@ export class RoomcastClient extends EventTarget {
         const pending = this.#take(frame.ref);
         if (pending) {
           pending.reject(
-            new RoomcastError(
-              String(frame.code),
-              String(frame.message),
-              /** @type {ErrorFrame} */ (frame),
-            ),
+            new RoomcastError(String(frame.code), String(frame.message), /** @type {ErrorFrame} */ (frame)),
           );
         } else this.#emit("error", frame);
         return;
@@ -934,9 +843,7 @@ export class RoomcastClient extends EventTarget {
     this.#attempt = 0;
     this.#user = isRecord(frame.user) ? { id: String(frame.user.id), name: String(frame.user.name) } : null;
     this.#connectionId = typeof frame.connection === "string" ? frame.connection : null;
-    if (typeof frame.heartbeat === "number" && frame.heartbeat > 0) {
-      this.#heartbeat = frame.heartbeat;
-    }
+    if (typeof frame.heartbeat === "number" && frame.heartbeat > 0) this.#heartbeat = frame.heartbeat;
     if (typeof frame.guest === "string") this.#guest = frame.guest;
     this.#arm();
     this.#state = "open";
@@ -968,8 +875,7 @@ export class RoomcastClient extends EventTarget {
     }
     entry.joined = frame;
     // A recovered join's replay runs up to frame.offset: unconfirmed publishes are checked once it is in.
-    const replaying = frame.ref !== undefined && frame.recovered && had &&
-      had.epoch === frame.epoch &&
+    const replaying = frame.ref !== undefined && frame.recovered && had && had.epoch === frame.epoch &&
       had.offset < frame.offset;
     entry.replayUntil = replaying ? frame.offset : 0;
     entry.replayed = [];
@@ -982,34 +888,18 @@ export class RoomcastClient extends EventTarget {
     entry.waiters = [];
     for (const w of waiters) w.resolve(frame);
     this.#emit("joined", frame);
-    if (reset) {
-      this.#emit("reset", {
-        room: frame.room,
-        epoch: frame.epoch,
-        offset: frame.offset,
-      });
-    }
+    if (reset) this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
   }
 
   /** @param {any} frame */
   #onMessage(frame) {
     const entry = this.#rooms.get(frame.room);
-    if (
-      !entry || typeof frame.offset !== "number" ||
-      typeof frame.epoch !== "string"
-    ) return;
+    if (!entry || typeof frame.offset !== "number" || typeof frame.epoch !== "string") return;
     const position = entry.position;
-    if (
-      position && position.epoch === frame.epoch &&
-      frame.offset <= position.offset
-    ) return;
+    if (position && position.epoch === frame.epoch && frame.offset <= position.offset) return;
     entry.position = { epoch: frame.epoch, offset: frame.offset };
     if (position && position.epoch !== frame.epoch) {
-      this.#emit("reset", {
-        room: frame.room,
-        epoch: frame.epoch,
-        offset: frame.offset,
-      });
+      this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
     }
     this.#emit("message", frame);
     if (entry.replayUntil) {
@@ -1029,25 +919,15 @@ export class RoomcastClient extends EventTarget {
     const sent = typeof frame.ref === "number" ? this.#sent.get(frame.ref) : undefined;
     if (sent) this.#sent.delete(frame.ref);
     let detail = frame;
-    if (
-      typeof frame.room === "string" && typeof frame.offset === "number" &&
-      typeof frame.epoch === "string"
-    ) {
+    if (typeof frame.room === "string" && typeof frame.offset === "number" && typeof frame.epoch === "string") {
       const entry = this.#rooms.get(frame.room);
       const position = entry?.position;
       if (entry) {
-        if (
-          !position || position.epoch !== frame.epoch ||
-          frame.offset > position.offset
-        ) {
+        if (!position || position.epoch !== frame.epoch || frame.offset > position.offset) {
           entry.position = { epoch: frame.epoch, offset: frame.offset };
         }
         if (position && position.epoch !== frame.epoch) {
-          this.#emit("reset", {
-            room: frame.room,
-            epoch: frame.epoch,
-            offset: frame.offset,
-          });
+          this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
         }
       }
       if (sent) detail = { ...frame, data: sent.data, from: this.#user };
@@ -1095,9 +975,7 @@ export class RoomSubscription extends EventTarget {
     this.#forget = forget;
     this.#relay = (event) => {
       const detail = /** @type {CustomEvent} */ (event).detail;
-      if (detail?.room === room) {
-        this.dispatchEvent(new CustomEvent(event.type, { detail }));
-      }
+      if (detail?.room === room) this.dispatchEvent(new CustomEvent(event.type, { detail }));
     };
     for (const type of ROOM_EVENTS) client.addEventListener(type, this.#relay);
     this.#joined = client.join(room);
@@ -1141,9 +1019,7 @@ export class RoomSubscription extends EventTarget {
   /** Leaves the room; the object hears nothing more. */
   unsubscribe() {
     if (this.#relay) {
-      for (const type of ROOM_EVENTS) {
-        this.#client.removeEventListener(type, this.#relay);
-      }
+      for (const type of ROOM_EVENTS) this.#client.removeEventListener(type, this.#relay);
       this.#relay = null;
     }
     this.#forget();

@@ -27,10 +27,7 @@ export class Composer {
       ui.input.focus();
     });
     ui.input.addEventListener("keydown", (e) => {
-      if (
-        e.key === "Enter" && !e.shiftKey && !e.isComposing && !e.altKey &&
-        !e.ctrlKey && !e.metaKey
-      ) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
         e.preventDefault();
         this.#send();
       }
@@ -40,10 +37,7 @@ export class Composer {
       const { client, room } = this.#session;
       if (!client || !room || !ui.input.value.trim()) return;
       const now = Date.now();
-      if (
-        now - this.#lastTyping >= TYPING_EVERY_MS &&
-        client.signal(room, "typing", {})
-      ) this.#lastTyping = now;
+      if (now - this.#lastTyping >= TYPING_EVERY_MS && client.signal(room, "typing", {})) this.#lastTyping = now;
     });
   }
 

@@ -57,9 +57,7 @@ export const ui = {
  */
 export function paintAvatar(el, user) {
   el.dataset.initials = initials(user.name || user.id);
-  for (const c of [...el.classList]) {
-    if (c.startsWith("color-")) el.classList.remove(c);
-  }
+  for (const c of [...el.classList]) if (c.startsWith("color-")) el.classList.remove(c);
   el.classList.add(avatarColor(user.id));
 }
 

@@ -16,10 +16,7 @@ const AVATAR_COLORS = 8;
 /** The text a message shows: its `text` field, a string as it is, anything else as JSON.
  * @param {unknown} data */
 export function messageText(data) {
-  if (
-    data && typeof data === "object" &&
-    typeof (/** @type {any} */ (data)).text === "string"
-  ) {
+  if (data && typeof data === "object" && typeof (/** @type {any} */ (data)).text === "string") {
     return /** @type {any} */ (data).text;
   }
   if (typeof data === "string") return data;
@@ -84,9 +81,7 @@ export function typedRoom(value) {
 export function typingText(names) {
   if (names.length === 1) return `${names[0]} is typing…`;
   if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
-  if (names.length === 3) {
-    return `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
-  }
+  if (names.length === 3) return `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
   if (names.length > 3) return "Several people are typing…";
   return "";
 }

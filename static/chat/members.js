@@ -26,23 +26,13 @@ export class MemberPanel {
   /** @param {{ id: string, name: string, connections?: number }[]} list */
   set(list) {
     this.#members.clear();
-    for (const m of list) {
-      this.#members.set(m.id, {
-        id: m.id,
-        name: m.name,
-        connections: m.connections ?? 1,
-      });
-    }
+    for (const m of list) this.#members.set(m.id, { id: m.id, name: m.name, connections: m.connections ?? 1 });
     this.#render();
   }
 
   /** @param {import("./format.js").User} user */
   joined(user) {
-    this.#members.set(user.id, {
-      id: user.id,
-      name: user.name,
-      connections: 1,
-    });
+    this.#members.set(user.id, { id: user.id, name: user.name, connections: 1 });
     this.#render();
   }
 
@@ -58,8 +48,7 @@ export class MemberPanel {
     const sorted = [...this.#members.values()].sort((a, b) => {
       if (me && a.id === me.id) return -1;
       if (me && b.id === me.id) return 1;
-      return a.name.localeCompare(b.name, undefined, { sensitivity: "base" }) ||
-        a.id.localeCompare(b.id);
+      return a.name.localeCompare(b.name, undefined, { sensitivity: "base" }) || a.id.localeCompare(b.id);
     });
     const items = sorted.map((m) => {
       const li = document.createElement("li");

@@ -116,9 +116,7 @@ export class MessagePanel {
 
   /** @returns {HTMLElement[]} */
   #items() {
-    return /** @type {HTMLElement[]} */ ([
-      ...ui.messages.querySelectorAll(":scope > li.message:not(.pending)"),
-    ]);
+    return /** @type {HTMLElement[]} */ ([...ui.messages.querySelectorAll(":scope > li.message:not(.pending)")]);
   }
 
   /**
@@ -172,12 +170,7 @@ export class MessagePanel {
     const li = document.createElement("li");
     li.className = "message own pending";
     li.setAttribute("aria-label", "Sending");
-    fillMessage(
-      li,
-      this.#session.me ?? { id: "me", name: "You" },
-      span("sending", "Sending…"),
-      data,
-    );
+    fillMessage(li, this.#session.me ?? { id: "me", name: "You" }, span("sending", "Sending…"), data);
     ui.messages.append(li);
     if (stick) this.scrollToBottom();
     return { settled: () => li.remove() };
@@ -192,10 +185,7 @@ export class MessagePanel {
   notice(text, kind = "info") {
     const stick = this.#atBottom();
     const last = ui.messages.lastElementChild;
-    if (
-      last instanceof HTMLElement && last.classList.contains("notice") &&
-      last.dataset.text === text
-    ) {
+    if (last instanceof HTMLElement && last.classList.contains("notice") && last.dataset.text === text) {
       const count = Number(last.dataset.count ?? "1") + 1;
       last.dataset.count = String(count);
       let badge = last.querySelector(".notice-count");
@@ -210,10 +200,7 @@ export class MessagePanel {
     const li = document.createElement("li");
     li.dataset.text = text;
     li.className = `notice notice-${kind}`;
-    li.append(
-      span("notice-text", text),
-      timeElement(new Date(), "notice-time"),
-    );
+    li.append(span("notice-text", text), timeElement(new Date(), "notice-time"));
     ui.messages.append(li);
     if (stick) this.scrollToBottom();
   }
@@ -258,16 +245,12 @@ export class MessagePanel {
       const page = await client.history(r, { limit: HISTORY_PAGE });
       if (this.#stale(r, v)) return;
       for (const m of page.messages) this.add(m);
-      this.#setHistoryEnd(
-        page.messages.length < HISTORY_PAGE ||
-          (page.messages[0]?.offset ?? 1) <= 1,
-      );
+      this.#setHistoryEnd(page.messages.length < HISTORY_PAGE || (page.messages[0]?.offset ?? 1) <= 1);
       this.scrollToBottom();
     } catch (error) {
       if (this.#stale(r, v)) return;
-      if (/** @type {any} */ (error)?.code === "disconnected") {
-        this.historyWanted = true;
-      } else this.notice(`Couldn't load history: ${errorText(error)}`, "error");
+      if (/** @type {any} */ (error)?.code === "disconnected") this.historyWanted = true;
+      else this.notice(`Couldn't load history: ${errorText(error)}`, "error");
     }
   }
 
@@ -291,25 +274,14 @@ export class MessagePanel {
     ui.older.disabled = true;
     ui.older.textContent = "Loading…";
     try {
-      const page = await client.history(r, {
-        before: offsetOf(first),
-        limit: HISTORY_PAGE,
-      });
+      const page = await client.history(r, { before: offsetOf(first), limit: HISTORY_PAGE });
       if (this.#stale(r, v)) return;
       const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop;
       for (const m of page.messages) this.add(m);
       ui.scroller.scrollTop = ui.scroller.scrollHeight - fromBottom;
-      this.#setHistoryEnd(
-        page.messages.length < HISTORY_PAGE ||
-          (page.messages[0]?.offset ?? 1) <= 1,
-      );
+      this.#setHistoryEnd(page.messages.length < HISTORY_PAGE || (page.messages[0]?.offset ?? 1) <= 1);
     } catch (error) {
-      if (v === this.#session.view) {
-        this.notice(
-          `Couldn't load older messages: ${errorText(error)}`,
-          "error",
-        );
-      }
+      if (v === this.#session.view) this.notice(`Couldn't load older messages: ${errorText(error)}`, "error");
     } finally {
       this.#loadingOlder = false;
       ui.older.disabled = false;

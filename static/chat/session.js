@@ -17,13 +17,5 @@
 
 /** @param {string} token @returns {Session} */
 export function newSession(token) {
-  return {
-    client: null,
-    me: null,
-    name: "",
-    token,
-    room: "",
-    view: 0,
-    everOpen: false,
-  };
+  return { client: null, me: null, name: "", token, room: "", view: 0, everOpen: false };
 }

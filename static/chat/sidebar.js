@@ -39,17 +39,13 @@ export class Sidebar {
       this.#chose(r);
     });
     ui.switchInput.addEventListener("input", () => {
-      if (
-        !ui.switchError.hidden && !roomProblem(typedRoom(ui.switchInput.value))
-      ) {
+      if (!ui.switchError.hidden && !roomProblem(typedRoom(ui.switchInput.value))) {
         showError(ui.switchError, "");
         ui.switchInput.removeAttribute("aria-invalid");
       }
     });
     ui.roomList.addEventListener("click", (e) => {
-      const button = /** @type {HTMLElement} */ (e.target).closest?.(
-        ".room-link",
-      );
+      const button = /** @type {HTMLElement} */ (e.target).closest?.(".room-link");
       if (!(button instanceof HTMLElement) || !button.dataset.room) return;
       this.#chose(button.dataset.room);
     });
@@ -91,9 +87,7 @@ export class Sidebar {
     try {
       /** @type {Record<string, string>} */
       const headers = { accept: "application/json" };
-      if (this.#session.token) {
-        headers.authorization = `Bearer ${this.#session.token}`;
-      }
+      if (this.#session.token) headers.authorization = `Bearer ${this.#session.token}`;
       const res = await fetch("/api/rooms", { headers });
       if (res.ok) {
         const body = await res.json();
@@ -105,13 +99,8 @@ export class Sidebar {
       // The list is a convenience; the switch form still works.
     }
     const here = this.#session.room;
-    if (here && !rooms.some((r) => r.room === here)) {
-      rooms.push({ room: here, members: this.#memberCount() });
-    }
-    rooms.sort((
-      a,
-      b,
-    ) => (a.room === here ? -1 : b.room === here ? 1 : a.room.localeCompare(b.room)));
+    if (here && !rooms.some((r) => r.room === here)) rooms.push({ room: here, members: this.#memberCount() });
+    rooms.sort((a, b) => (a.room === here ? -1 : b.room === here ? 1 : a.room.localeCompare(b.room)));
     const items = rooms.slice(0, ROOMS_SHOWN).map((r) => {
       const li = document.createElement("li");
       const button = document.createElement("button");

@@ -26,9 +26,8 @@ export function showState(detail, room, everOpen) {
   const { state } = detail;
   ui.status.dataset.state = state;
   ui.status.textContent = STATE_LABELS[state] ?? state;
-  if (detail.reason) {
-    ui.status.title = `${detail.code ?? ""} ${detail.reason}`.trim();
-  } else ui.status.removeAttribute("title");
+  if (detail.reason) ui.status.title = `${detail.code ?? ""} ${detail.reason}`.trim();
+  else ui.status.removeAttribute("title");
   let banner = "";
   if (state === "reconnecting" && detail.code === TRY_LATER) {
     // Refused for now (the server is full, this address connects too much): what it said, and when.
