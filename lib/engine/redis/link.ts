@@ -62,6 +62,8 @@ export class RedisLink {
   #toldAbsent = false;
   /** When the link last went down (ms). */
   #downSince = 0;
+  /** Where Redis is, as the log names it (no credentials). */
+  readonly #where: string;
   #closed = false;
   /** Commands sent and not answered yet, with when they were sent. */
   readonly #pending = new Set<{ at: number; reject(error: unknown): void }>();
@@ -69,6 +71,7 @@ export class RedisLink {
 
   constructor(options: RedisLinkOptions) {
     this.#options = options;
+    this.#where = redisHost(options.url);
     this.client = this.#client();
     this.#watch(this.client, true);
   }
@@ -100,7 +103,7 @@ export class RedisLink {
 
   #set(state: LinkState, why = ""): void {
     if (this.#closed) return;
-    const where = redisHost(this.#options.url);
+    const where = this.#where;
     const log = this.#options.log;
     if (state === "down" && !this.#beenUp && !this.#toldAbsent) {
       // Not there at start: said once, not at each retry.
