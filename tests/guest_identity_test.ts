@@ -9,6 +9,8 @@ import { isType } from "./_client.ts";
 import { startTestServer, type TestServer } from "./_server.ts";
 import { ManualClock, systemClock } from "../lib/clock.ts";
 import { signGuest } from "../lib/auth.ts";
+import { stallProbe } from "./_stall.ts";
+import { until } from "./_wait.ts";
 
 async function welcome(server: TestServer, query = "") {
   const c = await server.client(query);
@@ -123,4 +125,26 @@ Deno.test("SSE readers are not members unless they ask with ?presence=1", async 
   await reader.cancel();
   await listed.cancel();
   await watcher.close();
+});
+
+Deno.test("a flood of connects with forged or oversized guest tokens: new guests, the loop never held", async () => {
+  await using server = await startTestServer({ connectBurst: 10_000, maxConnectionsPerIp: 10_000 });
+  using probe = stallProbe();
+  const tokens = ["x".repeat(1024), "y".repeat(5000), `${"a".repeat(40)}.${"b".repeat(400)}.${"c".repeat(43)}`, ""];
+  const welcomes = await Promise.all(
+    Array.from({ length: 200 }, (_, i) =>
+      new Promise<{ id: string; guest?: string }>((resolve, reject) => {
+        const ws = new WebSocket(server.ws(`/ws?guest=${encodeURIComponent(tokens[i % tokens.length] ?? "")}`));
+        ws.onmessage = (e) => {
+          const frame = JSON.parse(e.data as string);
+          ws.close();
+          resolve({ id: frame.user.id, guest: frame.guest });
+        };
+        ws.onerror = () => reject(new Error("socket failed"));
+      })),
+  );
+  assert.ok(probe.stop() < 200, `the loop was held ${Math.round(probe.worst)} ms`);
+  assert.equal(new Set(welcomes.map((w) => w.id)).size, 200, "each a new guest");
+  assert.ok(welcomes.every((w) => typeof w.guest === "string"), "each given a real token");
+  await until(() => server.admission.open === 0, 3000, "every slot back");
 });

@@ -78,3 +78,15 @@ Deno.test("idempotency: a refused publish refuses its concurrent retries and is 
   const store = fakeStore();
   assert.equal((await keys.run("r", "u", "k", undefined, store.append)).message.offset, 1, "the key was forgotten");
 });
+
+Deno.test("idempotency: at most 100,000 keys are kept (a flood of keyed publishes); the oldest go first", async () => {
+  const store = fakeStore();
+  const idempotency = new Idempotency(new ManualClock(0));
+  const run = (key: string) => idempotency.run("r", "u", key, undefined, (done) => store.append(done), 600_000);
+  for (let i = 0; i <= 100_000; i++) await run(`k${i}`);
+  assert.equal(store.appends(), 100_001);
+  await run("k100000");
+  assert.equal(store.appends(), 100_001, "the newest key is remembered");
+  await run("k0");
+  assert.equal(store.appends(), 100_002, "the oldest was let go");
+});
