@@ -52,6 +52,8 @@ export interface Grant {
   /** Whether it counts in presence and member events when it joins (false: an SSE reader that did
    * not ask to be a member). @default true */
   member?: boolean | undefined;
+  /** The transport it came by (`ws`, `sse`, `socketio`…), as the dashboard counts it. */
+  transport?: string | undefined;
 }
 
 /** Frames that may wait while an earlier frame of the same connection is still being handled. */
@@ -75,6 +77,9 @@ export class Connection {
   expiresAt: number | undefined;
   /** Counts in presence and member events (an SSE reader does not, unless it asks). */
   readonly member: boolean;
+  /** The transport it came by, and when it connected (ms). */
+  readonly transport: string;
+  readonly openedAt: number;
   /** When the last frame came from the peer, and when the last one went to it (ms). */
   lastSeen: number;
   lastSent: number;
@@ -106,7 +111,8 @@ export class Connection {
     this.allowedRooms = grant.rooms;
     this.expiresAt = grant.expiresAt;
     this.member = grant.member ?? true;
-    this.lastSeen = this.lastSent = context.clock.now();
+    this.transport = grant.transport ?? "";
+    this.openedAt = this.lastSeen = this.lastSent = context.clock.now();
   }
 
   get publishes(): TokenBucket {

@@ -29,6 +29,7 @@ import { Frames, withRef } from "./frames.ts";
 import { messageId } from "./ids.ts";
 import { checkLiveness } from "./liveness.ts";
 import type { Metrics } from "./metrics.ts";
+import { type NodeFigures, Observer } from "./observe.ts";
 import { Outbound, type Peer, rememberJson } from "./peer.ts";
 import {
   CloseCode,
@@ -82,6 +83,18 @@ export interface HubOptions {
   pollMs?: number | undefined;
   /** With Workers: the counts they share, so that users' and guests' budgets hold for the process. */
   shared?: SharedCounts | undefined;
+  /** The process this isolate runs in, as the dashboard names it (`host:pid`). */
+  process?: string | undefined;
+}
+
+/** A connection as the dashboard lists it (docs/ADMIN.md). */
+export interface ConnectionInfo {
+  id: string;
+  node: string;
+  transport: string;
+  name: string;
+  rooms: string[];
+  since: number;
 }
 
 export type { RoomCount as RoomSummary };
@@ -92,6 +105,8 @@ export class Hub {
   readonly frames: Frames;
   /** Publish and signal budgets per user or guest address, across connections and HTTP. */
   readonly budgets: Budgets;
+  /** What the dashboard sees of this isolate (lib/observe.ts). */
+  readonly observer: Observer;
   readonly #options: HubOptions;
   readonly #connections = new Connections();
   readonly #rooms = new Map<string, Room>();
@@ -109,6 +124,7 @@ export class Hub {
     const { limits, clock, metrics, backplane } = options;
     this.#context = { limits, clock, metrics, onClose: (c) => this.disconnect(c) };
     this.frames = new Frames(this, { limits, clock, metrics });
+    this.observer = new Observer({ node: options.node, process: options.process ?? "", clock, metrics });
     this.budgets = new Budgets({
       publishBurst: limits.userPublishBurst,
       signalBurst: limits.userSignalBurst,
@@ -144,6 +160,27 @@ export class Hub {
   /** Rooms held in memory: with local subscribers, or lingering with recent messages. */
   get roomsInMemory(): number {
     return this.#rooms.size;
+  }
+
+  /** This isolate's connections by transport, and its rooms with subscribers (the dashboard's). */
+  figures(): NodeFigures {
+    const transports: Record<string, number> = {};
+    for (const connection of this.#connections.values()) {
+      transports[connection.transport] = (transports[connection.transport] ?? 0) + 1;
+    }
+    return { connections: this.#connections.size, transports, rooms: this.#roomsWithSubscribers() };
+  }
+
+  /** The user's connections on this isolate, as the dashboard lists them. */
+  connectionsOf(user: string): ConnectionInfo[] {
+    return this.#connections.of(user).map((c) => ({
+      id: c.id,
+      node: this.node,
+      transport: c.transport,
+      name: c.peer.user.name,
+      rooms: [...c.rooms.keys()],
+      since: c.openedAt,
+    }));
   }
 
   #roomsWithSubscribers(): number {
@@ -290,6 +327,7 @@ export class Hub {
       const members = await presence.members(name, limits.memberEventsMax);
       if (connection.rooms.get(name) !== sub) return;
       connection.send(withRef({ type: "joined", room: name, epoch, offset, recovered, members }, ref));
+      if (this.observer.watched) this.observer.note("join", name, user.id, connection.transport);
       if (!await connection.replay(messages) || connection.rooms.get(name) !== sub) return;
       connection.release(sub);
     } catch (error) {
@@ -310,6 +348,7 @@ export class Hub {
     connection.unsubscribe(name);
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
+    if (this.observer.watched) this.observer.note("leave", name, connection.peer.user.id, connection.transport);
     if (connection.member) {
       const user = connection.peer.user;
       const leave = () => this.#track(this.#options.presence.leave(name, user, connection.id));
@@ -336,6 +375,7 @@ export class Hub {
    * reconnect) stores nothing and is acked with the first one's offset. */
   publish(connection: Connection, room: string, data: unknown, ref?: Ref, key?: string): void {
     const message = this.#message(room, connection.peer.user, data);
+    if (this.observer.watched) this.observer.note("publish", room, message.from.id, connection.transport);
     let now: Appended | undefined;
     try {
       if (key === undefined) now = this.#options.store.appendNow?.(message);
@@ -400,6 +440,7 @@ export class Hub {
 
   #published({ message, json }: Appended): void {
     this.#options.metrics.messagesIn.inc();
+    if (this.observer.watched) this.observer.published(message.room, message.offset);
     this.#options.backplane.publish({ kind: "message", room: message.room, message, json });
   }
 
@@ -466,6 +507,18 @@ export class Hub {
     this.#relays.set(topic, handler);
   }
 
+  #admin: ((payload: unknown, node: string) => void) | undefined;
+
+  /** Tells every node's dashboard service (routes/admin.ts) `payload`, this one's too, at once. */
+  admin(payload: unknown): void {
+    this.#options.backplane.publish({ kind: "admin", payload });
+  }
+
+  /** Sets the handler of `admin` payloads. */
+  onAdmin(handler: (payload: unknown, node: string) => void): void {
+    this.#admin = handler;
+  }
+
   /** Closes every connection of `user`, on every node (4009: not to reconnect by itself). */
   terminate(user: string): void {
     this.#options.backplane.publish({ kind: "terminate", user });
@@ -481,10 +534,17 @@ export class Hub {
           connection.close(CloseCode.terminated, "Terminated by the app", "terminated");
         }
         return;
-      case "message":
+      case "message": {
         // Its JSON, made once by the store that numbered it, is what every JSON receiver is sent.
         rememberJson(event.message, event.json);
-        this.#rooms.get(event.room)?.feed(event.message);
+        const room = this.#rooms.get(event.room);
+        if (!room) return;
+        this.observer.latency(this.#options.clock.now() - event.message.ts);
+        room.feed(event.message);
+        return;
+      }
+      case "admin":
+        this.#admin?.(event.payload, node);
         return;
       case "signal": {
         const { room, from, data, origin } = event;

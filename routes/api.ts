@@ -33,7 +33,11 @@ const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/;
 
 /** Who is calling: a backend (API key, or loopback when no key is set) or, where allowed, a user token.
  * A refusal names the credential that was wrong: the API key, or the user token and why. */
-async function caller(c: AppContext, deps: AppDeps, options: { users: boolean; open?: boolean }): Promise<Caller> {
+export async function caller(
+  c: AppContext,
+  deps: AppDeps,
+  options: { users: boolean; open?: boolean },
+): Promise<Caller> {
   const { apiKey, authSecret } = deps.config;
   const token = bearer(c.req.header("authorization"));
   if (apiKey && token && sameSecret(token, apiKey)) return { kind: "backend" };

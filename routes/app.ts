@@ -5,6 +5,7 @@ import type { Config } from "../lib/config.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { jsonError, onError } from "./errors.ts";
 import { mountApi } from "./api.ts";
+import { mountAdmin } from "./admin.ts";
 import { accessLog } from "./access_log.ts";
 import { mountHealth } from "./health.ts";
 import { isWebSocketUpgrade } from "./transports/identity.ts";
@@ -27,10 +28,14 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (service) (deps.state.stops ??= []).push(() => service.close());
   }
   mountApi(app, deps);
+  const admin = mountAdmin(app, deps);
+  (deps.state.stops ??= []).push(() => admin.close());
   app.get("/", async (c) => {
     if (isWebSocketUpgrade(c)) return acceptRaw(c, deps, "lobby");
     return await staticFile(c, "index.html") ?? jsonError(c, "not_found", "No chat page");
   });
+  app.get("/admin", async (c) => await staticFile(c, "admin.html") ?? jsonError(c, "not_found", "No dashboard page"));
+  app.get("/admin/:file", async (c, next) => (await staticFile(c, `admin/${c.req.param("file")}`)) ?? next());
   app.get("/chat/:file", async (c, next) => (await staticFile(c, `chat/${c.req.param("file")}`)) ?? next());
   app.get("/:file", async (c, next) => (await staticFile(c, c.req.param("file"))) ?? next());
   app.notFound((c) => jsonError(c, "not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));

@@ -26,6 +26,8 @@ export interface AppDeps {
   engineHealth?: (() => { engine: string; state: "up" | "down" }) | undefined;
   /** With several Workers: how Socket.IO polling reaches sessions other Workers hold. */
   sessions?: SessionRouting | undefined;
+  /** The engine's kind (`kv`, `redis`, `cluster`, `memory`), as the dashboard names it. */
+  engineName?: string | undefined;
   /** With several Workers: every isolate's metrics, merged (the coordinator gathers them). */
   allMetrics?: (() => Promise<string>) | undefined;
   /** Where `ROOMCAST_WEBHOOK_URL` is set: client events and cache misses are told here (presence

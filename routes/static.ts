@@ -18,10 +18,10 @@ const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' dat
 
 const STATIC_DIR = new URL("../static/", import.meta.url);
 
-/** Responds with `static/<name>` (`name` is `file.ext` or `chat/file.ext`), or undefined when
+/** Responds with `static/<name>` (`name` is `file.ext`, `chat/file.ext` or `admin/file.ext`), or undefined when
  * there is no such file. */
 export async function staticFile(c: Context, name: string): Promise<Response | undefined> {
-  const match = /^(?:chat\/)?[a-z0-9_-]+\.([a-z]+)$/.exec(name);
+  const match = /^(?:(?:chat|admin)\/)?[a-z0-9_-]+\.([a-z]+)$/.exec(name);
   const type = match?.[1] ? TYPES[match[1]] : undefined;
   if (!type) return undefined;
   let bytes: Uint8Array<ArrayBuffer>;

@@ -21,7 +21,9 @@ export type GlobalEvent =
   /** Ends every connection of `user` (the HTTP API's terminate_connections). */
   | { kind: "terminate"; user: string }
   /** A transport's message to one node (`to`), for its handler of `topic` there (WAMP's calls). */
-  | { kind: "relay"; to: string; topic: string; payload: unknown };
+  | { kind: "relay"; to: string; topic: string; payload: unknown }
+  /** For the dashboard service of every node (routes/admin.ts: watch, reports, queries). */
+  | { kind: "admin"; payload: unknown };
 
 /** What `publish` takes; `origin` in a signal or member event is the connection it came from (it
  * is not sent back to that connection). */

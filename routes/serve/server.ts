@@ -91,6 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     node,
     pollMs: options.isolate?.pollMs ?? engine.pollMs,
     shared: options.isolate?.counts,
+    process: processName(),
   });
   const state: ServerState = { draining: false };
   const maxConnections = config.maxConnections ?? defaultMaxConnections(fdLimit());
@@ -113,6 +114,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     webhooks,
     sessions: options.isolate?.sessions,
     allMetrics: options.isolate?.allMetrics,
+    engineName: options.memory ? "memory" : config.redisUrl ? "redis" : options.isolate ? "cluster" : "kv",
     engineHealth: engine.health ? () => engine.health?.() ?? { engine: "local", state: "up" } : undefined,
   });
   const server = new Listener(config, serveHandler(app), metrics, options.onListen, options.isolate !== undefined);
@@ -153,6 +155,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     drain,
     [Symbol.asyncDispose]: () => drain(),
   };
+}
+
+/** This process as the dashboard names it: `host:pid` (the host where the platform tells it). */
+function processName(): string {
+  try {
+    return `${Deno.hostname()}:${Deno.pid}`;
+  } catch {
+    return `pid ${Deno.pid}`;
+  }
 }
 
 /** The soft limit on open files where the platform tells, else `undefined`. Deno raises the soft

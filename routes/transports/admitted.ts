@@ -66,7 +66,7 @@ export class Admitted {
     if (this.#grants <= 0) return new ProtocolError("rate_limited", refusal(this.#deps.config, "rate").message);
     this.#grants--;
     this.#deps.metrics.transportConnections.incLabel(transport);
-    return this.#connection = this.#deps.hub.connect(peer, identity);
+    return this.#connection = this.#deps.hub.connect(peer, { ...identity, transport });
   }
 
   /** The client sent a message that cost the server before it could be refused (binary, or over
