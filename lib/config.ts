@@ -149,7 +149,23 @@ export interface Config {
   webhookKeepMs: number;
   /** WAMP realms clients may join (`/wamp`); empty: any. @default [] */
   wampRealms: string[];
+  /** The app's backend in the loop (lib/proxy.ts): where each connect, join and client publish is
+   * asked, in Centrifugo's HTTP proxy format; unset: not asked. */
+  proxy: ProxyConfig;
   limits: LimitsConfig;
+}
+
+export interface ProxyConfig {
+  connectUrl: string | undefined;
+  subscribeUrl: string | undefined;
+  publishUrl: string | undefined;
+  /** How long a call may take before the action is refused (`unavailable`). @default 1000 */
+  timeoutMs: number;
+  /** Signs each body: `X-Roomcast-Signature`, HMAC-SHA256 hex. */
+  secret: string | undefined;
+  /** Lets connects, joins and publishes through when the backend fails (down, slow, 5xx, garbage),
+   * not when it refuses. @default false */
+  failOpen: boolean;
 }
 
 /** A Pusher app: its id (in API paths), key (clients connect with it) and secret (signatures). */
@@ -329,6 +345,14 @@ export function loadConfig(
     webhookUrls: webhookUrls(list("ROOMCAST_WEBHOOK_URL") ?? [], read.problems),
     webhookKeepMs: read.duration("ROOMCAST_WEBHOOK_KEEP", 300_000) ?? 300_000,
     wampRealms: list("ROOMCAST_WAMP_REALMS") ?? [],
+    proxy: {
+      connectUrl: httpUrl(read.string("ROOMCAST_PROXY_CONNECT_URL"), "ROOMCAST_PROXY_CONNECT_URL", read.problems),
+      subscribeUrl: httpUrl(read.string("ROOMCAST_PROXY_SUBSCRIBE_URL"), "ROOMCAST_PROXY_SUBSCRIBE_URL", read.problems),
+      publishUrl: httpUrl(read.string("ROOMCAST_PROXY_PUBLISH_URL"), "ROOMCAST_PROXY_PUBLISH_URL", read.problems),
+      timeoutMs: read.duration("ROOMCAST_PROXY_TIMEOUT", 1000) ?? 1000,
+      secret: read.string("ROOMCAST_PROXY_SECRET"),
+      failOpen: read.choice("ROOMCAST_PROXY_FAIL_OPEN", ["0", "1"], "0") === "1",
+    },
     limits: {
       maxFrameBytes: read.int("ROOMCAST_MAX_FRAME_BYTES", 65_536, 256, 1_048_576),
       maxJsonDepth: read.int("ROOMCAST_MAX_JSON_DEPTH", 32, 2, 1000),
@@ -399,6 +423,18 @@ function webhookUrls(items: string[], problems: string[]): string[] {
     if (!ok) problems.push(`ROOMCAST_WEBHOOK_URL item ${i + 1} must be an http:// or https:// URL`);
     return ok;
   });
+}
+
+/** An http(s) URL, or a problem naming the setting (never its text: it may hold credentials). */
+function httpUrl(text: string | undefined, name: string, problems: string[]): string | undefined {
+  if (text === undefined) return undefined;
+  try {
+    if (["http:", "https:"].includes(new URL(text).protocol)) return text;
+  } catch {
+    // Not a URL: said below.
+  }
+  problems.push(`${name} must be an http:// or https:// URL`);
+  return undefined;
 }
 
 /** `app_id:key:secret` items; a malformed or repeated one is a problem (the secret is never quoted). */

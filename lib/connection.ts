@@ -11,7 +11,15 @@ import type { LimitsConfig } from "./config.ts";
 import { FloodGuard, TokenBucket } from "./limits.ts";
 import type { Metrics } from "./metrics.ts";
 import { Outbound, type Peer, QUEUED_MESSAGE_OVERHEAD } from "./peer.ts";
-import { CloseCode, type ErrorCode, type Ref, type ServerFrame, type StoredMessage } from "./protocol.ts";
+import {
+  CloseCode,
+  type ErrorCode,
+  type ProtocolError,
+  type Ref,
+  type ServerFrame,
+  type StoredMessage,
+  type User,
+} from "./protocol.ts";
 
 export interface Subscription {
   readonly room: string;
@@ -20,6 +28,9 @@ export interface Subscription {
   offset: number;
   /** While a recovering join reads the store, live messages wait here. */
   held: StoredMessage[] | undefined;
+  /** The user as a member of this room, where it differs from the connection's (the app's backend
+   * gave it info for this room). */
+  as?: User;
 }
 
 interface PendingAck {
@@ -29,6 +40,8 @@ interface PendingAck {
   /** Set once the store has the message. */
   message: StoredMessage | undefined;
   appended: Promise<unknown>;
+  /** The app's backend replaced the data: the ack says what was stored. */
+  replaced: boolean;
 }
 
 /** What every connection of a hub shares (one object, not one per connection). */
@@ -264,9 +277,19 @@ export class Connection {
     this.send(ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref });
   }
 
+  /** Refuses a request with `error`'s code and message, and the app backend's numeric code where it
+   * gave one (`backendCode`). */
+  refuse(error: ProtocolError, ref?: Ref): void {
+    const backendCode = (error as { backendCode?: number }).backendCode;
+    this.#options.metrics.errors.incLabel(error.code);
+    const frame: ServerFrame = { type: "error", code: error.code, message: error.message };
+    if (backendCode !== undefined) frame.backendCode = backendCode;
+    this.send(ref === undefined ? frame : { ...frame, ref });
+  }
+
   /** Registers a publish whose ack is due; `appended` settles once the store answered. */
-  expectAck(id: string, room: string, ref: Ref | undefined, appended: Promise<unknown>): void {
-    (this.#acks ??= [])[this.#ackCount++] = { id, room, ref, message: undefined, appended };
+  expectAck(id: string, room: string, ref: Ref | undefined, appended: Promise<unknown>, replaced = false): void {
+    (this.#acks ??= [])[this.#ackCount++] = { id, room, ref, message: undefined, appended, replaced };
   }
 
   /** Settles once every publish to `room` sent so far has its offset from the store (or failed). */
@@ -348,7 +371,9 @@ export class Connection {
   #ack(message: StoredMessage, pending: PendingAck): void {
     this.#forgetAck(pending);
     const { room, id, offset, epoch } = message;
-    const ack: ServerFrame = { type: "ack", room, id, offset, epoch };
+    const ack: ServerFrame = pending.replaced
+      ? { type: "ack", room, id, offset, epoch, data: message.data }
+      : { type: "ack", room, id, offset, epoch };
     this.send(pending.ref === undefined ? ack : { ...ack, ref: pending.ref });
   }
 

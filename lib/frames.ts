@@ -21,7 +21,7 @@ export function withRef<T extends ServerFrame>(frame: T, ref: Ref | undefined): 
 export interface FrameTarget {
   join(connection: Connection, room: string, since?: Position, ref?: Ref): Promise<void>;
   leave(connection: Connection, room: string, ref: Ref | undefined): Promise<void>;
-  publish(connection: Connection, room: string, data: unknown, ref?: Ref, key?: string): void;
+  publish(connection: Connection, room: string, data: unknown, ref?: Ref, key?: string): void | Promise<void>;
   direct(from: Connection["peer"]["user"], to: string, data: unknown): string;
   signal(connection: Connection, room: string, event: string, data: unknown): void;
   history(room: string, options: ReadOptions): Promise<Page>;
@@ -110,7 +110,10 @@ export class Frames {
           return connection.error("not_joined", `Join room ${frame.room} before publishing`, ref);
         }
         if (!this.#allow(connection, "publishes", ref)) return;
-        return hub.publish(connection, frame.room, frame.data, ref, frame.key);
+        {
+          const published = hub.publish(connection, frame.room, frame.data, ref, frame.key);
+          return published && this.#guard(connection, ref, published);
+        }
       case "direct": {
         if (!this.#allow(connection, "publishes", ref)) return;
         // No `delivered` count: it would tell anybody whether a user id is online (only the HTTP

@@ -30,12 +30,14 @@ import { messageId } from "./ids.ts";
 import { checkLiveness } from "./liveness.ts";
 import type { Metrics } from "./metrics.ts";
 import { type NodeFigures, Observer } from "./observe.ts";
+import { type Asker, type BackendProxy, BackendRefusal } from "./proxy.ts";
 import { Outbound, type Peer, rememberJson } from "./peer.ts";
 import {
   CloseCode,
   type Member,
   type NewMessage,
   type Position,
+  ProtocolError,
   type Ref,
   type StoredMessage,
   type User,
@@ -85,6 +87,8 @@ export interface HubOptions {
   shared?: SharedCounts | undefined;
   /** The process this isolate runs in, as the dashboard names it (`host:pid`). */
   process?: string | undefined;
+  /** The app's backend, asked about each join and client publish where its URL is set (lib/proxy.ts). */
+  proxy?: BackendProxy | undefined;
 }
 
 /** A connection as the dashboard lists it (docs/ADMIN.md). */
@@ -310,12 +314,23 @@ export class Hub {
       return connection.error("bad_request", `Too many rooms: a connection may join ${limits.maxRooms}`, ref);
     }
     if (!connection.mayJoin(name)) return connection.error("forbidden", `Not allowed to join room ${name}`, ref);
+    // The app's backend decides, and may give the member info for this room.
+    let as = connection.peer.user;
+    const proxy = this.#options.proxy;
+    if (proxy?.asks("subscribe")) {
+      const verdict = await proxy.subscribe(asker(connection), name);
+      if (connection.closed) return;
+      if ("refused" in verdict) return refuse(connection, verdict.refused, ref);
+      if (connection.rooms.has(name)) return connection.error("bad_request", `Already joined room ${name}`, ref);
+      if ("ok" in verdict && verdict.ok.info !== undefined) as = { ...as, info: verdict.ok.info };
+    }
     const room = this.#room(name);
     room.emptySince = Infinity;
     const sub: Subscription = { room: name, epoch: "", offset: 0, held: [] };
+    if (as !== connection.peer.user) sub.as = as;
     connection.rooms.set(name, sub);
     room.subscribers.set(connection.id, connection);
-    const user = connection.peer.user;
+    const user = as;
     try {
       // The presence tells the member join, if due, where the change takes effect.
       if (connection.member) await presence.join(name, user, connection.id);
@@ -345,12 +360,13 @@ export class Hub {
   }
 
   #unsubscribe(connection: Connection, name: string, graceMs = 0): void {
+    const as = connection.rooms.get(name)?.as;
     connection.unsubscribe(name);
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
     if (this.observer.watched) this.observer.note("leave", name, connection.peer.user.id, connection.transport);
     if (connection.member) {
-      const user = connection.peer.user;
+      const user = as ?? connection.peer.user;
       const leave = () => this.#track(this.#options.presence.leave(name, user, connection.id));
       if (graceMs > 0 && !this.#closing) {
         const timer = setTimeout(() => {
@@ -373,7 +389,55 @@ export class Hub {
    * comes in offset order with the room's messages. With `key`, a publish its user already made
    * with that key in the room (a client resending what it could not tell was stored, after a
    * reconnect) stores nothing and is acked with the first one's offset. */
-  publish(connection: Connection, room: string, data: unknown, ref?: Ref, key?: string): void {
+  publish(connection: Connection, room: string, data: unknown, ref?: Ref, key?: string): void | Promise<void> {
+    const proxy = this.#options.proxy;
+    if (proxy?.asks("publish")) return this.#proxied(proxy, connection, room, data, ref, key);
+    this.#publish(connection, room, data, ref, key, false);
+  }
+
+  /** A publish the app's backend decides first: it may refuse it, replace its data (members and
+   * history get the backend's, the publisher's ack says what was stored), or have it skip history
+   * (sent to the room's other connections now, as a `signal` of event `message`: no offset, never
+   * replayed; the publisher's ack has no offset). */
+  async #proxied(
+    proxy: BackendProxy,
+    connection: Connection,
+    room: string,
+    data: unknown,
+    ref: Ref | undefined,
+    key: string | undefined,
+  ): Promise<void> {
+    const verdict = await proxy.publish(asker(connection), room, data);
+    if (connection.closed) return;
+    if ("refused" in verdict) return refuse(connection, verdict.refused, ref);
+    if (!connection.rooms.has(room)) return connection.error("not_joined", `Join room ${room} before publishing`, ref);
+    const answer = "ok" in verdict ? verdict.ok : undefined;
+    const stored = answer?.data ? answer.data.value : data;
+    if (answer?.skipHistory) {
+      const id = messageId();
+      if (this.observer.watched) this.observer.note("publish", room, connection.peer.user.id, connection.transport);
+      this.#options.backplane.publish({
+        kind: "signal",
+        room,
+        from: connection.peer.user,
+        event: "message",
+        data: stored,
+        origin: connection.id,
+      });
+      const ack = { type: "ack" as const, room, id, stored: false as const };
+      return connection.send(ref === undefined ? ack : { ...ack, ref });
+    }
+    this.#publish(connection, room, stored, ref, key, answer?.data !== undefined);
+  }
+
+  #publish(
+    connection: Connection,
+    room: string,
+    data: unknown,
+    ref: Ref | undefined,
+    key: string | undefined,
+    replaced: boolean,
+  ): void {
     const message = this.#message(room, connection.peer.user, data);
     if (this.observer.watched) this.observer.note("publish", room, message.from.id, connection.transport);
     let now: Appended | undefined;
@@ -384,7 +448,7 @@ export class Hub {
     }
     if (now) {
       // Numbered at once (this process sequences): delivered now, no promise to wait for.
-      connection.expectAck(message.id, room, ref, AT_ONCE);
+      connection.expectAck(message.id, room, ref, AT_ONCE, replaced);
       this.#published(now);
       connection.stored(now.message);
       return;
@@ -394,7 +458,7 @@ export class Hub {
       undefined,
       key === undefined ? undefined : { idempotencyKey: key, idempotencyTtlMs: PUBLISH_KEY_TTL_MS },
     );
-    connection.expectAck(message.id, room, ref, appended);
+    connection.expectAck(message.id, room, ref, appended, replaced);
     appended.then(
       // A repeat: the first publish's message, delivered already; acked now.
       (stored) => stored.id === message.id ? connection.stored(stored) : connection.ackRepeat(message.id, stored),
@@ -679,5 +743,19 @@ export class Hub {
       leave();
     }
     this.#graceful.clear();
+  }
+}
+
+/** Who asks the app's backend: the connection, its transport and user. */
+function asker(connection: Connection): Asker {
+  return { client: connection.id, transport: connection.transport, user: connection.peer.user.id };
+}
+
+/** The backend refused (or could not be asked): an `error` frame with its numeric code, or, where it
+ * asked for a disconnect, the error and a close with its code and reason. */
+function refuse(connection: Connection, error: ProtocolError, ref: Ref | undefined): void {
+  connection.refuse(error, ref);
+  if (error instanceof BackendRefusal && error.disconnect) {
+    connection.close(error.disconnect.code, error.disconnect.reason, "proxy_disconnect");
   }
 }

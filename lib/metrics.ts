@@ -131,6 +131,11 @@ export class Metrics {
   );
   readonly #extra: Metric[] = [];
 
+  /** A metric rendered by its owner (labelled series the classes here do not model). */
+  register(metric: Metric): void {
+    this.#extra.push(metric);
+  }
+
   gauge(name: string, help: string, read: () => number): void {
     this.#extra.push(new Gauge(name, help, read));
   }

@@ -98,6 +98,10 @@ export type ServerFrame =
     offset?: number;
     epoch?: string;
     delivered?: number;
+    /** The data stored, where the app's backend replaced the publisher's (publish proxy). */
+    data?: unknown;
+    /** false: the app's backend had the message skip history (no offset; sent as a signal). */
+    stored?: false;
   } & WithRef
   | StoredMessage
   | { type: "direct"; id: string; from: User; data: unknown; ts: number }
@@ -108,7 +112,7 @@ export type ServerFrame =
   | { type: "broadcast"; id: string; data: unknown; ts: number }
   | { type: "ping" }
   | { type: "pong" } & WithRef
-  | { type: "error"; code: ErrorCode; message: string } & WithRef;
+  | { type: "error"; code: ErrorCode; message: string; backendCode?: number } & WithRef;
 
 export type ErrorCode =
   | "bad_request"

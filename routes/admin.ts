@@ -154,7 +154,7 @@ export function mountAdmin(app: Hono<AppEnv>, deps: AppDeps): { close(): void } 
       engine: deps.engineName ?? "kv",
       ...await totals(),
       series: view.series(),
-      proxy: {},
+      proxy: deps.proxy?.state() ?? {},
     });
   });
 

@@ -5,6 +5,7 @@ import type { Admission } from "../lib/admission.ts";
 import type { Clock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import type { Hub } from "../lib/hub.ts";
+import type { BackendProxy } from "../lib/proxy.ts";
 import type { Metrics } from "../lib/metrics.ts";
 import type { SessionRouting } from "./transports/socketio/eio/forward.ts";
 
@@ -26,6 +27,8 @@ export interface AppDeps {
   engineHealth?: (() => { engine: string; state: "up" | "down" }) | undefined;
   /** With several Workers: how Socket.IO polling reaches sessions other Workers hold. */
   sessions?: SessionRouting | undefined;
+  /** The app's backend in the loop, where a `ROOMCAST_PROXY_*_URL` is set (lib/proxy.ts). */
+  proxy?: BackendProxy | undefined;
   /** The engine's kind (`kv`, `redis`, `cluster`, `memory`), as the dashboard names it. */
   engineName?: string | undefined;
   /** With several Workers: every isolate's metrics, merged (the coordinator gathers them). */

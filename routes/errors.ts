@@ -9,7 +9,12 @@ export function jsonError(c: Context, code: ErrorCode, message: string): Respons
 
 /** Turns anything thrown in a route into a JSON error; unexpected ones are logged once. */
 export function onError(error: unknown, c: Context): Response {
-  if (error instanceof ProtocolError) return jsonError(c, error.code, error.message);
+  if (error instanceof ProtocolError) {
+    // The app's backend refused (connect proxy): its numeric code goes along.
+    const backendCode = (error as { backendCode?: number }).backendCode;
+    if (backendCode === undefined) return jsonError(c, error.code, error.message);
+    return c.json({ error: { code: error.code, message: error.message, backendCode } }, errorStatus[error.code]);
+  }
   if (error instanceof EngineUnavailable) {
     const response = jsonError(
       c,

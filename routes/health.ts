@@ -14,9 +14,20 @@ export function mountHealth(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get("/healthz", (c) => {
     if (deps.state.draining) return c.json({ status: "draining", version: VERSION }, 503);
     const health = deps.engineHealth?.();
-    if (!health) return c.json({ status: "ok", version: VERSION });
+    // The app's backend, where one is asked: whether its failures let actions through, and each
+    // kind's circuit (an open one is no reason to take this server out: it says so, with 200).
+    const proxy = deps.proxy && {
+      failOpen: deps.proxy.failOpen,
+      circuits: Object.fromEntries(
+        Object.entries(deps.proxy.state()).filter(([, s]) => s.url).map(([kind, s]) => [kind, s.state]),
+      ),
+    };
+    if (!health) return c.json(proxy ? { status: "ok", version: VERSION, proxy } : { status: "ok", version: VERSION });
     const status = health.state === "up" ? "ok" : "degraded";
-    return c.json({ status, version: VERSION, engine: health }, health.state === "up" ? 200 : 503);
+    return c.json(
+      proxy ? { status, version: VERSION, engine: health, proxy } : { status, version: VERSION, engine: health },
+      health.state === "up" ? 200 : 503,
+    );
   });
   // What a page needs to know before it connects: whether users bring a token (auth) or are guests.
   app.get("/api/info", (c) => c.json({ version: VERSION, auth: deps.config.authSecret ? "token" : "guest" }));

@@ -291,6 +291,8 @@ export type AckFrame = {
     offset?: number;
     epoch?: string;
     delivered?: number;
+    data?: unknown;
+    stored?: false;
 };
 /**
  * The frames the server sends (docs/PROTOCOL.md), as this module's own typedefs so the file works
@@ -386,6 +388,7 @@ export type ErrorFrame = {
     type: "error";
     code: string;
     message: string;
+    backendCode?: number;
     ref?: string | number;
 };
 /**

@@ -34,7 +34,7 @@
  * @typedef {{ type: "message", room: string, id: string, epoch: string, offset: number, from: User,
  *   data: unknown, ts: number }} MessageFrame
  * @typedef {{ type: "ack", id: string, ref?: string | number, room?: string, offset?: number,
- *   epoch?: string, delivered?: number }} AckFrame
+ *   epoch?: string, delivered?: number, data?: unknown, stored?: false }} AckFrame
  * @typedef {{ type: "direct", id: string, from: User, data: unknown, ts: number }} DirectFrame
  * @typedef {{ type: "signal", room: string, from: User, event: string, data: unknown }} SignalFrame
  * @typedef {{ type: "history", room: string, epoch: string, messages: MessageFrame[], ref?: string | number }} HistoryFrame
@@ -43,7 +43,7 @@
  * @typedef {{ type: "broadcast", id: string, data: unknown, ts: number }} BroadcastFrame
  * @typedef {{ type: "ping" }} PingFrame
  * @typedef {{ type: "pong", ref?: string | number }} PongFrame
- * @typedef {{ type: "error", code: string, message: string, ref?: string | number }} ErrorFrame
+ * @typedef {{ type: "error", code: string, message: string, backendCode?: number, ref?: string | number }} ErrorFrame
  *
  * What the `ack` and `error` events carry besides the frame: a publish's ack has the data sent and
  * who sent it (so a page can draw its own message); an error the client made itself names its room.
@@ -930,7 +930,8 @@ export class RoomcastClient extends EventTarget {
           this.#emit("reset", { room: frame.room, epoch: frame.epoch, offset: frame.offset });
         }
       }
-      if (sent) detail = { ...frame, data: sent.data, from: this.#user };
+      // The data stored: the app's backend's where it replaced the sent one (the ack carries it then).
+      if (sent) detail = { ...frame, data: "data" in frame ? frame.data : sent.data, from: this.#user };
     }
     pending?.resolve(frame);
     this.#emit("ack", detail);

@@ -12,6 +12,7 @@ import { until } from "./_wait.ts";
 import { stallProbe } from "./_stall.ts";
 import { PUSHER_APP } from "./_pusher.ts";
 import type { DriverClient, Seen, TransportDriver } from "./_transport_drivers.ts";
+import { startBackend } from "./_backend.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const SECRET = "transport-contract-secret";
@@ -216,6 +217,60 @@ export function transportContract(driver: TransportDriver): void {
             }),
         );
       }
+
+      await t.step(
+        "the app's backend decides its connect, its joins (implicit ones too) and its publishes",
+        async () => {
+          let users = 0;
+          await using backend = startBackend({
+            connect: () => ({ result: { user: `vetted-${++users}`, info: { name: "Vetted", plan: "pro" } } }),
+            subscribe: (b) =>
+              b.channel === "p-secret"
+                ? { error: { code: 1403, message: "Not for you" } }
+                : { result: { info: { role: "reader" } } },
+            publish: (b) =>
+              b.data === "bad" ? { error: { code: 1400, message: "No" } } : { result: { data: `clean:${b.data}` } },
+          });
+          await withServer({ proxy: backend.config() }, async (server) => {
+            const client = await inRoom(driver, server, "p-open");
+            const [connect] = backend.calledFor("connect");
+            assert.equal(connect?.body.transport, name, "asked with its transport");
+            const asked = backend.calledFor("subscribe").filter((call) => call.body.channel === "p-open");
+            assert.equal(asked.length, 1, "its join asked once");
+            if (name !== "sse") {
+              const members = await server.hub.presence("p-open");
+              assert.deepEqual(members.map((m) => [m.id, m.name, m.info]), [["vetted-1", "Vetted", {
+                role: "reader",
+              }]]);
+            }
+            const denied = driver.connect(server, { room: "p-secret" });
+            if (can.joins) {
+              assert.ok(await denied.opened);
+              denied.join("p-secret");
+            }
+            // Refused in its own protocol (the code is the protocol's: forbidden, wamp.error.not_authorized…).
+            assert.equal((await denied.next((s) => s.kind === "error")).kind, "error");
+            assert.deepEqual(await server.hub.presence("p-secret"), []);
+            if (can.publish) {
+              const watcher = await inRoom(driver, server, "p-open");
+              client.publish("p-open", "hello");
+              const got = await watcher.next(isMessage("p-open"));
+              assert.equal(got.kind === "message" && got.data, "clean:hello", "the backend's data, not the client's");
+              client.publish("p-open", "bad");
+              assert.equal((await client.next((s) => s.kind === "error")).kind, "error");
+              const stored = await server.hub.history("p-open", { limit: 10 });
+              assert.deepEqual(stored.messages.map((m) => m.data), ["clean:hello"]);
+              await closeAll([watcher]);
+            }
+            backend.answers.connect = () => ({ disconnect: { code: 4403, reason: "Banned" } });
+            const banned = driver.connect(server, { room: "p-open" });
+            assert.equal(await banned.opened, false, "a connect the backend refuses is refused");
+            await until(() => server.admission.open === 2 || server.admission.open === 1, 3000, "its slot back");
+            await closeAll([client, denied, banned]);
+            await until(() => server.admission.open === 0, 3000, "every slot back");
+          });
+        },
+      );
 
       await t.step("a draining server closes it, saying it is going away", async () => {
         const server = await startTestServer({ pusherApps: [PUSHER_APP] });

@@ -10,6 +10,7 @@ import { type Clock, systemClock } from "../../lib/clock.ts";
 import type { Config } from "../../lib/config.ts";
 import { createEngine } from "../../lib/engine/create.ts";
 import type { Engine } from "../../lib/engine/engine.ts";
+import { proxyOf } from "../../lib/proxy.ts";
 import { Hub } from "../../lib/hub.ts";
 import { nodeId } from "../../lib/ids.ts";
 import { Metrics } from "../../lib/metrics.ts";
@@ -77,6 +78,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       node,
       onPresenceChange: webhooks && ((change) => webhooks.memberChange(change)),
     });
+  const proxy = proxyOf(config.proxy, clock, metrics, config.workers);
   const hub = new Hub({
     store: engine.store,
     backplane: engine.backplane,
@@ -92,6 +94,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     pollMs: options.isolate?.pollMs ?? engine.pollMs,
     shared: options.isolate?.counts,
     process: processName(),
+    proxy,
   });
   const state: ServerState = { draining: false };
   const maxConnections = config.maxConnections ?? defaultMaxConnections(fdLimit());
@@ -114,6 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     webhooks,
     sessions: options.isolate?.sessions,
     allMetrics: options.isolate?.allMetrics,
+    proxy,
     engineName: options.memory ? "memory" : config.redisUrl ? "redis" : options.isolate ? "cluster" : "kv",
     engineHealth: engine.health ? () => engine.health?.() ?? { engine: "local", state: "up" } : undefined,
   });

@@ -4,6 +4,7 @@
  * a generated guest otherwise).
  */
 import { type Identity, identityFromClaims, signGuest, verifyGuest, verifyToken } from "../../lib/auth.ts";
+import { userPrincipal } from "../../lib/budgets.ts";
 import { guestId, guestName } from "../../lib/ids.ts";
 import { guestPrincipal } from "../../lib/budgets.ts";
 import { clientName } from "../../lib/names.ts";
@@ -123,6 +124,30 @@ export async function identifyToken(
   return identityFromClaims(await verifyToken(token, secret, deps.clock), name);
 }
 
+/** What the app's backend says of a connecting client (the connect proxy, lib/proxy.ts), where
+ * `ROOMCAST_PROXY_CONNECT_URL` is set: the identity it sets (user id, name, the rest of its `info`,
+ * expiry), or a thrown refusal (its own, or `unavailable` when it fails and the proxy fails closed).
+ * The user a token named goes along as `user`; a guest's id does not (it is roomcast's own). */
+export async function vetConnect(
+  deps: Pick<AppDeps, "proxy" | "config">,
+  identity: Identity,
+  ask: { client: string; transport: string; headers?: Headers | undefined; address: string },
+): Promise<Identity> {
+  const proxy = deps.proxy;
+  if (!proxy?.asks("connect")) return identity;
+  const user = deps.config.authSecret ? identity.user.id : "";
+  const verdict = await proxy.connect({ client: ask.client, transport: ask.transport, user }, ask.headers, ask.address);
+  if ("refused" in verdict) throw verdict.refused;
+  if ("through" in verdict) return identity;
+  const { user: id, name, info, expiresAt } = verdict.ok;
+  const vetted: User = { id: id ?? identity.user.id, name: clientName(name ?? "") ?? identity.user.name };
+  if (info !== undefined) vetted.info = info;
+  const expiry = expiresAt === undefined ? identity.expiresAt : Math.min(expiresAt, identity.expiresAt ?? Infinity);
+  if (id === undefined || id === identity.user.id) return { ...identity, user: vetted, expiresAt: expiry };
+  // Another user than the guest it was: that user's budgets, and no guest token.
+  return { user: vetted, rooms: identity.rooms, expiresAt: expiry, principal: userPrincipal(vetted.id) };
+}
+
 /** For protocols whose token may come after the upgrade (STOMP's passcode, WAMP's ticket): as
  * `identify` when there is a `?token=` or auth is off; else a guest that may join nothing until its
  * token comes and the connection takes it (`Hub.grant`). */
@@ -156,7 +181,11 @@ export function awaitsToken(user: User): boolean {
 /** Takes a token that came after the upgrade: the connection becomes its user, with its rooms,
  * expiry and budgets (`Hub.grant`). Throws a `ProtocolError` for a missing or bad token. */
 export async function takeToken(deps: AppDeps, connection: Connection, token: string | undefined, how: string) {
-  const identity = await identifyToken(deps, token, undefined, "", how);
+  const identity = await vetConnect(
+    deps,
+    await identifyToken(deps, token, undefined, "", how),
+    { client: connection.id, transport: connection.transport, address: "" },
+  );
   if (connection.closed) return;
   deps.hub.grant(connection, identity.user, {
     rooms: identity.rooms,

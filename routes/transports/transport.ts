@@ -12,7 +12,9 @@
  *    address, and the connect rate, before anything else is done for the client. Refused here,
  *    the client is told why (`unavailable`, `rate_limited`) in its protocol, and nothing else runs.
  * 3. **Identified** (`identify`/`identifyToken`, identity.ts): the JWT when auth is on, a guest
- *    otherwise; a client-chosen name through `clientName`.
+ *    otherwise; a client-chosen name through `clientName`; then, where `ROOMCAST_PROXY_CONNECT_URL`
+ *    is set, **vetted** by the app's backend (`vetConnect`, lib/proxy.ts), which may refuse it or set
+ *    its user. Its joins and publishes are asked about by the hub (lib/hub.ts), whatever the transport.
  * 4. **Connected** (`Admitted.connect`): the hub connection, made only through the slot (one at a
  *    time; another on the same slot spends the connect rate again), with the transport's `Peer`,
  *    which frames what the hub sends (an `Encoder`) and says how much is queued (the send-queue

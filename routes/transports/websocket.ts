@@ -11,7 +11,17 @@ import { connectionId } from "../../lib/ids.ts";
 import type { Identity } from "../../lib/auth.ts";
 import type { AppContext, AppDeps } from "../deps.ts";
 import { jsonError } from "../errors.ts";
-import { addressOf, identify, isWebSocketUpgrade, nameParam, originRefusal, shuttingDown } from "./identity.ts";
+import {
+  addressOf,
+  awaitsToken,
+  identify,
+  isWebSocketUpgrade,
+  nameParam,
+  originRefusal,
+  shuttingDown,
+  vetConnect,
+} from "./identity.ts";
+import { BackendRefusal } from "../../lib/proxy.ts";
 import { Admitted } from "./admitted.ts";
 
 /** What a WebSocket transport (ws, batch, raw) makes of a socket: its peer, and what a text frame
@@ -60,6 +70,8 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   // the client is told why.
   let refusal: [ProtocolError, number] | undefined;
   let identity: Identity | undefined;
+  // Known before the socket opens: the app's backend is asked about this connection by its id.
+  const id = kind.connectionId?.() ?? connectionId();
   let socket: WebSocket;
   let response: Response;
   try {
@@ -70,9 +82,15 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
     } else {
       try {
         identity = kind.identify ? await kind.identify(c, deps, name, address) : await identify(c, deps, name, address);
+        // A client whose token comes after the upgrade (STOMP, WAMP) is asked about when it comes.
+        if (!awaitsToken(identity.user)) {
+          const headers = c.req.raw.headers;
+          identity = await vetConnect(deps, identity, { client: id, transport: kind.transport, headers, address });
+        }
       } catch (error) {
         if (!(error instanceof ProtocolError)) throw error;
-        refusal = [error, CloseCode.policy];
+        identity = undefined;
+        refusal = [error, refusalCode(error)];
       }
     }
     const idleTimeout = Math.max(1, Math.ceil(deps.config.heartbeatMs / 1000));
@@ -90,7 +108,7 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   }
   if (admitted instanceof Admitted && identity) {
     // The session gives the slot back itself: an open connection holds no closure for it.
-    wire(socket, deps, identity, kind, admitted);
+    wire(socket, deps, identity, kind, admitted, id);
   } else if (refusal) {
     if (admitted instanceof Admitted) socket.addEventListener("close", () => admitted.release(), { once: true });
     // Browsers can't read a refused upgrade's status, so the upgrade completes first.
@@ -100,9 +118,18 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   return response;
 }
 
-/** An `error` frame saying why, then the close. */
+/** The close code for a refusal: the app backend's own (a `disconnect`), 1013 where it could not be
+ * asked (try again later), else 1008. */
+function refusalCode(error: ProtocolError): number {
+  if (error instanceof BackendRefusal && error.disconnect) return error.disconnect.code;
+  return error.code === "unavailable" ? CloseCode.tryAgainLater : CloseCode.policy;
+}
+
+/** An `error` frame saying why (with the app backend's numeric code, where it gave one), then the close. */
 function tellAndClose(socket: WebSocket, error: ProtocolError, code: number): void {
-  socket.send(JSON.stringify({ type: "error", code: error.code, message: error.message }));
+  const frame: Record<string, unknown> = { type: "error", code: error.code, message: error.message };
+  if (error instanceof BackendRefusal && error.backendCode !== undefined) frame.backendCode = error.backendCode;
+  socket.send(JSON.stringify(frame));
   socket.close(code, error.message.slice(0, 120));
 }
 
@@ -117,6 +144,7 @@ class SocketSession {
     readonly kind: SocketKind,
     /** The admission slot this socket holds, given back when it closes. */
     readonly admitted: Admitted,
+    readonly id: string,
   ) {}
 
   handleEvent(event: Event): void {
@@ -144,7 +172,7 @@ class SocketSession {
 
   #open(): void {
     const { socket, identity, kind } = this;
-    const peer = kind.peer(socket, kind.connectionId?.() ?? connectionId(), identity.user);
+    const peer = kind.peer(socket, this.id, identity.user);
     const connection = this.admitted.connect(peer, identity, kind.transport);
     // The slot can't connect (it was given back, or carries a connection): 1008.
     if (connection instanceof ProtocolError) return (kind.refuse ?? tellAndClose)(socket, connection, CloseCode.policy);
@@ -176,9 +204,16 @@ class SocketSession {
   }
 }
 
-function wire(socket: WebSocket, deps: AppDeps, identity: Identity, kind: SocketKind, admitted: Admitted): void {
+function wire(
+  socket: WebSocket,
+  deps: AppDeps,
+  identity: Identity,
+  kind: SocketKind,
+  admitted: Admitted,
+  id: string,
+): void {
   // Binary messages come as bytes where the protocol takes them.
   if (kind.binary) socket.binaryType = "arraybuffer";
-  const session = new SocketSession(socket, deps, identity, kind, admitted);
+  const session = new SocketSession(socket, deps, identity, kind, admitted, id);
   for (const type of ["open", "message", "close"]) socket.addEventListener(type, session);
 }

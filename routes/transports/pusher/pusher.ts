@@ -6,6 +6,7 @@
  * (`pusher:signin`) or subscribes to a presence channel as the user the app signed; it then
  * becomes that user (`Hub.reidentify`), so directs to the user and member events find it.
  */
+import { BackendRefusal } from "../../../lib/proxy.ts";
 import type { Hono } from "hono";
 import type { Identity } from "../../../lib/auth.ts";
 import { guestPrincipal } from "../../../lib/budgets.ts";
@@ -150,7 +151,7 @@ class PusherPeer extends SocketPeer implements Encoder {
       return JSON.stringify({
         event: "pusher:subscription_error",
         channel,
-        data: { type: frame.code, error: frame.message, status: errorStatus[frame.code] ?? 400 },
+        data: { type: frame.code, error: frame.message, status: frame.backendCode ?? errorStatus[frame.code] ?? 400 },
       });
     }
     // A leave of a channel not subscribed: Pusher says nothing.
@@ -231,6 +232,8 @@ class PusherKind implements SocketKind {
   refuse(socket: WebSocket, error: ProtocolError, code: number): void {
     const pusher = error instanceof PusherRefusal
       ? error.pusherCode
+      : error instanceof BackendRefusal && error.disconnect
+      ? error.disconnect.code
       : code === CloseCode.tryAgainLater
       ? PusherCode.overCapacity
       : PusherCode.unauthorized;

@@ -30,7 +30,7 @@ import {
   type User,
 } from "../../../lib/protocol.ts";
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
-import { addressOf, identifyToken } from "../identity.ts";
+import { addressOf, identifyToken, vetConnect } from "../identity.ts";
 import { Admitted } from "../admitted.ts";
 import { SocketIoGate } from "./gate.ts";
 import { EngineServer } from "./eio/server.ts";
@@ -284,7 +284,9 @@ class SocketIoPeer implements Peer {
         return ack?.({ room, id, offset, epoch });
       }
       case "error": {
-        const error = { code: frame.code, message: frame.message };
+        const error = frame.backendCode === undefined
+          ? { code: frame.code, message: frame.message }
+          : { code: frame.code, message: frame.message, backendCode: frame.backendCode };
         return ack ? ack({ error }) : this.#emit("roomcast:error", error);
       }
       default:
@@ -298,6 +300,20 @@ class SocketIoPeer implements Peer {
     if (code !== CloseCode.normal) this.#emit("roomcast:error", { code: "closed", message: reason });
     this.socket.disconnect(true);
   }
+}
+
+/** A handshake's headers (an object, as socket.io keeps them) as `Headers`. */
+function handshakeHeaders(headers: unknown): Headers {
+  const out = new Headers();
+  if (typeof headers !== "object" || headers === null) return out;
+  for (const [name, value] of Object.entries(headers)) {
+    try {
+      if (typeof value === "string") out.set(name, value);
+    } catch {
+      // A name Headers refuses: not one passed on anyway.
+    }
+  }
+  return out;
 }
 
 function text(value: unknown): string | undefined {
@@ -508,12 +524,21 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
     const name = clientName(text(auth.name) ?? text(query.name) ?? "");
     try {
       const token = text(auth.token) ?? text(query.token);
-      socket.data.identity = await identifyToken(deps, token, name, conn.remoteAddress, "connect with auth: {token}");
+      const identity = await identifyToken(deps, token, name, conn.remoteAddress, "connect with auth: {token}");
+      socket.data.identity = await vetConnect(deps, identity, {
+        client: socket.id,
+        transport: "socketio",
+        headers: handshakeHeaders(conn.request?.headers),
+        address: conn.remoteAddress,
+      });
       next();
     } catch (error) {
       if (!(error instanceof ProtocolError)) return next(error as Error);
       const refused = new Error(error.message) as Error & { data?: unknown };
-      refused.data = { code: error.code, message: error.message };
+      const backendCode = (error as { backendCode?: number }).backendCode;
+      refused.data = backendCode === undefined
+        ? { code: error.code, message: error.message }
+        : { code: error.code, message: error.message, backendCode };
       next(refused);
     }
   });

@@ -23,7 +23,7 @@ import {
 import type { AppDeps, AppEnv } from "../../deps.ts";
 import { isHead } from "../../serve/head.ts";
 import { jsonError } from "../../errors.ts";
-import { addressOf, identify, nameParam, refuseStream } from "../identity.ts";
+import { addressOf, identify, nameParam, refuseStream, vetConnect } from "../identity.ts";
 import { Admitted } from "../admitted.ts";
 
 const encoder = new TextEncoder();
@@ -187,8 +187,18 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
       return jsonError(c, admitted.code, admitted.message);
     }
     let identity: Identity;
+    const id = connectionId();
     try {
       identity = await identify(c, deps, nameParam(c), address);
+      // A HEAD opens nothing: the app's backend is not asked.
+      if (admitted) {
+        identity = await vetConnect(deps, identity, {
+          client: id,
+          transport: "sse",
+          headers: c.req.raw.headers,
+          address,
+        });
+      }
     } catch (error) {
       admitted?.release();
       throw error;
@@ -208,7 +218,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
     };
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
-        peer = new SsePeer(connectionId(), identity.user, controller, rooms, resume, ended);
+        peer = new SsePeer(id, identity.user, controller, rooms, resume, ended);
         controller.enqueue(encoder.encode("retry: 1000\n\n"));
         // A reader is no member (not in presence, no member events) unless it asks: ?presence=1.
         const connection = admitted.connect(peer, { ...identity, member: c.req.query("presence") === "1" }, "sse");

@@ -137,6 +137,7 @@ class StompPeer extends SocketPeer {
       case "error": {
         const pending = this.pending.take(frame.ref);
         const headers: [string, string][] = [["message", frame.message.slice(0, 200)], ["code", frame.code]];
+        if (frame.backendCode !== undefined) headers.push(["backend-code", String(frame.backendCode)]);
         if (pending?.receipt !== undefined) headers.push(["receipt-id", pending.receipt]);
         return writeFrame("ERROR", headers, frame.message) as string;
       }
@@ -178,7 +179,10 @@ class StompKind implements SocketKind {
 
   /** A refused client gets an ERROR frame saying why, then the close. */
   refuse(socket: WebSocket, error: ProtocolError, code: number): void {
-    socket.send(writeFrame("ERROR", [["message", error.message.slice(0, 200)], ["code", error.code]], error.message));
+    const headers: [string, string][] = [["message", error.message.slice(0, 200)], ["code", error.code]];
+    const backendCode = (error as { backendCode?: number }).backendCode;
+    if (backendCode !== undefined) headers.push(["backend-code", String(backendCode)]);
+    socket.send(writeFrame("ERROR", headers, error.message));
     socket.close(code, error.message.slice(0, 120));
   }
 

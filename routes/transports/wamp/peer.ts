@@ -99,7 +99,10 @@ export class WampPeer extends SocketPeer {
           : pending.kind === "unsubscribe"
           ? W.UNSUBSCRIBE
           : W.PUBLISH;
-        return JSON.stringify([W.ERROR, type, pending.request, { message: frame.message }, wampError(frame.code)]);
+        const details = frame.backendCode === undefined
+          ? { message: frame.message }
+          : { message: frame.message, code: frame.backendCode };
+        return JSON.stringify([W.ERROR, type, pending.request, details, wampError(frame.code)]);
       }
       default:
         return undefined;

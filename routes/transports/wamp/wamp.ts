@@ -41,7 +41,11 @@ class WampKind implements SocketKind {
   }
 
   refuse(socket: WebSocket, error: ProtocolError, code: number): void {
-    socket.send(JSON.stringify([W.ABORT, { message: error.message }, wampError(error.code)]));
+    const backendCode = (error as { backendCode?: number }).backendCode;
+    const details = backendCode === undefined
+      ? { message: error.message }
+      : { message: error.message, code: backendCode };
+    socket.send(JSON.stringify([W.ABORT, details, wampError(error.code)]));
     socket.close(code, error.message.slice(0, 120));
   }
 

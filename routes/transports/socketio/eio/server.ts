@@ -253,7 +253,7 @@ export class EngineServer extends EventEmitter {
 
 /** The handshake's headers a session keeps (socket.io shows them as `handshake.headers`): a few,
  * since every session holds its copy for as long as it lasts. */
-const KEPT_HEADERS = ["host", "origin", "user-agent", "referer", "accept-language"];
+const KEPT_HEADERS = ["host", "origin", "user-agent", "referer", "accept-language", "cookie", "authorization"];
 
 /** What socket.io reads of the handshake request, node-style. */
 function engineRequest(request: Request, query: URLSearchParams): EngineRequest {
