@@ -21,6 +21,7 @@ import { createHmac } from "node:crypto";
 export type Target =
   | "roomcast"
   | "roomcast-batch"
+  | "roomcast-proxy"
   | "roomcast-2w"
   | "roomcast-kv2"
   | "roomcast-kv2i"
@@ -305,6 +306,7 @@ export function createClient(options: ClientOptions): BenchClient {
     case "roomcast-kv2i":
     case "roomcast-redis":
     case "roomcast-redis2":
+    case "roomcast-proxy":
       return new RoomcastClient(options, false);
     case "roomcast-batch":
       return new RoomcastClient(options, true);

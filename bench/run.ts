@@ -7,6 +7,8 @@
  * Options: --quick (shorter, smaller), --scale=N (multiply client counts), --rounds=N (median of N),
  * --only=fanout20,chat, --targets=bare,roomcast, --no-write (don't touch RESULTS.md), --workers=N
  * (roomcast with ROOMCAST_WORKERS=N), --v8-flags=F|none (roomcast's V8 flags instead of the start task's).
+ * Targets not run by default: roomcast-proxy (a publish proxy on a local backend), roomcast-2w, -kv2, -kv2i,
+ * -redis, -redis2, -sio-official, -pusher-stored, bare-ack.
  */
 import type { Result, Scenario, Spec } from "./loadgen.ts";
 import { BENCH_PUSHER_APP, type Target } from "./clients.ts";
@@ -192,6 +194,22 @@ async function startServer(target: Target, kvDir: string): Promise<Server> {
     if (target === "roomcast-redis2") servers.push(await startProcess(target, withRedis));
     // Redis' own CPU and memory count as the server's.
     return several(servers, () => redis[Symbol.asyncDispose](), redis.pid);
+  }
+  if (target === "roomcast-proxy") {
+    // A publish proxy on a local backend that allows everything (bench/proxy_backend.ts): each
+    // publish waits for its call. The backend's CPU is the app's, not counted as the server's.
+    const deno = Deno.execPath();
+    const { child, url } = await spawnListening(
+      [deno, "run", "-A", `${root}bench/proxy_backend.ts`],
+      {},
+      "backend",
+      "inherit",
+    );
+    const server = await startProcess(target, { ...env, ROOMCAST_PROXY_PUBLISH_URL: `${url}/publish` });
+    return several([server], async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    });
   }
   if (target === "roomcast-kv2i") {
     // Two Deploy-mode instances as isolates of one process (bench/kv_instances.ts): their watch

@@ -26,6 +26,9 @@ export interface Identity {
   principal: string;
   /** A guest's identity token, told in `welcome` (lib/hub.ts). */
   guest?: string;
+  /** Where the app's backend set the expiry (connect proxy): asks it again before the expiry; its new
+   * expiry (`undefined`: none), or `false` when it did not renew (the connection ends at expiry). */
+  renew?: () => Promise<{ expiresAt: number | undefined } | false>;
 }
 
 /** How long a guest's identity token lasts (it is renewed at each connection). */

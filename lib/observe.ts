@@ -228,6 +228,8 @@ export interface PlotPoint {
 
 /** Node reports more than this old are no longer shown. */
 export const NODE_STALE_MS = 5000;
+/** How long a room's newest offset heard in a report stands for its depth. */
+const DEPTH_HEARD_MS = 15_000;
 /** Seconds over which a room's rate is averaged. */
 const RATE_SECONDS = 10;
 
@@ -238,7 +240,7 @@ export class ServiceView {
   /** Per second: the points merged so far, and which isolates they came from. */
   readonly #series = new Map<number, { point: Point; from: Set<string> }>();
   /** Per room: publishes per second (last RATE_SECONDS) and the newest offset seen. */
-  readonly #rooms = new Map<string, { counts: Map<number, number>; head: number; at: number }>();
+  readonly #rooms = new Map<string, { counts: Map<number, number>; head: number; t: number; at: number }>();
   #tail: TailEntry[] = [];
   #tailDropped = 0;
 
@@ -257,9 +259,13 @@ export class ServiceView {
     this.#merge(report.node, report.point);
     for (const [room, n, head] of report.activity) {
       let entry = this.#rooms.get(room);
-      if (!entry) this.#rooms.set(room, entry = { counts: new Map(), head, at: now });
+      if (!entry) this.#rooms.set(room, entry = { counts: new Map(), head, t: report.point.t, at: now });
       entry.counts.set(report.point.t, (entry.counts.get(report.point.t) ?? 0) + n);
-      if (head > entry.head) entry.head = head;
+      // The newest second's head wins (a reset starts a room's offsets again).
+      if (report.point.t >= entry.t) {
+        entry.head = report.point.t > entry.t ? head : Math.max(head, entry.head);
+        entry.t = report.point.t;
+      }
       entry.at = now;
     }
     for (const entry of report.tail) {
@@ -327,17 +333,19 @@ export class ServiceView {
     return taken;
   }
 
-  /** A room's publishes per second over the last 10 s, and its newest offset, where heard. */
+  /** A room's publishes per second over the last 10 s, and its newest offset where heard within
+   * DEPTH_HEARD_MS (else null: the store knows). */
   room(room: string): { rate: number | null; depth: number | null } {
     const entry = this.#rooms.get(room);
     if (!entry) return { rate: null, depth: null };
+    const depth = this.#clock.now() - entry.at <= DEPTH_HEARD_MS ? entry.head : null;
     const since = this.#clock.now() - (RATE_SECONDS + 1) * 1000;
     let n = 0;
     for (const [t, count] of entry.counts) {
       if (t >= since) n += count;
       else entry.counts.delete(t);
     }
-    return { rate: n / RATE_SECONDS, depth: entry.head };
+    return { rate: n / RATE_SECONDS, depth };
   }
 }
 

@@ -93,14 +93,17 @@ Deno.test("proxy: a connect request is Centrifugo's, signed; the backend's error
 
 Deno.test("proxy: the backend sets the user, its name and info, and an expiry", async () => {
   const secret = "proxy-auth-secret-0123456789abcdef";
+  let asked = 0;
   await using backend = startBackend({
-    connect: (body) => ({
-      result: {
-        user: body.user === "ann" ? "ann" : "56",
-        info: { name: "Ann from the database", plan: "pro" },
-        expire_at: Math.floor(Date.now() / 1000) + 2,
+    // Asked again before the expiry, the backend does not renew it.
+    connect: (body) =>
+      ++asked > 1 ? { error: { code: 1401, message: "Session over" } } : {
+        result: {
+          user: body.user === "ann" ? "ann" : "56",
+          info: { name: "Ann from the database", plan: "pro" },
+          expire_at: Math.floor(Date.now() / 1000) + 2,
+        },
       },
-    }),
   });
   await withProxy(backend, {}, async (server) => {
     const token = await signToken({ sub: "ann", name: "Ann" }, secret);
@@ -114,6 +117,20 @@ Deno.test("proxy: the backend sets the user, its name and info, and an expiry", 
     assert.equal(expired.code, "unauthorized");
     assert.equal((await client.closed).code, 1008);
   }, { authSecret: secret });
+});
+
+Deno.test("proxy: an expiry the backend set is renewed by asking it again before it passes", async () => {
+  await using backend = startBackend({
+    connect: () => ({ result: { expire_at: Math.floor(Date.now() / 1000) + 2 } }),
+  });
+  await withProxy(backend, {}, async (server) => {
+    const client = await server.joined("lobby");
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    assert.equal((await client.request({ type: "ping" })).type, "pong", "still open past its first expiry");
+    const asked = backend.calledFor("connect").filter((call) => call.body.client === client.welcome?.connection);
+    assert.ok(asked.length >= 2, `asked again (${asked.length} calls)`);
+    await client.close();
+  });
 });
 
 Deno.test("proxy: publishes may be refused, replaced, or skip history; the HTTP API's are not asked", async () => {

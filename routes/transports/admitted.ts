@@ -20,22 +20,27 @@ export interface AdmissionRefusal {
   retryAfterS: number;
 }
 
+/** How long before an expiry the app's backend set it is asked to renew it. */
+const RENEW_LEAD_MS = 10_000;
+
 export class Admitted {
-  readonly #deps: Pick<AppDeps, "hub" | "admission" | "metrics" | "config">;
+  readonly #deps: Pick<AppDeps, "hub" | "admission" | "metrics" | "config" | "clock">;
   readonly address: string;
   #connection: Connection | undefined;
   /** Connections this slot may still make: the admission grants one, `again` one more at a time. */
   #grants = 1;
   #released = false;
+  /** The renewal of an expiry the app's backend set, when it falls due. */
+  #renewal: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(deps: Pick<AppDeps, "hub" | "admission" | "metrics" | "config">, address: string) {
+  constructor(deps: Pick<AppDeps, "hub" | "admission" | "metrics" | "config" | "clock">, address: string) {
     this.#deps = deps;
     this.address = address;
   }
 
   /** Takes a slot for `address`, or says why not. */
   static take(
-    deps: Pick<AppDeps, "hub" | "admission" | "metrics" | "config">,
+    deps: Pick<AppDeps, "hub" | "admission" | "metrics" | "config" | "clock">,
     address: string,
   ): Admitted | AdmissionRefusal {
     const refused = deps.admission.admit(address);
@@ -66,7 +71,25 @@ export class Admitted {
     if (this.#grants <= 0) return new ProtocolError("rate_limited", refusal(this.#deps.config, "rate").message);
     this.#grants--;
     this.#deps.metrics.transportConnections.incLabel(transport);
-    return this.#connection = this.#deps.hub.connect(peer, { ...identity, transport });
+    const connection = this.#connection = this.#deps.hub.connect(peer, { ...identity, transport });
+    if (identity.renew) this.#renewLater(connection, identity.renew);
+    return connection;
+  }
+
+  /** Asks the app's backend again before the connection's expiry passes (RENEW_LEAD_MS before, or
+   * halfway there): a new expiry is taken, none removes it; a refusal or a failure leaves the
+   * connection to end at its expiry. */
+  #renewLater(connection: Connection, renew: NonNullable<Identity["renew"]>): void {
+    const at = connection.expiresAt;
+    if (at === undefined || this.#released || connection.closed) return;
+    const left = at - this.#deps.clock.now();
+    this.#renewal = setTimeout(async () => {
+      this.#renewal = undefined;
+      const renewed = await renew().catch(() => false as const);
+      if (!renewed || connection.closed || this.#released) return;
+      connection.expiresAt = renewed.expiresAt;
+      this.#renewLater(connection, renew);
+    }, Math.max(0, Math.min(left - RENEW_LEAD_MS, left / 2)));
   }
 
   /** The client sent a message that cost the server before it could be refused (binary, or over
@@ -84,6 +107,7 @@ export class Admitted {
   release(): void {
     if (this.#released) return;
     this.#released = true;
+    clearTimeout(this.#renewal);
     if (this.#connection) this.#deps.hub.disconnect(this.#connection);
     this.#deps.admission.release(this.address);
   }

@@ -136,16 +136,38 @@ export async function vetConnect(
   const proxy = deps.proxy;
   if (!proxy?.asks("connect")) return identity;
   const user = deps.config.authSecret ? identity.user.id : "";
-  const verdict = await proxy.connect({ client: ask.client, transport: ask.transport, user }, ask.headers, ask.address);
+  // What a renewal sends again: the request's headers can't be read once it has been answered.
+  const headers = passedHeaders(ask.headers);
+  const verdict = await proxy.connect({ client: ask.client, transport: ask.transport, user }, headers, ask.address);
   if ("refused" in verdict) throw verdict.refused;
   if ("through" in verdict) return identity;
   const { user: id, name, info, expiresAt } = verdict.ok;
+  // An expiry the backend set is renewed by asking it again, as at connect, before it passes.
+  const renew = expiresAt === undefined ? undefined : async () => {
+    const again = await proxy.connect({ client: ask.client, transport: ask.transport, user }, headers, ask.address);
+    return "ok" in again ? { expiresAt: again.ok.expiresAt } : false as const;
+  };
   const vetted: User = { id: id ?? identity.user.id, name: clientName(name ?? "") ?? identity.user.name };
   if (info !== undefined) vetted.info = info;
   const expiry = expiresAt === undefined ? identity.expiresAt : Math.min(expiresAt, identity.expiresAt ?? Infinity);
-  if (id === undefined || id === identity.user.id) return { ...identity, user: vetted, expiresAt: expiry };
+  const same = id === undefined || id === identity.user.id;
   // Another user than the guest it was: that user's budgets, and no guest token.
-  return { user: vetted, rooms: identity.rooms, expiresAt: expiry, principal: userPrincipal(vetted.id) };
+  const out: Identity = same
+    ? { ...identity, user: vetted, expiresAt: expiry }
+    : { user: vetted, rooms: identity.rooms, expiresAt: expiry, principal: userPrincipal(vetted.id) };
+  if (renew && expiry === expiresAt) out.renew = renew;
+  return out;
+}
+
+/** The client request's headers the app's backend gets (lib/proxy.ts passes these on), copied. */
+function passedHeaders(headers: Headers | undefined): Headers | undefined {
+  if (!headers) return undefined;
+  const out = new Headers();
+  for (const name of ["cookie", "authorization", "origin", "user-agent"]) {
+    const value = headers.get(name);
+    if (value !== null) out.set(name, value);
+  }
+  return out;
 }
 
 /** For protocols whose token may come after the upgrade (STOMP's passcode, WAMP's ticket): as
