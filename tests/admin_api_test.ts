@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { signToken } from "../lib/auth.ts";
 import { type Frame, isType, TestClient } from "./_client.ts";
-import { startTestServer, twoWorkers } from "./_server.ts";
+import { startTestServer, twoServers, twoWorkers } from "./_server.ts";
+import { redisTest } from "./_redis.ts";
 import { until } from "./_wait.ts";
 
 const KEY = "admin-key";
@@ -228,4 +229,44 @@ Deno.test({
       for (const client of clients) await client.close();
     }
   },
+});
+
+/** The overview from `server` until it lists `nodes` nodes holding `connections` connections. */
+async function wholeService(url: string, nodes: number, connections: number): Promise<Frame> {
+  let overview: Frame = {};
+  await until(
+    async () => {
+      overview = await (await fetch(`${url}/api/admin/overview`, { headers: auth })).json();
+      return overview.nodes?.length === nodes && overview.connections === connections;
+    },
+    8000,
+    () => `${nodes} nodes and ${connections} connections: ${JSON.stringify(overview).slice(0, 400)}`,
+  );
+  return overview;
+}
+
+redisTest("admin API: the whole service across two processes on Redis", async (redis) => {
+  await using pair = await twoServers({ redisUrl: redis.url }, { apiKey: KEY });
+  const [one, two] = pair.servers;
+  const clients = [await one.joined("r"), await two.joined("r"), await two.client()];
+  try {
+    const overview = await wholeService(one.url, 2, 3);
+    assert.equal(overview.engine, "redis");
+    assert.deepEqual(overview.nodes.map((n: Frame) => n.connections).sort(), [1, 2]);
+    const rooms = await (await fetch(`${two.url}/api/admin/rooms`, { headers: auth })).json();
+    assert.deepEqual(rooms.rooms.map((r: Frame) => [r.room, r.members]), [["r", 2]]);
+  } finally {
+    for (const client of clients) await client.close();
+  }
+});
+
+Deno.test("admin API: the whole service across two Deploy instances on one KV", async () => {
+  await using pair = await twoServers("kv", { apiKey: KEY });
+  const [one, two] = pair.servers;
+  const clients = [await one.joined("r"), await two.joined("r")];
+  try {
+    await wholeService(two.url, 2, 2);
+  } finally {
+    for (const client of clients) await client.close();
+  }
 });

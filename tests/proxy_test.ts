@@ -19,6 +19,7 @@ import {
   twoWorkers,
 } from "./_server.ts";
 import { stallProbe } from "./_stall.ts";
+import { stompClient } from "./_stomp.ts";
 import { redisTest } from "./_redis.ts";
 import { until } from "./_wait.ts";
 import type { ProxyConfig } from "../lib/config.ts";
@@ -131,6 +132,28 @@ Deno.test("proxy: an expiry the backend set is renewed by asking it again before
     assert.ok(asked.length >= 2, `asked again (${asked.length} calls)`);
     await client.close();
   });
+});
+
+Deno.test({
+  name: "proxy: a STOMP client whose token comes in CONNECT is asked about then, as that user",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const secret = "proxy-stomp-secret-0123456789abcdef";
+    await using backend = startBackend({
+      connect: (body) => body.user === "mallory" ? { error: { code: 1403, message: "Mallory is banned" } } : {},
+    });
+    await withProxy(backend, {}, async (server) => {
+      const ann = await stompClient(server, { connectHeaders: { passcode: await signToken({ sub: "ann" }, secret) } });
+      const [call] = backend.calledFor("connect");
+      assert.equal(call?.body.user, "ann", "asked once the token named the user");
+      assert.equal(call?.body.transport, "stomp");
+      assert.equal(backend.calledFor("connect").length, 1, "not at the upgrade too");
+      await ann.deactivate();
+      const token = await signToken({ sub: "mallory" }, secret);
+      await assert.rejects(stompClient(server, { connectHeaders: { passcode: token } }), /Mallory is banned/);
+    }, { authSecret: secret });
+  },
 });
 
 Deno.test("proxy: publishes may be refused, replaced, or skip history; the HTTP API's are not asked", async () => {

@@ -83,7 +83,7 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
       try {
         identity = kind.identify ? await kind.identify(c, deps, name, address) : await identify(c, deps, name, address);
         // A client whose token comes after the upgrade (STOMP, WAMP) is asked about when it comes.
-        if (!awaitsToken(identity.user)) {
+        if (deps.proxy?.asks("connect") && !awaitsToken(identity.user)) {
           const headers = c.req.raw.headers;
           identity = await vetConnect(deps, identity, { client: id, transport: kind.transport, headers, address });
         }

@@ -191,7 +191,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
     try {
       identity = await identify(c, deps, nameParam(c), address);
       // A HEAD opens nothing: the app's backend is not asked.
-      if (admitted) {
+      if (admitted && deps.proxy?.asks("connect")) {
         identity = await vetConnect(deps, identity, {
           client: id,
           transport: "sse",
