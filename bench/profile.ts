@@ -9,7 +9,8 @@
  * - **CPU**: a sampling CPU profile of a connect storm of `--clients` (each with its join): self
  *   time by function and by file, the 20 biggest first.
  *
- * Options: --target=roomcast (default), --clients=2000, --only=heap|cpu. Prints text; writes nothing.
+ * Options: --target=roomcast (default), --clients=2000, --only=heap|cpu, --detail (the heap by object shape
+ * and holder instead of by constructor). Prints text; writes nothing.
  */
 import { freePort } from "../routes/serve/cluster.ts";
 import type { Spec } from "./loadgen.ts";
@@ -23,6 +24,8 @@ const args = new Map(Deno.args.map((a) => {
 const target = (args.get("target") ?? "roomcast") as Target;
 const clients = Number(args.get("clients") ?? 2000);
 const only = args.get("only");
+/** --detail: objects by shape and holder instead of by constructor. */
+const detail = args.has("detail");
 const root = new URL("../", import.meta.url).pathname;
 const startTask: string = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks.start;
 const v8Flags = startTask.match(/--v8-flags=\S+/g) ?? [];
@@ -116,16 +119,65 @@ async function heapByKind(inspector: Inspector): Promise<Map<string, { bytes: nu
   const nodes: number[] = snapshot.nodes;
   const strings: string[] = snapshot.strings;
   const kinds = new Map<string, { bytes: number; count: number }>();
-  for (let i = 0; i < nodes.length; i += fields.length) {
+  const nameOf = (i: number) => {
     const type = types[nodes[i + typeAt] as number] as string;
-    const name = type === "object" || type === "closure" ? strings[nodes[i + nameAt] as number] : `(${type})`;
-    const key = `${name}`.slice(0, 60);
+    return type === "object" || type === "closure" ? strings[nodes[i + nameAt] as number] : `(${type})`;
+  };
+  // With --detail: plain objects by their property names, everything else by what first holds it.
+  const shapes = detail ? shapesOf(snapshot, nameOf) : undefined;
+  for (let i = 0; i < nodes.length; i += fields.length) {
+    const name = nameOf(i);
+    const key = (shapes?.get(i / fields.length) ?? `${name}`).slice(0, 100);
     const kind = kinds.get(key) ?? { bytes: 0, count: 0 };
     kind.bytes += nodes[i + sizeAt] as number;
     kind.count++;
     kinds.set(key, kind);
   }
   return kinds;
+}
+
+/** Per node (by ordinal): `Object{a,b,c}` for a plain object's properties, or `<kind> in <holder>.<edge>` for
+ * other kinds, from the first edge that points at it. */
+// deno-lint-ignore no-explicit-any
+function shapesOf(snapshot: any, nameOf: (i: number) => string): Map<number, string> {
+  const fields: string[] = snapshot.snapshot.meta.node_fields;
+  const edgeFields: string[] = snapshot.snapshot.meta.edge_fields;
+  const edgeTypes: string[] = snapshot.snapshot.meta.edge_types[0];
+  const nodes: number[] = snapshot.nodes;
+  const edges: number[] = snapshot.edges;
+  const strings: string[] = snapshot.strings;
+  const countAt = fields.indexOf("edge_count");
+  const [typeAt, nameAt, toAt] = ["type", "name_or_index", "to_node"].map((f) => edgeFields.indexOf(f)) as [
+    number,
+    number,
+    number,
+  ];
+  const props = new Map<number, string[]>();
+  const holder = new Map<number, string>();
+  let e = 0;
+  for (let i = 0; i < nodes.length; i += fields.length) {
+    const from = i / fields.length;
+    const own = nameOf(i);
+    for (let k = 0; k < (nodes[i + countAt] as number); k++, e += edgeFields.length) {
+      const type = edgeTypes[edges[e + typeAt] as number];
+      const to = (edges[e + toAt] as number) / fields.length;
+      const edge = type === "element" || type === "hidden"
+        ? `[${edges[e + nameAt]}]`
+        : strings[edges[e + nameAt] as number];
+      if (type === "property" && own === "Object") {
+        const list = props.get(from) ?? [];
+        if (list.length < 6) list.push(edge as string);
+        props.set(from, list);
+      }
+      if (!holder.has(to) && type !== "weak") holder.set(to, `${own}.${type === "element" ? "[i]" : edge}`);
+    }
+  }
+  const out = new Map<number, string>();
+  for (let n = 0; n < nodes.length / fields.length; n++) {
+    const name = nameOf(n * fields.length);
+    out.set(n, name === "Object" ? `Object{${(props.get(n) ?? []).join(",")}}` : `${name} in ${holder.get(n) ?? "?"}`);
+  }
+  return out;
 }
 
 const spec = (scenario: "idle" | "storm", server: { base: string; pid: number }): Spec => ({
@@ -156,7 +208,7 @@ if (only !== "cpu") {
     const total = rows.reduce((sum, r) => sum + r.bytes, 0);
     console.log(`\n${target}: live heap per idle connection (joined, rooms of 10), ${clients} connections`);
     console.log(`total ${total.toFixed(0)} B per connection`);
-    for (const r of rows.slice(0, 15)) {
+    for (const r of rows.slice(0, detail ? 40 : 15)) {
       console.log(`${r.bytes.toFixed(0).padStart(7)} B  ${r.count.toFixed(2).padStart(6)} ×  ${r.kind}`);
     }
   } finally {

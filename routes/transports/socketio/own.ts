@@ -127,7 +127,8 @@ export class OwnSocketIo {
     let decoder: Decoder | undefined;
     let socket: OwnSocket | undefined;
     let connecting = false;
-    const timer = setTimeout(() => {
+    // Let go once cleared: the closures below outlive it, and would keep the timer's objects alive.
+    let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(() => {
       if (!socket?.connected) conn.close();
     }, this.options.connectTimeoutMs);
     const refuse = (message: string, data?: unknown) => {
@@ -150,6 +151,7 @@ export class OwnSocketIo {
       socket = candidate;
       socket.connected = true;
       clearTimeout(timer);
+      timer = undefined;
       const data = socket.pid === undefined ? { sid: socket.id } : { sid: socket.id, pid: socket.pid };
       socket.packet(conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data });
       for (const listener of this.#connection) listener(socket);

@@ -46,8 +46,14 @@ export class SessionLog {
   #entries: Entry[] | undefined;
   #bytes = 0;
   /** The last message written to the socket in each room (a join's replay may still be on its way
-   * when the socket drops: the hub's position runs ahead of what was written). */
-  readonly written = new Map<string, Position>();
+   * when the socket drops: the hub's position runs ahead of what was written). Made with the first
+   * message (an idle socket holds no empty Map). */
+  #written: Map<string, Position> | undefined;
+
+  /** Where the socket's last written message in `room` is, if any. */
+  writtenIn(room: string): Position | undefined {
+    return this.#written?.get(room);
+  }
 
   constructor(seq = 0, floor = seq) {
     this.seq = seq;
@@ -65,7 +71,7 @@ export class SessionLog {
     const entries = this.#entries ??= [];
     if (message) {
       entries.push({ seq, message });
-      this.written.set(message.room, { epoch: message.epoch, offset: message.offset });
+      (this.#written ??= new Map()).set(message.room, { epoch: message.epoch, offset: message.offset });
     } else {
       entries.push({ seq, args: args(), bytes });
       this.#bytes += bytes;

@@ -180,6 +180,18 @@ function eventOf(frame: ServerFrame): [string, ...unknown[]] | undefined {
   }
 }
 
+/** Each frame's event arguments, made once for all its receivers: a room's frame is one object for
+ * every socket in it, and with recovery each socket's log keeps the arguments (never changed once
+ * made), so the room's sockets share them instead of holding a copy each. */
+const events = new WeakMap<ServerFrame, [string, ...unknown[]] | undefined>();
+
+function sharedEventOf(frame: ServerFrame): [string, ...unknown[]] | undefined {
+  if (events.has(frame)) return events.get(frame);
+  const event = eventOf(frame);
+  events.set(frame, event);
+  return event;
+}
+
 /** Frames that answer a request (matched to its ack callback by `ref`) or are this socket's alone. */
 const REPLIES = new Set(["joined", "left", "ack", "error", "history", "presence", "pong"]);
 
@@ -192,7 +204,7 @@ const withBinary = new WeakSet<ServerFrame>();
  * emits it, and its text (the event's name alone) is never sent. */
 export const socketIoEncoder: Encoder = {
   encode(frame) {
-    const event = REPLIES.has(frame.type) ? [frame.type] as [string] : eventOf(frame);
+    const event = REPLIES.has(frame.type) ? [frame.type] as [string] : sharedEventOf(frame);
     if (!event) return undefined;
     const text = eventPacket(...event);
     if (text.includes('"$binary"')) withBinary.add(frame);
@@ -240,7 +252,7 @@ class SocketIoPeer implements Peer {
     if (REPLIES.has(frame.type)) return this.#reply(frame);
     const log = this.log;
     if (withBinary.has(frame)) {
-      const event = eventOf(frame);
+      const event = sharedEventOf(frame);
       if (!event) return;
       const args = jsonToBinary(event) as [string, ...unknown[]];
       if (log) args.push(log.note(frame.type === "message" ? frame : undefined, () => event, text.length));
@@ -250,7 +262,11 @@ class SocketIoPeer implements Peer {
     // The packet is ready: straight to the engine, as socket.io's own broadcasts do; with recovery,
     // the packet's last argument is its offset.
     if (!log) return void this.#conn.write(text);
-    const offset = log.note(frame.type === "message" ? frame : undefined, () => eventOf(frame) ?? [], text.length);
+    const offset = log.note(
+      frame.type === "message" ? frame : undefined,
+      () => sharedEventOf(frame) ?? [],
+      text.length,
+    );
     this.#conn.write(`${text.slice(0, -1)},"${offset}"]`);
   }
 
@@ -435,7 +451,7 @@ function parkedSession(
   // began, or the hub's position once its join is done (a join still under way has none yet).
   const rooms: Parked["rooms"] = [];
   for (const [room, subscription] of connection.rooms) {
-    const position = log.written.get(room) ?? restored?.rooms.find((r) => r.room === room)?.since ??
+    const position = log.writtenIn(room) ?? restored?.rooms.find((r) => r.room === room)?.since ??
       (subscription.epoch === "" ? undefined : subscription);
     if (position) rooms.push([room, position.epoch, position.offset]);
   }
