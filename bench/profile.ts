@@ -121,7 +121,7 @@ async function heapByKind(inspector: Inspector): Promise<Map<string, { bytes: nu
   const kinds = new Map<string, { bytes: number; count: number }>();
   const nameOf = (i: number) => {
     const type = types[nodes[i + typeAt] as number] as string;
-    return type === "object" || type === "closure" ? strings[nodes[i + nameAt] as number] : `(${type})`;
+    return type === "object" || type === "closure" ? strings[nodes[i + nameAt] as number] ?? "" : `(${type})`;
   };
   // With --detail: plain objects by their property names, everything else by what first holds it.
   const shapes = detail ? shapesOf(snapshot, nameOf) : undefined;
