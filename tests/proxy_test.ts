@@ -210,6 +210,17 @@ Deno.test("proxy: down, slow, 5xx or garbage: refused as unavailable, never a ha
     ["a disconnect with a bad code", () => ({ disconnect: { code: 1006, reason: "x" } })],
     ["too large", () => new Response(`{"result":{"info":"${"x".repeat(100_000)}"}}`)],
     ["info too large", () => ({ result: { info: "x".repeat(5000) } })],
+    ["an answer dripped a byte at a time", () => {
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          if (++sent > 30) return controller.close();
+          controller.enqueue(new TextEncoder().encode(" "));
+        },
+      });
+      return new Response(body, { headers: { "content-type": "application/json" } });
+    }],
   ];
   for (const [what, answer] of answers) {
     await t.step(what, async () => {
