@@ -103,3 +103,19 @@ export class Api {
     return response.status === 204 ? null : await response.json();
   }
 }
+
+/** A panel's status line: what went right, in words.
+ * @param {HTMLElement} status @param {string} text */
+export function sayDone(status, text) {
+  status.dataset.kind = "ok";
+  status.textContent = text;
+}
+
+/** A panel's status line: what failed and why ("Couldn't <what>: <the server's message>"); nothing
+ * when the key was refused (the page is back at the sign-in form then).
+ * @param {HTMLElement} status @param {string} what @param {unknown} error */
+export function sayFailed(status, what, error) {
+  if (error instanceof ApiError && error.auth) return;
+  status.dataset.kind = "error";
+  status.textContent = `Couldn't ${what}: ${/** @type {Error} */ (error).message}`;
+}

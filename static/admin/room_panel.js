@@ -4,7 +4,7 @@
  * it (`/presence`), its history newest first, a page at a time (`/messages?before=`), a form to
  * publish into it, and "Reset history" (asked first, then `DELETE …?confirm=<room>`).
  */
-import { ApiError } from "./api.js";
+import { sayDone, sayFailed } from "./api.js";
 import { button, byId, el, setText, showLine, timeEl } from "./dom.js";
 import { plural, roomPath } from "./format.js";
 import { messageText, roomProblem, typedRoom } from "../chat/format.js";
@@ -114,11 +114,11 @@ export class RoomPanel {
     ]);
     if (view !== this.#view) return;
     if (presence.status === "fulfilled") this.#showPresence(presence.value?.members);
-    else this.#fail("load the presence", presence.reason);
+    else sayFailed(this.#status, "load the presence", presence.reason);
     if (history.status === "fulfilled") this.#addPage(history.value?.messages);
     else {
       setText(this.#historyCount, "");
-      this.#fail("load the history", history.reason);
+      sayFailed(this.#status, "load the history", history.reason);
     }
   }
 
@@ -131,7 +131,7 @@ export class RoomPanel {
       const page = await this.#api.call(roomPath(room, `messages?limit=${PAGE}&before=${this.#oldest}`));
       if (view === this.#view) this.#addPage(page?.messages);
     } catch (error) {
-      if (view === this.#view) this.#fail("load older messages", error);
+      if (view === this.#view) sayFailed(this.#status, "load older messages", error);
     } finally {
       this.#older.disabled = false;
     }
@@ -204,9 +204,9 @@ export class RoomPanel {
       if (room !== this.room) return;
       this.#text.value = "";
       await this.load();
-      this.#say(`Published to #${room} at offset ${sent?.offset ?? "?"}.`);
+      sayDone(this.#status, `Published to #${room} at offset ${sent?.offset ?? "?"}.`);
     } catch (error) {
-      if (room === this.room) this.#fail("publish", error);
+      if (room === this.room) sayFailed(this.#status, "publish", error);
     } finally {
       submit.disabled = false;
     }
@@ -222,22 +222,9 @@ export class RoomPanel {
       await this.#api.call(path, { method: "DELETE" });
       if (room !== this.room) return;
       await this.load();
-      this.#say(`History of #${room} reset.`);
+      sayDone(this.#status, `History of #${room} reset.`);
     } catch (error) {
-      if (room === this.room) this.#fail("reset the history", error);
+      if (room === this.room) sayFailed(this.#status, "reset the history", error);
     }
-  }
-
-  /** @param {string} text */
-  #say(text) {
-    this.#status.dataset.kind = "ok";
-    setText(this.#status, text);
-  }
-
-  /** @param {string} what What failed, as "Couldn't <what>" says it. @param {unknown} error */
-  #fail(what, error) {
-    if (error instanceof ApiError && error.auth) return; // The page is back at the sign-in form.
-    this.#status.dataset.kind = "error";
-    setText(this.#status, `Couldn't ${what}: ${/** @type {Error} */ (error).message}`);
   }
 }

@@ -4,7 +4,7 @@
  * on every node (`GET /api/admin/users/<user>`), a direct message to it, and Disconnect (every
  * connection closed with 4009, after asking).
  */
-import { ApiError } from "./api.js";
+import { sayDone, sayFailed } from "./api.js";
 import { byId, cell, row, setText, showLine, syncChildren, timeEl } from "./dom.js";
 import { adminUserPath, directPath, duration, plural } from "./format.js";
 
@@ -82,7 +82,7 @@ export class UserPanel {
     } catch (error) {
       if (view !== this.#view) return;
       setText(this.#count, "");
-      this.#fail("load the connections", error);
+      sayFailed(this.#status, "load the connections", error);
     }
   }
 
@@ -124,9 +124,9 @@ export class UserPanel {
       if (user !== this.user) return;
       this.#text.value = "";
       const delivered = typeof sent?.delivered === "number" ? sent.delivered : 0;
-      this.#say(`Sent to ${user}: ${plural(delivered, "connection")} had it pushed.`);
+      sayDone(this.#status, `Sent to ${user}: ${plural(delivered, "connection")} had it pushed.`);
     } catch (error) {
-      if (user === this.user) this.#fail("send", error);
+      if (user === this.user) sayFailed(this.#status, "send", error);
     } finally {
       submit.disabled = false;
     }
@@ -139,23 +139,10 @@ export class UserPanel {
     try {
       await this.#api.call(adminUserPath(user, "disconnect"), { method: "POST" });
       if (user !== this.user) return;
-      this.#say(`Disconnected ${user}.`);
+      sayDone(this.#status, `Disconnected ${user}.`);
       await this.load();
     } catch (error) {
-      if (user === this.user) this.#fail("disconnect", error);
+      if (user === this.user) sayFailed(this.#status, "disconnect", error);
     }
-  }
-
-  /** @param {string} text */
-  #say(text) {
-    this.#status.dataset.kind = "ok";
-    setText(this.#status, text);
-  }
-
-  /** @param {string} what What failed, as "Couldn't <what>" says it. @param {unknown} error */
-  #fail(what, error) {
-    if (error instanceof ApiError && error.auth) return; // The page is back at the sign-in form.
-    this.#status.dataset.kind = "error";
-    setText(this.#status, `Couldn't ${what}: ${/** @type {Error} */ (error).message}`);
   }
 }
