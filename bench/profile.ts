@@ -9,7 +9,9 @@
  * - **CPU**: a sampling CPU profile of a connect storm of `--clients` (each with its join): self
  *   time by function and by file, the 20 biggest first.
  *
- * Options: --target=roomcast (default), --clients=2000, --only=heap|cpu, --detail (the heap by object shape
+ * - **alloc** (only when asked): what a connect storm allocates, by function (sampled, garbage included).
+ *
+ * Options: --target=roomcast (default), --clients=2000, --only=heap|cpu|alloc, --detail (the heap by object shape
  * and holder instead of by constructor). Prints text; writes nothing.
  */
 import { freePort } from "../routes/serve/cluster.ts";
@@ -192,7 +194,7 @@ const spec = (scenario: "idle" | "storm", server: { base: string; pid: number })
   inflight: 0,
 });
 
-if (only !== "cpu") {
+if (only !== "cpu" && only !== "alloc") {
   const server = await startServer();
   try {
     const before = await heapByKind(server.inspector);
@@ -216,7 +218,51 @@ if (only !== "cpu") {
   }
 }
 
-if (only !== "heap") {
+if (only === "alloc") {
+  // What a connect allocates, live or not (garbage grows the heap too): V8's sampling heap profiler
+  // over a storm, keeping what it collected (includeObjectsCollectedBy*).
+  const server = await startServer();
+  try {
+    const { inspector } = server;
+    await inspector.call("HeapProfiler.enable");
+    await inspector.call("HeapProfiler.startSampling", {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+    await runLoad(spec("storm", server));
+    const { profile } = await inspector.call("HeapProfiler.stopSampling") as {
+      profile: { head: AllocNode };
+    };
+    const byFunction = new Map<string, number>();
+    let total = 0;
+    const walk = (node: AllocNode) => {
+      const { functionName, url, lineNumber } = node.callFrame;
+      const key = `${functionName || "(anonymous)"} ${url.replace(/^.*\/(main|registry\.npmjs\.org)\//, "")}:${
+        lineNumber + 1
+      }`;
+      byFunction.set(key, (byFunction.get(key) ?? 0) + node.selfSize);
+      total += node.selfSize;
+      for (const child of node.children) walk(child);
+    };
+    walk(profile.head);
+    console.log(`\n${target}: bytes allocated per connection in a storm of ${clients} (sampled, collected or not)`);
+    console.log(`total ${(total / clients).toFixed(0)} B per connection`);
+    for (const [key, bytes] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+      console.log(`${(bytes / clients).toFixed(0).padStart(7)} B  ${key}`);
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+interface AllocNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: AllocNode[];
+}
+
+if (only !== "heap" && only !== "alloc") {
   const server = await startServer();
   try {
     const { inspector } = server;
