@@ -327,6 +327,9 @@ browserTest(
     assert.equal(closed.code, 4009);
     await untilText(page, "#user-status", `Disconnected ${bobId}.`);
     await untilText(page, "#stat-connections", "2");
+    // The open room's members follow the leave the tail reports, without a Refresh.
+    await untilText(page, "#presence-count", "1");
+    assert.deepEqual(await page.locator("#presence .presence-item button").allTextContents(), ["Ann"]);
 
     // ── looks, accessibility, both themes, both sizes ──────────────────────
     await page.locator("#presence button", { hasText: "Ann" }).click({ timeout: 5000 });

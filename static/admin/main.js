@@ -49,6 +49,12 @@ const stream = new TickStream({
     overview.show(tick);
     plot.add(tick.point, typeof tick.now === "number" ? tick.now : Date.now());
     tail.add(tick.tail, tick.tailDropped);
+    // The open room's members as they change (a join or a leave there this second).
+    /** @type {{ room?: unknown, kind?: unknown }[]} */
+    const entries = Array.isArray(tick.tail) ? tick.tail : [];
+    if (room.room && entries.some((e) => e?.room === room.room && (e.kind === "join" || e.kind === "leave"))) {
+      void room.refreshMembers();
+    }
   },
   onState: showStreamState,
   onRefused: refused,

@@ -122,6 +122,18 @@ export class RoomPanel {
     }
   }
 
+  /** Reloads only the members (someone joined or left the open room). */
+  async refreshMembers() {
+    const room = this.room;
+    if (!room) return;
+    try {
+      const presence = await this.#api.call(roomPath(room, "presence"));
+      if (room === this.room) this.#showPresence(presence?.members);
+    } catch (error) {
+      if (room === this.room) sayFailed(this.#status, "load the presence", error);
+    }
+  }
+
   async #loadOlder() {
     const room = this.room;
     if (!room || this.#oldest === null) return;
