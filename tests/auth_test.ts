@@ -5,6 +5,8 @@ import { ManualClock } from "../lib/clock.ts";
 import { isType, TestClient } from "./_client.ts";
 import { postJson, startTestServer, type TestServer } from "./_server.ts";
 import { until } from "./_wait.ts";
+import { stallProbe } from "./_stall.ts";
+import { TOLD_MAX, toldSize } from "../routes/transports/identity.ts";
 
 const SECRET = "test-secret-of-enough-length";
 
@@ -195,6 +197,39 @@ Deno.test("a refused origin or host is logged once a minute per origin or host, 
     clock.advance(61_000);
     assert.equal(await refuse(site), 1008);
     assert.equal(mine().length, 2, "again after a minute");
+  } finally {
+    console.warn = warn;
+  }
+});
+
+Deno.test("a flood of made-up origins: each refused, the log's memory bounded, the loop never held", async () => {
+  await using server = await startTestServer({ connectBurst: 0, maxConnectionsPerIp: 0 });
+  const lines: string[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => void lines.push(args.join(" "));
+  try {
+    using probe = stallProbe();
+    const codes: number[] = [];
+    let largest = 0;
+    for (let batch = 0; batch < 12; batch++) {
+      codes.push(
+        ...await Promise.all(Array.from({ length: 50 }, (_, i) =>
+          new Promise<number>((resolve) => {
+            const origin = `https://flood-${batch}-${i}-${crypto.randomUUID().slice(0, 6)}.example`;
+            const socket = new WebSocket(server.ws("/ws"), { headers: { origin } } as never);
+            socket.onclose = (e) => resolve(e.code);
+          }))),
+      );
+      largest = Math.max(largest, toldSize());
+    }
+    assert.ok(probe.stop() < 200, `the loop was held ${Math.round(probe.worst)} ms`);
+    assert.equal(codes.length, 600);
+    assert.ok(codes.every((code) => code === 1008), "every one refused with 1008");
+    assert.ok(largest <= TOLD_MAX, `at most ${TOLD_MAX} remembered (${largest})`);
+    assert.ok(lines.filter((l) => l.includes("flood-")).length <= 600, "at most a line per origin");
+    const client = await server.client();
+    assert.equal(client.welcome?.type, "welcome", "a page of this server still connects");
+    await client.close();
   } finally {
     console.warn = warn;
   }

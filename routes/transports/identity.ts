@@ -59,12 +59,19 @@ export function originRefusal(c: AppContext, deps: Pick<AppDeps, "config" | "clo
 /** When each refusal was last logged; bounded (a flood of made-up origins can't grow it). */
 const told = new Map<string, number>();
 const TELL_EVERY_MS = 60_000;
+/** Refusals remembered for the log at most: a flood of made-up origins clears the memory, not grows it. */
+export const TOLD_MAX = 256;
+
+/** How many refusals the log remembers now (tests: it stays bounded). */
+export function toldSize(): number {
+  return told.size;
+}
 
 function tellOnce(deps: Pick<AppDeps, "clock">, key: string, what: string): void {
   const now = deps.clock.now();
   const last = told.get(key);
   if (last !== undefined && now - last < TELL_EVERY_MS) return;
-  if (told.size >= 256) told.clear();
+  if (told.size >= TOLD_MAX) told.clear();
   told.set(key, now);
   console.warn(`roomcast: refused ${what}`);
 }
