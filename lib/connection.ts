@@ -14,6 +14,7 @@ import { Outbound, type Peer, QUEUED_MESSAGE_OVERHEAD } from "./peer.ts";
 import {
   CloseCode,
   type ErrorCode,
+  errorFields,
   type ProtocolError,
   type Ref,
   type ServerFrame,
@@ -272,19 +273,16 @@ export class Connection {
     this.sendText(out.text(this.peer.encoder), out.frame);
   }
 
-  error(code: ErrorCode, message: string, ref?: Ref): void {
+  error(code: ErrorCode, message: string, ref?: Ref, backendCode?: number): void {
     this.#options.metrics.errors.incLabel(code);
-    this.send(ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref });
+    const frame: ServerFrame = { type: "error", ...errorFields(code, message, backendCode) };
+    this.send(ref === undefined ? frame : { ...frame, ref });
   }
 
   /** Refuses a request with `error`'s code and message, and the app backend's numeric code where it
    * gave one (`backendCode`). */
   refuse(error: ProtocolError, ref?: Ref): void {
-    const backendCode = (error as { backendCode?: number }).backendCode;
-    this.#options.metrics.errors.incLabel(error.code);
-    const frame: ServerFrame = { type: "error", code: error.code, message: error.message };
-    if (backendCode !== undefined) frame.backendCode = backendCode;
-    this.send(ref === undefined ? frame : { ...frame, ref });
+    this.error(error.code, error.message, ref, error.backendCode);
   }
 
   /** Registers a publish whose ack is due; `appended` settles once the store answered. */

@@ -342,7 +342,7 @@ export class Hub {
       const members = await presence.members(name, limits.memberEventsMax);
       if (connection.rooms.get(name) !== sub) return;
       connection.send(withRef({ type: "joined", room: name, epoch, offset, recovered, members }, ref));
-      if (this.observer.watched) this.observer.note("join", name, user.id, connection.transport);
+      this.observer.note("join", name, user.id, connection.transport);
       if (!await connection.replay(messages) || connection.rooms.get(name) !== sub) return;
       connection.release(sub);
     } catch (error) {
@@ -364,7 +364,7 @@ export class Hub {
     connection.unsubscribe(name);
     const room = this.#rooms.get(name);
     if (!room || !room.subscribers.delete(connection.id)) return;
-    if (this.observer.watched) this.observer.note("leave", name, connection.peer.user.id, connection.transport);
+    this.observer.note("leave", name, connection.peer.user.id, connection.transport);
     if (connection.member) {
       const user = as ?? connection.peer.user;
       const leave = () => this.#track(this.#options.presence.leave(name, user, connection.id));
@@ -415,7 +415,7 @@ export class Hub {
     const stored = answer?.data ? answer.data.value : data;
     if (answer?.skipHistory) {
       const id = messageId();
-      if (this.observer.watched) this.observer.note("publish", room, connection.peer.user.id, connection.transport);
+      this.observer.note("publish", room, connection.peer.user.id, connection.transport);
       this.#options.backplane.publish({
         kind: "signal",
         room,
@@ -439,7 +439,7 @@ export class Hub {
     replaced: boolean,
   ): void {
     const message = this.#message(room, connection.peer.user, data);
-    if (this.observer.watched) this.observer.note("publish", room, message.from.id, connection.transport);
+    this.observer.note("publish", room, message.from.id, connection.transport);
     let now: Appended | undefined;
     try {
       if (key === undefined) now = this.#options.store.appendNow?.(message);
@@ -504,7 +504,7 @@ export class Hub {
 
   #published({ message, json }: Appended): void {
     this.#options.metrics.messagesIn.inc();
-    if (this.observer.watched) this.observer.published(message.room, message.offset);
+    this.observer.published(message.room, message.offset);
     this.#options.backplane.publish({ kind: "message", room: message.room, message, json });
   }
 

@@ -115,8 +115,9 @@ export class Observer {
     this.#seen++;
   }
 
-  /** A join, leave or publish (only while watched: callers check `watched`). */
+  /** A join, leave or publish; noted only while a dashboard watches. */
   note(kind: TailEntry["kind"], room: string, user: string, transport: string): void {
+    if (!this.watched) return;
     if (this.#tail.length >= TAIL_PER_SECOND) {
       this.#tailDropped++;
       return;
@@ -124,8 +125,9 @@ export class Observer {
     this.#tail.push({ t: this.#clock.now(), kind, room, user, node: this.node, transport });
   }
 
-  /** A publish stored at `offset` in `room` (only while watched). */
+  /** A publish stored at `offset` in `room`; counted only while a dashboard watches. */
   published(room: string, offset: number): void {
+    if (!this.watched) return;
     const seen = this.#activity.get(room);
     if (seen) {
       seen[0]++;

@@ -148,12 +148,25 @@ export const errorStatus: Record<ErrorCode, 400 | 401 | 403 | 404 | 408 | 413 | 
 export class ProtocolError extends Error {
   readonly code: ErrorCode;
   readonly ref: Ref | undefined;
-  constructor(code: ErrorCode, message: string, ref?: Ref) {
+  /** The app's backend's own numeric code, where it refused (lib/proxy.ts `BackendRefusal`). */
+  readonly backendCode: number | undefined;
+  constructor(code: ErrorCode, message: string, ref?: Ref, backendCode?: number) {
     super(message);
     this.name = "ProtocolError";
     this.code = code;
     this.ref = ref;
+    this.backendCode = backendCode;
   }
+}
+
+/** An error's fields as every JSON answer carries them: `code`, `message`, and `backendCode` where
+ * the app's backend gave one (an error frame, an HTTP error body, Socket.IO's error data). */
+export function errorFields(
+  code: ErrorCode,
+  message: string,
+  backendCode?: number,
+): { code: ErrorCode; message: string; backendCode?: number } {
+  return backendCode === undefined ? { code, message } : { code, message, backendCode };
 }
 
 /** A client mistake found while decoding a frame, as plain data: no `Error`, so no stack trace is

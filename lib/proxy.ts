@@ -27,10 +27,10 @@ const KINDS: ProxyKind[] = ["connect", "subscribe", "publish"];
 export class BackendRefusal extends ProtocolError {
   constructor(
     message: string,
-    readonly backendCode: number | undefined,
+    backendCode: number | undefined,
     readonly disconnect: { code: number; reason: string } | undefined,
   ) {
-    super("forbidden", message);
+    super("forbidden", message, undefined, backendCode);
     this.name = "BackendRefusal";
   }
 }
@@ -217,12 +217,13 @@ export class BackendProxy {
     return kind === "connect" ? connectUrl : kind === "subscribe" ? subscribeUrl : publishUrl;
   }
 
-  /** Asks whether a client may connect; `headers` are the client request's (Cookie, Authorization,
-   * Origin, User-Agent are passed on, as Centrifugo passes configured headers). */
-  async connect(asker: Asker, headers: Headers | undefined, address: string): Promise<Verdict<ConnectAnswer>> {
+  /** Asks whether a client may connect; `passed` are the client request's headers that go along
+   * (`passedHeaders`), `address` its address (`X-Forwarded-For`). */
+  async connect(asker: Asker, passed: Record<string, string>, address: string): Promise<Verdict<ConnectAnswer>> {
     const body: Record<string, unknown> = { ...centrifugo(asker) };
     if (asker.user) body.user = asker.user;
-    const answer = await this.#call("connect", body, forwarded(headers, address));
+    const headers = address && address !== "local" ? { ...passed, "x-forwarded-for": address } : passed;
+    const answer = await this.#call("connect", body, headers);
     if (!("result" in answer)) return this.#verdict("connect", answer);
     const result = answer.result;
     const user = result.user;
@@ -405,14 +406,14 @@ function centrifugo(asker: Asker): Record<string, unknown> {
   return { client: asker.client, transport: asker.transport, protocol: "json", encoding: "json" };
 }
 
-/** The client request's headers a backend may authenticate by, and its address. */
-function forwarded(headers: Headers | undefined, address: string): Record<string, string> {
+/** The client request's headers a backend may authenticate by, as Centrifugo passes configured
+ * ones: copied, since a renewal sends them again after the request was answered. */
+export function passedHeaders(headers: Headers | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of ["cookie", "authorization", "origin", "user-agent"]) {
     const value = headers?.get(name);
     if (value) out[name] = value;
   }
-  if (address && address !== "local") out["x-forwarded-for"] = address;
   return out;
 }
 

@@ -11,7 +11,8 @@ import type { ConnectionInfo } from "../lib/hub.ts";
 import { type NodeReport, type Point, ServiceView, WATCH_MS } from "../lib/observe.ts";
 import { ProtocolError } from "../lib/protocol.ts";
 import { VERSION } from "../lib/version.ts";
-import { caller } from "./api.ts";
+import { caller, userParam } from "./api.ts";
+import { SSE_HEADERS } from "./transports/sse/sse.ts";
 import type { AppContext, AppDeps, AppEnv } from "./deps.ts";
 import { jsonError } from "./errors.ts";
 
@@ -175,13 +176,7 @@ export function mountAdmin(app: Hono<AppEnv>, deps: AppDeps): { close(): void } 
       },
     }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
     void watchFor(0);
-    return new Response(body, {
-      headers: {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-      },
-    });
+    return new Response(body, { headers: SSE_HEADERS });
   });
 
   app.get("/api/admin/rooms", async (c) => {
@@ -269,12 +264,6 @@ export function mountAdmin(app: Hono<AppEnv>, deps: AppDeps): { close(): void } 
       streams.clear();
     },
   };
-}
-
-function userParam(c: AppContext): string {
-  const user = c.req.param("user") ?? "";
-  if (user.length === 0 || user.length > 128) throw new ProtocolError("bad_request", "User id must be 1–128 chars");
-  return user;
 }
 
 function intParam(c: AppContext, name: string, fallback: number, min: number, max: number): number {

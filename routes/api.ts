@@ -83,6 +83,13 @@ function roomParam(c: AppContext): string {
   return room;
 }
 
+/** The `:user` of the path: a user id of 1–128 characters. */
+export function userParam(c: AppContext): string {
+  const user = c.req.param("user") ?? "";
+  if (user.length === 0 || user.length > 128) throw new ProtocolError("bad_request", "User id must be 1–128 chars");
+  return user;
+}
+
 function mayUseRoom(who: Caller, room: string): void {
   if (who.kind === "user" && !roomAllowed(who.identity.rooms, room)) {
     throw new ProtocolError("forbidden", `Token does not allow room ${room}`);
@@ -255,8 +262,7 @@ export function mountApi(app: Hono<AppEnv>, deps: AppDeps): void {
 
   app.post("/api/users/:user/messages", async (c) => {
     await caller(c, deps, { users: false });
-    const to = c.req.param("user");
-    if (to.length === 0 || to.length > 128) throw new ProtocolError("bad_request", "User id must be 1–128 chars");
+    const to = userParam(c);
     const body = await readJson(c, bodyLimits);
     const result = await hub.directAs(fromField(body.from), to, requireData(body));
     return c.json(result, 202);

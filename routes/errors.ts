@@ -1,6 +1,6 @@
 /** JSON error bodies `{error: {code, message}}` with the status the contract gives each code. */
 import type { Context } from "hono";
-import { type ErrorCode, errorStatus, ProtocolError } from "../lib/protocol.ts";
+import { type ErrorCode, errorFields, errorStatus, ProtocolError } from "../lib/protocol.ts";
 import { EngineUnavailable } from "../lib/engine/store.ts";
 
 export function jsonError(c: Context, code: ErrorCode, message: string): Response {
@@ -10,10 +10,8 @@ export function jsonError(c: Context, code: ErrorCode, message: string): Respons
 /** Turns anything thrown in a route into a JSON error; unexpected ones are logged once. */
 export function onError(error: unknown, c: Context): Response {
   if (error instanceof ProtocolError) {
-    // The app's backend refused (connect proxy): its numeric code goes along.
-    const backendCode = (error as { backendCode?: number }).backendCode;
-    if (backendCode === undefined) return jsonError(c, error.code, error.message);
-    return c.json({ error: { code: error.code, message: error.message, backendCode } }, errorStatus[error.code]);
+    // Where the app's backend refused (connect proxy), its numeric code goes along.
+    return c.json({ error: errorFields(error.code, error.message, error.backendCode) }, errorStatus[error.code]);
   }
   if (error instanceof EngineUnavailable) {
     const response = jsonError(

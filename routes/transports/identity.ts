@@ -4,9 +4,9 @@
  * a generated guest otherwise).
  */
 import { type Identity, identityFromClaims, signGuest, verifyGuest, verifyToken } from "../../lib/auth.ts";
-import { userPrincipal } from "../../lib/budgets.ts";
 import { guestId, guestName } from "../../lib/ids.ts";
-import { guestPrincipal } from "../../lib/budgets.ts";
+import { guestPrincipal, userPrincipal } from "../../lib/budgets.ts";
+import { passedHeaders } from "../../lib/proxy.ts";
 import { clientName } from "../../lib/names.ts";
 import { ProtocolError, type User } from "../../lib/protocol.ts";
 import type { Connection } from "../../lib/connection.ts";
@@ -142,16 +142,16 @@ export async function vetConnect(
 ): Promise<Identity> {
   const proxy = deps.proxy;
   if (!proxy?.asks("connect")) return identity;
-  const user = deps.config.authSecret ? identity.user.id : "";
-  // What a renewal sends again: the request's headers can't be read once it has been answered.
-  const headers = passedHeaders(ask.headers);
-  const verdict = await proxy.connect({ client: ask.client, transport: ask.transport, user }, headers, ask.address);
+  const asker = { client: ask.client, transport: ask.transport, user: deps.config.authSecret ? identity.user.id : "" };
+  const passed = passedHeaders(ask.headers);
+  const asked = () => proxy.connect(asker, passed, ask.address);
+  const verdict = await asked();
   if ("refused" in verdict) throw verdict.refused;
   if ("through" in verdict) return identity;
   const { user: id, name, info, expiresAt } = verdict.ok;
   // An expiry the backend set is renewed by asking it again, as at connect, before it passes.
   const renew = expiresAt === undefined ? undefined : async () => {
-    const again = await proxy.connect({ client: ask.client, transport: ask.transport, user }, headers, ask.address);
+    const again = await asked();
     return "ok" in again ? { expiresAt: again.ok.expiresAt } : false as const;
   };
   const vetted: User = { id: id ?? identity.user.id, name: clientName(name ?? "") ?? identity.user.name };
@@ -163,17 +163,6 @@ export async function vetConnect(
     ? { ...identity, user: vetted, expiresAt: expiry }
     : { user: vetted, rooms: identity.rooms, expiresAt: expiry, principal: userPrincipal(vetted.id) };
   if (renew && expiry === expiresAt) out.renew = renew;
-  return out;
-}
-
-/** The client request's headers the app's backend gets (lib/proxy.ts passes these on), copied. */
-function passedHeaders(headers: Headers | undefined): Headers | undefined {
-  if (!headers) return undefined;
-  const out = new Headers();
-  for (const name of ["cookie", "authorization", "origin", "user-agent"]) {
-    const value = headers.get(name);
-    if (value !== null) out.set(name, value);
-  }
   return out;
 }
 

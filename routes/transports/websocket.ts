@@ -6,7 +6,7 @@
  */
 import type { Connection } from "../../lib/connection.ts";
 import type { Peer } from "../../lib/peer.ts";
-import { CloseCode, ProtocolError, type User } from "../../lib/protocol.ts";
+import { CloseCode, errorFields, ProtocolError, type User } from "../../lib/protocol.ts";
 import { connectionId } from "../../lib/ids.ts";
 import type { Identity } from "../../lib/auth.ts";
 import type { AppContext, AppDeps } from "../deps.ts";
@@ -127,9 +127,7 @@ function refusalCode(error: ProtocolError): number {
 
 /** An `error` frame saying why (with the app backend's numeric code, where it gave one), then the close. */
 function tellAndClose(socket: WebSocket, error: ProtocolError, code: number): void {
-  const frame: Record<string, unknown> = { type: "error", code: error.code, message: error.message };
-  if (error instanceof BackendRefusal && error.backendCode !== undefined) frame.backendCode = error.backendCode;
-  socket.send(JSON.stringify(frame));
+  socket.send(JSON.stringify({ type: "error", ...errorFields(error.code, error.message, error.backendCode) }));
   socket.close(code, error.message.slice(0, 120));
 }
 

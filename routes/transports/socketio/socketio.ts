@@ -23,6 +23,7 @@ import { clientName } from "../../../lib/names.ts";
 import type { Encoder, Peer } from "../../../lib/peer.ts";
 import {
   CloseCode,
+  errorFields,
   type Position,
   ProtocolError,
   type ServerFrame,
@@ -300,9 +301,7 @@ class SocketIoPeer implements Peer {
         return ack?.({ room, id, offset, epoch });
       }
       case "error": {
-        const error = frame.backendCode === undefined
-          ? { code: frame.code, message: frame.message }
-          : { code: frame.code, message: frame.message, backendCode: frame.backendCode };
+        const error = errorFields(frame.code, frame.message, frame.backendCode);
         return ack ? ack({ error }) : this.#emit("roomcast:error", error);
       }
       default:
@@ -551,10 +550,7 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
     } catch (error) {
       if (!(error instanceof ProtocolError)) return next(error as Error);
       const refused = new Error(error.message) as Error & { data?: unknown };
-      const backendCode = (error as { backendCode?: number }).backendCode;
-      refused.data = backendCode === undefined
-        ? { code: error.code, message: error.message }
-        : { code: error.code, message: error.message, backendCode };
+      refused.data = errorFields(error.code, error.message, error.backendCode);
       next(refused);
     }
   });

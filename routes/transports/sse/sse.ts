@@ -27,7 +27,7 @@ import { addressOf, identify, nameParam, refuseStream, vetConnect } from "../ide
 import { Admitted } from "../admitted.ts";
 
 const encoder = new TextEncoder();
-const SSE_HEADERS = {
+export const SSE_HEADERS = {
   "content-type": "text/event-stream; charset=utf-8",
   "cache-control": "no-cache, no-transform",
   "x-accel-buffering": "no",

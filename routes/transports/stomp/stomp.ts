@@ -180,8 +180,7 @@ class StompKind implements SocketKind {
   /** A refused client gets an ERROR frame saying why, then the close. */
   refuse(socket: WebSocket, error: ProtocolError, code: number): void {
     const headers: [string, string][] = [["message", error.message.slice(0, 200)], ["code", error.code]];
-    const backendCode = (error as { backendCode?: number }).backendCode;
-    if (backendCode !== undefined) headers.push(["backend-code", String(backendCode)]);
+    if (error.backendCode !== undefined) headers.push(["backend-code", String(error.backendCode)]);
     socket.send(writeFrame("ERROR", headers, error.message));
     socket.close(code, error.message.slice(0, 120));
   }

@@ -41,10 +41,9 @@ class WampKind implements SocketKind {
   }
 
   refuse(socket: WebSocket, error: ProtocolError, code: number): void {
-    const backendCode = (error as { backendCode?: number }).backendCode;
-    const details = backendCode === undefined
+    const details = error.backendCode === undefined
       ? { message: error.message }
-      : { message: error.message, code: backendCode };
+      : { message: error.message, code: error.backendCode };
     socket.send(JSON.stringify([W.ABORT, details, wampError(error.code)]));
     socket.close(code, error.message.slice(0, 120));
   }
