@@ -57,7 +57,7 @@ export function mountAdmin(app: Hono<AppEnv>, deps: AppDeps): { close(): void } 
     hub.admin({ op: "watch", from: hub.node } satisfies AdminPayload);
   };
 
-  hub.onAdmin((payload, node) => {
+  hub.onAdmin((payload) => {
     const p = payload as AdminPayload;
     if (p?.op === "watch") {
       // The first watch since none: this isolate's last 15 minutes go to the watcher once.
@@ -69,7 +69,6 @@ export function mountAdmin(app: Hono<AppEnv>, deps: AppDeps): { close(): void } 
     } else if (p?.op === "who" && typeof p.user === "string") {
       hub.relay(p.from, "admin", { op: "who", id: p.id, connections: hub.connectionsOf(p.user) } satisfies AdminRelay);
     }
-    void node;
   });
   hub.onRelay("admin", (payload, node) => {
     const p = payload as AdminRelay;
