@@ -59,6 +59,9 @@ export interface Result {
    * delivery: what moves least on a shared box. */
   cpuMs: number;
   cpuUsPerDelivery: number;
+  /** storm: server CPU, and the load generator's own, per connection made. */
+  cpuUsPerConnect: number;
+  clientCpuUsPerConnect: number;
 }
 
 const SETUP_CONCURRENCY = 100;
@@ -175,6 +178,8 @@ function base(partial: Partial<Result>): Result {
     seconds: 0,
     cpuMs: 0,
     cpuUsPerDelivery: 0,
+    cpuUsPerConnect: 0,
+    clientCpuUsPerConnect: 0,
     ...partial,
   };
 }
@@ -313,12 +318,23 @@ async function idle(spec: Spec): Promise<Result> {
 }
 
 async function storm(spec: Spec): Promise<Result> {
+  const cpuBefore = cpuMs(spec);
+  const mineBefore = processCpuMs(Deno.pid);
   const start = performance.now();
   // Connect and join, as a user's tab does.
   const clients = await openClients(spec, spec.clients, tenPerRoom(spec));
   const seconds = (performance.now() - start) / 1000;
+  const cpu = cpuMs(spec) - cpuBefore;
+  const mine = processCpuMs(Deno.pid) - mineBefore;
   for (const c of clients) c.close();
-  return base({ connectsPerSec: spec.clients / seconds, seconds, rssMb: rssKb(spec) / 1024 });
+  return base({
+    connectsPerSec: spec.clients / seconds,
+    seconds,
+    rssMb: rssKb(spec) / 1024,
+    cpuMs: cpu,
+    cpuUsPerConnect: (cpu * 1000) / spec.clients,
+    clientCpuUsPerConnect: (mine * 1000) / spec.clients,
+  });
 }
 
 async function scenario(spec: Spec): Promise<Result> {

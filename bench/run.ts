@@ -310,7 +310,11 @@ function rowsFor(sc: ScenarioSpec, results: Map<Target, Result>): Row[] {
     case "idle":
       return [row("server RSS per connection (joined, rooms of 10)", (r) => r.kbPerConnection, "KiB", "lower", 1)];
     case "storm":
-      return [row("connections/s (each with its join)", (r) => r.connectsPerSec, "/s", "higher")];
+      return [
+        row("connections/s (each with its join)", (r) => r.connectsPerSec, "/s", "higher"),
+        row("server CPU per connection", (r) => r.cpuUsPerConnect, "µs", "lower"),
+        row("load generator CPU per connection", (r) => r.clientCpuUsPerConnect, "µs", "lower"),
+      ];
   }
 }
 
