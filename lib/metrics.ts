@@ -166,11 +166,12 @@ export class Metrics {
 
 /** Process memory, so that an operator sees overload coming (the hub's own figures are in Metrics). */
 function processMetrics(): string {
-  const { rss, heapUsed, external } = Deno.memoryUsage();
+  const { rss, heapUsed, heapTotal, external } = Deno.memoryUsage();
   const gauge = (name: string, help: string, value: number) =>
     `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
   return gauge("roomcast_process_resident_bytes", "Resident memory of the process", rss) +
     gauge("roomcast_process_heap_used_bytes", "JavaScript heap in use (every isolate's, with Workers)", heapUsed) +
+    gauge("roomcast_process_heap_total_bytes", "JavaScript heap reserved, used or not", heapTotal) +
     gauge("roomcast_process_external_bytes", "Memory of JavaScript objects held outside the heap", external);
 }
 
