@@ -244,17 +244,23 @@ class PusherClient implements BenchClient {
 /** How a Socket.IO server maps rooms: the bench's Node server takes `publish` with the room,
  * roomcast takes `message` with `{room, data}` and sends `{room, data, …}` back. */
 interface SocketIoDialect {
+  /** The CONNECT packet, and whether it joins the room itself (roomcast's `auth.join`: the room
+   * instead of the lobby, answered with a `joined` event) or an ack'd `join` follows it. */
+  connect(room: string | undefined): { packet: string; joins: boolean };
   publish(room: string | undefined, payload: string): string;
   /** The payload of a received frame, or undefined when it is not a message. */
   payload(text: string): string | undefined;
 }
 
 const NODE_DIALECT: SocketIoDialect = {
+  connect: () => ({ packet: "40", joins: false }),
   publish: (room, payload) => `42["publish","${room}","${payload}"]`,
   payload: (text) => text.startsWith('42["message","') ? text.slice(14, -2) : undefined,
 };
 
 const ROOMCAST_DIALECT: SocketIoDialect = {
+  connect: (room) =>
+    room === undefined ? { packet: "40", joins: false } : { packet: `40{"join":"${room}"}`, joins: true },
   publish: (room, payload) => `42["message",{"room":"${room}","data":"${payload}"}]`,
   payload(text) {
     if (!text.startsWith('42["message",{')) return undefined;
@@ -263,8 +269,8 @@ const ROOMCAST_DIALECT: SocketIoDialect = {
   },
 };
 
-/** Socket.IO 4 over Engine.IO v4's websocket transport, spoken directly: join with an ack, then
- * publish and receive in the server's dialect. */
+/** Socket.IO 4 over Engine.IO v4's websocket transport, spoken directly: join (on connect where the
+ * server can, else with an ack), then publish and receive in the server's dialect. */
 class SocketIoClient implements BenchClient {
   onPayload: (payload: string) => void = () => {};
   reconnects = 0;
@@ -274,6 +280,7 @@ class SocketIoClient implements BenchClient {
   constructor(private readonly options: ClientOptions, private readonly dialect: SocketIoDialect) {
     const joined = deferred();
     this.ready = joined.promise;
+    const connect = dialect.connect(options.room);
     const socket = this.#socket = new WebSocket(`${options.base}/socket.io/?EIO=4&transport=websocket`);
     socket.onerror = () => joined.reject(new Error("socket.io socket error"));
     socket.onmessage = (e) => {
@@ -281,11 +288,11 @@ class SocketIoClient implements BenchClient {
       const payload = dialect.payload(text);
       if (payload !== undefined) this.onPayload(payload);
       else if (text === "2") socket.send("3");
-      else if (text.startsWith("0{")) socket.send("40");
+      else if (text.startsWith("0{")) socket.send(connect.packet);
       else if (text.startsWith("40")) {
         if (options.room === undefined) joined.resolve();
-        else socket.send(`421["join","${options.room}"]`);
-      } else if (text.startsWith("431")) joined.resolve();
+        else if (!connect.joins) socket.send(`421["join","${options.room}"]`);
+      } else if (text.startsWith("431") || (connect.joins && text.startsWith('42["joined"'))) joined.resolve();
     };
   }
 

@@ -284,6 +284,79 @@ for (const layer of ["official", "own"] as const) {
   });
 
   Deno.test({
+    name: `[${layer}] auth.join: the rooms joined on connect instead of the lobby, with since; malformed lists refused`,
+    ...opts,
+    async fn() {
+      const secret = "a-test-secret-of-some-length";
+      await using server = await start({ authSecret: secret });
+      const token = async (sub: string, rooms?: string[]) => await signToken(rooms ? { sub, rooms } : { sub }, secret);
+      const members = async (room: string) =>
+        ((await (await server.fetch(`/api/rooms/${room}/presence`)).json()) as { members: { id: string }[] }).members
+          .map((m) => m.id).sort();
+      // Two stored messages in "a" first: a join with since gets the second again.
+      const early = await sio4(server.url, { auth: { token: await token("early"), join: "a" } });
+      const [first] = await early.next("joined") as [{ room: string; epoch: string; offset: number }];
+      assert.equal(first.room, "a");
+      const m1 = await early.request("message", { room: "a", data: "m1" }) as { offset: number; epoch: string };
+      await early.request("message", { room: "a", data: "m2" });
+
+      const ann = await sio4(server.url, {
+        auth: { token: await token("ann"), join: [{ room: "a", since: { epoch: m1.epoch, offset: m1.offset } }, "b"] },
+      });
+      const joinedA = await ann.next("joined", ([j]) => (j as { room: string }).room === "a") as [
+        { recovered: boolean; members: { id: string }[] },
+      ];
+      assert.equal(joinedA[0].recovered, true);
+      const [missed] = await ann.next("message") as [{ room: string; data: unknown; offset: number }];
+      assert.deepEqual([missed.room, missed.data, missed.offset], ["a", "m2", 2]);
+      await ann.next("joined", ([j]) => (j as { room: string }).room === "b");
+      assert.deepEqual(await members("a"), ["ann", "early"]);
+      assert.deepEqual(await members("b"), ["ann"]);
+      assert.deepEqual(await members("lobby"), [], "no lobby when auth.join names the rooms");
+      // Its short-form message is the lobby's, which it is not in.
+      const refused = await ann.request("message", "to the lobby") as { error: { code: string } };
+      assert.equal(refused.error.code, "not_joined");
+
+      // None at all, and rooms its token does not allow: a clear error, the others joined.
+      const none = await sio4(server.url, { auth: { token: await token("none"), join: [] } });
+      const limited = await sio4(server.url, { auth: { token: await token("lim", ["b"]), join: ["a", "b"] } });
+      const [forbidden] = await limited.next("roomcast:error") as [{ code: string }];
+      assert.equal(forbidden.code, "forbidden");
+      await limited.next("joined", ([j]) => (j as { room: string }).room === "b");
+      assert.deepEqual(await members("b"), ["ann", "lim"]);
+      assert.ok(!(await members("a")).includes("lim"));
+
+      // Hostile lists: not a room, an object without a room, too many, a bad name; each refused whole
+      // or by its join, the socket connected and in no room it did not ask for.
+      const hostile: { join: unknown; code: string | undefined }[] = [
+        { join: 5, code: "bad_request" },
+        { join: ["c", { room: 7 }], code: "bad_request" },
+        { join: Array.from({ length: 33 }, (_, i) => `r${i}`), code: "bad_request" },
+        { join: ["bad room\u0000"], code: "bad_request" },
+        { join: [{ room: "d", since: "nonsense" }], code: undefined },
+      ];
+      for (const [i, { join, code }] of hostile.entries()) {
+        const c = await sio4(server.url, { auth: { token: await token(`h${i}`), join } });
+        if (code) {
+          const [error] = await c.next("roomcast:error") as [{ code: string; message: string }];
+          assert.equal(error.code, code, JSON.stringify(join).slice(0, 60));
+        } else {
+          // A since that is no position is no since: a plain join.
+          const [joined] = await c.next("joined") as [{ room: string; recovered: boolean }];
+          assert.deepEqual([joined.room, joined.recovered], ["d", false]);
+        }
+        assert.equal(c.socket.connected, true);
+        c.close();
+      }
+      assert.deepEqual(await members("c"), []);
+      assert.deepEqual(await members("r0"), []);
+      assert.deepEqual(await members("lobby"), []);
+      assert.equal(none.received.filter((r) => r.event === "joined").length, 0);
+      for (const c of [early, ann, none, limited]) c.close();
+    },
+  });
+
+  Deno.test({
     name: `[${layer}] sessions end with their clients: the Engine.IO session count returns to zero`,
     ...opts,
     async fn() {

@@ -349,6 +349,33 @@ function position(value: unknown): Position | undefined {
   return undefined;
 }
 
+/** Rooms `auth.join` may name at most. */
+export const MAX_INITIAL_JOINS = 32;
+
+/** `auth.join`: the rooms a socket joins on connect instead of the lobby, each a room name or
+ * `{room, since}`, one or an array of them (`[]`: none). Each is then joined as an `emit("join")`
+ * would be (names, rights and limits checked there); a malformed list is refused whole. */
+function initialJoins(value: unknown): { room: unknown; since?: Position }[] | ProtocolError {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length > MAX_INITIAL_JOINS) {
+    return new ProtocolError("bad_request", `auth.join names ${MAX_INITIAL_JOINS} rooms at most: it joined none`);
+  }
+  const joins: { room: unknown; since?: Position }[] = [];
+  for (const item of list) {
+    if (typeof item === "string") {
+      joins.push({ room: item });
+      continue;
+    }
+    if (typeof item !== "object" || item === null || typeof (item as { room?: unknown }).room !== "string") {
+      return new ProtocolError("bad_request", "auth.join takes room names or {room, since}: it joined none");
+    }
+    const { room, since } = item as { room: string; since?: unknown };
+    const from = position(since);
+    joins.push(from ? { room, since: from } : { room });
+  }
+  return joins;
+}
+
 /** One Socket.IO socket in the hub: what it emits becomes frames, checked as `/ws` frames are. */
 function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, sessions: Sessions | undefined): void {
   const { hub } = deps;
@@ -387,8 +414,17 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, session
       });
     }
   } else {
-    const since = position(socket.handshake.auth?.since ?? socket.handshake.query?.since);
-    submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
+    const auth = socket.handshake.auth;
+    const chosen = auth && "join" in auth ? initialJoins(auth.join) : undefined;
+    if (chosen instanceof ProtocolError) {
+      socket.emit("roomcast:error", { code: chosen.code, message: chosen.message });
+    } else if (chosen) {
+      // The rooms the client chose instead of the lobby: each join's answer comes as `joined`.
+      for (const join of chosen) submit({ type: "join", ...join }, undefined);
+    } else {
+      const since = position(auth?.since ?? socket.handshake.query?.since);
+      submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
+    }
   }
   if (pid) sessions.opened(pid, identity.user.id, () => (socket.conn as EngineSocket).destroy("transport close"));
 
