@@ -41,6 +41,10 @@ export interface RequestInfo {
   context?: unknown;
 }
 
+/** Engine.IO's own heartbeat finds dead peers: Deno's idle timeout (a timer per socket, made again
+ * for every message that comes) is off. */
+const NO_IDLE_TIMEOUT = { idleTimeout: 0 };
+
 const ERRORS = {
   0: "Transport unknown",
   1: "Session ID unknown",
@@ -140,7 +144,7 @@ export class EngineServer extends EventEmitter {
     let transport: Transport;
     let response: Response | undefined;
     if (name === "websocket") {
-      const upgraded = Deno.upgradeWebSocket(request);
+      const upgraded = Deno.upgradeWebSocket(request, NO_IDLE_TIMEOUT);
       response = upgraded.response;
       transport = new WebSocketTransport(upgraded.socket, { codec, supportsBinary, maxPayload });
     } else {
@@ -223,7 +227,7 @@ export class EngineServer extends EventEmitter {
     if (!upgrade) return this.#error(request, 3);
     let upgraded: { socket: WebSocket; response: Response };
     try {
-      upgraded = Deno.upgradeWebSocket(request);
+      upgraded = Deno.upgradeWebSocket(request, NO_IDLE_TIMEOUT);
     } catch {
       return this.#error(request, 3);
     }
