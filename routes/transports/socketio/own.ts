@@ -13,7 +13,7 @@
 import { Decoder, Encoder, type Packet, PacketType } from "socket.io-parser";
 import type { EngineServer } from "./eio/server.ts";
 import { sessionId } from "../../../lib/ids.ts";
-import type { EngineSocket } from "./eio/socket.ts";
+import type { EngineSocket, SessionLayer } from "./eio/socket.ts";
 
 type Listener = (...args: unknown[]) => void;
 type Middleware = (socket: OwnSocket, next: (error?: Error) => void) => void | Promise<void>;
@@ -46,7 +46,7 @@ export class OwnSocket {
   readonly handshake: { auth: Record<string, unknown>; query: Record<string, string>; address: string };
   /** Listeners, made on the first (the bridge adds two: `onAny` and `disconnect`). */
   #any: Listener[] | undefined;
-  #listeners: Map<string, Listener[]> | undefined;
+  #listeners: [event: string, listener: Listener][] | undefined;
 
   constructor(readonly conn: EngineSocket, auth: Record<string, unknown>) {
     this.handshake = { auth, query: conn.request._query, address: conn.remoteAddress };
@@ -69,15 +69,12 @@ export class OwnSocket {
   }
 
   on(event: string, listener: Listener): this {
-    this.#listeners ??= new Map();
-    const list = this.#listeners.get(event) ?? [];
-    list.push(listener);
-    this.#listeners.set(event, list);
+    (this.#listeners ??= []).push([event, listener]);
     return this;
   }
 
   fire(event: string, ...args: unknown[]): void {
-    for (const listener of this.#listeners?.get(event) ?? []) listener(...args);
+    for (const [name, listener] of this.#listeners ?? []) if (name === event) listener(...args);
   }
 
   /** An EVENT from the client: to `onAny` listeners, then to the event's own. */
@@ -122,94 +119,118 @@ export class OwnSocketIo {
   }
 
   #accept(conn: EngineSocket): void {
-    // A decoder of its own only once the client sends binary (its attachments follow in other
-    // messages); text packets go through the shared one.
-    let decoder: Decoder | undefined;
-    let socket: OwnSocket | undefined;
-    let connecting = false;
-    // Let go once cleared: the closures below outlive it, and would keep the timer's objects alive.
-    let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(() => {
-      if (!socket?.connected) conn.close();
-    }, this.options.connectTimeoutMs);
-    const refuse = (message: string, data?: unknown) => {
-      const error = conn.protocol === 3 ? message : data === undefined ? { message } : { message, data };
-      for (const part of encoder.encode({ type: PacketType.CONNECT_ERROR, nsp: "/", data: error })) conn.write(part);
-    };
-    const connect = async (auth: Record<string, unknown>) => {
-      connecting = true;
-      const candidate = new OwnSocket(conn, auth);
-      for (const middleware of this.#middlewares) {
-        const error = await new Promise<Error | undefined>((resolve) => {
-          Promise.resolve(middleware(candidate, resolve)).catch(resolve);
-        });
-        if (error) {
-          connecting = false;
-          return refuse(error.message, (error as Error & { data?: unknown }).data);
-        }
-      }
-      if (conn.readyState !== "open") return;
-      socket = candidate;
-      socket.connected = true;
-      clearTimeout(timer);
-      timer = undefined;
-      const data = socket.pid === undefined ? { sid: socket.id } : { sid: socket.id, pid: socket.pid };
-      socket.packet(conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data });
-      for (const listener of this.#connection) listener(socket);
-    };
-    const onPacket = (packet: Packet) => {
-      if (packet.type === PacketType.CONNECT) {
-        if (packet.nsp !== "/") return refuse("Invalid namespace");
-        if (socket || connecting) return conn.close();
-        return void connect((packet.data ?? {}) as Record<string, unknown>);
-      }
-      if (!socket?.connected || packet.nsp !== "/") return conn.close();
-      switch (packet.type) {
-        case PacketType.EVENT:
-        case PacketType.BINARY_EVENT: {
-          const args = [...(packet.data as unknown[])];
-          if (packet.id !== undefined) {
-            const id = packet.id;
-            let sent = false;
-            args.push((...reply: unknown[]) => {
-              if (sent) return;
-              sent = true;
-              socket?.packet({ type: PacketType.ACK, id, data: reply });
-            });
-          }
-          return socket.onEvent(args);
-        }
-        case PacketType.DISCONNECT:
-          // The client may CONNECT again on this session, as it may with socket.io's Server.
-          socket.onClose("client namespace disconnect");
-          socket = undefined;
-          connecting = false;
-          return;
-        default:
-          return; // ACKs: this server asks for none.
-      }
-    };
-    conn.on("data", (data: string | ArrayBuffer) => {
-      try {
-        if (!decoder && typeof data === "string" && data[0] !== "5" && data[0] !== "6") {
-          const packet = decodeText(data);
-          if (packet) onPacket(packet);
-          return;
-        }
-        if (!decoder) {
-          decoder = new Decoder();
-          decoder.on("decoded", onPacket);
-        }
-        decoder.add(data);
-      } catch {
-        conn.close();
-      }
-    });
-    conn.on("close", (reason: string) => {
-      clearTimeout(timer);
-      decoder?.destroy();
-      socket?.onClose(reason);
-    });
+    conn.layer = new OwnSession(conn, this.#middlewares, this.#connection, this.options.connectTimeoutMs);
+  }
+}
+
+/** One Engine.IO session's Socket.IO side: one object that hears the session's messages and its end
+ * (`SessionLayer`), which keeps an idle session small (no listeners, no closures). */
+class OwnSession implements SessionLayer {
+  /** A decoder of its own only once the client sends binary (its attachments follow in other
+   * messages); text packets go through the shared one. */
+  #decoder: Decoder | undefined;
+  #socket: OwnSocket | undefined;
+  #connecting = false;
+  /** The connect timeout, let go once cleared. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly conn: EngineSocket,
+    readonly middlewares: readonly Middleware[],
+    readonly listeners: readonly ((socket: OwnSocket) => void)[],
+    connectTimeoutMs: number,
+  ) {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#socket?.connected) conn.close();
+    }, connectTimeoutMs);
     // Socket.IO v4 (2.x clients) connects to the default namespace at once, auth in the query.
-    if (conn.protocol === 3) void connect({});
+    if (conn.protocol === 3) void this.#connect({});
+  }
+
+  #refuse(message: string, data?: unknown): void {
+    const error = this.conn.protocol === 3 ? message : data === undefined ? { message } : { message, data };
+    for (const part of encoder.encode({ type: PacketType.CONNECT_ERROR, nsp: "/", data: error })) this.conn.write(part);
+  }
+
+  async #connect(auth: Record<string, unknown>): Promise<void> {
+    const conn = this.conn;
+    this.#connecting = true;
+    const candidate = new OwnSocket(conn, auth);
+    for (const middleware of this.middlewares) {
+      const error = await new Promise<Error | undefined>((resolve) => {
+        Promise.resolve(middleware(candidate, resolve)).catch(resolve);
+      });
+      if (error) {
+        this.#connecting = false;
+        return this.#refuse(error.message, (error as Error & { data?: unknown }).data);
+      }
+    }
+    if (conn.readyState !== "open") return;
+    const socket = this.#socket = candidate;
+    socket.connected = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const data = socket.pid === undefined ? { sid: socket.id } : { sid: socket.id, pid: socket.pid };
+    socket.packet(conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data });
+    for (const listener of this.listeners) listener(socket);
+  }
+
+  #packet(packet: Packet): void {
+    const socket = this.#socket;
+    if (packet.type === PacketType.CONNECT) {
+      if (packet.nsp !== "/") return this.#refuse("Invalid namespace");
+      if (socket || this.#connecting) return void this.conn.close();
+      return void this.#connect((packet.data ?? {}) as Record<string, unknown>);
+    }
+    if (!socket?.connected || packet.nsp !== "/") return void this.conn.close();
+    switch (packet.type) {
+      case PacketType.EVENT:
+      case PacketType.BINARY_EVENT: {
+        const args = [...(packet.data as unknown[])];
+        if (packet.id !== undefined) {
+          const id = packet.id;
+          let sent = false;
+          args.push((...reply: unknown[]) => {
+            if (sent) return;
+            sent = true;
+            socket.packet({ type: PacketType.ACK, id, data: reply });
+          });
+        }
+        return socket.onEvent(args);
+      }
+      case PacketType.DISCONNECT:
+        // The client may CONNECT again on this session, as it may with socket.io's Server.
+        socket.onClose("client namespace disconnect");
+        this.#socket = undefined;
+        this.#connecting = false;
+        return;
+      default:
+        return; // ACKs: this server asks for none.
+    }
+  }
+
+  data(data: string | ArrayBuffer): void {
+    try {
+      if (!this.#decoder && typeof data === "string" && data[0] !== "5" && data[0] !== "6") {
+        const packet = decodeText(data);
+        if (packet) this.#packet(packet);
+        return;
+      }
+      if (!this.#decoder) {
+        this.#decoder = new Decoder();
+        this.#decoder.on("decoded", (packet: Packet) => this.#packet(packet));
+      }
+      this.#decoder.add(data);
+    } catch {
+      this.conn.close();
+    }
+  }
+
+  closed(reason: string): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#decoder?.destroy();
+    this.#socket?.onClose(reason);
   }
 }

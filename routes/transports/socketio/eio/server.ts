@@ -150,13 +150,9 @@ export class EngineServer extends EventEmitter {
     } else {
       transport = this.#polling(codec.protocol, supportsBinary);
     }
-    const socket = new EngineSocket(id, protocol, described, info.remoteAddress, transport, this.options, slot);
+    const socket = new EngineSocket(id, protocol, described, info.remoteAddress, transport, this.options, slot, this);
     if (this.options.gate) socket.gate = this.options.gate(socket);
     this.clients.set(id, socket);
-    const release = () => {
-      this.clients.delete(id);
-      slot?.release();
-    };
     socket.open(name === "polling" ? ["websocket"] : []);
     try {
       this.emit("connection", socket);
@@ -166,13 +162,17 @@ export class EngineServer extends EventEmitter {
       console.error(`roomcast: Engine.IO session ${id} failed to start:`, error);
       socket.destroy("server error");
     }
-    // After the connection's own listeners: they see the session's state as it closed (a Socket.IO
-    // session kept for recovery keeps its rooms) before its slot is given back.
-    if (socket.readyState === "closed") release();
-    else socket.once("close", release);
     if (response) return response;
     // The open packet waits in the buffer: this first GET carries it.
     return (transport as PollingTransport).get(request, this.#headers(request));
+  }
+
+  /** A session has ended (`EngineSocket` calls it once, after its own `close` listeners: they see
+   * the session's state as it closed, a Socket.IO session kept for recovery its rooms, before its
+   * slot is given back). */
+  ended(socket: EngineSocket): void {
+    if (this.clients.get(socket.id) === socket) this.clients.delete(socket.id);
+    socket.slot?.release();
   }
 
   #polling(protocol: Protocol, supportsBinary: boolean): PollingTransport {

@@ -58,6 +58,13 @@ function toPacketData(data: WriteData): PacketData {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** Who hears of a session's messages and its end directly, without listeners (the own Socket.IO
+ * layer, routes/transports/socketio/own.ts): called before the `data` and `close` events. */
+export interface SessionLayer {
+  data(data: string | ArrayBuffer): void;
+  closed(reason: string): void;
+}
+
 export class EngineSocket extends EventEmitter implements TransportOwner {
   readonly id: string;
   readonly protocol: Protocol;
@@ -66,6 +73,7 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
   /** The admission slot this session holds (given back by the server when it ends). */
   readonly slot: SessionSlot | undefined;
   gate: PacketGate | undefined;
+  layer: SessionLayer | undefined;
   readyState: ReadyState = "opening";
   transport: Transport;
   upgrading = false;
@@ -76,6 +84,8 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
   #pongTimer: ReturnType<typeof setTimeout> | undefined;
   #upgradeTimer: ReturnType<typeof setTimeout> | undefined;
   #probe: WebSocketTransport | undefined;
+  /** The server told once the session ends. */
+  readonly #server: { ended(socket: EngineSocket): void } | undefined;
 
   constructor(
     id: string,
@@ -85,8 +95,10 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
     transport: Transport,
     options: SessionOptions,
     slot?: SessionSlot,
+    server?: { ended(socket: EngineSocket): void },
   ) {
     super();
+    this.#server = server;
     this.slot = slot;
     this.id = id;
     this.protocol = protocol;
@@ -153,14 +165,10 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
         const data = packet.data ?? "";
         const broken = this.gate?.inbound(data);
         if (broken !== undefined) return this.#onError("parse error", broken);
-        if (typeof data === "string") {
-          this.emit("data", data);
-          this.emit("message", data);
-        } else {
-          const copy = data.slice().buffer;
-          this.emit("data", copy);
-          this.emit("message", copy);
-        }
+        const message = typeof data === "string" ? data : data.slice().buffer;
+        this.layer?.data(message);
+        this.emit("data", message);
+        this.emit("message", message);
         return;
       }
       case "close":
@@ -304,8 +312,10 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
     this.#buffer = [];
     this.transport.owner = undefined;
     this.transport.abort();
+    this.layer?.closed(reason);
     this.emit("close", reason, description);
     this.removeAllListeners();
+    this.#server?.ended(this);
   }
 
   /** Ends the session now, with `reason` (the server is shutting down, or gave up on the client). */
