@@ -22,14 +22,19 @@ const CONNECT_ERROR = 4;
 const BINARY_EVENT = 5;
 const BINARY_ACK = 6;
 
-export interface GateOptions {
-  /** Engine.IO 3 (Socket.IO 2.x clients): the default namespace is connected without a CONNECT. */
-  protocol: 3 | 4;
+/** What every session's gate shares (one object for all of them). */
+export interface GateOptions<S extends GatedSession = GatedSession> {
   limits: JsonLimits;
   /** Bytes of attachments one packet may carry. */
   maxPayload: number;
-  /** Spends the connect rate for a CONNECT after the session's first: false refuses it. */
-  again: () => boolean;
+  /** Spends `session`'s connect rate for a CONNECT after its first: false refuses it. */
+  again(session: S): boolean;
+}
+
+/** The session a gate watches: Engine.IO 3 (Socket.IO 2.x clients) has its default namespace
+ * connected without a CONNECT. */
+export interface GatedSession {
+  readonly protocol: 3 | 4;
 }
 
 /** A packet's type and namespace, read from its head without parsing the rest. */
@@ -65,21 +70,28 @@ export function packetHead(text: string): Head | undefined {
   return { type, nsp, attachments };
 }
 
-export class SocketIoGate implements PacketGate {
-  readonly #options: GateOptions;
-  /** Namespaces connecting or connected. */
-  readonly #namespaces = new Set<string>();
+export class SocketIoGate<S extends GatedSession> implements PacketGate {
+  readonly #options: GateOptions<S>;
+  readonly #session: S;
+  /** Namespaces connecting or connected (MAX_NAMESPACES at most: a short list). */
+  readonly #namespaces: string[] = [];
   #connects = 0;
   /** Attachments still due for the last BINARY packet, and their bytes so far. */
   #due = 0;
   #dueBytes = 0;
 
-  constructor(options: GateOptions) {
+  constructor(options: GateOptions<S>, session: S) {
     this.#options = options;
-    if (options.protocol === 3) {
-      this.#namespaces.add("/");
+    this.#session = session;
+    if (session.protocol === 3) {
+      this.#namespaces.push("/");
       this.#connects = 1;
     }
+  }
+
+  #forget(nsp: string): void {
+    const at = this.#namespaces.indexOf(nsp);
+    if (at >= 0) this.#namespaces.splice(at, 1);
   }
 
   inbound(data: string | Uint8Array): string | undefined {
@@ -89,14 +101,14 @@ export class SocketIoGate implements PacketGate {
     if (head === undefined) return undefined;
     switch (head.type) {
       case CONNECT: {
-        if (this.#namespaces.has(head.nsp)) return `namespace ${head.nsp.slice(0, 64)} is connected or connecting`;
-        if (this.#namespaces.size >= MAX_NAMESPACES) return "too many namespaces";
-        if (this.#connects++ > 0 && !this.#options.again()) return "connecting too often";
-        this.#namespaces.add(head.nsp);
+        if (this.#namespaces.includes(head.nsp)) return `namespace ${head.nsp.slice(0, 64)} is connected or connecting`;
+        if (this.#namespaces.length >= MAX_NAMESPACES) return "too many namespaces";
+        if (this.#connects++ > 0 && !this.#options.again(this.#session)) return "connecting too often";
+        this.#namespaces.push(head.nsp);
         break;
       }
       case DISCONNECT:
-        this.#namespaces.delete(head.nsp);
+        this.#forget(head.nsp);
         break;
       case BINARY_EVENT:
       case BINARY_ACK:
@@ -121,6 +133,6 @@ export class SocketIoGate implements PacketGate {
     if (typeof data !== "string") return;
     const head = packetHead(data);
     // A refused or ended connection frees its namespace (an open one keeps it).
-    if (head?.type === CONNECT_ERROR || head?.type === DISCONNECT) this.#namespaces.delete(head.nsp);
+    if (head?.type === CONNECT_ERROR || head?.type === DISCONNECT) this.#forget(head.nsp);
   }
 }

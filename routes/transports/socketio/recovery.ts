@@ -30,8 +30,8 @@ import { roomAllowed } from "../../../lib/auth.ts";
 export const RECOVERABLE = new Set(["transport close", "transport error", "ping timeout"]);
 
 /** Events a socket's log keeps at most, and the bytes of their arguments (relayed events). */
-const LOG_ENTRIES = 512;
-const LOG_BYTES = 256 * 1024;
+export const LOG_ENTRIES = 512;
+export const LOG_BYTES = 256 * 1024;
 
 /** One written event: a stored message (replayed from its room's history), or the arguments of
  * another event (kept as written, `$binary` for bytes). */
@@ -43,7 +43,11 @@ export class SessionLog {
   seq: number;
   /** Offsets up to this one are no longer in the log. */
   floor: number;
-  #entries: Entry[] | undefined;
+  /** The log, flat (no object per entry): `seq, message or args, bytes` for each, oldest first;
+   * made with the first entry. */
+  #flat: (number | StoredMessage | unknown[])[] | undefined;
+  /** Where the oldest kept entry starts in `#flat` (dropped ones are cut off in bulk). */
+  #start = 0;
   #bytes = 0;
   /** The last message written to the socket in each room (a join's replay may still be on its way
    * when the socket drops: the hub's position runs ahead of what was written). Made with the first
@@ -68,24 +72,38 @@ export class SessionLog {
   /** An offset for an event worth replaying: a message, or another event's arguments. */
   note(message: StoredMessage | undefined, args: () => unknown[], bytes: number): string {
     const seq = ++this.seq;
-    const entries = this.#entries ??= [];
+    const flat = this.#flat ??= [];
     if (message) {
-      entries.push({ seq, message });
+      flat.push(seq, message, 0);
       (this.#written ??= new Map()).set(message.room, { epoch: message.epoch, offset: message.offset });
     } else {
-      entries.push({ seq, args: args(), bytes });
+      flat.push(seq, args(), bytes);
       this.#bytes += bytes;
     }
-    while (entries.length > LOG_ENTRIES || this.#bytes > LOG_BYTES) {
-      const dropped = entries.shift() as Entry;
-      if ("bytes" in dropped) this.#bytes -= dropped.bytes;
-      this.floor = dropped.seq;
+    while ((flat.length - this.#start) / 3 > LOG_ENTRIES || this.#bytes > LOG_BYTES) {
+      this.floor = flat[this.#start] as number;
+      this.#bytes -= flat[this.#start + 2] as number;
+      this.#start += 3;
+    }
+    // Dropped entries are cut off once they are as many as the kept ones.
+    if (this.#start > 0 && this.#start * 2 >= flat.length) {
+      flat.splice(0, this.#start);
+      this.#start = 0;
     }
     return String(seq);
   }
 
   get entries(): readonly Entry[] {
-    return this.#entries ?? [];
+    const flat = this.#flat ?? [];
+    const entries: Entry[] = [];
+    for (let i = this.#start; i < flat.length; i += 3) {
+      const seq = flat[i] as number;
+      const payload = flat[i + 1] as StoredMessage | unknown[];
+      entries.push(
+        Array.isArray(payload) ? { seq, args: payload, bytes: flat[i + 2] as number } : { seq, message: payload },
+      );
+    }
+    return entries;
   }
 }
 

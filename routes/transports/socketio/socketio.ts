@@ -33,7 +33,7 @@ import {
 import type { AppContext, AppDeps, AppEnv } from "../../deps.ts";
 import { addressOf, identifyToken, vetConnect } from "../identity.ts";
 import { Admitted } from "../admitted.ts";
-import { SocketIoGate } from "./gate.ts";
+import { type GateOptions, SocketIoGate } from "./gate.ts";
 import { EngineServer } from "./eio/server.ts";
 import { mountEngine } from "./eio/mount.ts";
 import type { EngineSocket } from "./eio/socket.ts";
@@ -524,6 +524,12 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
   const { config } = deps;
   const { pingIntervalMs, pingTimeoutMs, maxPayload, eio3 } = config.socketIo;
   const limits = config.limits;
+  // One for every session's gate: a CONNECT after a session's first spends its slot's connect rate.
+  const gating: GateOptions<EngineSocket> = {
+    limits,
+    maxPayload,
+    again: ({ slot }) => slot instanceof Admitted && slot.again(),
+  };
   const engine = new EngineServer({
     protocols: eio3 ? [3, 4] : [4],
     pingInterval: pingIntervalMs,
@@ -546,13 +552,7 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
       if (admitted instanceof Admitted) return admitted;
       return refuse(admitted.code === "unavailable" ? 503 : 429, 4, admitted.message, admitted.retryAfterS);
     },
-    gate: (session) =>
-      new SocketIoGate({
-        protocol: session.protocol,
-        limits,
-        maxPayload,
-        again: () => session.slot instanceof Admitted && session.slot.again(),
-      }),
+    gate: (session) => new SocketIoGate(gating, session),
     routing: deps.sessions,
   });
   deps.metrics.gauge(
