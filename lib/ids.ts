@@ -4,11 +4,28 @@
  */
 
 const ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz";
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/** Random bytes drawn from the CSPRNG 4 KiB at a time, each used once: an id costs no call of its
+ * own (a connect makes three to five of them). */
+const POOL = new Uint8Array(4096);
+let poolAt = POOL.length;
+
+/** Where `n` (at most POOL's length) fresh random bytes start in POOL. */
+function take(n: number): number {
+  if (poolAt + n > POOL.length) {
+    crypto.getRandomValues(POOL);
+    poolAt = 0;
+  }
+  const at = poolAt;
+  poolAt += n;
+  return at;
+}
 
 export function randomId(length = 12): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(length));
+  const at = take(length);
   let out = "";
-  for (const b of bytes) out += ALPHABET[b % 36];
+  for (let i = at; i < at + length; i++) out += ALPHABET[(POOL[i] as number) % 36];
   return out;
 }
 
@@ -45,8 +62,13 @@ export const nodeId = (): string => `n-${randomId(8)}`;
 /** An unguessable session id (Engine.IO sessions, Socket.IO sockets): 15 random bytes, base64url
  * (20 characters), the form Socket.IO's own ids take. */
 export function sessionId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(15));
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+  const at = take(15);
+  let out = "";
+  for (let i = at; i < at + 15; i += 3) {
+    const n = ((POOL[i] as number) << 16) | ((POOL[i + 1] as number) << 8) | (POOL[i + 2] as number);
+    out += BASE64URL[n >> 18]! + BASE64URL[(n >> 12) & 63]! + BASE64URL[(n >> 6) & 63]! + BASE64URL[n & 63]!;
+  }
+  return out;
 }
 export const guestId = (): string => `guest-${randomId(10)}`;
 
@@ -88,6 +110,7 @@ const ANIMALS = [
 ];
 
 export function guestName(): string {
-  const [a = 0, b = 0] = crypto.getRandomValues(new Uint8Array(2));
+  const at = take(2);
+  const [a, b] = [POOL[at] as number, POOL[at + 1] as number];
   return `${ADJECTIVES[a % ADJECTIVES.length]} ${ANIMALS[b % ANIMALS.length]}`;
 }
