@@ -130,6 +130,9 @@ export interface Config {
     /** Connection state recovery (socket.io's `maxDisconnectionDuration`): how long a dropped
      * session waits for its client; 0: off. Needs the own layer. @default 120000 */
     recoveryMs: number;
+    /** How long an Engine.IO session may take to CONNECT to Socket.IO (socket.io's `connectTimeout`)
+     * before it is closed. @default 45000 */
+    connectTimeoutMs: number;
   };
   /** Pusher Channels (protocol 7, `/app/:key`, the HTTP API under `/apps/:id`): the apps, from
    * `app_id:key:secret` items; empty: those endpoints answer 404. @default [] */
@@ -337,6 +340,7 @@ export function loadConfig(
       eio3: read.choice("ROOMCAST_SIO_EIO3", ["on", "off"], "on") === "on",
       layer: read.choice("ROOMCAST_SIO_LAYER", ["official", "own"], "own"),
       recoveryMs: read.duration("ROOMCAST_SIO_RECOVERY", 120_000, true) ?? 120_000,
+      connectTimeoutMs: read.duration("ROOMCAST_SIO_CONNECT_TIMEOUT", 45_000) ?? 45_000,
     },
     pusherApps: pusherApps(list("ROOMCAST_PUSHER_APPS") ?? [], read.problems),
     pusherClientEventBurst,

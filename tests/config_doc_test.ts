@@ -55,6 +55,7 @@ Deno.test("docs/CONFIG.md's plain defaults are the code's", () => {
   assert.equal(Number(plain("ROOMCAST_WEBHOOK_KEEP")?.replace(/m$/, "")) * 60_000, config.webhookKeepMs);
   assert.equal(seconds("ROOMCAST_SIO_PING_INTERVAL"), config.socketIo.pingIntervalMs);
   assert.equal(seconds("ROOMCAST_SIO_PING_TIMEOUT"), config.socketIo.pingTimeoutMs);
+  assert.equal(seconds("ROOMCAST_SIO_CONNECT_TIMEOUT"), config.socketIo.connectTimeoutMs);
   const rate = (name: string) => plain(name)?.split("/").map((part) => Number(part.replace(/s$/, "")));
   assert.deepEqual(rate("ROOMCAST_PUBLISH_RATE"), [config.limits.publishBurst, config.limits.publishWindowMs / 1000]);
   assert.deepEqual(rate("ROOMCAST_CONNECT_RATE"), [config.connectBurst, config.connectWindowMs / 1000]);

@@ -237,3 +237,37 @@ Deno.test({
     await stillServes(server);
   },
 });
+
+for (const layer of ["own", "official"] as const) {
+  Deno.test({
+    name: `[${layer}] sessions that never CONNECT are closed after ROOMCAST_SIO_CONNECT_TIMEOUT, their slots freed`,
+    ...opts,
+    async fn() {
+      const connectTimeoutMs = 400;
+      await using server = await startTestServer({
+        socketIo: { ...configWith().socketIo, layer, recoveryMs: 0, connectTimeoutMs },
+      });
+      const started = Date.now();
+      // Twenty sessions opened, in two bursts, that never send a CONNECT; one client that does.
+      const silent = [];
+      for (let i = 0; i < 10; i++) silent.push(await rawSocket(server));
+      const client = await sio4(server.url, { transports: ["websocket"] });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      for (let i = 0; i < 10; i++) silent.push(await rawSocket(server));
+      assert.equal(await sessions(server), 21);
+      let closed = 0;
+      for (const s of silent) void s.closed.then(() => closed++);
+      await until(() => closed === silent.length, connectTimeoutMs + 3000, "every silent session closed");
+      const took = Date.now() - started;
+      assert.ok(took >= connectTimeoutMs, `closed after ${took} ms, not before the timeout`);
+      assert.ok(took < connectTimeoutMs + 150 + 1500, `closed within the timeout and a sweep (${took} ms)`);
+      await until(async () => await sessions(server) === 1, 2000, "only the connected session left");
+      assert.equal(server.admission.open, 1, "the silent sessions' slots given back");
+      // The connected client, past the timeout, is still served.
+      assert.equal(client.socket.connected, true);
+      const ack = await client.request("message", "still here") as { offset: number };
+      assert.ok(ack.offset >= 1);
+      client.close();
+    },
+  });
+}

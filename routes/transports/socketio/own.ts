@@ -101,63 +101,82 @@ export class OwnSocket {
 }
 
 export class OwnSocketIo {
-  readonly #middlewares: Middleware[] = [];
-  readonly #connection: ((socket: OwnSocket) => void)[] = [];
+  readonly middlewares: Middleware[] = [];
+  readonly listeners: ((socket: OwnSocket) => void)[] = [];
+  /** Sessions yet to CONNECT, with when they must have: one sweep for them all rather than a timer
+   * each (a session that doesn't is closed, as socket.io's `connectTimeout` does). */
+  readonly #waiting = new Map<OwnSession, number>();
+  #sweep: ReturnType<typeof setTimeout> | undefined;
 
   constructor(engine: EngineServer, readonly options: { connectTimeoutMs: number }) {
     engine.on("connection", (conn: EngineSocket) => this.#accept(conn));
   }
 
   use(middleware: Middleware): this {
-    this.#middlewares.push(middleware);
+    this.middlewares.push(middleware);
     return this;
   }
 
   on(_event: "connection", listener: (socket: OwnSocket) => void): this {
-    this.#connection.push(listener);
+    this.listeners.push(listener);
     return this;
   }
 
   #accept(conn: EngineSocket): void {
-    conn.layer = new OwnSession(conn, this.#middlewares, this.#connection, this.options.connectTimeoutMs);
+    const session = new OwnSession(conn, this);
+    conn.layer = session;
+    // Socket.IO v4 (2.x clients) connects to the default namespace at once, auth in the query.
+    if (conn.protocol === 3) return void session.connect({});
+    this.#waiting.set(session, Date.now() + this.options.connectTimeoutMs);
+    this.#sweepSoon();
+  }
+
+  /** `session` connected, or ended: no longer waited for. */
+  settled(session: OwnSession): void {
+    if (!this.#waiting.delete(session) || this.#waiting.size > 0) return;
+    clearTimeout(this.#sweep);
+    this.#sweep = undefined;
+  }
+
+  #sweepSoon(): void {
+    if (this.#sweep !== undefined) return;
+    // Within a quarter of the timeout (at most a second) of when it is due.
+    const step = Math.max(10, Math.min(1000, this.options.connectTimeoutMs / 4));
+    this.#sweep = setTimeout(() => {
+      this.#sweep = undefined;
+      const now = Date.now();
+      // Waiting in the order they came, all with the same timeout: the first not due ends the sweep.
+      for (const [session, due] of this.#waiting) {
+        if (due > now) break;
+        this.#waiting.delete(session);
+        session.conn.close();
+      }
+      if (this.#waiting.size > 0) this.#sweepSoon();
+    }, step);
   }
 }
 
 /** One Engine.IO session's Socket.IO side: one object that hears the session's messages and its end
- * (`SessionLayer`), which keeps an idle session small (no listeners, no closures). */
+ * (`SessionLayer`), which keeps an idle session small (no listeners, no closures, no timer). */
 class OwnSession implements SessionLayer {
   /** A decoder of its own only once the client sends binary (its attachments follow in other
    * messages); text packets go through the shared one. */
   #decoder: Decoder | undefined;
   #socket: OwnSocket | undefined;
   #connecting = false;
-  /** The connect timeout, let go once cleared. */
-  #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(
-    readonly conn: EngineSocket,
-    readonly middlewares: readonly Middleware[],
-    readonly listeners: readonly ((socket: OwnSocket) => void)[],
-    connectTimeoutMs: number,
-  ) {
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (!this.#socket?.connected) conn.close();
-    }, connectTimeoutMs);
-    // Socket.IO v4 (2.x clients) connects to the default namespace at once, auth in the query.
-    if (conn.protocol === 3) void this.#connect({});
-  }
+  constructor(readonly conn: EngineSocket, readonly server: OwnSocketIo) {}
 
   #refuse(message: string, data?: unknown): void {
     const error = this.conn.protocol === 3 ? message : data === undefined ? { message } : { message, data };
     for (const part of encoder.encode({ type: PacketType.CONNECT_ERROR, nsp: "/", data: error })) this.conn.write(part);
   }
 
-  async #connect(auth: Record<string, unknown>): Promise<void> {
+  async connect(auth: Record<string, unknown>): Promise<void> {
     const conn = this.conn;
     this.#connecting = true;
     const candidate = new OwnSocket(conn, auth);
-    for (const middleware of this.middlewares) {
+    for (const middleware of this.server.middlewares) {
       const error = await new Promise<Error | undefined>((resolve) => {
         Promise.resolve(middleware(candidate, resolve)).catch(resolve);
       });
@@ -169,11 +188,10 @@ class OwnSession implements SessionLayer {
     if (conn.readyState !== "open") return;
     const socket = this.#socket = candidate;
     socket.connected = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.server.settled(this);
     const data = socket.pid === undefined ? { sid: socket.id } : { sid: socket.id, pid: socket.pid };
     socket.packet(conn.protocol === 3 ? { type: PacketType.CONNECT } : { type: PacketType.CONNECT, data });
-    for (const listener of this.listeners) listener(socket);
+    for (const listener of this.server.listeners) listener(socket);
   }
 
   #packet(packet: Packet): void {
@@ -181,7 +199,7 @@ class OwnSession implements SessionLayer {
     if (packet.type === PacketType.CONNECT) {
       if (packet.nsp !== "/") return this.#refuse("Invalid namespace");
       if (socket || this.#connecting) return void this.conn.close();
-      return void this.#connect((packet.data ?? {}) as Record<string, unknown>);
+      return void this.connect((packet.data ?? {}) as Record<string, unknown>);
     }
     if (!socket?.connected || packet.nsp !== "/") return void this.conn.close();
     switch (packet.type) {
@@ -228,8 +246,7 @@ class OwnSession implements SessionLayer {
   }
 
   closed(reason: string): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.server.settled(this);
     this.#decoder?.destroy();
     this.#socket?.onClose(reason);
   }

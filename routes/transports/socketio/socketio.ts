@@ -562,9 +562,9 @@ export function mountSocketIo(app: Hono<AppEnv>, deps: AppDeps): SocketIoService
   );
   let io: BridgeServer;
   if (config.socketIo.layer === "own") {
-    io = new OwnSocketIo(engine, { connectTimeoutMs: 45_000 }) as unknown as BridgeServer;
+    io = new OwnSocketIo(engine, { connectTimeoutMs: config.socketIo.connectTimeoutMs }) as unknown as BridgeServer;
   } else {
-    const server = new Server({ serveClient: false, connectTimeout: 45_000 });
+    const server = new Server({ serveClient: false, connectTimeout: config.socketIo.connectTimeoutMs });
     server.bind(engine);
     io = server as unknown as BridgeServer;
   }
