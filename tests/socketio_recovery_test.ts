@@ -105,6 +105,50 @@ Deno.test({ name: "recovery on the wire: an unknown session gets a fresh one; of
   }
 });
 
+Deno.test(
+  { name: "recovery on the wire: a pong lets the log go; after it, only offsets since the ping recover", ...opts },
+  async () => {
+    await using server = await startTestServer({
+      socketIo: { ...configWith().socketIo, recoveryMs: 120_000, pingIntervalMs: 150, pingTimeoutMs: 5000 },
+    });
+    /** A session that has read two lobby messages, then a ping it answers, then a third it never reads. */
+    const session = async (tag: string) => {
+      const sid = await eioHandshake(server.url);
+      await eioPush(server, sid, "40");
+      const first = await pollUntil(server, sid, (p) => p.startsWith('42["joined"'));
+      const { pid } = JSON.parse((first.find((p) => p.startsWith("40")) as string).slice(2));
+      await postJson(server, "/api/rooms/lobby/messages", { data: `${tag}1` });
+      await postJson(server, "/api/rooms/lobby/messages", { data: `${tag}2` });
+      const read = await pollUntil(server, sid, (p) => p.includes(`"${tag}2"`));
+      const offsets = read.filter((p) => p.startsWith('42["message"')).map((p) => JSON.parse(p.slice(2)).at(-1));
+      assert.equal(offsets.length, 2);
+      // The server's ping (every 150 ms), after what it wrote before; the client answers it.
+      const pinged = await pollUntil(server, sid, (p) => p === "2");
+      assert.ok(pinged.includes("2"), "a ping came");
+      await eioPush(server, sid, "3");
+      await postJson(server, "/api/rooms/lobby/messages", { data: `${tag}3` });
+      await eioPush(server, sid, "1"); // a drop, before it read the third
+      return { pid: pid as string, offsets: offsets as string[] };
+    };
+    const reconnect = async (pid: string, offset: string, until: string) => {
+      const sid = await eioHandshake(server.url);
+      await eioPush(server, sid, `40{"pid":"${pid}","offset":"${offset}"}`);
+      const packets = await pollUntil(server, sid, (p) => p.includes(until));
+      const answer = JSON.parse((packets.find((p) => p.startsWith("40")) as string).slice(2));
+      const messages = packets.filter((p) => p.startsWith('42["message"')).map((p) => JSON.parse(p.slice(2))[1]);
+      return { recovered: answer.pid === pid, messages };
+    };
+
+    // From its last offset: the message it missed, once.
+    const a = await session("a");
+    assert.deepEqual(await reconnect(a.pid, a.offsets[1] as string, '"a3"'), { recovered: true, messages: ["a3"] });
+    // From an offset before the answered ping: not its client's any more, a fresh session.
+    const b = await session("b");
+    const stale = await reconnect(b.pid, b.offsets[0] as string, '42["joined"');
+    assert.deepEqual(stale, { recovered: false, messages: [] });
+  },
+);
+
 // ── the stock client ───────────────────────────────────────────────────────────────────────────
 
 Deno.test({

@@ -16,6 +16,12 @@ import { sessionId } from "../../../lib/ids.ts";
 import type { EngineSocket, SessionLayer } from "./eio/socket.ts";
 
 type Listener = (...args: unknown[]) => void;
+
+/** What a socket's recovery log hears of the heartbeat (`SessionLog`). */
+export interface HeartbeatLog {
+  pinged(): void;
+  ponged(): void;
+}
 type Middleware = (socket: OwnSocket, next: (error?: Error) => void) => void | Promise<void>;
 
 const encoder = new Encoder();
@@ -43,6 +49,9 @@ export class OwnSocket {
   recovered = false;
   readonly data: Record<string, unknown> = {};
   connected = false;
+  /** Its recovery log (routes/transports/socketio/recovery.ts), told of the session's heartbeats:
+   * a pong shows what the client has read. */
+  log: HeartbeatLog | undefined = undefined;
   readonly handshake: { auth: Record<string, unknown>; query: Record<string, string>; address: string };
   /** Listeners, made on the first (the bridge adds two: `onAny` and `disconnect`). */
   #any: Listener[] | undefined;
@@ -243,6 +252,14 @@ class OwnSession implements SessionLayer {
     } catch {
       this.conn.close();
     }
+  }
+
+  pinged(): void {
+    this.#socket?.log?.pinged();
+  }
+
+  ponged(): void {
+    this.#socket?.log?.ponged();
   }
 
   closed(reason: string): void {

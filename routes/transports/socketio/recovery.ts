@@ -64,6 +64,31 @@ export class SessionLog {
     this.floor = floor;
   }
 
+  /** The last offset handed out when the latest heartbeat ping was sent, until its pong. */
+  #pinged = -1;
+
+  /** A heartbeat ping is being sent: everything written so far goes before it. */
+  pinged(): void {
+    this.#pinged = this.seq;
+  }
+
+  /** Its pong came: the client has had everything written before the ping (one ordered stream), so
+   * the log lets those entries go; an offset before them is no longer its client's. */
+  ponged(): void {
+    const upTo = this.#pinged;
+    this.#pinged = -1;
+    if (upTo <= this.floor) return;
+    const flat = this.#flat ?? [];
+    while (this.#start < flat.length && (flat[this.#start] as number) <= upTo) {
+      this.#bytes -= flat[this.#start + 2] as number;
+      this.#start += 3;
+    }
+    flat.splice(0, this.#start);
+    this.#start = 0;
+    if (flat.length === 0) this.#flat = undefined;
+    this.floor = upTo;
+  }
+
   /** An offset for an event that is not logged (a join's answer, an error). */
   stamp(): string {
     return String(++this.seq);

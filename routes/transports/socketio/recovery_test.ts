@@ -49,3 +49,26 @@ Deno.test("SessionLog: bounded in entries and in bytes; the floor is the last en
   big.note(message(1), () => [], 0);
   assert.deepEqual(big.entries.map((e) => e.seq), [4, 5, 6, 7]);
 });
+
+Deno.test("SessionLog: an answered ping lets go of what was written before it, and raises the floor", () => {
+  const log = new SessionLog();
+  log.note(message(1), () => [], 0);
+  log.note(undefined, () => ["typing"], 100);
+  log.pinged();
+  // Written after the ping went out: kept by its pong.
+  log.note(undefined, () => ["late"], 50);
+  log.ponged();
+  assert.deepEqual(log.entries, [{ seq: 3, args: ["late"], bytes: 50 }]);
+  assert.equal(log.floor, 2);
+  // A pong with no ping out changes nothing; the bytes of what went are given back.
+  log.ponged();
+  assert.equal(log.floor, 2);
+  log.pinged();
+  log.ponged();
+  assert.deepEqual(log.entries, []);
+  assert.equal(log.floor, 3);
+  const each = Math.floor(LOG_BYTES / 2);
+  log.note(undefined, () => ["a"], each);
+  log.note(undefined, () => ["b"], each);
+  assert.equal(log.entries.length, 2, "the trimmed entries' bytes no longer count");
+});

@@ -56,6 +56,8 @@ interface BridgeSocket {
    * socket is a recovered one. */
   readonly pid?: string | undefined;
   readonly recovered?: boolean;
+  /** The own layer's: the recovery log, told of the heartbeat. */
+  log?: SessionLog | undefined;
 }
 
 /** What mountSocketIo uses of a Socket.IO server. */
@@ -382,6 +384,8 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, session
   const restored = socket.data.restored as Restored | undefined;
   const pid = sessions && socket.pid;
   const log = !pid ? undefined : restored ? new SessionLog(restored.seq, restored.offset) : new SessionLog();
+  // The own layer tells the log of the heartbeat (recovery runs only there).
+  if (log && "log" in socket) socket.log = log;
   const peer = new SocketIoPeer(socket, identity.user, log);
   const slot = (socket.conn as EngineSocket).slot;
   const connection = slot instanceof Admitted

@@ -63,6 +63,10 @@ function toPacketData(data: WriteData): PacketData {
 export interface SessionLayer {
   data(data: string | ArrayBuffer): void;
   closed(reason: string): void;
+  /** EIO=4 heartbeat: a ping is about to be written after everything before it, and its pong came
+   * (the client has read all that came before the ping). */
+  pinged?(): void;
+  ponged?(): void;
 }
 
 export class EngineSocket extends EventEmitter implements TransportOwner {
@@ -128,6 +132,7 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
   #schedulePing(): void {
     clearTimeout(this.#pingTimer);
     this.#pingTimer = setTimeout(() => {
+      this.layer?.pinged?.();
       this.#sendPacket({ type: "ping" });
       this.#pongTimer = setTimeout(() => this.#onClose("ping timeout"), this.#options.pingTimeout);
     }, this.#options.pingInterval);
@@ -156,6 +161,8 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
         return;
       case "pong":
         if (this.protocol === 3) return this.#onError("invalid heartbeat direction");
+        // Only the answer to a ping out tells what the client has read.
+        if (this.#pongTimer !== undefined) this.layer?.ponged?.();
         clearTimeout(this.#pongTimer);
         this.#pongTimer = undefined;
         this.#schedulePing();
