@@ -65,7 +65,8 @@ const MESSAGE = '{"type":"message"';
 const DATA = '"data":"';
 const OFFSET = '"offset":';
 
-/** roomcast's JSON protocol on /ws (optionally batched: frames joined by "\n"). */
+/** roomcast's JSON protocol on /ws (optionally batched: frames joined by "\n"), its room joined
+ * through the connect URL (`?room=`, with `since` after a reconnect), as the bare client's is. */
 class RoomcastClient implements BenchClient {
   onPayload: (payload: string) => void = () => {};
   reconnects = 0;
@@ -87,14 +88,13 @@ class RoomcastClient implements BenchClient {
   }
 
   #open(): void {
-    const url = `${this.options.base}/ws?name=bench${this.batch ? "&batch=1" : ""}`;
+    // The room (and where to recover it from) in the connect URL: joined at once, after welcome.
+    const room = this.options.room;
+    const join = room === undefined
+      ? ""
+      : `&room=${encodeURIComponent(room)}${this.#epoch ? `&since=${this.#epoch}:${this.#offset}` : ""}`;
+    const url = `${this.options.base}/ws?name=bench${this.batch ? "&batch=1" : ""}${join}`;
     const socket = this.#socket = new WebSocket(url);
-    socket.onopen = () => {
-      const room = this.options.room;
-      if (room === undefined) return;
-      const since = this.#epoch ? { epoch: this.#epoch, offset: this.#offset } : undefined;
-      socket.send(JSON.stringify({ type: "join", room, ...(since ? { since } : {}) }));
-    };
     socket.onmessage = (e) => {
       const text = e.data as string;
       if (this.batch && text.includes("\n")) { for (const frame of text.split("\n")) this.#frame(frame); }

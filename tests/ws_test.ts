@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { isType, TestClient } from "./_client.ts";
 import { startTestServer } from "./_server.ts";
+import { signToken } from "../lib/auth.ts";
 
 Deno.test("/ws: welcome, join, publish, ack, delivery, leave", async (t) => {
   await using server = await startTestServer();
@@ -158,4 +159,59 @@ Deno.test("/ws: direct, signal, history, presence, ping", async (t) => {
     assert.deepEqual(pong, { type: "pong", ref: 42 });
     await a.close();
   });
+});
+
+Deno.test("/ws?room=: joined at connect after welcome, with since; batch too; bad lists refused whole", async () => {
+  const secret = "a-test-secret-of-some-length";
+  await using server = await startTestServer({ authSecret: secret, limits: { maxRooms: 4 } });
+  const token = async (sub: string, rooms?: string[]) => await signToken(rooms ? { sub, rooms } : { sub }, secret);
+  const publisher = await TestClient.json(server.ws(`/ws?token=${await token("pub")}&room=a&room=b`));
+  assert.equal((await publisher.next()).type, "welcome", "welcome comes first");
+  const joinedA = await publisher.next(isType("joined"));
+  const joinedB = await publisher.next(isType("joined"));
+  assert.deepEqual([joinedA.room, joinedB.room], ["a", "b"], "in the order of the URL");
+  for (const data of ["a1", "a2"]) publisher.send({ type: "publish", room: "a", data, ref: data });
+  const acks = [await publisher.next(isType("ack")), await publisher.next(isType("ack"))];
+  const [first] = acks;
+
+  // Since the first message of "a" (SSE's grammar): the second comes again, then live.
+  const since = encodeURIComponent(`a=${first?.epoch}:${first?.offset}`);
+  const back = await TestClient.json(server.ws(`/ws?token=${await token("back")}&room=a&room=b&since=${since}`));
+  const recovered = await back.next(isType("joined"));
+  assert.deepEqual([recovered.room, recovered.recovered], ["a", true]);
+  const missed = await back.next(isType("message"));
+  assert.deepEqual([missed.room, missed.data, missed.offset], ["a", "a2", 2]);
+  const other = await back.next((f) => f.type === "joined" && f.room === "b");
+  assert.equal(other.recovered, false);
+  assert.deepEqual(
+    (await server.hub.presence("a")).map((m) => m.id).sort(),
+    ["back", "pub"],
+  );
+
+  // Batched mode takes it too (frames one per line).
+  const batched = await TestClient.raw(server.ws(`/ws?batch=1&token=${await token("bat")}&room=b`));
+  await batched.next((text) => text.split("\n").some((line) => line.includes('"type":"joined"')));
+
+  // A room its token does not allow: that join refused, the others made.
+  const limited = await TestClient.json(server.ws(`/ws?token=${await token("lim", ["b"])}&room=a&room=b`));
+  const refused = await limited.next(isType("error"));
+  assert.equal(refused.code, "forbidden");
+  assert.equal((await limited.next(isType("joined"))).room, "b");
+
+  // Hostile URLs: too many rooms, a bad name; an error says why, nothing joined, still connected.
+  for (const query of ["room=c&room=d&room=e&room=f&room=g", "room=c&room=bad%20name", `room=${"x".repeat(129)}`]) {
+    const c = await TestClient.json(server.ws(`/ws?token=${await token("h")}&${query}`));
+    const error = await c.next(isType("error"));
+    assert.equal(error.code, "bad_request", query);
+    assert.equal(c.socket.readyState, WebSocket.OPEN);
+    c.send({ type: "ping" });
+    await c.next(isType("pong"));
+    assert.equal(c.unread.filter((f) => f.type === "joined").length, 0);
+    await c.close();
+  }
+  // A since that names no position, or another room: those rooms start live.
+  const odd = await TestClient.json(server.ws(`/ws?token=${await token("odd")}&room=a&since=nonsense`));
+  assert.equal((await odd.next(isType("joined"))).recovered, false);
+  assert.deepEqual((await server.hub.presence("c")).length, 0);
+  for (const c of [publisher, back, batched, limited, odd]) await c.close();
 });

@@ -6,7 +6,16 @@
  */
 import type { Connection } from "../../lib/connection.ts";
 import type { Peer } from "../../lib/peer.ts";
-import { CloseCode, errorFields, ProtocolError, type User } from "../../lib/protocol.ts";
+import {
+  CloseCode,
+  errorFields,
+  isRoomName,
+  type Position,
+  ProtocolError,
+  ROOM_RULE,
+  type User,
+} from "../../lib/protocol.ts";
+import { parseStreamId } from "./sse/sse.ts";
 import { connectionId } from "../../lib/ids.ts";
 import type { Identity } from "../../lib/auth.ts";
 import type { AppContext, AppDeps } from "../deps.ts";
@@ -50,6 +59,31 @@ export interface SocketKind {
   closed?(connection: Connection): void;
   /** One text frame within the hard size cap. */
   text(connection: Connection, text: string): void;
+  /** The JSON protocol's: `?room=` (and `?since=`, as SSE takes it) joins those rooms at once,
+   * after `welcome`, as `join` frames would (Centrifugo's connect with its subscriptions). */
+  readonly joinsInUrl?: boolean;
+}
+
+/** A join asked for in the connect URL. */
+type UrlJoin = { type: "join"; room: string; since?: Position };
+
+/** `?room=a&room=b&since=…`: the joins, none (no `room`), or why none are made (too many rooms, a
+ * bad name). `since` is read as SSE reads it (docs/PROTOCOL.md, "SSE"): `<epoch>:<offset>` for one
+ * room, `<room>=<epoch>:<offset>,…` for several, `0` for each room's oldest kept message. */
+function urlJoins(c: AppContext, maxRooms: number): UrlJoin[] | ProtocolError | undefined {
+  const rooms = [...new Set(c.req.queries("room") ?? [])];
+  if (rooms.length === 0) return undefined;
+  if (rooms.length > maxRooms) {
+    return new ProtocolError("bad_request", `?room= may name ${maxRooms} rooms at most: none joined`);
+  }
+  if (rooms.some((room) => !isRoomName(room))) {
+    return new ProtocolError("bad_request", `?room= names must match ${ROOM_RULE}: none joined`);
+  }
+  const since = parseStreamId(c.req.query("since"), rooms);
+  return rooms.map((room) => {
+    const from = since.get(room);
+    return from ? { type: "join", room, since: from } : { type: "join", room };
+  });
 }
 
 /** Frames above this many times the frame limit close the socket with 1009 instead of an error frame. */
@@ -108,7 +142,8 @@ export async function acceptSocket(c: AppContext, deps: AppDeps, kind: SocketKin
   }
   if (admitted instanceof Admitted && identity) {
     // The session gives the slot back itself: an open connection holds no closure for it.
-    wire(socket, deps, identity, kind, admitted, id);
+    const joins = kind.joinsInUrl ? urlJoins(c, deps.config.limits.maxRooms) : undefined;
+    wire(socket, deps, identity, kind, admitted, id, joins);
   } else if (refusal) {
     if (admitted instanceof Admitted) socket.addEventListener("close", () => admitted.release(), { once: true });
     // Browsers can't read a refused upgrade's status, so the upgrade completes first.
@@ -143,6 +178,8 @@ class SocketSession {
     /** The admission slot this socket holds, given back when it closes. */
     readonly admitted: Admitted,
     readonly id: string,
+    /** The joins the connect URL asked for, made once it opens. */
+    public joins: UrlJoin[] | ProtocolError | undefined,
   ) {}
 
   handleEvent(event: Event): void {
@@ -176,6 +213,10 @@ class SocketSession {
     if (connection instanceof ProtocolError) return (kind.refuse ?? tellAndClose)(socket, connection, CloseCode.policy);
     this.#connection = connection;
     kind.opened(connection);
+    const joins = this.joins;
+    this.joins = undefined;
+    if (joins instanceof ProtocolError) connection.error(joins.code, joins.message);
+    else if (joins) { for (const join of joins) this.deps.hub.frames.submit(connection, join); }
   }
 
   #message(event: MessageEvent): void {
@@ -209,9 +250,10 @@ function wire(
   kind: SocketKind,
   admitted: Admitted,
   id: string,
+  joins: UrlJoin[] | ProtocolError | undefined,
 ): void {
   // Binary messages come as bytes where the protocol takes them.
   if (kind.binary) socket.binaryType = "arraybuffer";
-  const session = new SocketSession(socket, deps, identity, kind, admitted, id);
+  const session = new SocketSession(socket, deps, identity, kind, admitted, id, joins);
   for (const type of ["open", "message", "close"]) socket.addEventListener(type, session);
 }

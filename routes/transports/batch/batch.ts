@@ -18,6 +18,7 @@ export const MAX_BATCH_FRAMES = 100;
 /** A batched socket: JSON frames, several per message each way. */
 export class BatchKind implements SocketKind {
   readonly transport = "batch";
+  readonly joinsInUrl = true;
   readonly #flusher = new BatchFlusher();
   constructor(readonly hub: Hub) {}
 

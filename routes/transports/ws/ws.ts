@@ -15,6 +15,7 @@ import { SocketPeer } from "./socket_peer.ts";
 /** A `/ws` socket: JSON frames, one per message, pinged by the hub ("app" liveness). */
 export class JsonKind implements SocketKind {
   readonly transport = "ws";
+  readonly joinsInUrl = true;
   constructor(readonly hub: Hub) {}
 
   peer(socket: WebSocket, id: string, user: User): Peer {
