@@ -10,6 +10,7 @@ import { bodyErrorStatus, readBody } from "../../../body.ts";
 import { sessionId } from "../../../../lib/ids.ts";
 import { forwardedRequest, ownerOf, requestFrom, responseFrom, type SessionRouting } from "./forward.ts";
 import { codecFor, type Protocol } from "./parser.ts";
+import { Heartbeats } from "./heartbeats.ts";
 import { type EngineRequest, EngineSocket, type PacketGate, type SessionOptions, type SessionSlot } from "./socket.ts";
 import { PollingTransport, type Transport, WebSocketTransport } from "./transports.ts";
 
@@ -57,12 +58,15 @@ const ERRORS = {
 export class EngineServer extends EventEmitter {
   readonly clients = new Map<string, EngineSocket>();
   readonly options: EngineServerOptions;
+  /** Every session's heartbeat deadlines, on a few timers. */
+  readonly heartbeats: Heartbeats;
 
   #forwards = 0;
 
   constructor(options: EngineServerOptions) {
     super();
     this.options = options;
+    this.heartbeats = new Heartbeats(options);
     options.routing?.serve((forwarded, signal) =>
       this.handle(requestFrom(forwarded, signal), { remoteAddress: forwarded.remoteAddress })
     );
@@ -251,6 +255,7 @@ export class EngineServer extends EventEmitter {
   /** Ends every session. */
   close(): this {
     for (const socket of [...this.clients.values()]) socket.destroy("server close");
+    this.heartbeats.stop();
     return this;
   }
 }

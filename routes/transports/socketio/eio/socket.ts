@@ -8,6 +8,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Packet, PacketData, Protocol } from "./parser.ts";
+import { type Beat, type Beating, Heartbeats } from "./heartbeats.ts";
 import {
   PAYLOAD_TOO_LARGE,
   type PollingTransport,
@@ -69,7 +70,13 @@ export interface SessionLayer {
   ponged?(): void;
 }
 
-export class EngineSocket extends EventEmitter implements TransportOwner {
+/** The server a session belongs to: its heartbeat queues, and who is told when it ends. */
+export interface SessionServer {
+  readonly heartbeats: Heartbeats;
+  ended(socket: EngineSocket): void;
+}
+
+export class EngineSocket extends EventEmitter implements TransportOwner, Beating {
   readonly id: string;
   readonly protocol: Protocol;
   readonly request: EngineRequest;
@@ -84,12 +91,15 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
   upgraded = false;
   readonly #options: SessionOptions;
   #buffer: Packet[] = [];
-  #pingTimer: ReturnType<typeof setTimeout> | undefined;
-  #pongTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the next ping is due (EIO 4), and when the client's answer (EIO 4: its pong; EIO 3: its
+   * ping) is late: deadlines on the server's heartbeat queues, not timers of the session's own. */
+  #pingDue: number | undefined;
+  #pongDue: number | undefined;
+  readonly #heartbeats: Heartbeats;
   #upgradeTimer: ReturnType<typeof setTimeout> | undefined;
   #probe: WebSocketTransport | undefined;
   /** The server told once the session ends. */
-  readonly #server: { ended(socket: EngineSocket): void } | undefined;
+  readonly #server: SessionServer | undefined;
 
   constructor(
     id: string,
@@ -99,10 +109,11 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
     transport: Transport,
     options: SessionOptions,
     slot?: SessionSlot,
-    server?: { ended(socket: EngineSocket): void },
+    server?: SessionServer,
   ) {
     super();
     this.#server = server;
+    this.#heartbeats = server?.heartbeats ?? new Heartbeats(options);
     this.slot = slot;
     this.id = id;
     this.protocol = protocol;
@@ -130,21 +141,29 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
 
   /** EIO=4: a ping every `pingInterval`, answered within `pingTimeout` (counted from when it is queued). */
   #schedulePing(): void {
-    clearTimeout(this.#pingTimer);
-    this.#pingTimer = setTimeout(() => {
-      this.layer?.pinged?.();
-      this.#sendPacket({ type: "ping" });
-      this.#pongTimer = setTimeout(() => this.#onClose("ping timeout"), this.#options.pingTimeout);
-    }, this.#options.pingInterval);
+    this.#pingDue = this.#heartbeats.set(this, "ping");
   }
 
   /** EIO=3: the client's ping must come within `pingInterval + pingTimeout`. */
   #expectPing(): void {
-    clearTimeout(this.#pongTimer);
-    this.#pongTimer = setTimeout(
-      () => this.#onClose("ping timeout"),
-      this.#options.pingInterval + this.#options.pingTimeout,
-    );
+    this.#pongDue = this.#heartbeats.set(this, "expect");
+  }
+
+  /** When a heartbeat deadline of this session is due (`Heartbeats`). */
+  beatDue(beat: Beat): number | undefined {
+    return beat === "ping" ? this.#pingDue : this.#pongDue;
+  }
+
+  /** A heartbeat deadline has come: a ping to send, or an answer that did not come. */
+  onBeat(beat: Beat): void {
+    if (beat !== "ping") {
+      this.#pongDue = undefined;
+      return this.#onClose("ping timeout");
+    }
+    this.#pingDue = undefined;
+    this.layer?.pinged?.();
+    this.#sendPacket({ type: "ping" });
+    this.#pongDue = this.#heartbeats.set(this, "pong");
   }
 
   // ── packets in ─────────────────────────────────────────────────────────────
@@ -162,9 +181,8 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
       case "pong":
         if (this.protocol === 3) return this.#onError("invalid heartbeat direction");
         // Only the answer to a ping out tells what the client has read.
-        if (this.#pongTimer !== undefined) this.layer?.ponged?.();
-        clearTimeout(this.#pongTimer);
-        this.#pongTimer = undefined;
+        if (this.#pongDue !== undefined) this.layer?.ponged?.();
+        this.#pongDue = undefined;
         this.#schedulePing();
         this.emit("heartbeat");
         return;
@@ -308,8 +326,8 @@ export class EngineSocket extends EventEmitter implements TransportOwner {
   #onClose(reason: string, description?: string): void {
     if (this.readyState === "closed") return;
     this.readyState = "closed";
-    clearTimeout(this.#pingTimer);
-    clearTimeout(this.#pongTimer);
+    this.#pingDue = undefined;
+    this.#pongDue = undefined;
     clearTimeout(this.#upgradeTimer);
     if (this.#probe) {
       this.#probe.owner = undefined;
