@@ -3,6 +3,7 @@
  * (lib/engine/backplane_test.ts). A factory gives `nodes` connected backplanes, as isolates would
  * have; `crosses: false` (one isolate only) runs the single-node steps.
  */
+import { storedMessage } from "./_messages.ts";
 import assert from "node:assert/strict";
 import type { Backplane, BackplaneEvent } from "../lib/engine/backplane.ts";
 import type { StoredMessage } from "../lib/protocol.ts";
@@ -22,16 +23,7 @@ function listen(backplane: Backplane): Heard[] {
 }
 
 const message = (room: string, offset: number): BackplaneEvent => {
-  const stored: StoredMessage = {
-    type: "message",
-    room,
-    id: `m${offset}`,
-    epoch: "e",
-    offset,
-    from: { id: "u", name: "U" },
-    data: offset,
-    ts: 0,
-  };
+  const stored = storedMessage(room, offset);
   return { kind: "message", room, message: stored, json: JSON.stringify(stored) };
 };
 

@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
-import type { StoredMessage } from "../../../lib/protocol.ts";
+import { storedMessage } from "../../../tests/_messages.ts";
 import { LOG_BYTES, LOG_ENTRIES, SessionLog } from "./recovery.ts";
 
-const message = (offset: number): StoredMessage => ({
-  type: "message",
-  room: "r",
-  id: `m${offset}`,
-  epoch: "e",
-  offset,
-  from: { id: "u", name: "U" },
-  data: offset,
-  ts: 0,
-});
+const message = (offset: number) => storedMessage("r", offset);
 
 Deno.test("SessionLog: offsets, entries in order, the written position per room", () => {
   const log = new SessionLog();
