@@ -58,7 +58,7 @@ export class OwnSocket {
   #listeners: [event: string, listener: Listener][] | undefined;
 
   constructor(readonly conn: EngineSocket, auth: Record<string, unknown>) {
-    this.handshake = { auth, query: conn.request._query, address: conn.remoteAddress };
+    this.handshake = { auth, query: conn.query, address: conn.remoteAddress };
   }
 
   /** Sends a packet for the default namespace. */

@@ -160,6 +160,11 @@ export interface Restored {
 
 const key = (pid: string) => `sio:${pid}`;
 
+/** An open socket's Engine.IO session, as far as recovery ends it. */
+export interface Droppable {
+  destroy(reason: string): void;
+}
+
 /** A session's shape, when it came back from the store: anything else is no session. */
 function parkedShape(value: unknown): value is Parked {
   if (typeof value !== "object" || value === null) return false;
@@ -176,16 +181,17 @@ export class Sessions {
   readonly #parking = new Map<string, Promise<void>>();
   /** Sockets still open here, by pid: a client that comes back before its old connection was seen
    * to drop takes it over. */
-  readonly #live = new Map<string, { user: string; drop: () => void }>();
+  readonly #live = new Map<string, { user: string; session: Droppable }>();
 
   constructor(
     readonly hub: Hub,
     readonly options: { ttlMs: number; now: () => number; authOn: boolean },
   ) {}
 
-  /** `drop` ends the socket as a transport close would (its session is parked). */
-  opened(pid: string, user: string, drop: () => void): void {
-    this.#live.set(pid, { user, drop });
+  /** `session` is ended as a transport close would end it (its session is parked) when its client
+   * comes back before the drop was seen. */
+  opened(pid: string, user: string, session: Droppable): void {
+    this.#live.set(pid, { user, session });
   }
 
   /** Parks the session of a socket that dropped; `undefined`: it ended for good. */
@@ -218,7 +224,7 @@ export class Sessions {
     // Its old connection, still open here: ended now, as a drop would (by its own user only).
     const live = this.#live.get(pid);
     if (live && this.options.authOn && live.user !== identity.user.id) return undefined;
-    live?.drop();
+    live?.session.destroy("transport close");
     await this.#parking.get(pid);
     let json = await this.hub.unpark(key(pid));
     // Parked by another isolate or process that saw the drop a moment after the client did (up to

@@ -430,7 +430,7 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, session
       submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
     }
   }
-  if (pid) sessions.opened(pid, identity.user.id, () => (socket.conn as EngineSocket).destroy("transport close"));
+  if (pid) sessions.opened(pid, identity.user.id, socket.conn as EngineSocket);
 
   const { maxFrameBytes } = deps.config.limits;
   socket.onAny((event: string, ...args: unknown[]) => {

@@ -11,8 +11,8 @@ import { sessionId } from "../../../../lib/ids.ts";
 import { forwardedRequest, ownerOf, requestFrom, responseFrom, type SessionRouting } from "./forward.ts";
 import { codecFor, type Protocol } from "./parser.ts";
 import { Heartbeats } from "./heartbeats.ts";
-import { type EngineRequest, EngineSocket, type PacketGate, type SessionOptions, type SessionSlot } from "./socket.ts";
-import { PollingTransport, type Transport, WebSocketTransport } from "./transports.ts";
+import { EngineSocket, type Handshake, type PacketGate, type SessionOptions, type SessionSlot } from "./socket.ts";
+import { PollingTransport, type Transport, type WebSocketOptions, WebSocketTransport } from "./transports.ts";
 
 export interface EngineServerOptions extends SessionOptions {
   /** The protocol versions served: [4], or [3, 4]. */
@@ -138,11 +138,9 @@ export class EngineServer extends EventEmitter {
     query: URLSearchParams,
     slot: SessionSlot | undefined,
   ): Response | Promise<Response> {
-    const codec = codecFor(protocol);
     const supportsBinary = !query.has("b64");
     const routing = this.options.routing;
     const id = (this.options.generateId ?? sessionId)() + (routing ? `.${routing.node}` : "");
-    const { maxPayload } = this.options;
     // Read before an upgrade: after it, the request's headers are gone.
     const described = engineRequest(request, query);
     let transport: Transport;
@@ -150,9 +148,9 @@ export class EngineServer extends EventEmitter {
     if (name === "websocket") {
       const upgraded = Deno.upgradeWebSocket(request, NO_IDLE_TIMEOUT);
       response = upgraded.response;
-      transport = new WebSocketTransport(upgraded.socket, { codec, supportsBinary, maxPayload });
+      transport = new WebSocketTransport(upgraded.socket, this.#socketOptions(protocol, supportsBinary));
     } else {
-      transport = this.#polling(codec.protocol, supportsBinary);
+      transport = this.#polling(protocol, supportsBinary);
     }
     const socket = new EngineSocket(id, protocol, described, info.remoteAddress, transport, this.options, slot, this);
     if (this.options.gate) socket.gate = this.options.gate(socket);
@@ -169,6 +167,19 @@ export class EngineServer extends EventEmitter {
     if (response) return response;
     // The open packet waits in the buffer: this first GET carries it.
     return (transport as PollingTransport).get(request, this.#headers(request));
+  }
+
+  /** What every WebSocket transport of a protocol and binary mode shares (one object each). */
+  readonly #socketOptionsMade = new Map<string, WebSocketOptions>();
+
+  #socketOptions(protocol: Protocol, supportsBinary: boolean): WebSocketOptions {
+    const key = `${protocol}${supportsBinary ? "b" : "t"}`;
+    let options = this.#socketOptionsMade.get(key);
+    if (!options) {
+      options = { codec: codecFor(protocol), supportsBinary, maxPayload: this.options.maxPayload };
+      this.#socketOptionsMade.set(key, options);
+    }
+    return options;
   }
 
   /** A session has ended (`EngineSocket` calls it once, after its own `close` listeners: they see
@@ -242,13 +253,7 @@ export class EngineServer extends EventEmitter {
       return upgraded.response;
     }
     const query = new URL(request.url).searchParams;
-    socket.probe(
-      new WebSocketTransport(upgraded.socket, {
-        codec: codecFor(socket.protocol),
-        supportsBinary: !query.has("b64"),
-        maxPayload: this.options.maxPayload,
-      }),
-    );
+    socket.probe(new WebSocketTransport(upgraded.socket, this.#socketOptions(socket.protocol, !query.has("b64"))));
     return upgraded.response;
   }
 
@@ -264,8 +269,8 @@ export class EngineServer extends EventEmitter {
  * since every session holds its copy for as long as it lasts. */
 const KEPT_HEADERS = ["host", "origin", "user-agent", "referer", "accept-language", "cookie", "authorization"];
 
-/** What socket.io reads of the handshake request, node-style. */
-function engineRequest(request: Request, query: URLSearchParams): EngineRequest {
+/** What a session keeps of its handshake request (socket.io reads it node-style, `EngineSocket.request`). */
+function engineRequest(request: Request, query: URLSearchParams): Handshake {
   const url = new URL(request.url);
   const headers: Record<string, string> = {};
   for (const name of KEPT_HEADERS) {
@@ -275,8 +280,7 @@ function engineRequest(request: Request, query: URLSearchParams): EngineRequest 
   return {
     headers,
     url: url.pathname + url.search,
-    method: request.method,
-    _query: Object.fromEntries(query),
-    connection: { encrypted: url.protocol === "https:" },
+    query: Object.fromEntries(query),
+    encrypted: url.protocol === "https:",
   };
 }

@@ -28,6 +28,19 @@ export interface EngineRequest {
   connection: { encrypted: boolean };
 }
 
+/** What a session keeps of its handshake request (its `request` is made from it when asked). */
+export interface Handshake {
+  /** A few of its headers (read before an upgrade: after it, they are gone). */
+  headers: Record<string, string>;
+  /** Its path and query. */
+  url: string;
+  query: Record<string, string>;
+  encrypted: boolean;
+}
+
+const ENCRYPTED = Object.freeze({ encrypted: true });
+const PLAIN = Object.freeze({ encrypted: false });
+
 export interface SessionOptions {
   pingInterval: number;
   pingTimeout: number;
@@ -79,7 +92,9 @@ export interface SessionServer {
 export class EngineSocket extends EventEmitter implements TransportOwner, Beating {
   readonly id: string;
   readonly protocol: Protocol;
-  readonly request: EngineRequest;
+  /** The handshake's query, as socket.io reads it (`handshake.query`). */
+  readonly query: Record<string, string>;
+  readonly #handshake: Handshake;
   readonly remoteAddress: string;
   /** The admission slot this session holds (given back by the server when it ends). */
   readonly slot: SessionSlot | undefined;
@@ -104,7 +119,7 @@ export class EngineSocket extends EventEmitter implements TransportOwner, Beatin
   constructor(
     id: string,
     protocol: Protocol,
-    request: EngineRequest,
+    handshake: Handshake,
     remoteAddress: string,
     transport: Transport,
     options: SessionOptions,
@@ -117,11 +132,19 @@ export class EngineSocket extends EventEmitter implements TransportOwner, Beatin
     this.slot = slot;
     this.id = id;
     this.protocol = protocol;
-    this.request = request;
+    this.#handshake = handshake;
+    this.query = handshake.query;
     this.remoteAddress = remoteAddress;
     this.transport = transport;
     this.#options = options;
     transport.owner = this;
+  }
+
+  /** The handshake request node-style, as the official `socket.io` Server reads it (made when
+   * asked: a session keeps only its parts). */
+  get request(): EngineRequest {
+    const { headers, url, query, encrypted } = this.#handshake;
+    return { headers, url, method: "GET", _query: query, connection: encrypted ? ENCRYPTED : PLAIN };
   }
 
   /** Sends the open packet and starts the heartbeat. */
