@@ -47,8 +47,26 @@ class Record {
  * them too fast. */
 export type Refused = "full" | "address" | "rate";
 
+/** Whether `text` is four dot-separated groups of 1-3 digits. */
+function isPlainIpv4(text: string): boolean {
+  let dots = 0;
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || ++dots > 3) return false;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (++digits > 3) return false;
+    } else return false;
+  }
+  return dots === 3 && digits > 0;
+}
+
 /** The key an address counts under: IPv4 as is, IPv6 by its first four groups (/64). */
 export function addressKey(address: string): string {
+  // Most addresses are plain IPv4 (digits and dots): as they are, without a pattern.
+  if (isPlainIpv4(address)) return address;
   const host = address.replace(/^\[|\]$/g, "").toLowerCase();
   const v4 = /^(?:::ffff:)?(\d{1,3}(?:\.\d{1,3}){3})$/.exec(host);
   if (v4) return v4[1] as string;

@@ -5,6 +5,13 @@ import { ManualClock } from "./clock.ts";
 
 Deno.test("addresses count as IPv4 or as their IPv6 /64", () => {
   assert.equal(addressKey("203.0.113.7"), "203.0.113.7");
+  // Not plain IPv4 (too many digits or groups, empty groups): through the general path, never a false IPv4 key.
+  assert.equal(addressKey("1.2.3"), "1.2.3");
+  assert.equal(addressKey("1.2.3.4.5"), "1.2.3.4.5");
+  assert.equal(addressKey("1..2.3"), "1..2.3");
+  assert.equal(addressKey("1234.1.1.1"), "1234.1.1.1");
+  assert.equal(addressKey("1.2.3.4."), "1.2.3.4.");
+  assert.equal(addressKey("local"), "local");
   assert.equal(addressKey("::ffff:127.0.0.1"), "127.0.0.1");
   assert.equal(addressKey("[2001:db8:aa:bb:1:2:3:4]"), "2001:db8:aa:bb::/64");
   assert.equal(addressKey("2001:db8:aa:bb::99"), "2001:db8:aa:bb::/64", "one client's /64 is one address");

@@ -89,7 +89,8 @@ export class EngineServer extends EventEmitter {
   /** Answers one request under the engine's path. */
   async handle(request: Request, info: RequestInfo): Promise<Response> {
     if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: this.#headers(request) });
-    const query = new URL(request.url).searchParams;
+    const url = new URL(request.url);
+    const query = url.searchParams;
     const transport = query.get("transport");
     if (transport !== "polling" && transport !== "websocket") return this.#error(request, 0);
     // EIO=3's JSONP polling (`j=`, for browsers without XHR2/CORS) is not served: a clear refusal
@@ -122,7 +123,7 @@ export class EngineServer extends EventEmitter {
     const slot = await this.options.admit?.(request, info);
     if (slot instanceof Response) return slot;
     try {
-      return this.#handshake(request, info, protocol, transport, query, slot);
+      return this.#handshake(request, info, protocol, transport, url, slot);
     } catch (error) {
       slot?.release();
       if (error instanceof TypeError) return this.#error(request, 3); // a malformed WebSocket handshake
@@ -135,14 +136,15 @@ export class EngineServer extends EventEmitter {
     info: RequestInfo,
     protocol: Protocol,
     name: "polling" | "websocket",
-    query: URLSearchParams,
+    url: URL,
     slot: SessionSlot | undefined,
   ): Response | Promise<Response> {
+    const query = url.searchParams;
     const supportsBinary = !query.has("b64");
     const routing = this.options.routing;
     const id = (this.options.generateId ?? sessionId)() + (routing ? `.${routing.node}` : "");
     // Read before an upgrade: after it, the request's headers are gone.
-    const described = engineRequest(request, query);
+    const described = engineRequest(request, url);
     let transport: Transport;
     let response: Response | undefined;
     if (name === "websocket") {
@@ -270,8 +272,7 @@ export class EngineServer extends EventEmitter {
 const KEPT_HEADERS = ["host", "origin", "user-agent", "referer", "accept-language", "cookie", "authorization"];
 
 /** What a session keeps of its handshake request (socket.io reads it node-style, `EngineSocket.request`). */
-function engineRequest(request: Request, query: URLSearchParams): Handshake {
-  const url = new URL(request.url);
+function engineRequest(request: Request, url: URL): Handshake {
   const headers: Record<string, string> = {};
   for (const name of KEPT_HEADERS) {
     const value = request.headers.get(name);
@@ -280,7 +281,7 @@ function engineRequest(request: Request, query: URLSearchParams): Handshake {
   return {
     headers,
     url: url.pathname + url.search,
-    query: Object.fromEntries(query),
+    query: Object.fromEntries(url.searchParams),
     encrypted: url.protocol === "https:",
   };
 }
