@@ -6,16 +6,8 @@
  */
 import type { Connection } from "../../lib/connection.ts";
 import type { Peer } from "../../lib/peer.ts";
-import {
-  CloseCode,
-  errorFields,
-  isRoomName,
-  type Position,
-  ProtocolError,
-  ROOM_RULE,
-  type User,
-} from "../../lib/protocol.ts";
-import { parseStreamId } from "./sse/sse.ts";
+import { CloseCode, errorFields, ProtocolError, type User } from "../../lib/protocol.ts";
+import { parseStreamId, roomsParam, urlJoin } from "./sse/sse.ts";
 import { connectionId } from "../../lib/ids.ts";
 import type { Identity } from "../../lib/auth.ts";
 import type { AppContext, AppDeps } from "../deps.ts";
@@ -65,25 +57,17 @@ export interface SocketKind {
 }
 
 /** A join asked for in the connect URL. */
-type UrlJoin = { type: "join"; room: string; since?: Position };
+type UrlJoin = ReturnType<typeof urlJoin>;
 
-/** `?room=a&room=b&since=…`: the joins, none (no `room`), or why none are made (too many rooms, a
- * bad name). `since` is read as SSE reads it (docs/PROTOCOL.md, "SSE"): `<epoch>:<offset>` for one
- * room, `<room>=<epoch>:<offset>,…` for several, `0` for each room's oldest kept message. */
+/** `?room=a&room=b&since=…`, read as SSE reads them (docs/PROTOCOL.md, "SSE"): the joins, none (no
+ * `room`), or why none are made (too many rooms, a bad name). */
 function urlJoins(c: AppContext, maxRooms: number): UrlJoin[] | ProtocolError | undefined {
-  const rooms = [...new Set(c.req.queries("room") ?? [])];
-  if (rooms.length === 0) return undefined;
-  if (rooms.length > maxRooms) {
-    return new ProtocolError("bad_request", `?room= may name ${maxRooms} rooms at most: none joined`);
-  }
-  if (rooms.some((room) => !isRoomName(room))) {
-    return new ProtocolError("bad_request", `?room= names must match ${ROOM_RULE}: none joined`);
-  }
-  const since = parseStreamId(c.req.query("since"), rooms);
-  return rooms.map((room) => {
-    const from = since.get(room);
-    return from ? { type: "join", room, since: from } : { type: "join", room };
-  });
+  const named = c.req.queries("room") ?? [];
+  if (named.length === 0) return undefined;
+  const rooms = roomsParam(named, maxRooms, "a connection");
+  if (rooms instanceof ProtocolError) return new ProtocolError(rooms.code, `${rooms.message} (none joined)`);
+  const resume = parseStreamId(c.req.query("since"), rooms);
+  return rooms.map((room) => urlJoin(room, resume));
 }
 
 /** Frames above this many times the frame limit close the socket with 1009 instead of an error frame. */

@@ -148,15 +148,23 @@ class SsePeer implements Peer {
   }
 }
 
-function roomsParam(rooms: string[], maxRooms: number): string[] {
+/** `?room=` as SSE and `/ws` read it: each room once, at most `maxRooms` (`whose` they are, for the
+ * message), every name valid; or why not. */
+export function roomsParam(rooms: string[], maxRooms: number, whose: string): string[] | ProtocolError {
   const unique = [...new Set(rooms)];
-  if (unique.length === 0) throw new ProtocolError("bad_request", "Name at least one room: /events?room=lobby");
   if (unique.length > maxRooms) {
-    throw new ProtocolError("bad_request", `Too many rooms: a stream may follow ${maxRooms}`);
+    return new ProtocolError("bad_request", `Too many rooms: ${whose} may follow ${maxRooms}`);
   }
-  const bad = unique.find((room) => !isRoomName(room));
-  if (bad !== undefined) throw new ProtocolError("bad_request", `Room names must match ${ROOM_RULE}`);
+  if (unique.some((room) => !isRoomName(room))) {
+    return new ProtocolError("bad_request", `Room names must match ${ROOM_RULE}`);
+  }
   return unique;
+}
+
+/** The join of `room` a URL asks for, resumed where its `?since=` (or `Last-Event-ID`) says. */
+export function urlJoin(room: string, resume: Map<string, Position>): { type: "join"; room: string; since?: Position } {
+  const since = resume.get(room);
+  return since ? { type: "join", room, since } : { type: "join", room };
 }
 
 export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
@@ -177,7 +185,10 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get("/events", async (c) => {
     const refused = refuseStream(c, deps);
     if (refused) return refused;
-    const rooms = roomsParam(c.req.queries("room") ?? [], config.limits.maxRooms);
+    const named = c.req.queries("room") ?? [];
+    if (named.length === 0) throw new ProtocolError("bad_request", "Name at least one room: /events?room=lobby");
+    const rooms = roomsParam(named, config.limits.maxRooms, "a stream");
+    if (rooms instanceof ProtocolError) throw rooms;
     const address = addressOf(c, deps);
     // Admitted before anything else is done for the client (a JWT checked, say); a HEAD opens
     // nothing and takes no slot.
@@ -224,10 +235,7 @@ export function mountSse(app: Hono<AppEnv>, deps: AppDeps): void {
         const connection = admitted.connect(peer, { ...identity, member: c.req.query("presence") === "1" }, "sse");
         if (connection instanceof ProtocolError) return peer.close(CloseCode.policy, connection.message);
         track(peer, true);
-        for (const room of rooms) {
-          const since = resume.get(room);
-          hub.frames.submit(connection, since ? { type: "join", room, since } : { type: "join", room });
-        }
+        for (const room of rooms) hub.frames.submit(connection, urlJoin(room, resume));
       },
       cancel() {
         peer?.gone();
