@@ -79,14 +79,27 @@ export class SessionLog {
     this.#pinged = -1;
     if (upTo <= this.floor) return;
     const flat = this.#flat ?? [];
-    while (this.#start < flat.length && (flat[this.#start] as number) <= upTo) {
-      this.#bytes -= flat[this.#start + 2] as number;
-      this.#start += 3;
-    }
-    flat.splice(0, this.#start);
-    this.#start = 0;
-    if (flat.length === 0) this.#flat = undefined;
+    while (this.#start < flat.length && (flat[this.#start] as number) <= upTo) this.#dropOldest();
+    this.#compact();
     this.floor = upTo;
+  }
+
+  /** Lets the oldest kept entry go; returns its offset. */
+  #dropOldest(): number {
+    const flat = this.#flat as (number | StoredMessage | unknown[])[];
+    this.#bytes -= flat[this.#start + 2] as number;
+    this.#start += 3;
+    return flat[this.#start - 3] as number;
+  }
+
+  /** Cuts dropped entries off once they are as many as the kept ones (the log goes once empty). */
+  #compact(): void {
+    const flat = this.#flat;
+    if (!flat || this.#start === 0) return;
+    if (this.#start === flat.length) this.#flat = undefined;
+    else if (this.#start * 2 >= flat.length) flat.splice(0, this.#start);
+    else return;
+    this.#start = 0;
   }
 
   /** An offset for an event that is not logged (a join's answer, an error). */
@@ -105,16 +118,8 @@ export class SessionLog {
       flat.push(seq, args(), bytes);
       this.#bytes += bytes;
     }
-    while ((flat.length - this.#start) / 3 > LOG_ENTRIES || this.#bytes > LOG_BYTES) {
-      this.floor = flat[this.#start] as number;
-      this.#bytes -= flat[this.#start + 2] as number;
-      this.#start += 3;
-    }
-    // Dropped entries are cut off once they are as many as the kept ones.
-    if (this.#start > 0 && this.#start * 2 >= flat.length) {
-      flat.splice(0, this.#start);
-      this.#start = 0;
-    }
+    while ((flat.length - this.#start) / 3 > LOG_ENTRIES || this.#bytes > LOG_BYTES) this.floor = this.#dropOldest();
+    this.#compact();
     return String(seq);
   }
 
