@@ -108,7 +108,7 @@ export class EngineServer extends EventEmitter {
         }
         return this.#error(request, 1);
       }
-      if (transport === "websocket") return this.#upgrade(request, socket, upgrade);
+      if (transport === "websocket") return this.#upgrade(request, query, socket, upgrade);
       if (socket.transport.name !== "polling" || socket.upgraded) return this.#error(request, 3);
       const polling = socket.transport as PollingTransport;
       if (request.method === "GET") return await polling.get(request, this.#headers(request));
@@ -240,7 +240,7 @@ export class EngineServer extends EventEmitter {
   }
 
   /** A WebSocket for a polling session: it is probed, then takes over (`EngineSocket.probe`). */
-  #upgrade(request: Request, socket: EngineSocket, upgrade: boolean): Response {
+  #upgrade(request: Request, query: URLSearchParams, socket: EngineSocket, upgrade: boolean): Response {
     if (!upgrade) return this.#error(request, 3);
     let upgraded: { socket: WebSocket; response: Response };
     try {
@@ -254,7 +254,6 @@ export class EngineServer extends EventEmitter {
       upgraded.socket.onopen = () => upgraded.socket.close();
       return upgraded.response;
     }
-    const query = new URL(request.url).searchParams;
     socket.probe(new WebSocketTransport(upgraded.socket, this.#socketOptions(socket.protocol, !query.has("b64"))));
     return upgraded.response;
   }

@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Packet, PacketData, Protocol } from "./parser.ts";
-import { type Beat, type Beating, Heartbeats } from "./heartbeats.ts";
+import type { Beat, Beating, Heartbeats } from "./heartbeats.ts";
 import {
   PAYLOAD_TOO_LARGE,
   type PollingTransport,
@@ -110,11 +110,10 @@ export class EngineSocket extends EventEmitter implements TransportOwner, Beatin
    * ping) is late: deadlines on the server's heartbeat queues, not timers of the session's own. */
   #pingDue: number | undefined;
   #pongDue: number | undefined;
-  readonly #heartbeats: Heartbeats;
   #upgradeTimer: ReturnType<typeof setTimeout> | undefined;
   #probe: WebSocketTransport | undefined;
-  /** The server told once the session ends. */
-  readonly #server: SessionServer | undefined;
+  /** Its server: its heartbeat queues, told once the session ends. */
+  readonly #server: SessionServer;
 
   constructor(
     id: string,
@@ -123,12 +122,11 @@ export class EngineSocket extends EventEmitter implements TransportOwner, Beatin
     remoteAddress: string,
     transport: Transport,
     options: SessionOptions,
-    slot?: SessionSlot,
-    server?: SessionServer,
+    slot: SessionSlot | undefined,
+    server: SessionServer,
   ) {
     super();
     this.#server = server;
-    this.#heartbeats = server?.heartbeats ?? new Heartbeats(options);
     this.slot = slot;
     this.id = id;
     this.protocol = protocol;
@@ -164,12 +162,12 @@ export class EngineSocket extends EventEmitter implements TransportOwner, Beatin
 
   /** EIO=4: a ping every `pingInterval`, answered within `pingTimeout` (counted from when it is queued). */
   #schedulePing(): void {
-    this.#pingDue = this.#heartbeats.set(this, "ping");
+    this.#pingDue = this.#server.heartbeats.set(this, "ping");
   }
 
   /** EIO=3: the client's ping must come within `pingInterval + pingTimeout`. */
   #expectPing(): void {
-    this.#pongDue = this.#heartbeats.set(this, "expect");
+    this.#pongDue = this.#server.heartbeats.set(this, "expect");
   }
 
   /** When a heartbeat deadline of this session is due (`Heartbeats`). */
@@ -186,7 +184,7 @@ export class EngineSocket extends EventEmitter implements TransportOwner, Beatin
     this.#pingDue = undefined;
     this.layer?.pinged?.();
     this.#sendPacket({ type: "ping" });
-    this.#pongDue = this.#heartbeats.set(this, "pong");
+    this.#pongDue = this.#server.heartbeats.set(this, "pong");
   }
 
   // ── packets in ─────────────────────────────────────────────────────────────
@@ -363,7 +361,7 @@ export class EngineSocket extends EventEmitter implements TransportOwner, Beatin
     this.layer?.closed(reason);
     this.emit("close", reason, description);
     this.removeAllListeners();
-    this.#server?.ended(this);
+    this.#server.ended(this);
   }
 
   /** Ends the session now, with `reason` (the server is shutting down, or gave up on the client). */
