@@ -354,28 +354,30 @@ function position(value: unknown): Position | undefined {
 /** Rooms `auth.join` may name at most. */
 export const MAX_INITIAL_JOINS = 32;
 
+/** A join as a Socket.IO client names one (`emit("join", …)`, an item of `auth.join`): a room, or
+ * `{room, since}`; the room is checked where every join is. */
+function joinOf(target: unknown): { type: "join"; room: unknown; since?: Position } {
+  if (typeof target !== "object" || target === null) return { type: "join", room: target };
+  const { room, since } = target as { room?: unknown; since?: unknown };
+  const from = position(since);
+  return from ? { type: "join", room, since: from } : { type: "join", room };
+}
+
 /** `auth.join`: the rooms a socket joins on connect instead of the lobby, each a room name or
  * `{room, since}`, one or an array of them (`[]`: none). Each is then joined as an `emit("join")`
  * would be (names, rights and limits checked there); a malformed list is refused whole. */
-function initialJoins(value: unknown): { room: unknown; since?: Position }[] | ProtocolError {
+function initialJoins(value: unknown): ReturnType<typeof joinOf>[] | ProtocolError {
   const list = Array.isArray(value) ? value : [value];
   if (list.length > MAX_INITIAL_JOINS) {
     return new ProtocolError("bad_request", `auth.join names ${MAX_INITIAL_JOINS} rooms at most: it joined none`);
   }
-  const joins: { room: unknown; since?: Position }[] = [];
-  for (const item of list) {
-    if (typeof item === "string") {
-      joins.push({ room: item });
-      continue;
-    }
-    if (typeof item !== "object" || item === null || typeof (item as { room?: unknown }).room !== "string") {
-      return new ProtocolError("bad_request", "auth.join takes room names or {room, since}: it joined none");
-    }
-    const { room, since } = item as { room: string; since?: unknown };
-    const from = position(since);
-    joins.push(from ? { room, since: from } : { room });
+  const named = (item: unknown) =>
+    typeof item === "string" ||
+    (typeof item === "object" && item !== null && typeof (item as { room?: unknown }).room === "string");
+  if (!list.every(named)) {
+    return new ProtocolError("bad_request", "auth.join takes room names or {room, since}: it joined none");
   }
-  return joins;
+  return list.map(joinOf);
 }
 
 /** One Socket.IO socket in the hub: what it emits becomes frames, checked as `/ws` frames are. */
@@ -424,7 +426,7 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, session
       socket.emit("roomcast:error", { code: chosen.code, message: chosen.message });
     } else if (chosen) {
       // The rooms the client chose instead of the lobby: each join's answer comes as `joined`.
-      for (const join of chosen) submit({ type: "join", ...join }, undefined);
+      for (const join of chosen) submit(join, undefined);
     } else {
       const since = position(auth?.since ?? socket.handshake.query?.since);
       submit(since ? { type: "join", room: LOBBY, since } : { type: "join", room: LOBBY }, undefined);
@@ -439,14 +441,8 @@ function bridge(deps: AppDeps, socket: BridgeSocket, identity: Identity, session
     if (error) return ack ? ack({ error }) : void socket.emit("roomcast:error", error);
     const values = binaryToJson(args) as unknown[];
     switch (event) {
-      case "join": {
-        const [target] = values;
-        const room = typeof target === "object" && target !== null ? (target as { room?: unknown }).room : target;
-        const from = typeof target === "object" && target !== null
-          ? position((target as { since?: unknown }).since)
-          : undefined;
-        return submit(from ? { type: "join", room, since: from } : { type: "join", room }, ack);
-      }
+      case "join":
+        return submit(joinOf(values[0]), ack);
       case "leave":
         return submit({ type: "leave", room: values[0] }, ack);
       case "message": {
